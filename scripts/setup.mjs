@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+// Brings a fresh machine to the point where vmferry runs: npm packages, QEMU
+// from Debian, the TypeScript build and the guest build. Only Node built-ins
+// here: this runs before node_modules exists. A second run changes nothing.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const quiet = process.argv.includes('--quiet');
+
+function say(line) {
+  if (!quiet) process.stderr.write(`setup: ${line}\n`);
+}
+
+function fail(message, hint) {
+  process.stderr.write(`setup: error: ${message}\n`);
+  if (hint) process.stderr.write(`setup: hint: ${hint}\n`);
+  process.exit(1);
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'], ...opts });
+  if (r.error) return { ok: false, why: r.error.message };
+  return { ok: r.status === 0, why: `exit status ${r.status}` };
+}
+
+function has(cmd, args = ['--version']) {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  return !r.error && r.status === 0;
+}
+
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 10)) {
+  fail(`Node.js ${process.versions.node} is too old`, 'install Node.js 20.10 or newer');
+}
+
+// npm packages: reinstall when package-lock.json changed since the last install.
+const lock = join(root, 'package-lock.json');
+const stamp = join(root, 'node_modules', '.vmferry-lock-sha256');
+const lockHash = createHash('sha256').update(readFileSync(lock)).digest('hex');
+if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== lockHash) {
+  say('installing npm packages (npm ci)');
+  const r = run('npm', ['ci', '--no-audit', '--no-fund']);
+  if (!r.ok) fail(`npm ci failed (${r.why})`, 'check that the npm registry is reachable, then run npm ci by hand');
+  writeFileSync(stamp, lockHash);
+}
+
+// Debian packages the project needs at run time.
+const debianNeeds = [
+  { pkg: 'qemu-system-x86', present: () => has('qemu-system-x86_64') },
+  { pkg: 'qemu-utils', present: () => has('qemu-img') },
+  { pkg: 'iproute2', present: () => has('ip', ['-V']) },
+  { pkg: 'openssl', present: () => has('openssl', ['version']) },
+  { pkg: 'gcc', present: () => has('gcc') },
+  { pkg: 'binutils', present: () => has('ld') },
+  { pkg: 'make', present: () => has('make') },
+];
+const missing = debianNeeds.filter((n) => !n.present()).map((n) => n.pkg);
+if (missing.length > 0) {
+  const cmd = `apt-get update && apt-get install -y ${missing.join(' ')}`;
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot) fail(`missing Debian packages: ${missing.join(', ')}`, `as root, run: ${cmd}`);
+  if (!has('apt-get', ['--version'])) fail(`missing packages: ${missing.join(', ')}`, 'install them with your distribution\'s package manager');
+  say(`installing ${missing.join(' ')} from Debian (apt-get update first)`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let r = run('apt-get', ['update', '-qq'], { env });
+  if (r.ok) r = run('apt-get', ['install', '-y', '-qq', ...missing], { env });
+  if (!r.ok) fail(`apt-get could not install ${missing.join(' ')} (${r.why})`, `as root, run: ${cmd}`);
+  const still = debianNeeds.filter((n) => !n.present()).map((n) => n.pkg);
+  if (still.length > 0) fail(`still missing after apt-get: ${still.join(', ')}`, `as root, run: ${cmd}`);
+}
+
+// TypeScript build (incremental: a no-op when nothing changed).
+{
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = run(process.execPath, [tsc, '-p', 'tsconfig.json']);
+  if (!r.ok) fail(`the TypeScript build failed (${r.why})`);
+}
+
+// The guest workload (make rebuilds only when its sources changed).
+{
+  const r = run('make', ['-s', '-C', 'guest'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (!r.ok) fail(`building the guest failed (${r.why})`, 'run make -C guest to see why');
+}
+say('ready');

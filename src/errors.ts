@@ -1,0 +1,185 @@
+/**
+ * vmferry's error types. Every error the program raises on purpose is a
+ * VmferryError with a stable `code` (VMF_ERR_*), an optional `hint` that says
+ * how to fix it, and the `cause` it came from. The agent API turns them into
+ * `{code, message, hint}` with the HTTP status from {@link httpStatusFor}; the
+ * CLI prints message and hint.
+ */
+
+export interface VmferryErrorOptions {
+  hint?: string | undefined;
+  cause?: unknown;
+}
+
+export class VmferryError extends Error {
+  readonly code: string;
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, options: VmferryErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = options.hint;
+  }
+
+  toJSON(): { code: string; message: string; hint?: string } {
+    return this.hint === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, hint: this.hint };
+  }
+}
+
+/** Bad input given on the command line or to an API call. */
+export class UsageError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_USAGE', message, options);
+  }
+}
+
+/** A configuration file that cannot be used as written; keeps file and line. */
+export class ConfigError extends VmferryError {
+  readonly file: string;
+  readonly line: number | undefined;
+  readonly option: string | undefined;
+
+  constructor(
+    message: string,
+    where: { file: string; line?: number | undefined; option?: string | undefined },
+    options: VmferryErrorOptions = {},
+  ) {
+    const at = where.line === undefined ? where.file : `${where.file}:${where.line}`;
+    super('VMF_ERR_CONFIG', `${at}: ${message}`, options);
+    this.file = where.file;
+    this.line = where.line;
+    this.option = where.option;
+  }
+}
+
+/** QEMU answered a QMP command with an error; keeps QEMU's class and text. */
+export class QmpCommandError extends VmferryError {
+  readonly command: string;
+  readonly qemuClass: string;
+  readonly qemuDesc: string;
+
+  constructor(command: string, qemuClass: string, qemuDesc: string) {
+    super('VMF_ERR_QMP_COMMAND', `QEMU refused '${command}': ${qemuDesc} (${qemuClass})`);
+    this.command = command;
+    this.qemuClass = qemuClass;
+    this.qemuDesc = qemuDesc;
+  }
+}
+
+/** The QMP monitor closed, died or never answered. */
+export class QmpConnectionError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_QMP_CONNECTION', message, options);
+  }
+}
+
+/** A QMP command got no reply in time. */
+export class QmpTimeoutError extends VmferryError {
+  readonly command: string;
+  readonly timeoutMs: number;
+
+  constructor(command: string, timeoutMs: number) {
+    super('VMF_ERR_QMP_TIMEOUT', `QEMU did not answer '${command}' within ${timeoutMs} ms`);
+    this.command = command;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** QEMU could not be started, or exited when it should not have. */
+export class QemuProcessError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_QEMU_PROCESS', message, options);
+  }
+}
+
+/** Something needed on this host (QEMU, gcc, a guest build) is missing. */
+export class HostSetupError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_HOST_SETUP', message, options);
+  }
+}
+
+/** A named thing (VM, migration, host) does not exist. */
+export class NotFoundError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_NOT_FOUND', message, options);
+  }
+}
+
+/** The request conflicts with the current state (VM exists, migration already running...). */
+export class ConflictError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_CONFLICT', message, options);
+  }
+}
+
+/** A peer was not who it claimed to be, or had no valid certificate or token. */
+export class AuthError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_AUTH', message, options);
+  }
+}
+
+/** A migration failed; the source VM was left running. */
+export class MigrationError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_MIGRATION', message, options);
+  }
+}
+
+/** The migration plan cannot be carried out safely with these options and hosts. */
+export class PlanError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_PLAN', message, options);
+  }
+}
+
+/** A peer agent could not be reached or answered with an error. */
+export class PeerError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_PEER', message, options);
+  }
+}
+
+const HTTP_STATUS: Record<string, number> = {
+  VMF_ERR_USAGE: 400,
+  VMF_ERR_CONFIG: 400,
+  VMF_ERR_PLAN: 422,
+  VMF_ERR_AUTH: 403,
+  VMF_ERR_NOT_FOUND: 404,
+  VMF_ERR_CONFLICT: 409,
+  VMF_ERR_QMP_COMMAND: 502,
+  VMF_ERR_QMP_CONNECTION: 502,
+  VMF_ERR_QMP_TIMEOUT: 504,
+  VMF_ERR_PEER: 502,
+  VMF_ERR_MIGRATION: 500,
+  VMF_ERR_QEMU_PROCESS: 500,
+  VMF_ERR_HOST_SETUP: 500,
+};
+
+/** The HTTP status the agent API answers with for an error code. */
+export function httpStatusFor(code: string): number {
+  return HTTP_STATUS[code] ?? 500;
+}
+
+/** Rebuilds a typed error from an API error body `{code, message, hint}`. */
+export function errorFromBody(body: unknown, fallback: string): VmferryError {
+  if (typeof body === 'object' && body !== null) {
+    const b = body as { code?: unknown; message?: unknown; hint?: unknown };
+    if (typeof b.code === 'string' && typeof b.message === 'string') {
+      return new VmferryError(b.code, b.message, {
+        hint: typeof b.hint === 'string' ? b.hint : undefined,
+      });
+    }
+  }
+  return new VmferryError('VMF_ERR_PEER', fallback);
+}
+
+/** The message of anything thrown, for logs and reports. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
