@@ -20,7 +20,10 @@ describe('errors', () => {
   it('maps codes to HTTP statuses and back from API bodies', () => {
     assert.equal(httpStatusFor('VMF_ERR_NOT_FOUND'), 404);
     assert.equal(httpStatusFor('VMF_ERR_SOMETHING_NEW'), 500);
-    const e = errorFromBody({ code: 'VMF_ERR_CONFLICT', message: 'vm exists', hint: 'pick another name' }, 'x');
+    const e = errorFromBody(
+      { code: 'VMF_ERR_CONFLICT', message: 'vm exists', hint: 'pick another name' },
+      'x',
+    );
     assert.equal(e.code, 'VMF_ERR_CONFLICT');
     assert.equal(e.hint, 'pick another name');
     assert.equal(errorFromBody('garbage', 'peer said 500').message, 'peer said 500');

@@ -56,7 +56,9 @@ export async function main(argv: string[], overrides: Partial<CliIo> = {}): Prom
       if (debug && err.stack !== undefined) io.stderr.write(`${err.stack}\n`);
       return io.exitCode !== 0 ? io.exitCode : 1;
     }
-    io.stderr.write(`vmferry: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    io.stderr.write(
+      `vmferry: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     return 70;
   } finally {
     process.off('SIGINT', onSignal);

@@ -1,11 +1,7 @@
-import type { Command } from 'commander';
-import type { CliIo } from '../io.js';
+import type { CommandModule } from '../command.js';
+import { hostCommand } from './host.js';
 
-/** A CLI command module: it adds its (sub)commands to the program. */
-export interface CommandModule {
-  readonly name: string;
-  register(program: Command, io: CliIo): void;
-}
+export type { CommandModule } from '../command.js';
 
 /** Every command vmferry has, in the order `--help` lists them. */
-export const commands: readonly CommandModule[] = [];
+export const commands: readonly CommandModule[] = [hostCommand];

@@ -1,0 +1,91 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describeError } from '../errors.js';
+import { DEFAULT_QEMU_BINARY, QemuVm } from './qemu-process.js';
+import { runFiles } from './vm-spec.js';
+
+/** What this host's QEMU can do for migration, read from QEMU itself. */
+export interface QemuCapabilities {
+  qemuVersion: string;
+  qemuPackage: string;
+  /** Names listed by query-migrate-capabilities (multifd, postcopy-ram, auto-converge...). */
+  migrationCapabilities: string[];
+  /** Names of the parameters query-migrate-parameters reports. */
+  migrationParameters: string[];
+  tls: {
+    /** QEMU was built with TLS (gnutls): the tls-creds-x509 object type exists. */
+    supported: boolean;
+    /** When a credentials directory was given: whether QEMU could load it. */
+    credentials?: { dir: string; usable: boolean; error?: string };
+  };
+}
+
+/**
+ * Starts a machine-less QEMU and asks it what it supports. When `tlsCredsDir` is
+ * given, also checks that QEMU loads those x509 credentials as client and server.
+ */
+export async function probeQemuCapabilities(
+  options: { qemuBinary?: string; tlsCredsDir?: string } = {},
+): Promise<QemuCapabilities> {
+  const runDir = mkdtempSync(join(tmpdir(), 'vmf-caps-'));
+  const qmpSocket = runFiles(runDir).qmpSocket;
+  const argv = [
+    '-nodefaults',
+    '-no-user-config',
+    '-machine',
+    'none',
+    '-display',
+    'none',
+    '-chardev',
+    `socket,id=qmp0,path=${qmpSocket},server=on,wait=off`,
+    '-mon',
+    'chardev=qmp0,mode=control',
+  ];
+  const vm = await QemuVm.start(
+    'capabilities-probe',
+    runDir,
+    options.qemuBinary ?? DEFAULT_QEMU_BINARY,
+    argv,
+  );
+  try {
+    const version = await vm.qmp.execute<{
+      qemu: { major: number; minor: number; micro: number };
+      package: string;
+    }>('query-version');
+    const caps = await vm.qmp.execute<{ capability: string }[]>('query-migrate-capabilities');
+    const params = await vm.qmp.execute<Record<string, unknown>>('query-migrate-parameters');
+    const types = await vm.qmp.execute<{ name: string }[]>('qom-list-types', { implements: 'tls-creds' });
+    const supported = types.some((t) => t.name === 'tls-creds-x509');
+    const result: QemuCapabilities = {
+      qemuVersion: `${version.qemu.major}.${version.qemu.minor}.${version.qemu.micro}`,
+      qemuPackage: version.package.trim(),
+      migrationCapabilities: caps.map((c) => c.capability).sort(),
+      migrationParameters: Object.keys(params).sort(),
+      tls: { supported },
+    };
+    if (options.tlsCredsDir !== undefined) {
+      const dir = options.tlsCredsDir;
+      try {
+        for (const endpoint of ['client', 'server']) {
+          const id = `probe-tls-${endpoint}`;
+          await vm.qmp.execute('object-add', {
+            'qom-type': 'tls-creds-x509',
+            id,
+            dir,
+            endpoint,
+            'verify-peer': true,
+          });
+          await vm.qmp.execute('object-del', { id });
+        }
+        result.tls.credentials = { dir, usable: true };
+      } catch (err) {
+        result.tls.credentials = { dir, usable: false, error: describeError(err) };
+      }
+    }
+    return result;
+  } finally {
+    await vm.stop(3000);
+    rmSync(runDir, { recursive: true, force: true });
+  }
+}

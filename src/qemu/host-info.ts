@@ -1,0 +1,38 @@
+import { guestImage } from '../paths.js';
+import { probeAccelerator, type AcceleratorProbe } from './accel-probe.js';
+import { probeQemuCapabilities, type QemuCapabilities } from './host-capabilities.js';
+import { DEFAULT_QEMU_BINARY } from './qemu-process.js';
+
+/** Everything `vmferry host info` and an agent report about a host. */
+export interface HostInfo extends QemuCapabilities {
+  qemuBinary: string;
+  accelerator: AcceleratorProbe['accelerator'];
+  acceleratorReason: string;
+  kvm: AcceleratorProbe['kvm'];
+  /** QEMU can encrypt migration itself with the given credentials (native TLS usable). */
+  nativeTls: boolean;
+  multifd: boolean;
+  postcopy: boolean;
+  autoConverge: boolean;
+}
+
+export async function probeHost(
+  options: { qemuBinary?: string; tlsCredsDir?: string; guestKernel?: string; kvmDevice?: string } = {},
+): Promise<HostInfo> {
+  const qemuBinary = options.qemuBinary ?? DEFAULT_QEMU_BINARY;
+  const guestKernel = options.guestKernel ?? guestImage;
+  const caps = await probeQemuCapabilities({ qemuBinary, tlsCredsDir: options.tlsCredsDir });
+  const accel = await probeAccelerator({ guestKernel, qemuBinary, kvmDevice: options.kvmDevice });
+  const has = (name: string): boolean => caps.migrationCapabilities.includes(name);
+  return {
+    qemuBinary,
+    ...caps,
+    accelerator: accel.accelerator,
+    acceleratorReason: accel.reason,
+    kvm: accel.kvm,
+    nativeTls: caps.tls.supported && caps.tls.credentials?.usable === true,
+    multifd: has('multifd'),
+    postcopy: has('postcopy-ram'),
+    autoConverge: has('auto-converge'),
+  };
+}

@@ -1,0 +1,23 @@
+export {
+  QmpClient,
+  type QmpEvent,
+  type QmpEventHandler,
+  type QmpGreeting,
+  type QmpConnectOptions,
+} from './qmp-client.js';
+export { QemuVm, qemuLogTail, isQemuOf, DEFAULT_QEMU_BINARY, type QemuExit } from './qemu-process.js';
+export {
+  buildQemuArgv,
+  validateVmSpec,
+  runFiles,
+  RAM_BACKEND_ID,
+  type VmSpec,
+  type DiskSpec,
+  type MemoryBackendSpec,
+  type LaunchOptions,
+  type Accelerator,
+} from './vm-spec.js';
+export { probeAccelerator, type AcceleratorProbe, type ProbeOptions } from './accel-probe.js';
+export { probeQemuCapabilities, type QemuCapabilities } from './host-capabilities.js';
+export { followFile, type FileFollower } from './file-follower.js';
+export { probeHost, type HostInfo } from './host-info.js';
