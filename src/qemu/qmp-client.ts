@@ -243,8 +243,8 @@ export class QmpClient {
       entry.reject(
         new QmpCommandError(
           entry.command,
-          String(e.class ?? 'GenericError'),
-          String(e.desc ?? 'unknown error'),
+          typeof e.class === 'string' ? e.class : 'GenericError',
+          typeof e.desc === 'string' ? e.desc : 'unknown error',
         ),
       );
     } else {

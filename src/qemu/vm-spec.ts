@@ -56,6 +56,10 @@ export function runFiles(runDir: string): {
 /** The id of the RAM backend: source and destination must use the same one or QEMU refuses the stream. */
 export const RAM_BACKEND_ID = 'vmf-ram';
 
+function asRecord(v: unknown): Record<string, unknown> {
+  return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
+}
+
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 /** Checks a VM spec from an operator or a peer and returns it typed; errors name the field and the value. */
@@ -88,7 +92,7 @@ export function validateVmSpec(input: unknown): VmSpec {
   const disks: DiskSpec[] = [];
   if (s.disks !== undefined) {
     if (!Array.isArray(s.disks)) throw new UsageError(`VM ${name}: disks must be a list`);
-    for (const [i, d] of (s.disks as unknown[]).entries()) {
+    for (const [i, d] of s.disks.entries()) {
       const disk = d as Partial<DiskSpec> | null;
       if (
         disk === null ||
@@ -108,14 +112,9 @@ export function validateVmSpec(input: unknown): VmSpec {
   }
   let memoryBackend: MemoryBackendSpec = { kind: 'ram' };
   if (s.memoryBackend !== undefined) {
-    const b = s.memoryBackend as Partial<{ kind: string; path: string; share: boolean }> | null;
-    if (b?.kind === 'ram') memoryBackend = { kind: 'ram' };
-    else if (
-      b?.kind === 'file' &&
-      typeof b.path === 'string' &&
-      isAbsolute(b.path) &&
-      !b.path.includes(',')
-    ) {
+    const b = asRecord(s.memoryBackend);
+    if (b.kind === 'ram') memoryBackend = { kind: 'ram' };
+    else if (b.kind === 'file' && typeof b.path === 'string' && isAbsolute(b.path) && !b.path.includes(',')) {
       memoryBackend = { kind: 'file', path: b.path, share: b.share === true };
     } else {
       throw new UsageError(
