@@ -1,0 +1,139 @@
+import { Agent as HttpsAgent, request } from 'node:https';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { PeerError, UsageError, errorFromBody, describeError } from '../errors.js';
+import type { TlsIdentity } from './api-server.js';
+
+/** Where an agent listens: `https://HOST:PORT` or `unix:/path/to/agent.sock`. */
+export interface AgentEndpoint {
+  url: string;
+  host?: string;
+  port?: number;
+  socketPath?: string;
+}
+
+export function parseAgentEndpoint(text: string): AgentEndpoint {
+  if (text.startsWith('unix:')) {
+    const socketPath = text.slice('unix:'.length);
+    if (!socketPath.startsWith('/'))
+      throw new UsageError(`agent address ${text}: a unix socket path must be absolute`);
+    return { url: text, socketPath };
+  }
+  let url: URL;
+  try {
+    url = new URL(text.includes('://') ? text : `https://${text}`);
+  } catch {
+    throw new UsageError(`invalid agent address ${JSON.stringify(text)}`, {
+      hint: 'use https://HOST:PORT or unix:/path/to/agent.sock',
+    });
+  }
+  if (url.protocol !== 'https:') throw new UsageError(`agent address ${text}: only https:// is supported`);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return { url: `https://${url.host}`, host, port: Number(url.port || 443) };
+}
+
+/**
+ * Talks to an agent's HTTPS API with this side's certificate (mutual TLS). Used by
+ * the CLI and by agents talking to their peers. Error replies become typed errors.
+ */
+export class AgentClient {
+  readonly endpoint: AgentEndpoint;
+  private readonly agent: HttpsAgent;
+
+  constructor(endpoint: AgentEndpoint | string, tls: TlsIdentity) {
+    this.endpoint = typeof endpoint === 'string' ? parseAgentEndpoint(endpoint) : endpoint;
+    this.agent = new HttpsAgent({
+      keepAlive: true,
+      ca: tls.ca,
+      cert: tls.cert,
+      key: tls.key,
+      minVersion: 'TLSv1.3',
+      // Over a local unix socket there is no host name to check; the chain to our CA still is.
+      ...(this.endpoint.socketPath !== undefined ? { checkServerIdentity: () => undefined } : {}),
+    });
+  }
+
+  get<T>(path: string, options: { timeoutMs?: number } = {}): Promise<T> {
+    return this.call<T>('GET', path, undefined, options.timeoutMs);
+  }
+
+  post<T>(path: string, body: unknown = {}, options: { timeoutMs?: number } = {}): Promise<T> {
+    return this.call<T>('POST', path, body, options.timeoutMs);
+  }
+
+  delete<T>(path: string, options: { timeoutMs?: number } = {}): Promise<T> {
+    return this.call<T>('DELETE', path, undefined, options.timeoutMs);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private call<T>(method: string, path: string, body: unknown, timeoutMs = 30_000): Promise<T> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise<T>((resolve, reject) => {
+      let req: ClientRequest;
+      try {
+        req = request({
+          method,
+          path,
+          agent: this.agent,
+          headers: {
+            accept: 'application/json',
+            ...(payload !== undefined
+              ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
+              : {}),
+          },
+          ...(this.endpoint.socketPath !== undefined
+            ? { socketPath: this.endpoint.socketPath }
+            : { host: this.endpoint.host, port: this.endpoint.port }),
+        });
+      } catch (err) {
+        reject(
+          new PeerError(`cannot call agent ${this.endpoint.url}: ${describeError(err)}`, { cause: err }),
+        );
+        return;
+      }
+      req.setTimeout(timeoutMs, () =>
+        req.destroy(
+          new PeerError(`agent ${this.endpoint.url} did not answer ${method} ${path} within ${timeoutMs} ms`),
+        ),
+      );
+      req.on('error', (err) => {
+        if (err instanceof PeerError) reject(err);
+        else
+          reject(
+            new PeerError(`cannot reach agent ${this.endpoint.url}: ${describeError(err)}`, {
+              cause: err,
+              hint: 'check that the agent runs, its address, and that your certificate is signed by the deployment CA',
+            }),
+          );
+      });
+      req.on('response', (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => reject(new PeerError(`agent ${this.endpoint.url}: ${describeError(err)}`)));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown;
+          try {
+            parsed = text.length > 0 ? JSON.parse(text) : undefined;
+          } catch {
+            reject(
+              new PeerError(
+                `agent ${this.endpoint.url} answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`,
+              ),
+            );
+            return;
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) resolve(parsed as T);
+          else
+            reject(
+              errorFromBody(parsed, `agent ${this.endpoint.url} answered ${status} to ${method} ${path}`),
+            );
+        });
+      });
+      req.end(payload);
+    });
+  }
+}

@@ -1,0 +1,141 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { HostSetupError, UsageError, describeError } from '../errors.js';
+
+/** One simulated host: a network namespace with one end of the veth link. */
+export interface LabHost {
+  /** Network namespace name. */
+  netns: string;
+  /** veth interface inside the namespace. */
+  device: string;
+  /** Address on the link (198.18.0.0/24, the range reserved for benchmarking). */
+  address: string;
+}
+
+export interface TwoHostNetwork {
+  a: LabHost;
+  b: LabHost;
+  /** Shapes both directions of the link to `gbps` (tc tbf); undefined = unshaped. */
+  linkGbps: number | undefined;
+  /** Removes both namespaces (and with them the veth pair). Safe to call twice. */
+  destroy(): void;
+}
+
+function ip(args: string[]): void {
+  try {
+    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? describeError(err);
+    throw new HostSetupError(`ip ${args.join(' ')} failed: ${stderr}`, {
+      hint: 'network namespaces need root (CAP_NET_ADMIN) and iproute2',
+    });
+  }
+}
+
+export function canUseNetns(): boolean {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return false;
+  return spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' }).status === 0;
+}
+
+function netnsExists(name: string): boolean {
+  const out = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  return out.split('\n').some((line) => line.split(' ')[0] === name);
+}
+
+/** Kills every process left in a namespace, then deletes it. */
+export function removeNetns(name: string): void {
+  if (!netnsExists(name)) return;
+  const pids = (spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).stdout ?? '')
+    .split('\n')
+    .map((s) => Number(s.trim()))
+    .filter((n) => Number.isInteger(n) && n > 0);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+}
+
+/**
+ * Builds two "hosts" on this machine: network namespaces `<prefix>a` and
+ * `<prefix>b` joined by a veth pair, addresses 198.18.<subnet>.1 and .2, loopback
+ * up in each, optionally shaped with tc. Needs root.
+ */
+export function createTwoHostNetwork(options: {
+  prefix: string;
+  subnet?: number;
+  linkGbps?: number;
+}): TwoHostNetwork {
+  const { prefix } = options;
+  if (!/^[a-z][a-z0-9-]{0,8}$/.test(prefix)) {
+    throw new UsageError(
+      `namespace prefix ${JSON.stringify(prefix)} must be 1-9 lowercase letters, digits or dashes`,
+    );
+  }
+  const subnet = options.subnet ?? 0;
+  if (!Number.isInteger(subnet) || subnet < 0 || subnet > 255) {
+    throw new UsageError(`subnet must be 0-255, got ${subnet}`);
+  }
+  if (options.linkGbps !== undefined && !(options.linkGbps > 0 && options.linkGbps <= 400)) {
+    throw new UsageError(`link speed must be between 0 and 400 Gbit/s, got ${options.linkGbps}`);
+  }
+  if (!canUseNetns()) {
+    throw new HostSetupError('creating network namespaces needs root and iproute2', {
+      hint: 'run as root, or use the loopback mode',
+    });
+  }
+  const a: LabHost = { netns: `${prefix}a`, device: `${prefix}va`, address: `198.18.${subnet}.1` };
+  const b: LabHost = { netns: `${prefix}b`, device: `${prefix}vb`, address: `198.18.${subnet}.2` };
+  const destroy = (): void => {
+    removeNetns(a.netns);
+    removeNetns(b.netns);
+    spawnSync('ip', ['link', 'del', a.device], { stdio: 'ignore' });
+  };
+  destroy();
+  try {
+    ip(['netns', 'add', a.netns]);
+    ip(['netns', 'add', b.netns]);
+    ip(['link', 'add', a.device, 'type', 'veth', 'peer', 'name', b.device]);
+    for (const h of [a, b]) {
+      ip(['link', 'set', h.device, 'netns', h.netns]);
+      ip(['-n', h.netns, 'addr', 'add', `${h.address}/24`, 'dev', h.device]);
+      ip(['-n', h.netns, 'link', 'set', h.device, 'up']);
+      ip(['-n', h.netns, 'link', 'set', 'lo', 'up']);
+    }
+    if (options.linkGbps !== undefined) {
+      // Burst must cover a few ms at line rate or tbf cannot reach the rate.
+      const burstBytes = Math.max(1 << 20, Math.round((options.linkGbps * 1e9) / 8 / 250));
+      for (const h of [a, b]) {
+        execFileSync('ip', [
+          'netns',
+          'exec',
+          h.netns,
+          'tc',
+          'qdisc',
+          'add',
+          'dev',
+          h.device,
+          'root',
+          'tbf',
+          'rate',
+          `${options.linkGbps}gbit`,
+          'burst',
+          String(burstBytes),
+          'latency',
+          '50ms',
+        ]);
+      }
+    }
+  } catch (err) {
+    destroy();
+    throw err;
+  }
+  return { a, b, linkGbps: options.linkGbps, destroy };
+}
+
+/** argv prefix that runs a command inside a namespace. */
+export function inNetns(netns: string, argv: string[]): string[] {
+  return ['ip', 'netns', 'exec', netns, ...argv];
+}
