@@ -144,6 +144,16 @@ export class PeerError extends VmferryError {
   }
 }
 
+/** A certificate or key could not be made, read or used (openssl failed, bad PEM, wrong issuer, expired). */
+export class CertificateError extends VmferryError {
+  readonly file: string | undefined;
+
+  constructor(message: string, options: VmferryErrorOptions & { file?: string | undefined } = {}) {
+    super('VMF_ERR_CERTIFICATE', message, options);
+    this.file = options.file;
+  }
+}
+
 const HTTP_STATUS: Record<string, number> = {
   VMF_ERR_USAGE: 400,
   VMF_ERR_CONFIG: 400,
@@ -158,6 +168,7 @@ const HTTP_STATUS: Record<string, number> = {
   VMF_ERR_MIGRATION: 500,
   VMF_ERR_QEMU_PROCESS: 500,
   VMF_ERR_HOST_SETUP: 500,
+  VMF_ERR_CERTIFICATE: 500,
 };
 
 /** The HTTP status the agent API answers with for an error code. */
