@@ -23,7 +23,7 @@ export type { TlsIdentity } from './identity.js';
 export { DEFAULT_LEAF_DAYS, ISSUED_DIR, issueCertificate, issuedIdentityDir } from './issue.js';
 export type { IssueOptions, IssuedIdentity } from './issue.js';
 export { validateCertName, validateDays, validateDnsName, validateIpAddress } from './names.js';
-export { runOpenssl } from './openssl.js';
+export { createOpensslRunner, runOpenssl } from './openssl.js';
 export type { OpensslRunner } from './openssl.js';
 export { peerIdentity, requirePeer } from './peer.js';
 export type { PeerIdentity } from './peer.js';

@@ -10,17 +10,24 @@ export type OpensslRunner = (args: readonly string[]) => Promise<string>;
 
 const MAX_OUTPUT = 4 * 1024 * 1024;
 
-/** The default runner: `openssl` from PATH (OpenSSL 3.0 or newer). */
-export const runOpenssl: OpensslRunner = (args) =>
-  new Promise((resolve, reject) => {
-    execFile('openssl', [...args], { maxBuffer: MAX_OUTPUT, encoding: 'utf8' }, (err, stdout, stderr) => {
+/** A runner spawning `command` (default `openssl` from PATH; OpenSSL 3.0 or newer). */
+export function createOpensslRunner(command = 'openssl'): OpensslRunner {
+  return (args) => spawnOpenssl(command, args);
+}
+
+/** The default runner: `openssl` from PATH. */
+export const runOpenssl: OpensslRunner = createOpensslRunner();
+
+function spawnOpenssl(command: string, args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, [...args], { maxBuffer: MAX_OUTPUT, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err === null) {
         resolve(stdout);
         return;
       }
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         reject(
-          new HostSetupError('the openssl command is not installed', {
+          new HostSetupError(`the ${command} command is not installed`, {
             hint: 'install OpenSSL 3 (Debian: apt-get install openssl)',
             cause: err,
           }),
@@ -33,3 +40,4 @@ export const runOpenssl: OpensslRunner = (args) =>
       );
     });
   });
+}
