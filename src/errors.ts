@@ -154,6 +154,16 @@ export class CertificateError extends VmferryError {
   }
 }
 
+/** The agent's journal (SQLite) cannot be opened, upgraded or written. */
+export class JournalError extends VmferryError {
+  readonly file: string;
+
+  constructor(message: string, file: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_JOURNAL', message, options);
+    this.file = file;
+  }
+}
+
 const HTTP_STATUS: Record<string, number> = {
   VMF_ERR_USAGE: 400,
   VMF_ERR_CONFIG: 400,
@@ -169,6 +179,7 @@ const HTTP_STATUS: Record<string, number> = {
   VMF_ERR_QEMU_PROCESS: 500,
   VMF_ERR_HOST_SETUP: 500,
   VMF_ERR_CERTIFICATE: 500,
+  VMF_ERR_JOURNAL: 500,
 };
 
 /** The HTTP status the agent API answers with for an error code. */
