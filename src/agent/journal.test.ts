@@ -67,7 +67,13 @@ describe('agent journal', () => {
 
   it('round-trips VMs, keeping the creation time on update', () => {
     const spec = { memoryMiB: 256, cpus: 1, disks: [], kernel: 'guest.elf' };
-    const vm = journal.upsertVm({ name: 'vm1', spec, state: 'starting', qmpSocket: '/run/vm1.qmp', serialLog: '/run/vm1.log' });
+    const vm = journal.upsertVm({
+      name: 'vm1',
+      spec,
+      state: 'starting',
+      qmpSocket: '/run/vm1.qmp',
+      serialLog: '/run/vm1.log',
+    });
     assert.deepEqual(vm, {
       name: 'vm1',
       spec,
@@ -84,14 +90,22 @@ describe('agent journal', () => {
     assert.equal(running.pid, 4242);
     assert.equal(running.updatedAt, clock);
     clock += 1000;
-    const updated = journal.upsertVm({ ...vm, spec: { ...spec, memoryMiB: 512 }, state: 'running', pid: 4242 });
+    const updated = journal.upsertVm({
+      ...vm,
+      spec: { ...spec, memoryMiB: 512 },
+      state: 'running',
+      pid: 4242,
+    });
     assert.equal(updated.createdAt, clock - 2000);
     assert.deepEqual(updated.spec, { ...spec, memoryMiB: 512 });
     assert.equal(journal.setVmState('vm1', 'stopped', { pid: null }).pid, null);
     assert.equal(journal.setVmState('vm1', 'running').pid, null, 'pid untouched when not given');
 
     journal.upsertVm({ name: 'a-vm', spec: {}, state: 'incoming', qmpSocket: 'q', serialLog: 's' });
-    assert.deepEqual(journal.listVms().map((v) => v.name), ['a-vm', 'vm1']);
+    assert.deepEqual(
+      journal.listVms().map((v) => v.name),
+      ['a-vm', 'vm1'],
+    );
     assert.equal(journal.getVm('nope'), undefined);
     assert.equal(journal.deleteVm('a-vm'), true);
     assert.equal(journal.deleteVm('a-vm'), false);
@@ -126,7 +140,18 @@ describe('agent journal', () => {
     assert.deepEqual(created.plan, plan);
     assert.equal(created.startedAt, clock);
     assert.equal(created.finishedAt, null);
-    assert.throws(() => journal.createMigration({ id: 'm1', vm: 'vm1', role: 'source', peer: 'x', transport: 'native', plan }), ConflictError);
+    assert.throws(
+      () =>
+        journal.createMigration({
+          id: 'm1',
+          vm: 'vm1',
+          role: 'source',
+          peer: 'x',
+          transport: 'native',
+          plan,
+        }),
+      ConflictError,
+    );
 
     const path: [MigrationState, number][] = [
       ['preparing', 100],
@@ -160,7 +185,14 @@ describe('agent journal', () => {
   });
 
   it('uses the error as the event message of a failure', () => {
-    journal.createMigration({ id: 'm2', vm: 'vm1', role: 'destination', peer: 'host-a', transport: 'tunnelled', plan: {} });
+    journal.createMigration({
+      id: 'm2',
+      vm: 'vm1',
+      role: 'destination',
+      peer: 'host-a',
+      transport: 'tunnelled',
+      plan: {},
+    });
     const failed = journal.setMigrationState('m2', 'failed', { error: 'destination QEMU exited (signal 9)' });
     assert.equal(failed.error, 'destination QEMU exited (signal 9)');
     assert.equal(journal.migrationEvents('m2').at(-1)?.message, 'destination QEMU exited (signal 9)');
@@ -169,27 +201,72 @@ describe('agent journal', () => {
   it('lists migrations newest first, by VM and by activity', () => {
     const make = (id: string, vm: string, state: MigrationState): void => {
       clock += 1000;
-      journal.createMigration({ id, vm, role: 'source', peer: 'host-b', transport: 'native', plan: {}, state });
+      journal.createMigration({
+        id,
+        vm,
+        role: 'source',
+        peer: 'host-b',
+        transport: 'native',
+        plan: {},
+        state,
+      });
     };
     make('old', 'vm1', 'pending');
     journal.setMigrationState('old', 'completed');
     make('mid', 'vm2', 'active');
     make('new', 'vm1', 'preparing');
-    assert.deepEqual(journal.listMigrations().map((m) => m.id), ['new', 'mid', 'old']);
-    assert.deepEqual(journal.listMigrations({ vm: 'vm1' }).map((m) => m.id), ['new', 'old']);
-    assert.deepEqual(journal.listMigrations({ active: true }).map((m) => m.id), ['new', 'mid']);
-    assert.deepEqual(journal.listMigrations({ active: false }).map((m) => m.id), ['old']);
-    assert.deepEqual(journal.listMigrations({ vm: 'vm1', active: true }).map((m) => m.id), ['new']);
+    assert.deepEqual(
+      journal.listMigrations().map((m) => m.id),
+      ['new', 'mid', 'old'],
+    );
+    assert.deepEqual(
+      journal.listMigrations({ vm: 'vm1' }).map((m) => m.id),
+      ['new', 'old'],
+    );
+    assert.deepEqual(
+      journal.listMigrations({ active: true }).map((m) => m.id),
+      ['new', 'mid'],
+    );
+    assert.deepEqual(
+      journal.listMigrations({ active: false }).map((m) => m.id),
+      ['old'],
+    );
+    assert.deepEqual(
+      journal.listMigrations({ vm: 'vm1', active: true }).map((m) => m.id),
+      ['new'],
+    );
   });
 
   it('keeps samples in time order', () => {
-    journal.createMigration({ id: 'm3', vm: 'vm1', role: 'source', peer: 'host-b', transport: 'native', plan: {} });
+    journal.createMigration({
+      id: 'm3',
+      vm: 'vm1',
+      role: 'source',
+      peer: 'host-b',
+      transport: 'native',
+      plan: {},
+    });
     journal.addSample('m3', sample(300, 600, 2));
     journal.addSample('m3', sample(100, 200));
     journal.addSample('m3', sample(200, 400));
-    journal.addSample('m3', { ...sample(300, 650, 2), status: 'device', dirtyRate: null, throughputMbps: null, cpuThrottlePct: null, expectedDowntimeMs: 12.5 });
+    journal.addSample('m3', {
+      ...sample(300, 650, 2),
+      status: 'device',
+      dirtyRate: null,
+      throughputMbps: null,
+      cpuThrottlePct: null,
+      expectedDowntimeMs: 12.5,
+    });
     const got = journal.samples('m3');
-    assert.deepEqual(got.map((s) => [s.time, s.transferred]), [[100, 200], [200, 400], [300, 600], [300, 650]]);
+    assert.deepEqual(
+      got.map((s) => [s.time, s.transferred]),
+      [
+        [100, 200],
+        [200, 400],
+        [300, 600],
+        [300, 650],
+      ],
+    );
     assert.deepEqual(got[0], sample(100, 200));
     assert.equal(got[3]?.status, 'device');
     assert.equal(got[3]?.dirtyRate, null);
@@ -199,8 +276,22 @@ describe('agent journal', () => {
   });
 
   it('keeps everything across close and reopen', () => {
-    journal.upsertVm({ name: 'vm1', spec: { memoryMiB: 256 }, state: 'running', pid: 99, qmpSocket: 'q', serialLog: 's' });
-    journal.createMigration({ id: 'm4', vm: 'vm1', role: 'source', peer: 'host-b', transport: 'native-tls', plan: { tls: true } });
+    journal.upsertVm({
+      name: 'vm1',
+      spec: { memoryMiB: 256 },
+      state: 'running',
+      pid: 99,
+      qmpSocket: 'q',
+      serialLog: 's',
+    });
+    journal.createMigration({
+      id: 'm4',
+      vm: 'vm1',
+      role: 'source',
+      peer: 'host-b',
+      transport: 'native-tls',
+      plan: { tls: true },
+    });
     journal.setMigrationState('m4', 'active');
     journal.addSample('m4', sample(10, 100));
     const before = {
@@ -225,10 +316,27 @@ describe('agent journal', () => {
   });
 
   it('fails only the migrations that were in flight, reporting the state they were in', () => {
-    const states: MigrationState[] = ['pending', 'preparing', 'active', 'completing', 'cancelling', 'completed', 'failed', 'cancelled'];
+    const states: MigrationState[] = [
+      'pending',
+      'preparing',
+      'active',
+      'completing',
+      'cancelling',
+      'completed',
+      'failed',
+      'cancelled',
+    ];
     for (const state of states) {
       clock += 10;
-      journal.createMigration({ id: `m-${state}`, vm: `vm-${state}`, role: 'source', peer: 'host-b', transport: 'native', plan: {}, state });
+      journal.createMigration({
+        id: `m-${state}`,
+        vm: `vm-${state}`,
+        role: 'source',
+        peer: 'host-b',
+        transport: 'native',
+        plan: {},
+        state,
+      });
     }
     const finishedBefore = ['completed', 'failed', 'cancelled'].map((s) => journal.getMigration(`m-${s}`));
     clock += 1000;
@@ -253,7 +361,10 @@ describe('agent journal', () => {
         message: 'agent restarted during the migration',
       });
     }
-    assert.deepEqual(['completed', 'failed', 'cancelled'].map((s) => journal.getMigration(`m-${s}`)), finishedBefore);
+    assert.deepEqual(
+      ['completed', 'failed', 'cancelled'].map((s) => journal.getMigration(`m-${s}`)),
+      finishedBefore,
+    );
     assert.deepEqual(journal.failInFlightMigrations('again'), []);
     assert.deepEqual(journal.listMigrations({ active: true }), []);
   });
@@ -265,11 +376,15 @@ describe('agent journal', () => {
     db.close();
     assert.throws(
       () => openJournal(path, { now }),
-      (err: unknown) => err instanceof JournalError && /schema version 99/.test(err.message) && err.file === path,
+      (err: unknown) =>
+        err instanceof JournalError && /schema version 99/.test(err.message) && err.file === path,
     );
     const garbage = join(root, 'garbage.sqlite');
     await writeFile(garbage, 'this is not an SQLite database, not even close; '.repeat(100));
-    assert.throws(() => openJournal(garbage, { now }), (err: unknown) => err instanceof JournalError && err.message.includes(garbage));
+    assert.throws(
+      () => openJournal(garbage, { now }),
+      (err: unknown) => err instanceof JournalError && err.message.includes(garbage),
+    );
     assert.throws(() => openJournal(join(root, 'missing-dir', 'j.sqlite'), { now }), JournalError);
     journal = openJournal(join(root, 'fresh.sqlite'), { now });
   });

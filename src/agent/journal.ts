@@ -20,7 +20,16 @@ import { ConflictError, JournalError, NotFoundError, UsageError, describeError }
 /** Milliseconds since the Unix epoch. */
 export type Clock = () => number;
 
-export const VM_STATES = ['starting', 'running', 'paused', 'incoming', 'migrating', 'stopping', 'stopped', 'failed'] as const;
+export const VM_STATES = [
+  'starting',
+  'running',
+  'paused',
+  'incoming',
+  'migrating',
+  'stopping',
+  'stopped',
+  'failed',
+] as const;
 export type VmState = (typeof VM_STATES)[number];
 
 export const MIGRATION_STATES = [
@@ -251,13 +260,15 @@ interface SampleRow {
 }
 
 function toJson(value: unknown, what: string): string {
-  let text: string | undefined;
+  // JSON.stringify returns undefined (despite its type) for undefined, functions and symbols.
+  let text: unknown;
   try {
-    text = JSON.stringify(value) as string | undefined;
+    text = JSON.stringify(value);
   } catch (err) {
     throw new UsageError(`${what} cannot be stored as JSON: ${describeError(err)}`, { cause: err });
   }
-  if (text === undefined) throw new UsageError(`${what} cannot be stored as JSON: it is ${typeof value}`);
+  if (typeof text !== 'string')
+    throw new UsageError(`${what} cannot be stored as JSON: it is ${typeof value}`);
   return text;
 }
 
@@ -335,7 +346,16 @@ export class Journal {
          ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, state = excluded.state, pid = excluded.pid,
            qmp_socket = excluded.qmp_socket, serial_log = excluded.serial_log, updated_at = excluded.updated_at`,
       )
-      .run(vm.name, toJson(vm.spec, `spec of VM '${vm.name}'`), state, vm.pid ?? null, vm.qmpSocket, vm.serialLog, now, now);
+      .run(
+        vm.name,
+        toJson(vm.spec, `spec of VM '${vm.name}'`),
+        state,
+        vm.pid ?? null,
+        vm.qmpSocket,
+        vm.serialLog,
+        now,
+        now,
+      );
     return this.requireVm(vm.name);
   }
 
@@ -354,7 +374,9 @@ export class Journal {
     checkOneOf(state, VM_STATES, 'VM state');
     const result =
       extra.pid === undefined
-        ? this.db.prepare('UPDATE vms SET state = ?, updated_at = ? WHERE name = ?').run(state, this.now(), name)
+        ? this.db
+            .prepare('UPDATE vms SET state = ?, updated_at = ? WHERE name = ?')
+            .run(state, this.now(), name)
         : this.db
             .prepare('UPDATE vms SET state = ?, pid = ?, updated_at = ? WHERE name = ?')
             .run(state, extra.pid, this.now(), name);
@@ -390,7 +412,18 @@ export class Journal {
           `INSERT INTO migrations (id, vm, role, peer, transport, plan, state, started_at, updated_at, finished_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(input.id, input.vm, role, input.peer, input.transport, plan, state, now, now, isTerminalMigrationState(state) ? now : null);
+        .run(
+          input.id,
+          input.vm,
+          role,
+          input.peer,
+          input.transport,
+          plan,
+          state,
+          now,
+          now,
+          isTerminalMigrationState(state) ? now : null,
+        );
       this.addEvent(input.id, now, null, state, input.message ?? null);
     })();
     return this.requireMigration(input.id);
@@ -402,13 +435,20 @@ export class Journal {
    */
   setMigrationState(id: string, state: MigrationState, change: StateChange = {}): MigrationRecord {
     checkOneOf(state, MIGRATION_STATES, 'migration state');
-    const report = change.report === undefined ? undefined : toJson(change.report, `report of migration '${id}'`);
+    const report =
+      change.report === undefined ? undefined : toJson(change.report, `report of migration '${id}'`);
     this.db.transaction(() => {
       const current = this.requireMigration(id);
       if (isTerminalMigrationState(current.state)) {
         throw new ConflictError(`migration '${id}' is already ${current.state}; it cannot become ${state}`);
       }
-      this.transition(current, state, change.error ?? null, report ?? null, change.message ?? change.error ?? null);
+      this.transition(
+        current,
+        state,
+        change.error ?? null,
+        report ?? null,
+        change.message ?? change.error ?? null,
+      );
     })();
     return this.requireMigration(id);
   }
@@ -429,7 +469,10 @@ export class Journal {
     if (filter.active !== undefined) where.push(`state ${filter.active ? 'NOT IN' : 'IN'} ${TERMINAL_SQL}`);
     const sql = `SELECT * FROM migrations ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
                  ORDER BY started_at DESC, rowid DESC`;
-    return this.db.prepare<string[], MigrationRow>(sql).all(...params).map(migrationFromRow);
+    return this.db
+      .prepare<string[], MigrationRow>(sql)
+      .all(...params)
+      .map(migrationFromRow);
   }
 
   /** The state changes of a migration, oldest first. */
@@ -504,7 +547,9 @@ export class Journal {
   failInFlightMigrations(reason: string): InterruptedMigration[] {
     return this.db.transaction(() => {
       const rows = this.db
-        .prepare<[], MigrationRow>(`SELECT * FROM migrations WHERE state NOT IN ${TERMINAL_SQL} ORDER BY started_at, rowid`)
+        .prepare<[], MigrationRow>(
+          `SELECT * FROM migrations WHERE state NOT IN ${TERMINAL_SQL} ORDER BY started_at, rowid`,
+        )
         .all();
       return rows.map((row) => {
         const current = migrationFromRow(row);
@@ -531,9 +576,17 @@ export class Journal {
     this.addEvent(current.id, now, current.state, to, message);
   }
 
-  private addEvent(id: string, time: number, from: MigrationState | null, to: MigrationState, message: string | null): void {
+  private addEvent(
+    id: string,
+    time: number,
+    from: MigrationState | null,
+    to: MigrationState,
+    message: string | null,
+  ): void {
     this.db
-      .prepare('INSERT INTO migration_events (migration_id, time, from_state, to_state, message) VALUES (?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO migration_events (migration_id, time, from_state, to_state, message) VALUES (?, ?, ?, ?, ?)',
+      )
       .run(id, time, from, to, message);
   }
 
@@ -545,12 +598,16 @@ export class Journal {
 }
 
 function currentSchemaVersion(db: Database.Database): number {
-  const row = db.prepare<[], { version: number | null }>('SELECT MAX(version) AS version FROM schema_version').get();
+  const row = db
+    .prepare<[], { version: number | null }>('SELECT MAX(version) AS version FROM schema_version')
+    .get();
   return row?.version ?? 0;
 }
 
 function upgradeSchema(db: Database.Database, path: string, now: Clock): void {
-  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT',
+  );
   const current = currentSchemaVersion(db);
   if (current > JOURNAL_SCHEMA_VERSION) {
     throw new JournalError(

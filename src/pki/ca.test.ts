@@ -10,7 +10,9 @@ import { initCa, loadCa } from './ca.js';
 import { type OpensslRunner, createOpensslRunner } from './openssl.js';
 
 function extensions(certPath: string): string {
-  return execFileSync('openssl', ['x509', '-in', certPath, '-noout', '-ext', 'basicConstraints,keyUsage'], { encoding: 'utf8' });
+  return execFileSync('openssl', ['x509', '-in', certPath, '-noout', '-ext', 'basicConstraints,keyUsage'], {
+    encoding: 'utf8',
+  });
 }
 
 describe('pki ca', () => {
@@ -27,7 +29,11 @@ describe('pki ca', () => {
     assert.equal(ca.certPath, join(root, 'ca', 'ca.pem'));
     assert.equal(ca.keyPath, join(root, 'ca', 'ca-key.pem'));
     assert.equal((await stat(ca.keyPath)).mode & 0o777, 0o600);
-    assert.deepEqual((await readdir(ca.dir)).sort(), ['ca-key.pem', 'ca.pem'], 'no scratch files left behind');
+    assert.deepEqual(
+      (await readdir(ca.dir)).sort(),
+      ['ca-key.pem', 'ca.pem'],
+      'no scratch files left behind',
+    );
     const loaded = await loadCa(ca.dir);
     const cert: X509Certificate = loaded.cert;
     assert.equal(cert.subject, 'CN=vmferry CA');
@@ -42,11 +48,17 @@ describe('pki ca', () => {
 
   it('refuses to overwrite an existing CA, naming the file', async () => {
     const dir = join(root, 'ca');
-    await assert.rejects(initCa(dir), (err: unknown) => err instanceof ConflictError && err.message.includes(join(dir, 'ca-key.pem')));
+    await assert.rejects(
+      initCa(dir),
+      (err: unknown) => err instanceof ConflictError && err.message.includes(join(dir, 'ca-key.pem')),
+    );
     const half = join(root, 'half');
     await initCa(half);
     await rm(join(half, 'ca-key.pem'));
-    await assert.rejects(initCa(half), (err: unknown) => err instanceof ConflictError && err.message.includes(join(half, 'ca.pem')));
+    await assert.rejects(
+      initCa(half),
+      (err: unknown) => err instanceof ConflictError && err.message.includes(join(half, 'ca.pem')),
+    );
   });
 
   it('leaves nothing behind when openssl fails', async () => {
@@ -58,7 +70,10 @@ describe('pki ca', () => {
     };
     const dir = join(root, 'failed');
     await assert.rejects(initCa(dir, { openssl: failing }), /boom/);
-    assert.deepEqual(calls.map((c) => c[0]), ['genpkey', 'req']);
+    assert.deepEqual(
+      calls.map((c) => c[0]),
+      ['genpkey', 'req'],
+    );
     assert.deepEqual(await readdir(dir), []);
   });
 
@@ -74,10 +89,35 @@ describe('pki ca', () => {
     const dir = join(root, 'ca');
     const leaf = join(root, 'not-a-ca');
     await initCa(leaf);
-    execFileSync('openssl', ['req', '-x509', '-new', '-key', join(leaf, 'ca-key.pem'), '-subj', '/CN=leaf', '-addext', 'basicConstraints=CA:FALSE', '-out', join(leaf, 'ca.pem')], { stdio: 'ignore' });
-    await assert.rejects(loadCa(leaf), (err: unknown) => err instanceof CertificateError && /not a CA/.test(err.message));
-    await assert.rejects(loadCa(dir, new Date('2100-01-01T00:00:00Z')), (err: unknown) => err instanceof CertificateError && /valid only/.test(err.message));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        join(leaf, 'ca-key.pem'),
+        '-subj',
+        '/CN=leaf',
+        '-addext',
+        'basicConstraints=CA:FALSE',
+        '-out',
+        join(leaf, 'ca.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    await assert.rejects(
+      loadCa(leaf),
+      (err: unknown) => err instanceof CertificateError && /not a CA/.test(err.message),
+    );
+    await assert.rejects(
+      loadCa(dir, new Date('2100-01-01T00:00:00Z')),
+      (err: unknown) => err instanceof CertificateError && /valid only/.test(err.message),
+    );
     await writeFile(join(leaf, 'ca.pem'), 'garbage');
-    await assert.rejects(loadCa(leaf), (err: unknown) => err instanceof CertificateError && /not a PEM certificate/.test(err.message));
+    await assert.rejects(
+      loadCa(leaf),
+      (err: unknown) => err instanceof CertificateError && /not a PEM certificate/.test(err.message),
+    );
   });
 });

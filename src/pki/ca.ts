@@ -61,8 +61,22 @@ export async function initCa(dir: string, options: InitCaOptions = {}): Promise<
     await writeFile(config, opensslConfig([]), { mode: KEY_MODE });
     await openssl(ecKeyArgs(key));
     await openssl([
-      'req', '-x509', '-new', '-key', key, '-subj', `/CN=${commonName}`, '-days', String(days),
-      '-sha256', '-config', config, '-extensions', CA_EXTENSIONS, '-out', cert,
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      key,
+      '-subj',
+      `/CN=${commonName}`,
+      '-days',
+      String(days),
+      '-sha256',
+      '-config',
+      config,
+      '-extensions',
+      CA_EXTENSIONS,
+      '-out',
+      cert,
     ]);
     await publishCaFiles(paths, await readFile(key), await readFile(cert));
   });
@@ -111,9 +125,12 @@ export async function loadCa(dir: string, now: Date = new Date()): Promise<Loade
   const cert = parseCertificate(certPem, paths.certPath);
   const info = certificateInfo(cert);
   if (!info.isCa) {
-    throw new CertificateError(`${paths.certPath} is not a CA certificate (basicConstraints CA:TRUE missing)`, {
-      file: paths.certPath,
-    });
+    throw new CertificateError(
+      `${paths.certPath} is not a CA certificate (basicConstraints CA:TRUE missing)`,
+      {
+        file: paths.certPath,
+      },
+    );
   }
   if (now < info.notBefore || now > info.notAfter) {
     throw new CertificateError(

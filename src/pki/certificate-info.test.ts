@@ -4,10 +4,15 @@ import { commonNameOf, parseSubjectAltName, shortIp } from './certificate-info.j
 
 describe('certificate info', () => {
   it('splits Node subjectAltName text, decoding quoted values', () => {
-    assert.deepEqual(parseSubjectAltName('DNS:host-a, DNS:a.example.net, IP Address:198.18.0.1, IP Address:2001:DB8:0:0:0:0:0:1'), {
-      dnsNames: ['host-a', 'a.example.net'],
-      ips: ['198.18.0.1', '2001:db8::1'],
-    });
+    assert.deepEqual(
+      parseSubjectAltName(
+        'DNS:host-a, DNS:a.example.net, IP Address:198.18.0.1, IP Address:2001:DB8:0:0:0:0:0:1',
+      ),
+      {
+        dnsNames: ['host-a', 'a.example.net'],
+        ips: ['198.18.0.1', '2001:db8::1'],
+      },
+    );
     assert.deepEqual(parseSubjectAltName('DNS:"a, b", email:x@y'), { dnsNames: ['a, b'], ips: [] });
     assert.deepEqual(parseSubjectAltName(''), { dnsNames: [], ips: [] });
   });

@@ -88,7 +88,7 @@ export function shortIp(address: string): string {
   );
   let bestStart = -1;
   let bestLength = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== '0') {
       i += 1;
       continue;

@@ -36,39 +36,52 @@ describe('pki identity', () => {
     assert.equal(info.isCa, false);
   });
 
-  it('refuses a key that is not the certificate\'s', async () => {
+  it("refuses a key that is not the certificate's", async () => {
     const a = await loadTlsIdentity(dirA);
     const b = await loadTlsIdentity(dirB);
-    assert.throws(() => checkTlsIdentity({ ...a, key: b.key }, { source: dirA }), (err: unknown) =>
-      err instanceof CertificateError && err.message.includes(join(dirA, 'key.pem')) && /not the private key/.test(err.message),
+    assert.throws(
+      () => checkTlsIdentity({ ...a, key: b.key }, { source: dirA }),
+      (err: unknown) =>
+        err instanceof CertificateError &&
+        err.message.includes(join(dirA, 'key.pem')) &&
+        /not the private key/.test(err.message),
     );
   });
 
   it('refuses a certificate from another CA', async () => {
     const a = await loadTlsIdentity(dirA);
     const other = await loadTlsIdentity(dirOther);
-    assert.throws(() => checkTlsIdentity({ ...a, cert: other.cert, key: other.key }), (err: unknown) =>
-      err instanceof CertificateError && /not signed by the CA/.test(err.message),
+    assert.throws(
+      () => checkTlsIdentity({ ...a, cert: other.cert, key: other.key }),
+      (err: unknown) => err instanceof CertificateError && /not signed by the CA/.test(err.message),
     );
   });
 
   it('refuses certificates outside their validity period', async () => {
     const a = await loadTlsIdentity(dirA);
     assert.throws(() => checkTlsIdentity(a, { now: new Date('2001-01-01T00:00:00Z') }), /valid only from/);
-    await assert.rejects(loadTlsIdentity(dirA, { now: new Date(Date.now() + 900 * 86_400_000) }), CertificateError);
+    await assert.rejects(
+      loadTlsIdentity(dirA, { now: new Date(Date.now() + 900 * 86_400_000) }),
+      CertificateError,
+    );
   });
 
   it('names a missing or unreadable file', async () => {
     const broken = join(root, 'broken');
-    await assert.rejects(loadTlsIdentity(broken), (err: unknown) => err instanceof NotFoundError && err.message.includes(join(broken, 'ca.pem')));
+    await assert.rejects(
+      loadTlsIdentity(broken),
+      (err: unknown) => err instanceof NotFoundError && err.message.includes(join(broken, 'ca.pem')),
+    );
     const a = await loadTlsIdentity(dirA);
     await rm(join(root, 'garbled'), { recursive: true, force: true });
     await mkdir(join(root, 'garbled'));
     await writeFile(join(root, 'garbled', 'ca.pem'), a.ca);
     await writeFile(join(root, 'garbled', 'cert.pem'), a.cert);
     await writeFile(join(root, 'garbled', 'key.pem'), 'not a key');
-    await assert.rejects(loadTlsIdentity(join(root, 'garbled')), (err: unknown) =>
-      err instanceof CertificateError && err.message.includes(join(root, 'garbled', 'key.pem')),
+    await assert.rejects(
+      loadTlsIdentity(join(root, 'garbled')),
+      (err: unknown) =>
+        err instanceof CertificateError && err.message.includes(join(root, 'garbled', 'key.pem')),
     );
   });
 });

@@ -19,7 +19,10 @@ export interface TlsIdentity {
  * {@link checkTlsIdentity}, so a broken identity fails at start-up with the
  * file named, not later as an obscure handshake error.
  */
-export async function loadTlsIdentity(dir: string, { now = new Date() }: { now?: Date } = {}): Promise<TlsIdentity> {
+export async function loadTlsIdentity(
+  dir: string,
+  { now = new Date() }: { now?: Date } = {},
+): Promise<TlsIdentity> {
   const abs = resolve(dir);
   const read = async (file: string): Promise<Buffer> => {
     const path = join(abs, file);
@@ -32,10 +35,17 @@ export async function loadTlsIdentity(dir: string, { now = new Date() }: { now?:
           cause: err,
         });
       }
-      throw new CertificateError(`cannot read ${path}: ${(err as Error).message}`, { file: path, cause: err });
+      throw new CertificateError(`cannot read ${path}: ${(err as Error).message}`, {
+        file: path,
+        cause: err,
+      });
     }
   };
-  const identity = { ca: await read(IDENTITY_FILES.ca), cert: await read(IDENTITY_FILES.cert), key: await read(IDENTITY_FILES.key) };
+  const identity = {
+    ca: await read(IDENTITY_FILES.ca),
+    cert: await read(IDENTITY_FILES.cert),
+    key: await read(IDENTITY_FILES.key),
+  };
   checkTlsIdentity(identity, { now, source: abs });
   return identity;
 }
@@ -69,7 +79,10 @@ export function checkTlsIdentity(
   if (!cert.checkPrivateKey(key)) {
     throw new CertificateError(`${keyFile} is not the private key of ${certFile}`, { file: keyFile });
   }
-  for (const [file, c] of [[caFile, ca], [certFile, cert]] as const) {
+  for (const [file, c] of [
+    [caFile, ca],
+    [certFile, cert],
+  ] as const) {
     const info = certificateInfo(c);
     if (now < info.notBefore || now > info.notAfter) {
       throw new CertificateError(

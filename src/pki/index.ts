@@ -27,7 +27,12 @@ export { createOpensslRunner, runOpenssl } from './openssl.js';
 export type { OpensslRunner } from './openssl.js';
 export { peerIdentity, requirePeer } from './peer.js';
 export type { PeerIdentity } from './peer.js';
-export { QEMU_TLS_FILES, qemuTlsCredsArg, qemuTlsCredsObject, writeQemuTlsCredsDir } from './qemu-tls-creds.js';
+export {
+  QEMU_TLS_FILES,
+  qemuTlsCredsArg,
+  qemuTlsCredsObject,
+  writeQemuTlsCredsDir,
+} from './qemu-tls-creds.js';
 export type { QemuTlsCredsDir, QemuTlsFile } from './qemu-tls-creds.js';
 export { mtlsClientOptions, mtlsServerOptions } from './tls-options.js';
 export type { MtlsClientOptions, MtlsServerOptions } from './tls-options.js';

@@ -43,7 +43,11 @@ describe('pki issue', () => {
     assert.ok(cert.checkIssued(ca) && cert.verify(ca.publicKey));
     assert.equal(cert.serialNumber, issued.serialNumber);
     assert.ok(Math.abs(Date.parse(cert.validTo) - Date.now() - 30 * 86_400_000) < 120_000);
-    const ext = execFileSync('openssl', ['x509', '-in', issued.certPath, '-noout', '-ext', 'basicConstraints,keyUsage,extendedKeyUsage'], { encoding: 'utf8' });
+    const ext = execFileSync(
+      'openssl',
+      ['x509', '-in', issued.certPath, '-noout', '-ext', 'basicConstraints,keyUsage,extendedKeyUsage'],
+      { encoding: 'utf8' },
+    );
     assert.match(ext, /Basic Constraints: critical\s+CA:FALSE/);
     // Not critical: QEMU 7.2 would otherwise demand keyEncipherment, which ECDSA keys must not have.
     assert.match(ext, /Key Usage: \n\s+Digital Signature\n/);
@@ -69,7 +73,8 @@ describe('pki issue', () => {
     const before = await readFile(join(caDir, 'issued', 'host-b', 'cert.pem'));
     await assert.rejects(
       issueCertificate(caDir, { name: 'host-b' }),
-      (err: unknown) => err instanceof ConflictError && err.message.includes(join(caDir, 'issued', 'host-b', 'cert.pem')),
+      (err: unknown) =>
+        err instanceof ConflictError && err.message.includes(join(caDir, 'issued', 'host-b', 'cert.pem')),
     );
     assert.deepEqual(await readFile(join(caDir, 'issued', 'host-b', 'cert.pem')), before);
     const again = await issueCertificate(caDir, { name: 'host-b', ips: ['198.18.0.22'], force: true });
@@ -86,7 +91,10 @@ describe('pki issue', () => {
       [{ name: 'host-x', days: 20000 }, '20000'],
     ];
     for (const [options, bad] of cases) {
-      await assert.rejects(issueCertificate(caDir, options), (err: unknown) => err instanceof UsageError && err.message.includes(`'${bad}'`));
+      await assert.rejects(
+        issueCertificate(caDir, options),
+        (err: unknown) => err instanceof UsageError && err.message.includes(`'${bad}'`),
+      );
     }
     await assert.rejects(issueCertificate(join(root, 'no-ca'), { name: 'host-x' }), NotFoundError);
     assert.deepEqual((await readdir(join(caDir, 'issued'))).sort(), ['host-a', 'host-b', 'operator']);

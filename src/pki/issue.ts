@@ -103,9 +103,28 @@ export async function issueCertificate(caDir: string, options: IssueOptions): Pr
     await writeFile(config, opensslConfig(subjectAltNames(name, dnsNames, ips)), { mode: KEY_MODE });
     await openssl(ecKeyArgs(key));
     await openssl([
-      'req', '-x509', '-new', '-key', key, '-subj', `/CN=${name}`,
-      '-CA', ca.certPath, '-CAkey', ca.keyPath, '-set_serial', randomSerial(),
-      '-days', String(days), '-sha256', '-config', config, '-extensions', LEAF_EXTENSIONS, '-out', cert,
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      key,
+      '-subj',
+      `/CN=${name}`,
+      '-CA',
+      ca.certPath,
+      '-CAkey',
+      ca.keyPath,
+      '-set_serial',
+      randomSerial(),
+      '-days',
+      String(days),
+      '-sha256',
+      '-config',
+      config,
+      '-extensions',
+      LEAF_EXTENSIONS,
+      '-out',
+      cert,
     ]);
     const certPem = await readFile(cert);
     const exclusive = options.force !== true;

@@ -35,7 +35,9 @@ function attempt(port: number, options: tls.ConnectionOptions): Promise<Attempt>
       resolve(a);
     };
     socket.once('data', (d: Buffer) => settle({ ok: d.toString() === 'hello' }));
-    socket.once('error', (err: NodeJS.ErrnoException) => settle({ ok: false, error: err.code ?? err.message }));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      settle({ ok: false, error: err.code ?? err.message }),
+    );
     socket.once('close', () => settle({ ok: false, error: 'closed' }));
   });
 }
@@ -57,7 +59,9 @@ describe('pki mutual TLS', () => {
     await initCa(ca);
     await initCa(otherCa);
     hostA = await loadTlsIdentity((await issueCertificate(ca, { name: 'host-a', ips: ['127.0.0.1'] })).dir);
-    hostB = await loadTlsIdentity((await issueCertificate(ca, { name: 'host-b', ips: ['198.18.0.2'], dnsNames: ['b.example.net'] })).dir);
+    hostB = await loadTlsIdentity(
+      (await issueCertificate(ca, { name: 'host-b', ips: ['198.18.0.2'], dnsNames: ['b.example.net'] })).dir,
+    );
     // Same name as a real host, and it trusts our CA: only its issuer differs.
     const foreign = await loadTlsIdentity((await issueCertificate(otherCa, { name: 'host-b' })).dir);
     stranger = { ...foreign, ca: hostA.ca };
@@ -136,7 +140,13 @@ describe('pki mutual TLS', () => {
     const get = (identity: TlsIdentity): Promise<{ status: number; body: string }> =>
       new Promise((resolve, reject) => {
         const req = https.request(
-          { ...mtlsClientOptions(identity, { peerName: 'host-a' }), host: '127.0.0.1', port: apiPort, path: '/', agent: false },
+          {
+            ...mtlsClientOptions(identity, { peerName: 'host-a' }),
+            host: '127.0.0.1',
+            port: apiPort,
+            path: '/',
+            agent: false,
+          },
           (res) => {
             let body = '';
             res.on('data', (d: Buffer) => (body += d.toString()));
@@ -157,8 +167,14 @@ describe('pki mutual TLS', () => {
   });
 
   it('requirePeer throws AuthError for an unauthenticated socket', () => {
-    const fake = { authorized: false, authorizationError: new Error('UNABLE_TO_VERIFY_LEAF_SIGNATURE') } as unknown as tls.TLSSocket;
-    assert.throws(() => requirePeer(fake), (err: unknown) => err instanceof AuthError && /UNABLE_TO_VERIFY_LEAF_SIGNATURE/.test(err.message));
+    const fake = {
+      authorized: false,
+      authorizationError: new Error('UNABLE_TO_VERIFY_LEAF_SIGNATURE'),
+    } as unknown as tls.TLSSocket;
+    assert.throws(
+      () => requirePeer(fake),
+      (err: unknown) => err instanceof AuthError && /UNABLE_TO_VERIFY_LEAF_SIGNATURE/.test(err.message),
+    );
     assert.equal(peerIdentity(fake), undefined);
   });
 });

@@ -11,7 +11,18 @@ describe('pki names', () => {
   it('accepts host names as certificate names and rejects the rest, naming the value', () => {
     assert.equal(validateCertName('host-a'), 'host-a');
     assert.equal(validateCertName('host-a.example.net'), 'host-a.example.net');
-    for (const bad of ['', 'host_a', '-host', 'host-', 'a..b', '../etc', 'a/b', '*.example.net', '198.18.0.1', 'x'.repeat(64)]) {
+    for (const bad of [
+      '',
+      'host_a',
+      '-host',
+      'host-',
+      'a..b',
+      '../etc',
+      'a/b',
+      '*.example.net',
+      '198.18.0.1',
+      'x'.repeat(64),
+    ]) {
       throwsNaming(() => validateCertName(bad), bad);
     }
   });
@@ -21,13 +32,17 @@ describe('pki names', () => {
     assert.equal(validateDnsName('a1.b-2.example'), 'a1.b-2.example');
     throwsNaming(() => validateDnsName('a.*.example'), 'a.*.example');
     throwsNaming(() => validateDnsName('bad name'), 'bad name');
-    assert.throws(() => validateDnsName('198.18.0.1'), (err: unknown) => err instanceof UsageError && /--ip 198\.18\.0\.1/.test(err.hint ?? ''));
+    assert.throws(
+      () => validateDnsName('198.18.0.1'),
+      (err: unknown) => err instanceof UsageError && /--ip 198\.18\.0\.1/.test(err.hint ?? ''),
+    );
   });
 
   it('accepts IPv4 and IPv6 literals only', () => {
     assert.equal(validateIpAddress('198.18.0.1'), '198.18.0.1');
     assert.equal(validateIpAddress('2001:db8::1'), '2001:db8::1');
-    for (const bad of ['198.18.0.256', 'host-a', '198.18.0.1/24', '[::1]', '']) throwsNaming(() => validateIpAddress(bad), bad);
+    for (const bad of ['198.18.0.256', 'host-a', '198.18.0.1/24', '[::1]', ''])
+      throwsNaming(() => validateIpAddress(bad), bad);
   });
 
   it('accepts whole day counts from 1 to 36500', () => {

@@ -40,7 +40,8 @@ export function validateDnsName(name: string): string {
   const problem = dnsProblem(name, true);
   if (problem !== undefined) {
     throw new UsageError(`invalid DNS name '${name}': ${problem}`, {
-      hint: isIP(name) !== 0 ? `pass addresses with --ip ${name}` : 'use a host name such as host-a.example.net',
+      hint:
+        isIP(name) !== 0 ? `pass addresses with --ip ${name}` : 'use a host name such as host-a.example.net',
     });
   }
   return name;
@@ -59,7 +60,9 @@ export function validateIpAddress(address: string): string {
 /** Checks a validity period in days (a whole number from 1 to 36500). */
 export function validateDays(days: number, option = 'days'): number {
   if (!Number.isInteger(days) || days < 1 || days > 36500) {
-    throw new UsageError(`invalid ${option} '${String(days)}': expected a whole number of days from 1 to 36500`);
+    throw new UsageError(
+      `invalid ${option} '${String(days)}': expected a whole number of days from 1 to 36500`,
+    );
   }
   return days;
 }

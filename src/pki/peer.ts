@@ -41,13 +41,16 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
 export function requirePeer(socket: TLSSocket, allowedNames?: readonly string[]): PeerIdentity {
   const peer = peerIdentity(socket);
   if (peer === undefined) {
-    const why = socket.authorizationError === undefined ? 'no client certificate' : String(socket.authorizationError);
+    const why =
+      socket.authorizationError === undefined ? 'no client certificate' : String(socket.authorizationError);
     throw new AuthError(`peer not authenticated: ${why}`, {
-      hint: 'connect with a certificate issued by this deployment\'s CA (vmferry ca issue)',
+      hint: "connect with a certificate issued by this deployment's CA (vmferry ca issue)",
     });
   }
   if (allowedNames !== undefined && !allowedNames.includes(peer.commonName)) {
-    throw new AuthError(`peer '${peer.commonName}' is not allowed here (expected ${allowedNames.join(' or ') || 'nobody'})`);
+    throw new AuthError(
+      `peer '${peer.commonName}' is not allowed here (expected ${allowedNames.join(' or ') || 'nobody'})`,
+    );
   }
   return peer;
 }

@@ -17,9 +17,22 @@ const QEMU = 'qemu-system-x86_64';
 const haveQemu = spawnSync(QEMU, ['--version'], { stdio: 'ignore' }).status === 0;
 
 /** Starts QEMU with one tls-creds-x509 object, says hello on QMP and quits; returns exit status and stderr. */
-function loadCreds(dir: string, endpoint: 'server' | 'client'): Promise<{ status: number | null; stderr: string; stdout: string }> {
+function loadCreds(
+  dir: string,
+  endpoint: 'server' | 'client',
+): Promise<{ status: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(QEMU, ['-nodefaults', '-machine', 'none', '-display', 'none', '-object', qemuTlsCredsArg('t0', dir, endpoint), '-qmp', 'stdio']);
+    const child = spawn(QEMU, [
+      '-nodefaults',
+      '-machine',
+      'none',
+      '-display',
+      'none',
+      '-object',
+      qemuTlsCredsArg('t0', dir, endpoint),
+      '-qmp',
+      'stdio',
+    ]);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -79,85 +92,116 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-describe('pki QEMU tls-creds-x509 with real QEMU', { skip: haveQemu ? false : `${QEMU} not installed` }, () => {
-  let root: string;
-  let hostA: TlsIdentity;
-  let hostB: TlsIdentity;
-  let foreign: TlsIdentity;
-  const children: ChildProcess[] = [];
+describe(
+  'pki QEMU tls-creds-x509 with real QEMU',
+  { skip: haveQemu ? false : `${QEMU} not installed` },
+  () => {
+    let root: string;
+    let hostA: TlsIdentity;
+    let hostB: TlsIdentity;
+    let foreign: TlsIdentity;
+    const children: ChildProcess[] = [];
 
-  before(async () => {
-    root = await mkdtemp(join(tmpdir(), 'vmferry-qemu-tls-e2e-'));
-    await initCa(join(root, 'ca'));
-    await initCa(join(root, 'other-ca'));
-    hostA = await loadTlsIdentity((await issueCertificate(join(root, 'ca'), { name: 'host-a' })).dir);
-    hostB = await loadTlsIdentity((await issueCertificate(join(root, 'ca'), { name: 'host-b', ips: ['127.0.0.1'] })).dir);
-    foreign = await loadTlsIdentity((await issueCertificate(join(root, 'other-ca'), { name: 'host-b' })).dir);
-  });
+    before(async () => {
+      root = await mkdtemp(join(tmpdir(), 'vmferry-qemu-tls-e2e-'));
+      await initCa(join(root, 'ca'));
+      await initCa(join(root, 'other-ca'));
+      hostA = await loadTlsIdentity((await issueCertificate(join(root, 'ca'), { name: 'host-a' })).dir);
+      hostB = await loadTlsIdentity(
+        (await issueCertificate(join(root, 'ca'), { name: 'host-b', ips: ['127.0.0.1'] })).dir,
+      );
+      foreign = await loadTlsIdentity(
+        (await issueCertificate(join(root, 'other-ca'), { name: 'host-b' })).dir,
+      );
+    });
 
-  after(async () => {
-    for (const child of children) child.kill('SIGKILL');
-    await rm(root, { recursive: true, force: true });
-  });
+    after(async () => {
+      for (const child of children) child.kill('SIGKILL');
+      await rm(root, { recursive: true, force: true });
+    });
 
-  it('loads our PKCS#8 ECDSA credentials as server and as client', async () => {
-    const creds = await writeQemuTlsCredsDir(join(root, 'a'), hostA);
-    for (const endpoint of ['server', 'client'] as const) {
-      const run = await loadCreds(creds.dir, endpoint);
-      assert.equal(run.status, 0, `${endpoint}: ${run.stderr}`);
-      assert.match(run.stdout, /"name": "t0", "type": "child<tls-creds-x509>"/);
-    }
-  });
-
-  it('QEMU itself rejects a certificate not signed by the CA in the directory', async () => {
-    const creds = await writeQemuTlsCredsDir(join(root, 'mixed'), { ...foreign, ca: hostA.ca });
-    const run = await loadCreds(creds.dir, 'server');
-    assert.notEqual(run.status, 0);
-    assert.match(run.stderr, /failed validation/);
-  });
-
-  it('carries a TLS multifd migration, checking the destination by name', async () => {
-    const src = await writeQemuTlsCredsDir(join(root, 'src'), hostA);
-    const dst = await writeQemuTlsCredsDir(join(root, 'dst'), hostB);
-    const start = async (name: string, dir: string, endpoint: 'server' | 'client', extra: string[]): Promise<Qmp> => {
-      const socket = join(root, `${name}.qmp`);
-      const child = spawn(QEMU, [
-        '-nodefaults', '-machine', 'pc', '-accel', 'tcg', '-m', '32', '-display', 'none', '-S',
-        '-object', qemuTlsCredsArg('tls0', dir, endpoint),
-        '-qmp', `unix:${socket},server=on,wait=off`, ...extra,
-      ], { stdio: 'ignore' });
-      children.push(child);
-      return qmpConnect(socket);
-    };
-    const migrate = async (tlsHostname: string): Promise<Record<string, unknown>> => {
-      const port = await freePort();
-      const destination = await start(`dst-${tlsHostname}`, dst.dir, 'server', ['-incoming', 'defer']);
-      const source = await start(`src-${tlsHostname}`, src.dir, 'client', []);
-      try {
-        for (const q of [destination, source]) {
-          await q.command('migrate-set-capabilities', { capabilities: [{ capability: 'multifd', state: true }] });
-          await q.command('migrate-set-parameters', { 'tls-creds': 'tls0', 'multifd-channels': 2 });
-        }
-        await source.command('migrate-set-parameters', { 'tls-hostname': tlsHostname });
-        await destination.command('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
-        await source.command('migrate', { uri: `tcp:127.0.0.1:${port}` });
-        for (let i = 0; i < 200; i++) {
-          const info = (await source.command('query-migrate')).return as Record<string, unknown>;
-          if (info.status === 'completed' || info.status === 'failed') return info;
-          await sleep(50);
-        }
-        throw new Error('migration did not finish in 10 s');
-      } finally {
-        await source.command('quit').catch(() => undefined);
-        await destination.command('quit').catch(() => undefined);
-        source.close();
-        destination.close();
+    it('loads our PKCS#8 ECDSA credentials as server and as client', async () => {
+      const creds = await writeQemuTlsCredsDir(join(root, 'a'), hostA);
+      for (const endpoint of ['server', 'client'] as const) {
+        const run = await loadCreds(creds.dir, endpoint);
+        assert.equal(run.status, 0, `${endpoint}: ${run.stderr}`);
+        assert.match(run.stdout, /"name": "t0", "type": "child<tls-creds-x509>"/);
       }
-    };
-    const good = await migrate('host-b');
-    assert.equal(good.status, 'completed', JSON.stringify(good));
-    const bad = await migrate('host-c');
-    assert.equal(bad.status, 'failed');
-    assert.match(String(bad['error-desc']), /does not match the hostname host-c/);
-  });
-});
+    });
+
+    it('QEMU itself rejects a certificate not signed by the CA in the directory', async () => {
+      const creds = await writeQemuTlsCredsDir(join(root, 'mixed'), { ...foreign, ca: hostA.ca });
+      const run = await loadCreds(creds.dir, 'server');
+      assert.notEqual(run.status, 0);
+      assert.match(run.stderr, /failed validation/);
+    });
+
+    it('carries a TLS multifd migration, checking the destination by name', async () => {
+      const src = await writeQemuTlsCredsDir(join(root, 'src'), hostA);
+      const dst = await writeQemuTlsCredsDir(join(root, 'dst'), hostB);
+      const start = async (
+        name: string,
+        dir: string,
+        endpoint: 'server' | 'client',
+        extra: string[],
+      ): Promise<Qmp> => {
+        const socket = join(root, `${name}.qmp`);
+        const child = spawn(
+          QEMU,
+          [
+            '-nodefaults',
+            '-machine',
+            'pc',
+            '-accel',
+            'tcg',
+            '-m',
+            '32',
+            '-display',
+            'none',
+            '-S',
+            '-object',
+            qemuTlsCredsArg('tls0', dir, endpoint),
+            '-qmp',
+            `unix:${socket},server=on,wait=off`,
+            ...extra,
+          ],
+          { stdio: 'ignore' },
+        );
+        children.push(child);
+        return qmpConnect(socket);
+      };
+      const migrate = async (tlsHostname: string): Promise<Record<string, unknown>> => {
+        const port = await freePort();
+        const destination = await start(`dst-${tlsHostname}`, dst.dir, 'server', ['-incoming', 'defer']);
+        const source = await start(`src-${tlsHostname}`, src.dir, 'client', []);
+        try {
+          for (const q of [destination, source]) {
+            await q.command('migrate-set-capabilities', {
+              capabilities: [{ capability: 'multifd', state: true }],
+            });
+            await q.command('migrate-set-parameters', { 'tls-creds': 'tls0', 'multifd-channels': 2 });
+          }
+          await source.command('migrate-set-parameters', { 'tls-hostname': tlsHostname });
+          await destination.command('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
+          await source.command('migrate', { uri: `tcp:127.0.0.1:${port}` });
+          for (let i = 0; i < 200; i++) {
+            const info = (await source.command('query-migrate')).return as Record<string, unknown>;
+            if (info.status === 'completed' || info.status === 'failed') return info;
+            await sleep(50);
+          }
+          throw new Error('migration did not finish in 10 s');
+        } finally {
+          await source.command('quit').catch(() => undefined);
+          await destination.command('quit').catch(() => undefined);
+          source.close();
+          destination.close();
+        }
+      };
+      const good = await migrate('host-b');
+      assert.equal(good.status, 'completed', JSON.stringify(good));
+      const bad = await migrate('host-c');
+      assert.equal(bad.status, 'failed');
+      assert.match(String(bad['error-desc']), /does not match the hostname host-c/);
+    });
+  },
+);

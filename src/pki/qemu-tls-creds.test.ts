@@ -6,7 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import { initCa } from './ca.js';
 import { type TlsIdentity, loadTlsIdentity } from './identity.js';
 import { issueCertificate } from './issue.js';
-import { QEMU_TLS_FILES, qemuTlsCredsArg, qemuTlsCredsObject, writeQemuTlsCredsDir } from './qemu-tls-creds.js';
+import {
+  QEMU_TLS_FILES,
+  qemuTlsCredsArg,
+  qemuTlsCredsObject,
+  writeQemuTlsCredsDir,
+} from './qemu-tls-creds.js';
 
 describe('pki QEMU tls-creds-x509 directory', () => {
   let root: string;

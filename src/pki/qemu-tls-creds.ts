@@ -58,7 +58,13 @@ export function qemuTlsCredsObject(
   id: string,
   dir: string,
   endpoint: 'server' | 'client',
-): { 'qom-type': 'tls-creds-x509'; id: string; dir: string; endpoint: 'server' | 'client'; 'verify-peer': true } {
+): {
+  'qom-type': 'tls-creds-x509';
+  id: string;
+  dir: string;
+  endpoint: 'server' | 'client';
+  'verify-peer': true;
+} {
   return { 'qom-type': 'tls-creds-x509', id, dir: resolve(dir), endpoint, 'verify-peer': true };
 }
 

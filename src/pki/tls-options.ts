@@ -43,7 +43,10 @@ export function mtlsServerOptions(identity: TlsIdentity): MtlsServerOptions {
  * `peerName` instead, whatever address was dialled: agents reach peers by
  * address but know them by name (the CN and first DNS name of their certificate).
  */
-export function mtlsClientOptions(identity: TlsIdentity, { peerName }: { peerName?: string } = {}): MtlsClientOptions {
+export function mtlsClientOptions(
+  identity: TlsIdentity,
+  { peerName }: { peerName?: string } = {},
+): MtlsClientOptions {
   const options: MtlsClientOptions = {
     ca: identity.ca,
     cert: identity.cert,

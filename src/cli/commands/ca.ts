@@ -10,7 +10,8 @@ function collect(value: string, previous: string[] | undefined): string[] {
 
 function parseDays(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw new UsageError(`invalid --days '${value}': expected a whole number of days`);
+  if (!/^\d+$/.test(value))
+    throw new UsageError(`invalid --days '${value}': expected a whole number of days`);
   return Number(value);
 }
 

@@ -9,6 +9,4 @@ export interface CommandModule {
 }
 
 /** Every command vmferry has, in the order `--help` lists them. */
-export const commands: readonly CommandModule[] = [
-  caCommand,
-];
+export const commands: readonly CommandModule[] = [caCommand];
