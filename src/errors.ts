@@ -144,6 +144,26 @@ export class PeerError extends VmferryError {
   }
 }
 
+/** A certificate or key could not be made, read or used (openssl failed, bad PEM, wrong issuer, expired). */
+export class CertificateError extends VmferryError {
+  readonly file: string | undefined;
+
+  constructor(message: string, options: VmferryErrorOptions & { file?: string | undefined } = {}) {
+    super('VMF_ERR_CERTIFICATE', message, options);
+    this.file = options.file;
+  }
+}
+
+/** The agent's journal (SQLite) cannot be opened, upgraded or written. */
+export class JournalError extends VmferryError {
+  readonly file: string;
+
+  constructor(message: string, file: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_JOURNAL', message, options);
+    this.file = file;
+  }
+}
+
 const HTTP_STATUS: Record<string, number> = {
   VMF_ERR_USAGE: 400,
   VMF_ERR_CONFIG: 400,
@@ -158,6 +178,8 @@ const HTTP_STATUS: Record<string, number> = {
   VMF_ERR_MIGRATION: 500,
   VMF_ERR_QEMU_PROCESS: 500,
   VMF_ERR_HOST_SETUP: 500,
+  VMF_ERR_CERTIFICATE: 500,
+  VMF_ERR_JOURNAL: 500,
 };
 
 /** The HTTP status the agent API answers with for an error code. */

@@ -1,0 +1,391 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { ConflictError, JournalError, NotFoundError, UsageError } from '../errors.js';
+import {
+  JOURNAL_SCHEMA_VERSION,
+  type Journal,
+  type MigrationSample,
+  type MigrationState,
+  openJournal,
+} from './journal.js';
+
+function sample(time: number, transferred: number, pass = 1): MigrationSample {
+  return {
+    time,
+    status: 'active',
+    transferred,
+    remaining: 1000 - transferred,
+    total: 1000,
+    dirtyRate: 12.5,
+    throughputMbps: 9400.5,
+    pass,
+    expectedDowntimeMs: null,
+    cpuThrottlePct: 0,
+  };
+}
+
+describe('agent journal', () => {
+  let root: string;
+  let path: string;
+  let clock: number;
+  let journal: Journal;
+  const now = (): number => clock;
+  let n = 0;
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'vmferry-journal-test-'));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    journal?.close();
+    n += 1;
+    path = join(root, `journal-${n}.sqlite`);
+    clock = 1_700_000_000_000;
+    journal = openJournal(path, { now });
+  });
+
+  it('opens in WAL mode with full sync, at the current schema version', () => {
+    assert.equal(journal.schemaVersion(), JOURNAL_SCHEMA_VERSION);
+    assert.equal(JOURNAL_SCHEMA_VERSION, 1);
+    journal.close();
+    const db = new Database(path, { readonly: true });
+    try {
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+      const applied = db.prepare('SELECT version, applied_at FROM schema_version').all();
+      assert.deepEqual(applied, [{ version: 1, applied_at: clock }]);
+    } finally {
+      db.close();
+    }
+    journal = openJournal(path, { now });
+  });
+
+  it('round-trips VMs, keeping the creation time on update', () => {
+    const spec = { memoryMiB: 256, cpus: 1, disks: [], kernel: 'guest.elf' };
+    const vm = journal.upsertVm({
+      name: 'vm1',
+      spec,
+      state: 'starting',
+      qmpSocket: '/run/vm1.qmp',
+      serialLog: '/run/vm1.log',
+    });
+    assert.deepEqual(vm, {
+      name: 'vm1',
+      spec,
+      state: 'starting',
+      pid: null,
+      qmpSocket: '/run/vm1.qmp',
+      serialLog: '/run/vm1.log',
+      createdAt: clock,
+      updatedAt: clock,
+    });
+    clock += 1000;
+    const running = journal.setVmState('vm1', 'running', { pid: 4242 });
+    assert.equal(running.state, 'running');
+    assert.equal(running.pid, 4242);
+    assert.equal(running.updatedAt, clock);
+    clock += 1000;
+    const updated = journal.upsertVm({
+      ...vm,
+      spec: { ...spec, memoryMiB: 512 },
+      state: 'running',
+      pid: 4242,
+    });
+    assert.equal(updated.createdAt, clock - 2000);
+    assert.deepEqual(updated.spec, { ...spec, memoryMiB: 512 });
+    assert.equal(journal.setVmState('vm1', 'stopped', { pid: null }).pid, null);
+    assert.equal(journal.setVmState('vm1', 'running').pid, null, 'pid untouched when not given');
+
+    journal.upsertVm({ name: 'a-vm', spec: {}, state: 'incoming', qmpSocket: 'q', serialLog: 's' });
+    assert.deepEqual(
+      journal.listVms().map((v) => v.name),
+      ['a-vm', 'vm1'],
+    );
+    assert.equal(journal.getVm('nope'), undefined);
+    assert.equal(journal.deleteVm('a-vm'), true);
+    assert.equal(journal.deleteVm('a-vm'), false);
+    assert.throws(() => journal.setVmState('a-vm', 'running'), NotFoundError);
+  });
+
+  it('rejects unknown states and specs that are not JSON', () => {
+    const base = { name: 'vm1', spec: {}, qmpSocket: 'q', serialLog: 's' };
+    assert.throws(
+      () => journal.upsertVm({ ...base, state: 'exploded' as 'running' }),
+      (err: unknown) => err instanceof UsageError && err.message.includes("'exploded'"),
+    );
+    assert.throws(() => journal.upsertVm({ ...base, state: 'running', spec: undefined }), UsageError);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    assert.throws(() => journal.upsertVm({ ...base, state: 'running', spec: cyclic }), UsageError);
+    assert.deepEqual(journal.listVms(), []);
+  });
+
+  it('records migration state transitions as events, and keeps terminal states final', () => {
+    const plan = { transport: 'native', channels: 4 };
+    const created = journal.createMigration({
+      id: 'm1',
+      vm: 'vm1',
+      role: 'source',
+      peer: 'host-b',
+      transport: 'native',
+      plan,
+      message: 'asked by operator',
+    });
+    assert.equal(created.state, 'pending');
+    assert.deepEqual(created.plan, plan);
+    assert.equal(created.startedAt, clock);
+    assert.equal(created.finishedAt, null);
+    assert.throws(
+      () =>
+        journal.createMigration({
+          id: 'm1',
+          vm: 'vm1',
+          role: 'source',
+          peer: 'x',
+          transport: 'native',
+          plan,
+        }),
+      ConflictError,
+    );
+
+    const path: [MigrationState, number][] = [
+      ['preparing', 100],
+      ['active', 200],
+      ['completing', 5000],
+    ];
+    for (const [state, dt] of path) {
+      clock += dt;
+      assert.equal(journal.setMigrationState('m1', state).state, state);
+    }
+    clock += 50;
+    const report = { status: 'completed', downtimeMs: 42, gbps: 9.4 };
+    const done = journal.setMigrationState('m1', 'completed', { report, message: 'switched over' });
+    assert.deepEqual(done.report, report);
+    assert.equal(done.finishedAt, clock);
+    assert.equal(done.error, null);
+
+    assert.deepEqual(journal.migrationEvents('m1'), [
+      { time: 1_700_000_000_000, from: null, to: 'pending', message: 'asked by operator' },
+      { time: 1_700_000_000_100, from: 'pending', to: 'preparing', message: null },
+      { time: 1_700_000_000_300, from: 'preparing', to: 'active', message: null },
+      { time: 1_700_000_005_300, from: 'active', to: 'completing', message: null },
+      { time: 1_700_000_005_350, from: 'completing', to: 'completed', message: 'switched over' },
+    ]);
+    assert.throws(
+      () => journal.setMigrationState('m1', 'failed', { error: 'late' }),
+      (err: unknown) => err instanceof ConflictError && /already completed/.test(err.message),
+    );
+    assert.equal(journal.migrationEvents('m1').length, 5);
+    assert.throws(() => journal.setMigrationState('nope', 'active'), NotFoundError);
+  });
+
+  it('uses the error as the event message of a failure', () => {
+    journal.createMigration({
+      id: 'm2',
+      vm: 'vm1',
+      role: 'destination',
+      peer: 'host-a',
+      transport: 'tunnelled',
+      plan: {},
+    });
+    const failed = journal.setMigrationState('m2', 'failed', { error: 'destination QEMU exited (signal 9)' });
+    assert.equal(failed.error, 'destination QEMU exited (signal 9)');
+    assert.equal(journal.migrationEvents('m2').at(-1)?.message, 'destination QEMU exited (signal 9)');
+  });
+
+  it('lists migrations newest first, by VM and by activity', () => {
+    const make = (id: string, vm: string, state: MigrationState): void => {
+      clock += 1000;
+      journal.createMigration({
+        id,
+        vm,
+        role: 'source',
+        peer: 'host-b',
+        transport: 'native',
+        plan: {},
+        state,
+      });
+    };
+    make('old', 'vm1', 'pending');
+    journal.setMigrationState('old', 'completed');
+    make('mid', 'vm2', 'active');
+    make('new', 'vm1', 'preparing');
+    assert.deepEqual(
+      journal.listMigrations().map((m) => m.id),
+      ['new', 'mid', 'old'],
+    );
+    assert.deepEqual(
+      journal.listMigrations({ vm: 'vm1' }).map((m) => m.id),
+      ['new', 'old'],
+    );
+    assert.deepEqual(
+      journal.listMigrations({ active: true }).map((m) => m.id),
+      ['new', 'mid'],
+    );
+    assert.deepEqual(
+      journal.listMigrations({ active: false }).map((m) => m.id),
+      ['old'],
+    );
+    assert.deepEqual(
+      journal.listMigrations({ vm: 'vm1', active: true }).map((m) => m.id),
+      ['new'],
+    );
+  });
+
+  it('keeps samples in time order', () => {
+    journal.createMigration({
+      id: 'm3',
+      vm: 'vm1',
+      role: 'source',
+      peer: 'host-b',
+      transport: 'native',
+      plan: {},
+    });
+    journal.addSample('m3', sample(300, 600, 2));
+    journal.addSample('m3', sample(100, 200));
+    journal.addSample('m3', sample(200, 400));
+    journal.addSample('m3', {
+      ...sample(300, 650, 2),
+      status: 'device',
+      dirtyRate: null,
+      throughputMbps: null,
+      cpuThrottlePct: null,
+      expectedDowntimeMs: 12.5,
+    });
+    const got = journal.samples('m3');
+    assert.deepEqual(
+      got.map((s) => [s.time, s.transferred]),
+      [
+        [100, 200],
+        [200, 400],
+        [300, 600],
+        [300, 650],
+      ],
+    );
+    assert.deepEqual(got[0], sample(100, 200));
+    assert.equal(got[3]?.status, 'device');
+    assert.equal(got[3]?.dirtyRate, null);
+    assert.equal(got[3]?.expectedDowntimeMs, 12.5);
+    assert.deepEqual(journal.samples('other'), []);
+    assert.throws(() => journal.addSample('other', sample(1, 1)), NotFoundError);
+  });
+
+  it('keeps everything across close and reopen', () => {
+    journal.upsertVm({
+      name: 'vm1',
+      spec: { memoryMiB: 256 },
+      state: 'running',
+      pid: 99,
+      qmpSocket: 'q',
+      serialLog: 's',
+    });
+    journal.createMigration({
+      id: 'm4',
+      vm: 'vm1',
+      role: 'source',
+      peer: 'host-b',
+      transport: 'native-tls',
+      plan: { tls: true },
+    });
+    journal.setMigrationState('m4', 'active');
+    journal.addSample('m4', sample(10, 100));
+    const before = {
+      vms: journal.listVms(),
+      migration: journal.getMigration('m4'),
+      events: journal.migrationEvents('m4'),
+      samples: journal.samples('m4'),
+    };
+    journal.close();
+    journal.close();
+    journal = openJournal(path, { now });
+    assert.deepEqual(
+      {
+        vms: journal.listVms(),
+        migration: journal.getMigration('m4'),
+        events: journal.migrationEvents('m4'),
+        samples: journal.samples('m4'),
+      },
+      before,
+    );
+    assert.equal(journal.schemaVersion(), 1);
+  });
+
+  it('fails only the migrations that were in flight, reporting the state they were in', () => {
+    const states: MigrationState[] = [
+      'pending',
+      'preparing',
+      'active',
+      'completing',
+      'cancelling',
+      'completed',
+      'failed',
+      'cancelled',
+    ];
+    for (const state of states) {
+      clock += 10;
+      journal.createMigration({
+        id: `m-${state}`,
+        vm: `vm-${state}`,
+        role: 'source',
+        peer: 'host-b',
+        transport: 'native',
+        plan: {},
+        state,
+      });
+    }
+    const finishedBefore = ['completed', 'failed', 'cancelled'].map((s) => journal.getMigration(`m-${s}`));
+    clock += 1000;
+    const interrupted = journal.failInFlightMigrations('agent restarted during the migration');
+    assert.deepEqual(
+      interrupted.map((m) => [m.id, m.previousState, m.state]),
+      [
+        ['m-pending', 'pending', 'failed'],
+        ['m-preparing', 'preparing', 'failed'],
+        ['m-active', 'active', 'failed'],
+        ['m-completing', 'completing', 'failed'],
+        ['m-cancelling', 'cancelling', 'failed'],
+      ],
+    );
+    for (const m of interrupted) {
+      assert.equal(m.error, 'agent restarted during the migration');
+      assert.equal(m.finishedAt, clock);
+      assert.deepEqual(journal.migrationEvents(m.id).at(-1), {
+        time: clock,
+        from: m.previousState,
+        to: 'failed',
+        message: 'agent restarted during the migration',
+      });
+    }
+    assert.deepEqual(
+      ['completed', 'failed', 'cancelled'].map((s) => journal.getMigration(`m-${s}`)),
+      finishedBefore,
+    );
+    assert.deepEqual(journal.failInFlightMigrations('again'), []);
+    assert.deepEqual(journal.listMigrations({ active: true }), []);
+  });
+
+  it('refuses a journal from a newer vmferry, and a file that is not a database', async () => {
+    journal.close();
+    const db = new Database(path);
+    db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(99, 0);
+    db.close();
+    assert.throws(
+      () => openJournal(path, { now }),
+      (err: unknown) =>
+        err instanceof JournalError && /schema version 99/.test(err.message) && err.file === path,
+    );
+    const garbage = join(root, 'garbage.sqlite');
+    await writeFile(garbage, 'this is not an SQLite database, not even close; '.repeat(100));
+    assert.throws(
+      () => openJournal(garbage, { now }),
+      (err: unknown) => err instanceof JournalError && err.message.includes(garbage),
+    );
+    assert.throws(() => openJournal(join(root, 'missing-dir', 'j.sqlite'), { now }), JournalError);
+    journal = openJournal(join(root, 'fresh.sqlite'), { now });
+  });
+});

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { main } from '../main.js';
+
+async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => (out += d.toString()));
+  stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await main(['node', 'vmferry', ...args], { stdout, stderr, env: {} });
+  return { code, stdout: out, stderr: err };
+}
+
+describe('vmferry ca', () => {
+  let root: string;
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'vmferry-ca-cli-test-'));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('ca init --json prints the paths', async () => {
+    const dir = join(root, 'ca');
+    const r = await run('ca', 'init', dir, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { dir, cert: join(dir, 'ca.pem'), key: join(dir, 'ca-key.pem') });
+  });
+
+  it('ca init refuses an existing CA with message and hint', async () => {
+    const r = await run('ca', 'init', join(root, 'ca'));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^vmferry: error: a CA already exists: .*ca-key\.pem is present\nvmferry: hint: /);
+    assert.equal(r.stdout, '');
+  });
+
+  it('ca issue --json prints paths and names; files land in CA/issued/NAME', async () => {
+    const r = await run(
+      'ca',
+      'issue',
+      join(root, 'ca'),
+      '--name',
+      'host-a',
+      '--ip',
+      '198.18.0.1',
+      '--ip',
+      '198.18.0.11',
+      '--dns',
+      'a.example.net',
+      '--days',
+      '90',
+      '--json',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    const dir = join(root, 'ca', 'issued', 'host-a');
+    assert.equal(out.dir, dir);
+    assert.equal(out.cert, join(dir, 'cert.pem'));
+    assert.equal(out.key, join(dir, 'key.pem'));
+    assert.equal(out.ca, join(dir, 'ca.pem'));
+    assert.deepEqual(out.dnsNames, ['host-a', 'a.example.net']);
+    assert.deepEqual(out.ips, ['198.18.0.1', '198.18.0.11']);
+    assert.equal((await stat(join(dir, 'key.pem'))).mode & 0o777, 0o600);
+  });
+
+  it('ca issue prints plain lines without --json', async () => {
+    const r = await run('ca', 'issue', join(root, 'ca'), '--name', 'operator', '--out', join(root, 'op'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^issued certificate for operator in .*\/op\n/);
+    assert.match(r.stdout, /names +DNS:operator\n/);
+  });
+
+  it('ca issue names the bad value', async () => {
+    for (const [args, bad] of [
+      [['--ip', '198.18.0.1', '--ip', 'not-an-ip'], "invalid IP address 'not-an-ip'"],
+      [['--dns', 'under_score'], "invalid DNS name 'under_score'"],
+      [['--days', 'ten'], "invalid --days 'ten'"],
+    ] as const) {
+      const r = await run('ca', 'issue', join(root, 'ca'), '--name', 'host-b', ...args);
+      assert.equal(r.code, 1);
+      assert.ok(r.stderr.includes(bad), r.stderr);
+    }
+    const missing = await run('ca', 'issue', join(root, 'ca'));
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /--name/);
+  });
+});

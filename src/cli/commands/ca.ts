@@ -1,0 +1,110 @@
+import type { Command } from 'commander';
+import { UsageError } from '../../errors.js';
+import { DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, initCa, issueCertificate } from '../../pki/index.js';
+import { type CliIo, printJson, printLines } from '../io.js';
+import type { CommandModule } from '../command.js';
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function parseDays(value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value))
+    throw new UsageError(`invalid --days '${value}': expected a whole number of days`);
+  return Number(value);
+}
+
+interface InitFlags {
+  days?: string;
+  json?: boolean;
+}
+
+interface IssueFlags {
+  name: string;
+  ip?: string[];
+  dns?: string[];
+  out?: string;
+  days?: string;
+  force?: boolean;
+  json?: boolean;
+}
+
+async function runInit(io: CliIo, dir: string, flags: InitFlags): Promise<void> {
+  const ca = await initCa(dir, { days: parseDays(flags.days, DEFAULT_CA_DAYS) });
+  if (flags.json === true) {
+    printJson(io, { dir: ca.dir, cert: ca.certPath, key: ca.keyPath });
+    return;
+  }
+  printLines(io, [
+    `created CA in ${ca.dir}`,
+    `  certificate  ${ca.certPath}`,
+    `  key          ${ca.keyPath} (private: keep it off the hypervisor hosts)`,
+  ]);
+}
+
+async function runIssue(io: CliIo, dir: string, flags: IssueFlags): Promise<void> {
+  const issued = await issueCertificate(dir, {
+    name: flags.name,
+    ips: flags.ip ?? [],
+    dnsNames: flags.dns ?? [],
+    outDir: flags.out,
+    days: parseDays(flags.days, DEFAULT_LEAF_DAYS),
+    force: flags.force === true,
+  });
+  if (flags.json === true) {
+    printJson(io, {
+      name: issued.name,
+      dir: issued.dir,
+      cert: issued.certPath,
+      key: issued.keyPath,
+      ca: issued.caPath,
+      dnsNames: issued.dnsNames,
+      ips: issued.ips,
+      serialNumber: issued.serialNumber,
+      notAfter: issued.notAfter.toISOString(),
+    });
+    return;
+  }
+  const sans = [...issued.dnsNames.map((d) => `DNS:${d}`), ...issued.ips.map((a) => `IP:${a}`)];
+  printLines(io, [
+    `issued certificate for ${issued.name} in ${issued.dir}`,
+    `  certificate  ${issued.certPath}`,
+    `  key          ${issued.keyPath}`,
+    `  CA           ${issued.caPath}`,
+    `  names        ${sans.join(', ')}`,
+    `  expires      ${issued.notAfter.toISOString()}`,
+  ]);
+}
+
+/** `vmferry ca init|issue`: the deployment's private certificate authority. */
+export const caCommand: CommandModule = {
+  name: 'ca',
+  register(program: Command, io: CliIo): void {
+    const ca = program
+      .command('ca')
+      .description('manage the private CA whose certificates agents and operators use for mutual TLS');
+
+    ca.command('init')
+      .description('create a CA in DIR: ca.pem (certificate) and ca-key.pem (ECDSA P-256 key, mode 0600)')
+      .argument('<dir>', 'directory for the CA (created if missing; an existing CA is never overwritten)')
+      .option('--days <n>', `validity in days (default ${DEFAULT_CA_DAYS})`)
+      .option('--json', 'print the paths as JSON')
+      .action(async (dir: string, flags: InitFlags) => runInit(io, dir, flags));
+
+    ca.command('issue')
+      .description(
+        'issue a certificate for a host agent or an operator, signed by the CA in DIR; writes cert.pem, ' +
+          'key.pem (0600) and ca.pem to DIR/issued/NAME (or --out), a directory agents and the CLI load as their TLS identity',
+      )
+      .argument('<dir>', 'the CA directory (from ca init)')
+      .requiredOption('--name <name>', 'host or operator name: the CN and first DNS name (e.g. host-a)')
+      .option('--ip <addr>', 'IP address subjectAltName (repeatable)', collect)
+      .option('--dns <name>', 'extra DNS name subjectAltName (repeatable)', collect)
+      .option('--out <dir>', 'write the three files here instead of DIR/issued/NAME')
+      .option('--days <n>', `validity in days (default ${DEFAULT_LEAF_DAYS})`)
+      .option('--force', 'replace a certificate already issued in that directory')
+      .option('--json', 'print the paths and names as JSON')
+      .action(async (dir: string, flags: IssueFlags) => runIssue(io, dir, flags));
+  },
+};
