@@ -56,6 +56,7 @@ static uint64_t verified;
 static uint64_t seq;
 static int corrupt;
 static uint32_t corrupt_page;
+static uint32_t reported[MAX_MISMATCH_REPORTS];
 static uint32_t mismatch_reports;
 
 static uint32_t *page_addr(uint32_t p)
@@ -115,8 +116,16 @@ static void write_page(uint32_t p)
 	written++;
 }
 
+/* One diagnostic line for each of the first few bad pages. */
 static void report_mismatch(uint32_t p)
 {
+	for (uint32_t i = 0; i < mismatch_reports; i++)
+		if (reported[i] == p)
+			return;
+	if (mismatch_reports == MAX_MISMATCH_REPORTS)
+		return;
+	reported[mismatch_reports++] = p;
+
 	uint32_t g = generation[p];
 	uint32_t expected;
 	const volatile uint32_t *w = page_addr(p);
@@ -143,10 +152,7 @@ static void verify_page(uint32_t p)
 			corrupt = 1;
 			corrupt_page = p;
 		}
-		if (mismatch_reports < MAX_MISMATCH_REPORTS) {
-			mismatch_reports++;
-			report_mismatch(p);
-		}
+		report_mismatch(p);
 	}
 	verified++;
 }
