@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { GuestSerialParser, parseGuestLine, type GuestEvent } from './heartbeat-parser.js';
+
+const READY = 'vmferry-guest ready mem=256 dirty=64 base=0x1000000 pages=65536';
+const HB1 = 'vmferry-hb seq=1 written=16384 verified=150000 status=OK';
+const HB2 = 'vmferry-hb seq=2 written=32768 verified=300000 status=OK';
+
+function feed(chunks: readonly (string | Uint8Array)[]): { events: GuestEvent[]; parser: GuestSerialParser } {
+  const parser = new GuestSerialParser();
+  const events = chunks.flatMap((c) => parser.push(c));
+  return { events, parser };
+}
+
+describe('parseGuestLine', () => {
+  it('reads the ready line', () => {
+    assert.deepEqual(parseGuestLine(READY), {
+      kind: 'ready',
+      memMiB: 256,
+      dirtyMiBps: 64,
+      base: 0x1000000,
+      pages: 65536,
+    });
+  });
+
+  it('reads OK and CORRUPT heartbeats', () => {
+    assert.deepEqual(parseGuestLine(HB1), {
+      kind: 'heartbeat',
+      seq: 1,
+      written: 16384,
+      verified: 150000,
+      status: 'ok',
+    });
+    assert.deepEqual(parseGuestLine('vmferry-hb seq=9 written=0 verified=77 status=CORRUPT page=12345'), {
+      kind: 'heartbeat',
+      seq: 9,
+      written: 0,
+      verified: 77,
+      status: 'corrupt',
+      corruptPage: 12345,
+    });
+  });
+
+  it('reads other guest lines as messages with a topic', () => {
+    assert.deepEqual(parseGuestLine('vmferry-guest warning: mem=4000 does not fit, clamped to mem=495'), {
+      kind: 'message',
+      topic: 'warning',
+      text: 'vmferry-guest warning: mem=4000 does not fit, clamped to mem=495',
+    });
+    const e = parseGuestLine('vmferry-guest mismatch page=3 generation=0 word=25 expected=0x1 found=0x2');
+    assert.equal(e?.kind === 'message' && e.topic, 'mismatch');
+  });
+
+  it('finds the marker after noise on the same line', () => {
+    assert.equal(parseGuestLine(`\x1b[2J\x00garbage ${HB2}`)?.kind, 'heartbeat');
+    const torn = parseGuestLine(`vmferry-hb seq=1 writ${HB2}`);
+    assert.equal(torn?.kind === 'heartbeat' && torn.seq, 2);
+  });
+
+  it('ignores cut, malformed and foreign lines', () => {
+    for (const line of [
+      '',
+      'SeaBIOS (version 1.16.2-debian-1.16.2-1)',
+      'vmferry-hb seq=1 written=16384 verified=150000 sta',
+      'vmferry-hb seq=1 written=16384 verified=150000 status=OKAY',
+      'vmferry-hb seq=1 written=16384 verified=150000 status=CORRUPT',
+      'vmferry-hb seq=x written=1 verified=1 status=OK',
+      'vmferry-hb seq=99999999999999999999 written=1 verified=1 status=OK',
+      'vmferry-guest ready mem=256 dirty=64 base=0xZZ pages=1',
+    ]) {
+      assert.equal(parseGuestLine(line), undefined, JSON.stringify(line));
+    }
+  });
+});
+
+describe('GuestSerialParser', () => {
+  it('joins lines split across chunks, at any byte', () => {
+    const text = `${READY}\n${HB1}\n${HB2}\n`;
+    for (let cut = 0; cut <= text.length; cut++) {
+      const { events } = feed([text.slice(0, cut), text.slice(cut)]);
+      assert.deepEqual(
+        events.map((e) => e.kind),
+        ['ready', 'heartbeat', 'heartbeat'],
+        `cut at ${cut}`,
+      );
+    }
+  });
+
+  it('returns every line of a chunk, in order, from bytes or strings', () => {
+    const { events } = feed([
+      Buffer.from(`${HB1}\r\n${HB2}\r\nvmferry-hb seq=3 written=1 verified=400000 status=OK\r\n`),
+    ]);
+    assert.deepEqual(
+      events.map((e) => (e.kind === 'heartbeat' ? e.seq : -1)),
+      [1, 2, 3],
+    );
+  });
+
+  it('handles a CRLF split between chunks', () => {
+    const { events } = feed([`${HB1}\r`, `\n${HB2}\r`, '\n']);
+    assert.equal(events.length, 2);
+  });
+
+  it('counts and skips garbage, keeps going after it', () => {
+    const noise = Buffer.from([0xff, 0xfe, 0x00, 0x1b, 0x5b, 0x41, 0x0a, 0xc3]);
+    const { events, parser } = feed([
+      noise,
+      'more noise\n',
+      `${HB1}\n`,
+      'vmferry-hb seq=2 wri\n',
+      `${HB2}\n`,
+    ]);
+    assert.deepEqual(
+      events.map((e) => (e.kind === 'heartbeat' ? e.seq : -1)),
+      [1, 2],
+    );
+    assert.equal(parser.ignoredLines, 3);
+  });
+
+  it('does not parse a last line that never got its newline', () => {
+    const { events } = feed([`${HB1}\n`, 'vmferry-hb seq=2 written=1 verified=2 status=CORRUPT page=12']);
+    assert.equal(events.length, 1);
+  });
+
+  it('drops an endless line without growing, then resumes', () => {
+    const parser = new GuestSerialParser();
+    for (let i = 0; i < 100; i++) assert.deepEqual(parser.push('x'.repeat(1000)), []);
+    assert.deepEqual(parser.push(`${HB1}\n`), []);
+    const events = parser.push(`${HB2}\n`);
+    assert.equal(events.length, 1);
+    assert.equal(parser.ignoredLines, 1);
+  });
+
+  it('reports CORRUPT with the page', () => {
+    const { events } = feed([`${HB1}\nvmferry-hb seq=2 written=5 verified=9 status=CORRUPT page=42\n`]);
+    const last = events.at(-1);
+    assert.ok(last?.kind === 'heartbeat');
+    assert.equal(last.status, 'corrupt');
+    assert.equal(last.corruptPage, 42);
+  });
+});
