@@ -1,7 +1,7 @@
 import { Agent as HttpsAgent, request } from 'node:https';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { PeerError, UsageError, errorFromBody, describeError } from '../errors.js';
-import type { TlsIdentity } from './api-server.js';
+import { mtlsClientOptions, type TlsIdentity } from '../pki/index.js';
 
 /** Where an agent listens: `https://HOST:PORT` or `unix:/path/to/agent.sock`. */
 export interface AgentEndpoint {
@@ -39,16 +39,17 @@ export class AgentClient {
   readonly endpoint: AgentEndpoint;
   private readonly agent: HttpsAgent;
 
-  constructor(endpoint: AgentEndpoint | string, tls: TlsIdentity) {
+  /** `peerName`: the name the agent's certificate must carry (default: the address dialled). */
+  constructor(endpoint: AgentEndpoint | string, tls: TlsIdentity, options: { peerName?: string } = {}) {
     this.endpoint = typeof endpoint === 'string' ? parseAgentEndpoint(endpoint) : endpoint;
+    const tlsOptions = mtlsClientOptions(tls, options);
     this.agent = new HttpsAgent({
       keepAlive: true,
-      ca: tls.ca,
-      cert: tls.cert,
-      key: tls.key,
-      minVersion: 'TLSv1.3',
-      // Over a local unix socket there is no host name to check; the chain to our CA still is.
-      ...(this.endpoint.socketPath !== undefined ? { checkServerIdentity: () => undefined } : {}),
+      ...tlsOptions,
+      // Over a local unix socket there is no address to check; the chain to our CA still is.
+      ...(this.endpoint.socketPath !== undefined && options.peerName === undefined
+        ? { checkServerIdentity: () => undefined }
+        : {}),
     });
   }
 

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { UsageError, VmferryError, describeError, httpStatusFor, NotFoundError } from '../errors.js';
+import { mtlsServerOptions, type TlsIdentity } from '../pki/index.js';
 
 /** Who is calling, from their client certificate (already verified against the deployment CA). */
 export interface Peer {
@@ -36,12 +37,6 @@ export class Reply {
     readonly status: number,
     readonly body: unknown,
   ) {}
-}
-
-export interface TlsIdentity {
-  ca: Buffer;
-  cert: Buffer;
-  key: Buffer;
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -79,17 +74,7 @@ export class ApiServer {
 
   /** Listens on `host:port` (TCP) or a unix socket path; resolves with the bound address. */
   listen(target: { host: string; port: number } | { path: string }): Promise<string> {
-    const server = createServer(
-      {
-        ca: this.tls.ca,
-        cert: this.tls.cert,
-        key: this.tls.key,
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: 'TLSv1.3',
-      },
-      (req, res) => void this.handle(req, res),
-    );
+    const server = createServer(mtlsServerOptions(this.tls), (req, res) => void this.handle(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
     );

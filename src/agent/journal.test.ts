@@ -155,7 +155,7 @@ describe('agent journal', () => {
 
     const path: [MigrationState, number][] = [
       ['preparing', 100],
-      ['active', 200],
+      ['migrating', 200],
       ['completing', 5000],
     ];
     for (const [state, dt] of path) {
@@ -172,8 +172,8 @@ describe('agent journal', () => {
     assert.deepEqual(journal.migrationEvents('m1'), [
       { time: 1_700_000_000_000, from: null, to: 'pending', message: 'asked by operator' },
       { time: 1_700_000_000_100, from: 'pending', to: 'preparing', message: null },
-      { time: 1_700_000_000_300, from: 'preparing', to: 'active', message: null },
-      { time: 1_700_000_005_300, from: 'active', to: 'completing', message: null },
+      { time: 1_700_000_000_300, from: 'preparing', to: 'migrating', message: null },
+      { time: 1_700_000_005_300, from: 'migrating', to: 'completing', message: null },
       { time: 1_700_000_005_350, from: 'completing', to: 'completed', message: 'switched over' },
     ]);
     assert.throws(
@@ -181,7 +181,7 @@ describe('agent journal', () => {
       (err: unknown) => err instanceof ConflictError && /already completed/.test(err.message),
     );
     assert.equal(journal.migrationEvents('m1').length, 5);
-    assert.throws(() => journal.setMigrationState('nope', 'active'), NotFoundError);
+    assert.throws(() => journal.setMigrationState('nope', 'migrating'), NotFoundError);
   });
 
   it('uses the error as the event message of a failure', () => {
@@ -213,7 +213,7 @@ describe('agent journal', () => {
     };
     make('old', 'vm1', 'pending');
     journal.setMigrationState('old', 'completed');
-    make('mid', 'vm2', 'active');
+    make('mid', 'vm2', 'migrating');
     make('new', 'vm1', 'preparing');
     assert.deepEqual(
       journal.listMigrations().map((m) => m.id),
@@ -292,7 +292,7 @@ describe('agent journal', () => {
       transport: 'native-tls',
       plan: { tls: true },
     });
-    journal.setMigrationState('m4', 'active');
+    journal.setMigrationState('m4', 'migrating');
     journal.addSample('m4', sample(10, 100));
     const before = {
       vms: journal.listVms(),
@@ -319,9 +319,9 @@ describe('agent journal', () => {
     const states: MigrationState[] = [
       'pending',
       'preparing',
-      'active',
+      'migrating',
       'completing',
-      'cancelling',
+      'postcopy',
       'completed',
       'failed',
       'cancelled',
@@ -346,9 +346,9 @@ describe('agent journal', () => {
       [
         ['m-pending', 'pending', 'failed'],
         ['m-preparing', 'preparing', 'failed'],
-        ['m-active', 'active', 'failed'],
+        ['m-migrating', 'migrating', 'failed'],
         ['m-completing', 'completing', 'failed'],
-        ['m-cancelling', 'cancelling', 'failed'],
+        ['m-postcopy', 'postcopy', 'failed'],
       ],
     );
     for (const m of interrupted) {

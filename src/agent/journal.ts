@@ -32,17 +32,9 @@ export const VM_STATES = [
 ] as const;
 export type VmState = (typeof VM_STATES)[number];
 
-export const MIGRATION_STATES = [
-  'pending',
-  'preparing',
-  'active',
-  'completing',
-  'cancelling',
-  'completed',
-  'failed',
-  'cancelled',
-] as const;
-export type MigrationState = (typeof MIGRATION_STATES)[number];
+import { MIGRATION_STATES, type MigrationState } from '../migration/types.js';
+
+export { MIGRATION_STATES, type MigrationState };
 
 /** A migration in one of these states is over; its state never changes again. */
 export const TERMINAL_MIGRATION_STATES: readonly MigrationState[] = ['completed', 'failed', 'cancelled'];

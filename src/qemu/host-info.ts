@@ -1,4 +1,4 @@
-import { guestImage } from '../paths.js';
+import { guestKernelPath } from '../guest/index.js';
 import { probeAccelerator, type AcceleratorProbe } from './accel-probe.js';
 import { probeQemuCapabilities, type QemuCapabilities } from './host-capabilities.js';
 import { DEFAULT_QEMU_BINARY } from './qemu-process.js';
@@ -20,7 +20,7 @@ export async function probeHost(
   options: { qemuBinary?: string; tlsCredsDir?: string; guestKernel?: string; kvmDevice?: string } = {},
 ): Promise<HostInfo> {
   const qemuBinary = options.qemuBinary ?? DEFAULT_QEMU_BINARY;
-  const guestKernel = options.guestKernel ?? guestImage;
+  const guestKernel = options.guestKernel ?? guestKernelPath();
   const caps = await probeQemuCapabilities({ qemuBinary, tlsCredsDir: options.tlsCredsDir });
   const accel = await probeAccelerator({ guestKernel, qemuBinary, kvmDevice: options.kvmDevice });
   const has = (name: string): boolean => caps.migrationCapabilities.includes(name);

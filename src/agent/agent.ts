@@ -1,0 +1,270 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeError } from '../errors.js';
+import type { MigrationSettings } from '../migration/index.js';
+import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
+import { AgentClient } from './agent-client.js';
+import type { TlsIdentity } from '../pki/index.js';
+import { ApiServer } from './api-server.js';
+import { IncomingMigrations, type TunnelAcceptor } from './incoming.js';
+import { openJournal, type Journal } from './journal.js';
+import { OutgoingMigrations, type MigrationOverrides, type SourceTunnelOpener } from './outgoing.js';
+import { registerRoutes } from './routes.js';
+import { VmRegistry } from './vm-registry.js';
+
+export interface AgentOptions {
+  /** This host's name: the CN of its certificate. */
+  name: string;
+  listenHost: string;
+  listenPort: number;
+  stateDir: string;
+  tls: TlsIdentity;
+  /** Address destination QEMUs listen on for native migration streams (default: listenHost). */
+  migrationAddress?: string;
+  accel: Accelerator | 'auto';
+  qemuBinary?: string;
+  /** QEMU tls-creds-x509 directory; enables native TLS. */
+  qemuTlsDir?: string;
+  /** Decides how each migration runs (from nova.conf and both hosts' capabilities). */
+  plan?: (input: {
+    vmMemoryMiB: number;
+    source: HostInfo;
+    destination: HostSummary;
+    overrides: MigrationOverrides;
+  }) => MigrationSettings;
+  tunnels?: { acceptor: TunnelAcceptor; openSource: SourceTunnelOpener };
+  log?: (line: string) => void;
+}
+
+/** What an agent tells peers and operators about its host (GET /v1/host). */
+export interface HostSummary {
+  name: string;
+  accelerator: Accelerator;
+  acceleratorReason: string;
+  qemuVersion: string;
+  nativeTls: boolean;
+  multifd: boolean;
+  postcopy: boolean;
+  autoConverge: boolean;
+  migrationCapabilities: string[];
+  transports: string[];
+}
+
+/**
+ * One host's vmferry agent: owns the VMs on this host, serves the API, and
+ * migrates VMs to and from peer agents.
+ */
+export class Agent {
+  readonly options: AgentOptions;
+  readonly journal: Journal;
+  readonly registry: VmRegistry;
+  readonly outgoing: OutgoingMigrations;
+  readonly incoming: IncomingMigrations;
+  private readonly api: ApiServer;
+  private readonly peers = new Map<string, AgentClient>();
+  private host: HostInfo | undefined;
+  private readonly log: (line: string) => void;
+  addresses: string[] = [];
+
+  private constructor(options: AgentOptions, host: HostInfo) {
+    this.options = options;
+    this.host = host;
+    this.log = options.log ?? ((line) => process.stderr.write(`vmferry-agent[${options.name}]: ${line}\n`));
+    mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+    const now = (): number => Date.now();
+    this.journal = openJournal(join(options.stateDir, 'journal.sqlite'), { now });
+    this.registry = new VmRegistry({
+      stateDir: options.stateDir,
+      accel: host.accelerator,
+      qemuBinary: options.qemuBinary,
+      journal: this.journal,
+      log: this.log,
+    });
+    this.incoming = new IncomingMigrations({
+      hostName: options.name,
+      stateDir: options.stateDir,
+      migrationAddress: options.migrationAddress ?? options.listenHost,
+      registry: this.registry,
+      journal: this.journal,
+      tunnels: options.tunnels?.acceptor,
+      qemuTlsDir: options.qemuTlsDir,
+      log: this.log,
+    });
+    this.outgoing = new OutgoingMigrations({
+      hostName: options.name,
+      registry: this.registry,
+      journal: this.journal,
+      peerClient: (address) => this.peer(address),
+      plan: async ({ vmMemoryMiB, destination, overrides }) => {
+        const destinationHost = await destination.get<HostSummary>('/v1/host');
+        const plan = options.plan ?? defaultPlan;
+        return plan({ vmMemoryMiB, source: this.hostInfo, destination: destinationHost, overrides });
+      },
+      openSourceTunnel: options.tunnels?.openSource,
+      qemuTlsDir: options.qemuTlsDir,
+      log: this.log,
+    });
+    this.api = new ApiServer(options.tls);
+    registerRoutes(this.api, {
+      hostInfo: () => this.summary(),
+      registry: this.registry,
+      journal: this.journal,
+      outgoing: this.outgoing,
+      incoming: this.incoming,
+    });
+  }
+
+  /** Probes the host, reattaches to surviving VMs, settles interrupted migrations, and starts serving. */
+  static async start(options: AgentOptions): Promise<Agent> {
+    const host = await probeHost({ qemuBinary: options.qemuBinary, tlsCredsDir: options.qemuTlsDir });
+    if (options.accel !== 'auto' && options.accel !== host.accelerator) {
+      host.acceleratorReason = `forced by configuration (probe said: ${host.acceleratorReason})`;
+      host.accelerator = options.accel;
+    }
+    const agent = new Agent(options, host);
+    try {
+      await agent.recover();
+      const socketPath = join(options.stateDir, 'agent.sock');
+      rmSync(socketPath, { force: true });
+      agent.addresses.push(await agent.api.listen({ host: options.listenHost, port: options.listenPort }));
+      agent.addresses.push(`unix:${await agent.api.listen({ path: socketPath })}`);
+      writeFileSync(
+        join(options.stateDir, 'agent.json'),
+        `${JSON.stringify({ name: options.name, pid: process.pid, addresses: agent.addresses }, null, 2)}\n`,
+      );
+      agent.log(`listening on ${agent.addresses.join(' and ')} (accelerator ${host.accelerator})`);
+    } catch (err) {
+      await agent.close();
+      throw err;
+    }
+    return agent;
+  }
+
+  get hostInfo(): HostInfo {
+    if (this.host === undefined) throw new Error('host not probed');
+    return this.host;
+  }
+
+  summary(): HostSummary {
+    const h = this.hostInfo;
+    return {
+      name: this.options.name,
+      accelerator: h.accelerator,
+      acceleratorReason: h.acceleratorReason,
+      qemuVersion: h.qemuVersion,
+      nativeTls: h.nativeTls,
+      multifd: h.multifd,
+      postcopy: h.postcopy,
+      autoConverge: h.autoConverge,
+      migrationCapabilities: h.migrationCapabilities,
+      transports: this.options.tunnels === undefined ? ['native'] : ['native', 'tunnelled'],
+    };
+  }
+
+  /** Graceful stop (SIGTERM): aborts outgoing migrations, so their VMs stay here and run, then closes. */
+  async shutdown(): Promise<void> {
+    await this.outgoing.abortAll('the source agent is shutting down');
+    await this.close();
+  }
+
+  /** Stops serving; VMs keep running (their QEMU processes belong to the host). */
+  async close(): Promise<void> {
+    await this.api.close();
+    for (const client of this.peers.values()) client.close();
+    this.registry.detachAll();
+    this.journal.close();
+  }
+
+  private peer(address: string): AgentClient {
+    let client = this.peers.get(address);
+    if (client === undefined) {
+      client = new AgentClient(address, this.options.tls);
+      this.peers.set(address, client);
+    }
+    return client;
+  }
+
+  /**
+   * After a restart: reattach VMs, then settle every migration the previous
+   * process left unfinished. Each is recorded as failed; as source, the VM is
+   * made to run here again and the destination is told to drop its copy; as
+   * destination, the half-received VM is dropped.
+   */
+  private async recover(): Promise<void> {
+    await this.registry.reattach();
+    const interrupted = this.journal.failInFlightMigrations(
+      'the agent restarted while the migration was in flight',
+    );
+    for (const m of interrupted) {
+      if (m.role === 'destination') {
+        await this.incoming.dropLeftovers([{ id: m.id, vm: m.vm }]);
+        continue;
+      }
+      if (this.registry.has(m.vm)) {
+        const vm = this.registry.get(m.vm);
+        const qmp = vm.qemu?.qmp;
+        try {
+          if (qmp !== undefined) {
+            const info = await qmp.execute<{ status?: string }>('query-migrate');
+            if (info.status === 'active' || info.status === 'setup' || info.status === 'postcopy-active') {
+              if (info.status === 'postcopy-active') {
+                this.log(
+                  `migration ${m.id} was in post-copy: the guest runs on ${m.peer}; not resuming here`,
+                );
+                continue;
+              }
+              await qmp.execute('migrate_cancel');
+              for (let i = 0; i < 50; i++) {
+                const s = await qmp.execute<{ status?: string }>('query-migrate');
+                if (s.status !== 'active' && s.status !== 'cancelling' && s.status !== 'setup') break;
+                await new Promise((r) => setTimeout(r, 100));
+              }
+            }
+            const status = await qmp.execute<{ running: boolean; status: string }>('query-status');
+            if (!status.running) await qmp.execute('cont');
+            this.registry.setState(m.vm, 'running');
+            this.log(
+              `migration ${m.id} interrupted by a restart: VM ${m.vm} runs here (was ${status.status})`,
+            );
+          }
+        } catch (err) {
+          this.log(`could not restore VM ${m.vm} after interrupted migration ${m.id}: ${describeError(err)}`);
+        }
+      }
+      try {
+        await this.peer(m.peer).post(
+          `/v1/incoming/${m.id}/abort`,
+          { reason: 'the source agent restarted' },
+          { timeoutMs: 5000 },
+        );
+      } catch (err) {
+        this.log(`could not tell ${m.peer} to drop migration ${m.id}: ${describeError(err)}`);
+      }
+    }
+  }
+}
+
+/** Until a nova.conf is given: native, TLS when both hosts can, multifd with 2 channels. */
+function defaultPlan(input: {
+  vmMemoryMiB: number;
+  source: HostInfo;
+  destination: HostSummary;
+  overrides: MigrationOverrides;
+}): MigrationSettings {
+  const o = input.overrides;
+  const transport = o.transport ?? 'native';
+  const tls = transport === 'tunnelled' || (input.source.nativeTls && input.destination.nativeTls);
+  return {
+    transport,
+    tls,
+    channels: o.channels ?? 2,
+    bandwidthMiBps: o.bandwidthMiBps ?? 0,
+    downtimeSteps: [[0, 500]],
+    completionTimeoutSeconds: o.completionTimeoutSeconds ?? 0,
+    timeoutAction: o.timeoutAction ?? 'abort',
+    postCopy: o.postCopy ?? false,
+    autoConverge: o.autoConverge ?? false,
+    stallSeconds: o.stallSeconds ?? 0,
+    reasons: ['no nova.conf given: vmferry defaults'],
+  };
+}

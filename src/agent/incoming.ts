@@ -1,0 +1,249 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConflictError, MigrationError, NotFoundError, UsageError, describeError } from '../errors.js';
+import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
+import { validateVmSpec } from '../qemu/index.js';
+import type { Journal } from './journal.js';
+import type { VmRegistry } from './vm-registry.js';
+
+/** What the destination side needs from the tunnel front door. */
+export interface TunnelAcceptor {
+  acceptTunnel(t: { migrationId: string; token: string; peerCommonName: string; targetPath: string }): void;
+  closeTunnel(migrationId: string): void;
+}
+
+interface IncomingMigration {
+  id: string;
+  vmName: string;
+  sourceHost: string;
+  transport: IncomingRequest['transport'];
+}
+
+export interface IncomingMigrationsOptions {
+  hostName: string;
+  stateDir: string;
+  /** Address the destination QEMU listens on for native migration streams. */
+  migrationAddress: string;
+  registry: VmRegistry;
+  journal: Journal;
+  tunnels: TunnelAcceptor | undefined;
+  qemuTlsDir: string | undefined;
+  log: (line: string) => void;
+}
+
+/**
+ * The destination half of a migration: prepares an incoming QEMU for a source
+ * agent, starts the guest when the source says the copy is complete, and drops
+ * everything when the source gives up or the incoming QEMU dies.
+ */
+export class IncomingMigrations {
+  private readonly active = new Map<string, IncomingMigration>();
+  private readonly options: IncomingMigrationsOptions;
+
+  constructor(options: IncomingMigrationsOptions) {
+    this.options = options;
+  }
+
+  async prepare(body: unknown, peerCommonName: string): Promise<IncomingReply> {
+    const request = validateIncoming(body);
+    const { registry, journal } = this.options;
+    if (this.active.has(request.migrationId))
+      throw new ConflictError(`migration ${request.migrationId} is already prepared`);
+    const spec = { ...request.spec, memoryBackend: { kind: 'ram' as const } };
+    journal.createMigration({
+      id: request.migrationId,
+      vm: spec.name,
+      role: 'destination',
+      peer: request.sourceHost,
+      transport: request.transport,
+      plan: request,
+      state: 'preparing',
+    });
+    const entry: IncomingMigration = {
+      id: request.migrationId,
+      vmName: spec.name,
+      sourceHost: request.sourceHost,
+      transport: request.transport,
+    };
+    try {
+      const vm = await registry.prepareIncoming(spec, request.migrationId);
+      this.active.set(entry.id, entry);
+      const qmp = vm.qemu!.qmp;
+      await qmp.execute('migrate-set-capabilities', {
+        capabilities: [
+          { capability: 'events', state: true },
+          { capability: 'multifd', state: request.channels > 1 },
+          { capability: 'postcopy-ram', state: request.postCopy },
+        ],
+      });
+      let tlsCreds = '';
+      if (request.transport === 'native' && request.tls) {
+        if (this.options.qemuTlsDir === undefined) {
+          throw new MigrationError(`host ${this.options.hostName} has no QEMU TLS credentials`, {
+            hint: 'give the agent --qemu-tls-dir or let it lay out one from its certificate',
+          });
+        }
+        tlsCreds = 'vmf-tls-in';
+        await qmp.execute('object-add', {
+          'qom-type': 'tls-creds-x509',
+          id: tlsCreds,
+          dir: this.options.qemuTlsDir,
+          endpoint: 'server',
+          'verify-peer': true,
+        });
+      }
+      await qmp.execute('migrate-set-parameters', {
+        'tls-creds': tlsCreds,
+        ...(request.channels > 1 ? { 'multifd-channels': request.channels } : {}),
+      });
+      let reply: IncomingReply;
+      if (request.transport === 'native') {
+        await qmp.execute('migrate-incoming', { uri: `tcp:${this.options.migrationAddress}:0` });
+        const port = await listeningPort(qmp);
+        reply = {
+          uri: `tcp:${this.options.migrationAddress}:${port}`,
+          destinationHost: this.options.hostName,
+        };
+      } else {
+        if (this.options.tunnels === undefined)
+          throw new MigrationError('this agent has no tunnel front door');
+        const dir = join(this.options.stateDir, 'tunnels');
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        const targetPath = join(dir, `${request.migrationId.slice(0, 12)}-in.sock`);
+        await qmp.execute('migrate-incoming', { uri: `unix:${targetPath}` });
+        const token = randomBytes(32).toString('base64url');
+        this.options.tunnels.acceptTunnel({
+          migrationId: request.migrationId,
+          token,
+          peerCommonName,
+          targetPath,
+        });
+        reply = { tunnelToken: token, destinationHost: this.options.hostName };
+      }
+      journal.setMigrationState(entry.id, 'migrating', {
+        message: `incoming QEMU waiting (${request.transport})`,
+      });
+      void vm.qemu!.exited.then(() => {
+        if (this.active.has(entry.id))
+          void this.fail(entry.id, 'the incoming QEMU exited before the migration completed');
+      });
+      return reply;
+    } catch (err) {
+      await this.fail(entry.id, `preparing failed: ${describeError(err)}`, entry);
+      throw err;
+    }
+  }
+
+  /** Post-copy switched over: run the guest here now. */
+  async resume(id: string): Promise<void> {
+    const entry = this.get(id);
+    const vm = this.options.registry.get(entry.vmName);
+    await vm.qemu!.qmp.execute('cont');
+    this.options.journal.setMigrationState(id, 'postcopy', {
+      message: 'guest resumed on the destination (post-copy)',
+    });
+  }
+
+  /** The source finished sending: check QEMU agrees, start the guest, and report its health. */
+  async complete(id: string): Promise<{ guest: GuestVerdict }> {
+    const entry = this.get(id);
+    const { registry, journal } = this.options;
+    const vm = registry.get(entry.vmName);
+    const qmp = vm.qemu!.qmp;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const info = await qmp.execute<{ status?: string }>('query-migrate');
+      if (info.status === 'completed') break;
+      if (info.status === 'failed' || Date.now() > deadline) {
+        throw new MigrationError(
+          `the destination QEMU reports the incoming migration as ${info.status ?? 'unknown'}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const status = await qmp.execute<{ running: boolean }>('query-status');
+    if (!status.running) await qmp.execute('cont');
+    this.active.delete(id);
+    this.options.tunnels?.closeTunnel(id);
+    registry.setState(entry.vmName, 'running');
+    const health = await vm.guest.waitHealthy({ minOk: 3, timeoutMs: 20_000 });
+    const guest: GuestVerdict = { state: health.state, reason: health.reason };
+    journal.setMigrationState(id, 'completed', {
+      message: `guest running here; guest ${health.state}: ${health.reason}`,
+    });
+    this.options.log(`migration ${id}: VM ${entry.vmName} now runs here (guest ${health.state})`);
+    return { guest };
+  }
+
+  /** The source gave up: drop the incoming VM. */
+  async abort(id: string, reason: string): Promise<void> {
+    if (!this.active.has(id)) {
+      const record = this.options.journal.getMigration(id);
+      if (record === undefined) throw new NotFoundError(`no incoming migration ${id} on this host`);
+      return;
+    }
+    await this.fail(id, `source gave up: ${reason}`);
+  }
+
+  /** At start-up: incoming VMs left by a previous agent process cannot be trusted; drop them. */
+  async dropLeftovers(migrationIds: readonly { id: string; vm: string }[]): Promise<void> {
+    for (const m of migrationIds) {
+      if (this.options.registry.has(m.vm) && this.options.registry.get(m.vm).state === 'incoming') {
+        await this.options.registry.destroy(m.vm, 2000);
+        this.options.log(`dropped incoming VM ${m.vm} of interrupted migration ${m.id}`);
+      }
+    }
+  }
+
+  private get(id: string): IncomingMigration {
+    const entry = this.active.get(id);
+    if (entry === undefined) throw new NotFoundError(`no incoming migration ${id} in progress on this host`);
+    return entry;
+  }
+
+  private async fail(id: string, reason: string, fallback?: IncomingMigration): Promise<void> {
+    const entry = this.active.get(id) ?? fallback;
+    this.active.delete(id);
+    this.options.tunnels?.closeTunnel(id);
+    if (entry !== undefined && this.options.registry.has(entry.vmName)) {
+      const vm = this.options.registry.get(entry.vmName);
+      if (vm.state === 'incoming') await this.options.registry.destroy(entry.vmName, 2000);
+    }
+    this.options.journal.setMigrationState(id, 'failed', { message: reason, error: reason });
+    this.options.log(`incoming migration ${id} failed: ${reason}`);
+  }
+}
+
+async function listeningPort(qmp: { execute<T>(c: string): Promise<T> }): Promise<number> {
+  const info = await qmp.execute<{ 'socket-address'?: { type: string; port?: string }[] }>('query-migrate');
+  const port = Number(info['socket-address']?.find((a) => a.type === 'inet')?.port);
+  if (!Number.isInteger(port) || port <= 0)
+    throw new MigrationError('the destination QEMU did not report its listening port');
+  return port;
+}
+
+function validateIncoming(body: unknown): IncomingRequest {
+  if (typeof body !== 'object' || body === null)
+    throw new UsageError('incoming request must be a JSON object');
+  const b = body as Record<string, unknown>;
+  if (typeof b.migrationId !== 'string' || !/^[A-Za-z0-9-]{8,64}$/.test(b.migrationId)) {
+    throw new UsageError(`invalid migrationId ${JSON.stringify(b.migrationId)}`);
+  }
+  if (b.transport !== 'native' && b.transport !== 'tunnelled') {
+    throw new UsageError(`transport must be native or tunnelled, got ${JSON.stringify(b.transport)}`);
+  }
+  const channels = b.channels;
+  if (typeof channels !== 'number' || !Number.isInteger(channels) || channels < 1 || channels > 64) {
+    throw new UsageError(`channels must be an integer from 1 to 64, got ${JSON.stringify(channels)}`);
+  }
+  return {
+    migrationId: b.migrationId,
+    spec: validateVmSpec(b.spec),
+    transport: b.transport,
+    tls: b.tls === true,
+    channels,
+    postCopy: b.postCopy === true,
+    sourceHost: typeof b.sourceHost === 'string' ? b.sourceHost : 'unknown',
+  };
+}

@@ -1,0 +1,6 @@
+export { Agent, type AgentOptions, type HostSummary } from './agent.js';
+export { AgentClient, parseAgentEndpoint, type AgentEndpoint } from './agent-client.js';
+export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from './api-server.js';
+export { openJournal, type Journal, type MigrationRecord, type VmRecord } from './journal.js';
+export type { VmView, VmState } from './vm-registry.js';
+export type { MigrationOverrides } from './outgoing.js';

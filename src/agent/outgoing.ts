@@ -1,0 +1,267 @@
+import { randomUUID } from 'node:crypto';
+import { ConflictError, NotFoundError, UsageError, describeError } from '../errors.js';
+import {
+  SourceMigration,
+  type DestinationPeer,
+  type GuestVerdict,
+  type IncomingReply,
+  type IncomingRequest,
+  type MigrationReport,
+  type MigrationSettings,
+  type TransportSession,
+} from '../migration/index.js';
+import type { AgentClient } from './agent-client.js';
+import type { Journal } from './journal.js';
+import type { VmRegistry } from './vm-registry.js';
+
+/** Opens the source end of a tunnel: a local unix socket QEMU migrates to, relayed to the destination agent. */
+export type SourceTunnelOpener = (t: {
+  migrationId: string;
+  token: string;
+  destination: AgentClient;
+  destinationHost: string;
+}) => Promise<TransportSession>;
+
+export interface OutgoingMigrationsOptions {
+  hostName: string;
+  registry: VmRegistry;
+  journal: Journal;
+  /** A client for the agent at `address` (cached by the caller). */
+  peerClient: (address: string) => AgentClient;
+  /** Decides transport, TLS, channels, convergence aids for one migration. */
+  plan: (input: {
+    vmMemoryMiB: number;
+    destination: AgentClient;
+    overrides: MigrationOverrides;
+  }) => Promise<MigrationSettings>;
+  openSourceTunnel: SourceTunnelOpener | undefined;
+  qemuTlsDir: string | undefined;
+  log: (line: string) => void;
+}
+
+/** Per-migration choices an operator may pass to `vmferry migrate`. */
+export interface MigrationOverrides {
+  transport?: 'native' | 'tunnelled';
+  channels?: number;
+  bandwidthMiBps?: number;
+  completionTimeoutSeconds?: number;
+  timeoutAction?: 'abort' | 'force_complete';
+  autoConverge?: boolean;
+  postCopy?: boolean;
+  stallSeconds?: number;
+}
+
+interface Running {
+  id: string;
+  vm: string;
+  to: string;
+  driver: SourceMigration;
+  done: Promise<MigrationReport>;
+}
+
+/** The source half of migrations from this host: starts, tracks, aborts and force-completes them. */
+export class OutgoingMigrations {
+  private readonly running = new Map<string, Running>();
+  private readonly options: OutgoingMigrationsOptions;
+
+  constructor(options: OutgoingMigrationsOptions) {
+    this.options = options;
+  }
+
+  /** Starts migrating `vmName` to the agent at `to`; returns at once with the migration id. */
+  async start(
+    vmName: string,
+    to: string,
+    overrides: MigrationOverrides,
+  ): Promise<{ id: string; settings: MigrationSettings }> {
+    const { registry, journal } = this.options;
+    const vm = registry.get(vmName);
+    if (vm.state !== 'running') {
+      throw new ConflictError(
+        `VM ${vmName} is ${vm.state}${vm.migrationId ? ` (migration ${vm.migrationId})` : ''}`,
+        {
+          hint:
+            vm.state === 'migrating'
+              ? `wait for it or abort it: vmferry migrate --abort ${vm.migrationId ?? 'ID'}`
+              : undefined,
+        },
+      );
+    }
+    const client = this.options.peerClient(to);
+    const settings = await this.options.plan({
+      vmMemoryMiB: vm.spec.memoryMiB,
+      destination: client,
+      overrides,
+    });
+    if (settings.transport === 'tunnelled' && this.options.openSourceTunnel === undefined) {
+      throw new UsageError('the tunnelled transport is not available on this agent');
+    }
+    const id = randomUUID();
+    const qemu = vm.qemu;
+    if (qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
+    registry.setState(vmName, 'migrating', id);
+    journal.createMigration({
+      id,
+      vm: vmName,
+      role: 'source',
+      peer: to,
+      transport: settings.transport,
+      plan: settings,
+      state: 'preparing',
+    });
+    const peer = peerOverApi(client, to);
+    const request: Omit<IncomingRequest, 'migrationId' | 'sourceHost'> = {
+      spec: vm.spec,
+      transport: settings.transport,
+      tls: settings.tls,
+      channels: settings.channels,
+      postCopy: settings.postCopy,
+    };
+    const driver = new SourceMigration({
+      id,
+      sourceHost: this.options.hostName,
+      request,
+      settings,
+      qmp: qemu.qmp,
+      peer,
+      openTransport: (reply) => this.openTransport(id, settings, reply, client),
+      recorder: {
+        state: (state, message) => journal.setMigrationState(id, state, { message }),
+        sample: (s) =>
+          journal.addSample(id, {
+            time: Date.now(),
+            status: s.status,
+            transferred: s.transferredBytes,
+            remaining: s.remainingBytes,
+            total: s.totalBytes,
+            dirtyRate: s.dirtyRateBps,
+            throughputMbps: s.throughputMbps,
+            pass: s.iteration,
+            expectedDowntimeMs: s.expectedDowntimeMs,
+            cpuThrottlePct: s.cpuThrottlePct,
+          }),
+      },
+      now: () => performance.now(),
+      tlsCredsDir: this.options.qemuTlsDir,
+    });
+    const done = driver.run().then(
+      async (report) => this.finish(report),
+      (err: unknown) => {
+        // run() reports failures in its report; reaching here is a bug, but the VM must still be released.
+        this.options.log(`migration ${id} crashed: ${describeError(err)}`);
+        registry.setState(vmName, 'running');
+        throw err;
+      },
+    );
+    this.running.set(id, { id, vm: vmName, to, driver, done });
+    this.options.log(
+      `migration ${id}: ${vmName} -> ${to} (${settings.transport}${settings.tls ? ', TLS' : ''}, ${settings.channels} channel(s))`,
+    );
+    return { id, settings };
+  }
+
+  isRunning(id: string): boolean {
+    return this.running.has(id);
+  }
+
+  liveProgress(id: string): SourceMigration['progress'] | undefined {
+    return this.running.get(id)?.driver.progress;
+  }
+
+  abort(id: string): void {
+    this.get(id).driver.abort();
+  }
+
+  forceComplete(id: string): void {
+    this.get(id).driver.forceComplete();
+  }
+
+  /** Aborts every running migration and waits until each has put its VM back. */
+  async abortAll(reason: string): Promise<void> {
+    const all = [...this.running.values()];
+    for (const r of all) r.driver.abort(reason);
+    await Promise.allSettled(all.map((r) => r.done));
+  }
+
+  /** Resolves when the migration has ended (for tests and graceful shutdown). */
+  async wait(id: string): Promise<MigrationReport | undefined> {
+    return this.running.get(id)?.done;
+  }
+
+  private get(id: string): Running {
+    const r = this.running.get(id);
+    if (r === undefined) {
+      const record = this.options.journal.getMigration(id);
+      if (record === undefined) throw new NotFoundError(`no migration ${id} on this host`);
+      throw new ConflictError(`migration ${id} is not running here (it is ${record.state})`);
+    }
+    return r;
+  }
+
+  private async openTransport(
+    id: string,
+    settings: MigrationSettings,
+    reply: IncomingReply,
+    client: AgentClient,
+  ): Promise<TransportSession> {
+    if (settings.transport === 'native') {
+      if (reply.uri === undefined)
+        throw new UsageError('the destination did not say where to send the stream');
+      return { uri: reachableUri(reply.uri, client.endpoint.host), close: () => undefined };
+    }
+    if (reply.tunnelToken === undefined || this.options.openSourceTunnel === undefined) {
+      throw new UsageError('the destination did not give a tunnel token');
+    }
+    return this.options.openSourceTunnel({
+      migrationId: id,
+      token: reply.tunnelToken,
+      destination: client,
+      destinationHost: reply.destinationHost,
+    });
+  }
+
+  private async finish(report: MigrationReport): Promise<MigrationReport> {
+    const { registry, journal } = this.options;
+    this.running.delete(report.id);
+    if (report.status === 'completed') {
+      await registry.destroy(report.vm);
+    } else if (registry.has(report.vm)) {
+      registry.setState(report.vm, registry.get(report.vm).qemu?.alive === false ? 'failed' : 'running');
+    }
+    const message =
+      report.error !== undefined
+        ? `${report.error}; ${report.guestDetail}`
+        : `the VM runs on ${report.to}; guest ${report.guest}: ${report.guestDetail}`;
+    journal.setMigrationState(report.id, report.status, {
+      message,
+      report,
+      ...(report.error ? { error: report.error } : {}),
+    });
+    this.options.log(
+      `migration ${report.id} ${report.status}: ${report.bytes} bytes in ${report.seconds} s (${report.gbps} Gbit/s), guest ${report.guest}${report.error ? `; ${report.error}` : ''}`,
+    );
+    return report;
+  }
+}
+
+/** A destination listening on a wildcard address is reached at the address we reach its agent on. */
+export function reachableUri(uri: string, agentHost: string | undefined): string {
+  const m = /^tcp:(0\.0\.0\.0|\[::\]|::):(\d+)$/.exec(uri);
+  if (m === null || agentHost === undefined) return uri;
+  return `tcp:${agentHost.includes(':') ? `[${agentHost}]` : agentHost}:${m[2] ?? ''}`;
+}
+
+function peerOverApi(client: AgentClient, name: string): DestinationPeer {
+  return {
+    name,
+    prepare: (request) => client.post<IncomingReply>('/v1/incoming', request, { timeoutMs: 60_000 }),
+    resume: async (id) => {
+      await client.post(`/v1/incoming/${id}/resume`);
+    },
+    complete: (id) =>
+      client.post<{ guest: GuestVerdict }>(`/v1/incoming/${id}/complete`, {}, { timeoutMs: 60_000 }),
+    abort: async (id, reason) => {
+      await client.post(`/v1/incoming/${id}/abort`, { reason });
+    },
+  };
+}

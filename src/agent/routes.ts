@@ -1,0 +1,89 @@
+import { UsageError } from '../errors.js';
+import { validateVmSpec } from '../qemu/index.js';
+import { Reply, type ApiServer } from './api-server.js';
+import type { IncomingMigrations } from './incoming.js';
+import type { Journal } from './journal.js';
+import type { MigrationOverrides, OutgoingMigrations } from './outgoing.js';
+import type { VmRegistry } from './vm-registry.js';
+
+export interface RouteDeps {
+  hostInfo: () => unknown;
+  registry: VmRegistry;
+  journal: Journal;
+  outgoing: OutgoingMigrations;
+  incoming: IncomingMigrations;
+}
+
+/** The agent's HTTP API, one line per endpoint. */
+export function registerRoutes(api: ApiServer, d: RouteDeps): void {
+  api
+    .route('GET', '/v1/host', () => Promise.resolve(d.hostInfo()))
+    .route('GET', '/v1/vms', () =>
+      Promise.resolve({ vms: d.registry.list().map((vm) => d.registry.view(vm)) }),
+    )
+    .route('POST', '/v1/vms', async (req) => {
+      const vm = await d.registry.start(validateVmSpec(req.body));
+      return new Reply(201, d.registry.view(vm));
+    })
+    .route('GET', '/v1/vms/:name', (req) =>
+      Promise.resolve(d.registry.view(d.registry.get(req.params.name ?? ''))),
+    )
+    .route('GET', '/v1/vms/:name/health', async (req) => {
+      const vm = d.registry.get(req.params.name ?? '');
+      const afterSeq = optionalInt(req.query.get('afterSeq'), 'afterSeq');
+      const minOk = optionalInt(req.query.get('minOk'), 'minOk') ?? 3;
+      const waitMs = optionalInt(req.query.get('waitMs'), 'waitMs') ?? 0;
+      return vm.guest.waitHealthy({ afterSeq, minOk, timeoutMs: Math.min(waitMs, 120_000) });
+    })
+    .route('POST', '/v1/vms/:name/stop', async (req) => {
+      await d.registry.stop(req.params.name ?? '');
+      return { stopped: req.params.name };
+    })
+    .route('GET', '/v1/migrations', () => Promise.resolve({ migrations: d.journal.listMigrations({}) }))
+    .route('POST', '/v1/migrations', async (req) => {
+      const body = (req.body ?? {}) as Record<string, unknown>;
+      if (typeof body.vm !== 'string') throw new UsageError('vm (the name of the VM to migrate) is required');
+      if (typeof body.to !== 'string') throw new UsageError('to (the destination agent address) is required');
+      const overrides = (
+        typeof body.options === 'object' && body.options !== null ? body.options : {}
+      ) as MigrationOverrides;
+      const started = await d.outgoing.start(body.vm, body.to, overrides);
+      return new Reply(202, started);
+    })
+    .route('GET', '/v1/migrations/:id', (req) => {
+      const id = req.params.id ?? '';
+      const record = d.journal.getMigration(id);
+      if (record === undefined) throw new UsageError(`no migration ${id}`);
+      return Promise.resolve({ ...record, live: d.outgoing.liveProgress(id) });
+    })
+    .route('GET', '/v1/migrations/:id/samples', (req) =>
+      Promise.resolve({ samples: d.journal.samples(req.params.id ?? '') }),
+    )
+    .route('POST', '/v1/migrations/:id/abort', (req) => {
+      d.outgoing.abort(req.params.id ?? '');
+      return Promise.resolve(new Reply(202, { aborting: req.params.id }));
+    })
+    .route('POST', '/v1/migrations/:id/force-complete', (req) => {
+      d.outgoing.forceComplete(req.params.id ?? '');
+      return Promise.resolve(new Reply(202, { forcing: req.params.id }));
+    })
+    .route('POST', '/v1/incoming', (req) => d.incoming.prepare(req.body, req.peer.commonName))
+    .route('POST', '/v1/incoming/:id/resume', async (req) => {
+      await d.incoming.resume(req.params.id ?? '');
+      return {};
+    })
+    .route('POST', '/v1/incoming/:id/complete', (req) => d.incoming.complete(req.params.id ?? ''))
+    .route('POST', '/v1/incoming/:id/abort', async (req) => {
+      const reason = (req.body as { reason?: unknown } | undefined)?.reason;
+      await d.incoming.abort(req.params.id ?? '', typeof reason === 'string' ? reason : 'no reason given');
+      return {};
+    });
+}
+
+function optionalInt(value: string | null, name: string): number | undefined {
+  if (value === null || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new UsageError(`${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  return n;
+}

@@ -1,0 +1,236 @@
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConflictError, NotFoundError, QemuProcessError, describeError } from '../errors.js';
+import { QemuVm, runFiles, type Accelerator, type VmSpec } from '../qemu/index.js';
+import { GuestWatcher } from './guest-watcher.js';
+import type { Journal, VmState } from './journal.js';
+
+export type { VmState } from './journal.js';
+
+/** A VM this agent owns: its spec, its QEMU, and what its guest says. */
+export interface ManagedVm {
+  spec: VmSpec;
+  state: VmState;
+  runDir: string;
+  qemu: QemuVm | undefined;
+  guest: GuestWatcher;
+  /** The migration this VM is part of (incoming or outgoing), if any. */
+  migrationId: string | undefined;
+}
+
+/** What `vm list` / `vm show` return for a VM. */
+export interface VmView {
+  name: string;
+  state: VmState;
+  memoryMiB: number;
+  vcpus: number;
+  pid: number | undefined;
+  migrationId: string | undefined;
+  guest: {
+    lastSeq: number | undefined;
+    written: number | undefined;
+    verified: number | undefined;
+    status: 'ok' | 'corrupt' | undefined;
+    health: string;
+    reason: string;
+  };
+  spec: VmSpec;
+}
+
+export interface VmRegistryOptions {
+  stateDir: string;
+  accel: Accelerator;
+  qemuBinary?: string;
+  journal: Journal;
+  log: (line: string) => void;
+}
+
+/**
+ * The VMs of one host. QEMU processes are started in their own process group so
+ * they outlive an agent restart; their run directories (monitor socket, serial
+ * log, pid file) live under `<stateDir>/vms/<name>` and the journal remembers them.
+ */
+export class VmRegistry {
+  private readonly vms = new Map<string, ManagedVm>();
+  private readonly options: VmRegistryOptions;
+
+  constructor(options: VmRegistryOptions) {
+    this.options = options;
+  }
+
+  runDirOf(name: string): string {
+    return join(this.options.stateDir, 'vms', name);
+  }
+
+  get(name: string): ManagedVm {
+    const vm = this.vms.get(name);
+    if (vm === undefined) throw new NotFoundError(`no VM named ${name} on this host`);
+    return vm;
+  }
+
+  has(name: string): boolean {
+    return this.vms.has(name);
+  }
+
+  list(): ManagedVm[] {
+    return [...this.vms.values()].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
+  }
+
+  /** Boots a VM from its spec. */
+  async start(spec: VmSpec): Promise<ManagedVm> {
+    return this.launch(spec, 'running', undefined);
+  }
+
+  /** Starts QEMU as a migration destination (`-incoming defer`, vCPUs stopped until the source hands over). */
+  async prepareIncoming(spec: VmSpec, migrationId: string): Promise<ManagedVm> {
+    return this.launch(spec, 'incoming', migrationId);
+  }
+
+  setState(name: string, state: VmState, migrationId?: string): void {
+    const vm = this.get(name);
+    vm.state = state;
+    vm.migrationId = migrationId;
+    this.persist(vm);
+  }
+
+  /** Quits QEMU (gracefully, then by force) and forgets the VM. */
+  async stop(name: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    const vm = this.get(name);
+    if (vm.state === 'migrating' || vm.state === 'incoming') {
+      throw new ConflictError(`VM ${name} is part of migration ${vm.migrationId ?? '?'}`, {
+        hint: `abort the migration first: vmferry migrate --abort ${vm.migrationId ?? 'ID'}`,
+      });
+    }
+    await this.destroy(name, options.timeoutMs ?? 10_000);
+  }
+
+  /** Stops and forgets a VM whatever its state (used after it migrated away, or to drop a failed incoming VM). */
+  async destroy(name: string, timeoutMs = 10_000): Promise<void> {
+    const vm = this.vms.get(name);
+    if (vm === undefined) return;
+    vm.guest.stop();
+    if (vm.qemu !== undefined) await vm.qemu.stop(timeoutMs);
+    this.vms.delete(name);
+    this.options.journal.deleteVm(name);
+    rmSync(vm.runDir, { recursive: true, force: true });
+  }
+
+  /**
+   * After an agent restart: reattach to every QEMU the journal knows through its
+   * monitor socket. A VM whose QEMU is gone is kept as `crashed` so the operator sees it.
+   */
+  async reattach(): Promise<void> {
+    for (const record of this.options.journal.listVms()) {
+      const spec = record.spec as VmSpec;
+      const runDir = this.runDirOf(spec.name);
+      const guest = new GuestWatcher(runFiles(runDir).serialLog);
+      const vm: ManagedVm = {
+        spec,
+        state: record.state,
+        runDir,
+        qemu: undefined,
+        guest,
+        migrationId: undefined,
+      };
+      this.vms.set(spec.name, vm);
+      const pid = record.pid ?? readPid(runDir);
+      try {
+        if (pid === undefined) throw new QemuProcessError('no pid recorded');
+        vm.qemu = await QemuVm.attach(spec.name, runDir, pid);
+        this.watchExit(vm);
+        this.options.log(`reattached to VM ${spec.name} (pid ${pid}, ${vm.state})`);
+      } catch (err) {
+        vm.state = 'failed';
+        this.persist(vm);
+        this.options.log(`VM ${spec.name} is gone: ${describeError(err)}`);
+      }
+    }
+  }
+
+  view(vm: ManagedVm): VmView {
+    const last = vm.guest.last;
+    const health = vm.guest.health({ minOk: 1 });
+    return {
+      name: vm.spec.name,
+      state: vm.state,
+      memoryMiB: vm.spec.memoryMiB,
+      vcpus: vm.spec.vcpus,
+      pid: vm.qemu?.pid,
+      migrationId: vm.migrationId,
+      guest: {
+        lastSeq: last?.seq,
+        written: last?.written,
+        verified: last?.verified,
+        status: last?.status,
+        health: health.state,
+        reason: health.reason,
+      },
+      spec: vm.spec,
+    };
+  }
+
+  /** Stops watching serial logs; QEMU processes keep running (they belong to the host, not the agent process). */
+  detachAll(): void {
+    for (const vm of this.vms.values()) {
+      vm.guest.stop();
+      vm.qemu?.qmp.close();
+    }
+  }
+
+  private async launch(spec: VmSpec, state: VmState, migrationId: string | undefined): Promise<ManagedVm> {
+    if (this.vms.has(spec.name))
+      throw new ConflictError(`a VM named ${spec.name} already exists on this host`);
+    const runDir = this.runDirOf(spec.name);
+    rmSync(runDir, { recursive: true, force: true });
+    const guest = new GuestWatcher(runFiles(runDir).serialLog);
+    const vm: ManagedVm = { spec, state, runDir, qemu: undefined, guest, migrationId };
+    this.vms.set(spec.name, vm);
+    try {
+      vm.qemu = await QemuVm.launch(spec, {
+        accel: this.options.accel,
+        runDir,
+        qemuBinary: this.options.qemuBinary,
+        ...(state === 'incoming' ? { incoming: 'defer' as const, paused: true } : {}),
+      });
+    } catch (err) {
+      guest.stop();
+      this.vms.delete(spec.name);
+      rmSync(runDir, { recursive: true, force: true });
+      throw err;
+    }
+    this.persist(vm);
+    this.watchExit(vm);
+    this.options.log(`started VM ${spec.name} (pid ${vm.qemu.pid}, ${state})`);
+    return vm;
+  }
+
+  private watchExit(vm: ManagedVm): void {
+    const qemu = vm.qemu;
+    if (qemu === undefined) return;
+    void qemu.exited.then((exit) => {
+      if (this.vms.get(vm.spec.name) !== vm || vm.qemu !== qemu) return;
+      vm.state = 'failed';
+      this.persist(vm);
+      this.options.log(`QEMU of VM ${vm.spec.name} exited (${exit.signal ?? `status ${exit.code}`})`);
+    });
+  }
+
+  private persist(vm: ManagedVm): void {
+    const files = runFiles(vm.runDir);
+    this.options.journal.upsertVm({
+      name: vm.spec.name,
+      spec: vm.spec,
+      state: vm.state,
+      pid: vm.qemu?.pid ?? null,
+      qmpSocket: files.qmpSocket,
+      serialLog: files.serialLog,
+    });
+  }
+}
+
+function readPid(runDir: string): number | undefined {
+  const file = runFiles(runDir).pidFile;
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}

@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { AgentClient } from '../agent/index.js';
+import { UsageError } from '../errors.js';
+import { loadTlsIdentity } from '../pki/index.js';
+import type { CliIo } from './io.js';
+
+export interface AgentConnectionFlags {
+  agent?: string;
+  tlsDir?: string;
+}
+
+/** Adds --agent and --tls-dir to a command that talks to an agent. */
+export function withAgentOptions(command: Command): Command {
+  return command
+    .option(
+      '--agent <address>',
+      'agent to talk to: https://HOST:PORT or unix:/path/agent.sock (env VMFERRY_AGENT)',
+    )
+    .option('--tls-dir <dir>', 'your client identity: ca.pem, cert.pem, key.pem (env VMFERRY_TLS_DIR)');
+}
+
+/** A client for the agent named by the flags or the environment. */
+export async function connectAgent(io: CliIo, flags: AgentConnectionFlags): Promise<AgentClient> {
+  const address = flags.agent ?? io.env.VMFERRY_AGENT ?? 'unix:/var/lib/vmferry/agent.sock';
+  const tlsDir = flags.tlsDir ?? io.env.VMFERRY_TLS_DIR;
+  if (tlsDir === undefined) {
+    throw new UsageError('no client certificate: pass --tls-dir DIR or set VMFERRY_TLS_DIR', {
+      hint: 'issue one with: vmferry ca issue CA_DIR --name operator',
+    });
+  }
+  return new AgentClient(address, await loadTlsIdentity(tlsDir));
+}

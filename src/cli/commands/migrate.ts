@@ -1,0 +1,240 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import type { AgentClient, MigrationOverrides, MigrationRecord } from '../../agent/index.js';
+import { UsageError } from '../../errors.js';
+import type {
+  MigrationReport,
+  MigrationSample,
+  MigrationSettings,
+  MigrationState,
+} from '../../migration/index.js';
+import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
+import type { CommandModule } from '../command.js';
+import { progressLine, reportLines } from '../format.js';
+import { isInteractive, printJson, printLines, type CliIo } from '../io.js';
+
+interface MigrateFlags extends AgentConnectionFlags {
+  to?: string;
+  abort?: string;
+  forceComplete?: string;
+  transport?: string;
+  channels?: string;
+  bandwidth?: string;
+  completionTimeout?: string;
+  timeoutAction?: string;
+  autoConverge?: boolean;
+  postCopy?: boolean;
+  stallTimeout?: string;
+  detach?: boolean;
+  json?: boolean;
+}
+
+interface MigrationView extends MigrationRecord {
+  live?: { state: MigrationState; sample: MigrationSample | undefined };
+}
+
+function nonNegative(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value))
+    throw new UsageError(`${flag} must be a whole number, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/** Per-migration overrides from the command line; every bad value is named. Exported for tests. */
+export function overridesFromFlags(flags: MigrateFlags): MigrationOverrides {
+  const o: MigrationOverrides = {};
+  if (flags.transport !== undefined) {
+    if (flags.transport !== 'native' && flags.transport !== 'tunnelled') {
+      throw new UsageError(`--transport must be native or tunnelled, got ${JSON.stringify(flags.transport)}`);
+    }
+    o.transport = flags.transport;
+  }
+  const channels = nonNegative(flags.channels, '--channels');
+  if (channels !== undefined) {
+    if (channels < 1 || channels > 64)
+      throw new UsageError(`--channels must be from 1 to 64, got ${channels}`);
+    o.channels = channels;
+  }
+  const bandwidth = nonNegative(flags.bandwidth, '--bandwidth');
+  if (bandwidth !== undefined) o.bandwidthMiBps = bandwidth;
+  const timeout = nonNegative(flags.completionTimeout, '--completion-timeout');
+  if (timeout !== undefined) o.completionTimeoutSeconds = timeout;
+  if (flags.timeoutAction !== undefined) {
+    if (flags.timeoutAction !== 'abort' && flags.timeoutAction !== 'force_complete') {
+      throw new UsageError(
+        `--timeout-action must be abort or force_complete, got ${JSON.stringify(flags.timeoutAction)}`,
+      );
+    }
+    o.timeoutAction = flags.timeoutAction;
+  }
+  if (flags.autoConverge !== undefined) o.autoConverge = flags.autoConverge;
+  if (flags.postCopy !== undefined) o.postCopy = flags.postCopy;
+  const stall = nonNegative(flags.stallTimeout, '--stall-timeout');
+  if (stall !== undefined) o.stallSeconds = stall;
+  return o;
+}
+
+/** Polls the source agent until the migration ends, drawing progress; returns the report. */
+export async function followMigration(
+  io: CliIo,
+  client: AgentClient,
+  id: string,
+  options: { quiet: boolean },
+): Promise<MigrationReport> {
+  const interactive = isInteractive(io) && !options.quiet;
+  let lastPlain = 0;
+  let lastState: string | undefined;
+  for (;;) {
+    const view = await client.get<MigrationView>(`/v1/migrations/${id}`);
+    if (
+      view.report !== null &&
+      view.report !== undefined &&
+      ['completed', 'failed', 'cancelled'].includes(view.state)
+    ) {
+      if (interactive) io.stderr.write('\r\x1b[K');
+      return view.report as MigrationReport;
+    }
+    const sample = view.live?.sample;
+    const state = view.live?.state ?? view.state;
+    if (!options.quiet && sample !== undefined) {
+      const line = progressLine(sample, state);
+      if (interactive) io.stderr.write(`\r\x1b[K${line}`);
+      else if (Date.now() - lastPlain >= 2000 || state !== lastState) {
+        io.stderr.write(`${line}\n`);
+        lastPlain = Date.now();
+      }
+    } else if (!options.quiet && state !== lastState) {
+      io.stderr.write(`${state}\n`);
+    }
+    lastState = state;
+    if (io.signal.aborted) {
+      if (interactive) io.stderr.write('\n');
+      throw new UsageError(`stopped following migration ${id}; it goes on on the agent`, {
+        hint: `vmferry migration show ${id}, or vmferry migrate --abort ${id}`,
+      });
+    }
+    await sleep(interactive ? 250 : 500);
+  }
+}
+
+export const migrateCommand: CommandModule = {
+  name: 'migrate',
+  register(program: Command, io: CliIo): void {
+    withAgentOptions(
+      program
+        .command('migrate')
+        .argument('[vm]', 'the VM to migrate (on the agent given by --agent)')
+        .description(
+          'live-migrate a running VM to another host, or abort / force-complete a running migration',
+        )
+        .option('--to <address>', 'destination agent, as the source agent reaches it: https://HOST:PORT')
+        .option('--abort <id>', 'abort a running migration (the VM keeps running on the source)')
+        .option(
+          '--force-complete <id>',
+          'force a running migration to finish (post-copy if allowed, else pause the guest)',
+        )
+        .option('--transport <native|tunnelled>', 'override the planned transport')
+        .option('--channels <n>', 'override the number of multifd channels')
+        .option('--bandwidth <MiB/s>', 'bandwidth cap (0 = unlimited)')
+        .option('--completion-timeout <s>', 'completion timeout in seconds (0 = none)')
+        .option('--timeout-action <abort|force_complete>', 'what the completion timeout does')
+        .option('--auto-converge', 'allow CPU throttling')
+        .option('--post-copy', 'allow post-copy')
+        .option('--stall-timeout <s>', 'treat no progress for this long as a timeout (0 = off)')
+        .option('--detach', 'start it and print its id without waiting')
+        .option('--json', 'print the report (or the id) as JSON'),
+    ).action(async (vm: string | undefined, flags: MigrateFlags) => {
+      const client = await connectAgent(io, flags);
+      try {
+        if (flags.abort !== undefined || flags.forceComplete !== undefined) {
+          const id = flags.abort ?? flags.forceComplete ?? '';
+          const action = flags.abort !== undefined ? 'abort' : 'force-complete';
+          await client.post(`/v1/migrations/${encodeURIComponent(id)}/${action}`);
+          if (flags.json === true) printJson(io, { id, requested: action });
+          else printLines(io, [`${action} requested for migration ${id}`]);
+          return;
+        }
+        if (vm === undefined) throw new UsageError('which VM? usage: vmferry migrate VM --to ADDRESS');
+        if (flags.to === undefined) throw new UsageError('--to ADDRESS (the destination agent) is required');
+        const overrides = overridesFromFlags(flags);
+        const started = await client.post<{ id: string; settings: MigrationSettings }>('/v1/migrations', {
+          vm,
+          to: flags.to,
+          options: overrides,
+        });
+        if (flags.detach === true) {
+          if (flags.json === true) printJson(io, started);
+          else printLines(io, [started.id]);
+          return;
+        }
+        if (flags.json !== true) {
+          const s = started.settings;
+          io.stderr.write(
+            `migration ${started.id}: ${s.transport}${s.tls ? ' + TLS' : ''}, ${s.channels} channel(s)\n`,
+          );
+        }
+        const report = await followMigration(io, client, started.id, { quiet: flags.json === true });
+        if (flags.json === true) printJson(io, report);
+        else printLines(io, reportLines(report));
+        if (report.status !== 'completed') io.exitCode = 1;
+      } finally {
+        client.close();
+      }
+    });
+  },
+};
+
+export const migrationCommand: CommandModule = {
+  name: 'migration',
+  register(program: Command, io: CliIo): void {
+    const migration = program
+      .command('migration')
+      .description('migrations an agent knows (running and past)');
+    withAgentOptions(
+      migration.command('list').description('list migrations').option('--json', 'print JSON'),
+    ).action(async (flags: AgentConnectionFlags & { json?: boolean }) => {
+      const client = await connectAgent(io, flags);
+      try {
+        const { migrations } = await client.get<{ migrations: MigrationRecord[] }>('/v1/migrations');
+        if (flags.json === true) printJson(io, { migrations });
+        else
+          printLines(
+            io,
+            migrations.length === 0
+              ? ['no migrations']
+              : migrations.map(
+                  (m) =>
+                    `${m.id}  ${m.vm.padEnd(16)} ${m.role.padEnd(11)} ${m.state.padEnd(10)} ${m.transport.padEnd(9)} peer ${m.peer}  ${new Date(m.startedAt).toISOString()}`,
+                ),
+          );
+      } finally {
+        client.close();
+      }
+    });
+    withAgentOptions(
+      migration
+        .command('show')
+        .argument('<id>')
+        .description('show a migration: state, events, report')
+        .option('--json', 'print JSON'),
+    ).action(async (id: string, flags: AgentConnectionFlags & { json?: boolean }) => {
+      const client = await connectAgent(io, flags);
+      try {
+        const view = await client.get<MigrationView>(`/v1/migrations/${encodeURIComponent(id)}`);
+        if (flags.json === true) {
+          printJson(io, view);
+          return;
+        }
+        const lines = [`migration ${view.id}: ${view.vm} (${view.role}, peer ${view.peer}) ${view.state}`];
+        if (view.live?.sample !== undefined)
+          lines.push(`  ${progressLine(view.live.sample, view.live.state)}`);
+        if (view.error !== null) lines.push(`  error: ${view.error}`);
+        if (view.report !== null && view.report !== undefined)
+          lines.push(...reportLines(view.report as MigrationReport));
+        printLines(io, lines);
+      } finally {
+        client.close();
+      }
+    });
+  },
+};

@@ -1,0 +1,52 @@
+import type { MigrationReport, MigrationSample } from '../migration/index.js';
+
+const GIB = 1024 ** 3;
+const MIB = 1024 ** 2;
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= GIB) return `${(bytes / GIB).toFixed(2)} GiB`;
+  if (bytes >= MIB) return `${(bytes / MIB).toFixed(1)} MiB`;
+  return `${Math.round(bytes / 1024)} KiB`;
+}
+
+/** Share of guest RAM already on the destination, 0-100. */
+export function percentSent(sample: Pick<MigrationSample, 'totalBytes' | 'remainingBytes'>): number {
+  if (sample.totalBytes <= 0) return 0;
+  return Math.max(0, Math.min(100, ((sample.totalBytes - sample.remainingBytes) / sample.totalBytes) * 100));
+}
+
+/** One progress line: bar, percent, throughput, remaining, dirty rate, pass, elapsed. */
+export function progressLine(sample: MigrationSample, state: string, width = 24): string {
+  const pct = percentSent(sample);
+  const filled = Math.round((pct / 100) * width);
+  const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+  const parts = [
+    `${bar} ${pct.toFixed(0).padStart(3)}%`,
+    `${(sample.throughputMbps / 1000).toFixed(2)} Gbit/s`,
+    `remaining ${formatBytes(sample.remainingBytes)}`,
+    `dirty ${formatBytes(sample.dirtyRateBps)}/s`,
+    `pass ${sample.iteration}`,
+  ];
+  if (sample.cpuThrottlePct > 0) parts.push(`throttle ${sample.cpuThrottlePct}%`);
+  parts.push(`${(sample.elapsedMs / 1000).toFixed(1)} s`, state);
+  return parts.join('  ');
+}
+
+/** The end-of-migration report for people. */
+export function reportLines(r: MigrationReport): string[] {
+  const lines = [
+    `migration ${r.id}: ${r.vm} ${r.from} -> ${r.to}: ${r.status.toUpperCase()}`,
+    `  transport   ${r.transport}${r.tls ? ' + TLS' : ' (clear text)'}, ${r.channels} channel(s)${r.postCopy ? ', post-copy allowed' : ''}${r.autoConverge ? ', auto-converge' : ''}`,
+    `  sent        ${formatBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${r.gbps.toFixed(2)} Gbit/s, ${r.iterations} pass(es)`,
+    `  downtime    ${r.downtimeMs === undefined ? 'n/a' : `${r.downtimeMs} ms`}${r.forcedPauseMs !== undefined ? ` (guest paused ${r.forcedPauseMs} ms to force completion)` : ''}`,
+  ];
+  if (r.maxCpuThrottlePct > 0)
+    lines.push(`  throttle    up to ${r.maxCpuThrottlePct}% of guest CPU (auto-converge)`);
+  if (r.postcopySwitchSeconds !== undefined)
+    lines.push(`  post-copy   switched at ${r.postcopySwitchSeconds} s`);
+  for (const e of r.events) lines.push(`  event       ${e}`);
+  lines.push(`  guest       ${r.guest}: ${r.guestDetail}`);
+  if (r.error !== undefined) lines.push(`  error       ${r.error}`);
+  for (const reason of r.reasons) lines.push(`  why         ${reason}`);
+  return lines;
+}

@@ -1,0 +1,81 @@
+/**
+ * Pure decisions the source monitor loop takes on every tick: which downtime
+ * step applies, whether the completion timeout has passed, whether progress
+ * has stalled. No clock and no I/O here; the loop passes the numbers in.
+ */
+
+/** `[delaySeconds, downtimeMs]` pairs, as nova's `downtime_steps` generates them. */
+export type DowntimeSteps = readonly (readonly [number, number])[];
+
+/**
+ * The downtime limit in force `elapsedSeconds` into the migration: the last step
+ * whose delay has passed (nova's `_live_migration_monitor` walks the list the
+ * same way), or undefined before the first step.
+ */
+export function downtimeAt(steps: DowntimeSteps, elapsedSeconds: number): number | undefined {
+  let current: number | undefined;
+  for (const [delay, downtime] of steps) {
+    if (elapsedSeconds < delay) break;
+    current = downtime;
+  }
+  return current;
+}
+
+/** The downtime to send to QEMU now, or undefined when it is already in force (nova only sends changes). */
+export function downtimeChange(
+  steps: DowntimeSteps,
+  elapsedSeconds: number,
+  applied: number | undefined,
+): number | undefined {
+  const due = downtimeAt(steps, elapsedSeconds);
+  return due !== undefined && due !== applied ? due : undefined;
+}
+
+/** True once a non-zero completion timeout has been exceeded. */
+export function completionTimedOut(timeoutSeconds: number, elapsedSeconds: number): boolean {
+  return timeoutSeconds > 0 && elapsedSeconds > timeoutSeconds;
+}
+
+/** Progress tracking state carried between ticks. */
+export interface StallState {
+  /** Lowest remaining byte count seen so far. */
+  lowestRemaining: number;
+  /** When `lowestRemaining` last fell (seconds since start). */
+  lastProgressAt: number;
+}
+
+/**
+ * Updates the stall tracker with a new remaining-bytes sample and says whether
+ * the migration made no progress (remaining never fell below its lowest value)
+ * for longer than `stallSeconds` (0 disables the check), as nova's old
+ * progress_timeout did.
+ */
+export function trackProgress(
+  state: StallState | undefined,
+  remaining: number,
+  elapsedSeconds: number,
+  stallSeconds: number,
+): { state: StallState; stalled: boolean } {
+  const next: StallState =
+    state === undefined || remaining < state.lowestRemaining
+      ? { lowestRemaining: remaining, lastProgressAt: elapsedSeconds }
+      : state;
+  const stalled = stallSeconds > 0 && elapsedSeconds - next.lastProgressAt > stallSeconds;
+  return { state: next, stalled };
+}
+
+/** What the loop does when the completion timeout or the stall detector fires. */
+export type TimeoutResponse = 'abort' | 'postcopy' | 'pause';
+
+/**
+ * nova's `live_migration_timeout_action`: `abort` cancels; `force_complete`
+ * switches to post-copy when it is enabled for this migration, otherwise pauses
+ * the guest so the remaining pages can be sent.
+ */
+export function timeoutResponse(
+  action: 'abort' | 'force_complete',
+  postCopyEnabled: boolean,
+): TimeoutResponse {
+  if (action === 'abort') return 'abort';
+  return postCopyEnabled ? 'postcopy' : 'pause';
+}

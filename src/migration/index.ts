@@ -1,0 +1,10 @@
+export * from './types.js';
+export * from './convergence.js';
+export {
+  SourceMigration,
+  type DestinationPeer,
+  type TransportSession,
+  type TransportFactory,
+  type MigrationRecorder,
+  type SourceMigrationDeps,
+} from './source-migration.js';

@@ -1,0 +1,456 @@
+import { MigrationError, QmpCommandError, describeError } from '../errors.js';
+import type { QmpClient, QmpEvent } from '../qemu/index.js';
+import {
+  completionTimedOut,
+  downtimeChange,
+  timeoutResponse,
+  trackProgress,
+  type StallState,
+} from './convergence.js';
+import type {
+  GuestVerdict,
+  IncomingReply,
+  IncomingRequest,
+  MigrationReport,
+  MigrationSample,
+  MigrationSettings,
+  MigrationState,
+} from './types.js';
+
+/** The destination agent, as the source driver sees it. */
+export interface DestinationPeer {
+  readonly name: string;
+  prepare(request: IncomingRequest): Promise<IncomingReply>;
+  /** Post-copy: the destination must run the guest as soon as the switch happened. */
+  resume(migrationId: string): Promise<void>;
+  /** Pre-copy completed: start the guest there and report its health after the move. */
+  complete(migrationId: string): Promise<{ guest: GuestVerdict }>;
+  /** Give up: the destination kills its incoming QEMU and forgets it. */
+  abort(migrationId: string, reason: string): Promise<void>;
+}
+
+/** Where the source QEMU sends its stream: a URI, and what must be closed afterwards. */
+export interface TransportSession {
+  uri: string;
+  close(): Promise<void> | void;
+}
+
+export type TransportFactory = (reply: IncomingReply) => Promise<TransportSession>;
+
+/** Receives state changes and samples (the agent writes them to its journal). */
+export interface MigrationRecorder {
+  state(state: MigrationState, message: string): void;
+  sample(sample: MigrationSample): void;
+}
+
+export interface SourceMigrationDeps {
+  id: string;
+  /** This host's agent name. */
+  sourceHost: string;
+  request: Omit<IncomingRequest, 'migrationId' | 'sourceHost'>;
+  settings: MigrationSettings;
+  qmp: QmpClient;
+  peer: DestinationPeer;
+  openTransport: TransportFactory;
+  recorder: MigrationRecorder;
+  /** Milliseconds, monotonic. */
+  now: () => number;
+  /** QEMU's tls-creds-x509 directory on this host (native TLS). */
+  tlsCredsDir?: string;
+  pollMs?: number;
+}
+
+/** Unlimited bandwidth: QEMU 7.2 caps max-bandwidth at 128 MiB/s unless told otherwise. */
+const UNLIMITED_BYTES_PER_SECOND = 1024 ** 4;
+
+interface QueryMigrate {
+  status?: string;
+  'total-time'?: number;
+  'expected-downtime'?: number;
+  downtime?: number;
+  'cpu-throttle-percentage'?: number;
+  'error-desc'?: string;
+  ram?: {
+    transferred?: number;
+    remaining?: number;
+    total?: number;
+    'dirty-pages-rate'?: number;
+    'page-size'?: number;
+    mbps?: number;
+    'dirty-sync-count'?: number;
+  };
+}
+
+/**
+ * Drives one outgoing live migration from the source host: asks the destination
+ * to prepare, sets QEMU up, starts the migration, watches it (downtime steps,
+ * completion timeout, stall detection, operator abort and force-complete), and
+ * finishes it. On every failure the source guest is left running and the
+ * destination is told to clean up.
+ */
+export class SourceMigration {
+  private readonly deps: SourceMigrationDeps;
+  private readonly abortController = new AbortController();
+  private forceRequested = false;
+  /** Set when the operator (not a timeout) asked to abort: the migration ends as cancelled, not failed. */
+  private operatorAbort = false;
+  private wake: (() => void) | undefined;
+  private readonly events: string[] = [];
+  private latest: MigrationSample | undefined;
+  private state: MigrationState = 'preparing';
+
+  constructor(deps: SourceMigrationDeps) {
+    this.deps = deps;
+  }
+
+  get progress(): { state: MigrationState; sample: MigrationSample | undefined } {
+    return { state: this.state, sample: this.latest };
+  }
+
+  /** Operator abort: cancel unless post-copy has already started (then it cannot be undone). */
+  abort(reason = 'aborted by the operator'): void {
+    if (!this.abortController.signal.aborted) {
+      this.operatorAbort = true;
+      this.abortController.abort(new Error(reason));
+    }
+    this.wake?.();
+  }
+
+  /** Operator force-complete: post-copy when enabled for this migration, else pause the guest. */
+  forceComplete(): void {
+    this.forceRequested = true;
+    this.wake?.();
+  }
+
+  async run(): Promise<MigrationReport> {
+    const { deps } = this;
+    const { settings, qmp } = deps;
+    const started = deps.now();
+    const elapsedSeconds = (): number => (deps.now() - started) / 1000;
+    let transport: TransportSession | undefined;
+    let destinationPrepared = false;
+    let switchedToPostcopy: number | undefined;
+    let pausedAt: number | undefined;
+    let resumedDestinationAt: number | undefined;
+    let maxThrottle = 0;
+    let lastInfo: QueryMigrate = {};
+    let tlsObject: string | undefined;
+    const wasRunning = await this.guestRunning();
+
+    // Terminal states are recorded by the caller, together with the report.
+    const setState = (state: MigrationState, message: string): void => {
+      this.state = state;
+      if (state !== 'completed' && state !== 'failed' && state !== 'cancelled')
+        deps.recorder.state(state, message);
+    };
+
+    try {
+      if (!wasRunning) throw new MigrationError(`VM ${deps.request.spec.name} is not running on the source`);
+      setState('preparing', `asking ${deps.peer.name} to prepare an incoming VM`);
+      const reply = await deps.peer.prepare({
+        ...deps.request,
+        migrationId: deps.id,
+        sourceHost: deps.sourceHost,
+      });
+      destinationPrepared = true;
+      this.throwIfAborted();
+      transport = await deps.openTransport(reply);
+
+      await qmp.execute('migrate-set-capabilities', {
+        capabilities: [
+          { capability: 'events', state: true },
+          { capability: 'multifd', state: settings.channels > 1 },
+          { capability: 'postcopy-ram', state: settings.postCopy },
+          { capability: 'auto-converge', state: settings.autoConverge },
+        ],
+      });
+      if (settings.transport === 'native' && settings.tls) {
+        if (deps.tlsCredsDir === undefined)
+          throw new MigrationError('native TLS planned but this agent has no QEMU TLS credentials');
+        tlsObject = `vmf-tls-${deps.id.slice(0, 8)}`;
+        await qmp.execute('object-add', {
+          'qom-type': 'tls-creds-x509',
+          id: tlsObject,
+          dir: deps.tlsCredsDir,
+          endpoint: 'client',
+          'verify-peer': true,
+        });
+      }
+      const firstDowntime = downtimeChange(settings.downtimeSteps, 0, undefined);
+      let appliedDowntime = firstDowntime;
+      await qmp.execute('migrate-set-parameters', {
+        'max-bandwidth':
+          settings.bandwidthMiBps > 0 ? settings.bandwidthMiBps * 1024 * 1024 : UNLIMITED_BYTES_PER_SECOND,
+        ...(settings.channels > 1 ? { 'multifd-channels': settings.channels } : {}),
+        ...(firstDowntime !== undefined ? { 'downtime-limit': firstDowntime } : {}),
+        'tls-creds': tlsObject ?? '',
+        'tls-hostname': tlsObject !== undefined ? reply.destinationHost : '',
+      });
+
+      const offEvents = qmp.on('MIGRATION', (e: QmpEvent) => {
+        if (typeof e.data.status === 'string' && e.data.status !== 'active') this.wake?.();
+      });
+      try {
+        await qmp.execute('migrate', { uri: transport.uri });
+        setState(
+          'migrating',
+          `migrating over ${settings.transport}${settings.tls ? ' with TLS' : ''} to ${deps.peer.name}`,
+        );
+        let stall: StallState | undefined;
+        let timeoutHandled = false;
+        for (;;) {
+          await this.tick();
+          lastInfo = await qmp.execute<QueryMigrate>('query-migrate');
+          const status = lastInfo.status ?? 'none';
+          const elapsed = elapsedSeconds();
+          const sample = toSample(lastInfo, deps.now() - started, appliedDowntime);
+          maxThrottle = Math.max(maxThrottle, sample.cpuThrottlePct);
+          this.latest = sample;
+          deps.recorder.sample(sample);
+
+          if (status === 'completed') break;
+          if (status === 'failed' || status === 'cancelled') {
+            throw new MigrationError(
+              status === 'cancelled'
+                ? `migration ${this.operatorAbort ? 'cancelled' : 'aborted'}: ${describeError(this.abortController.signal.reason)}`
+                : `QEMU reports the migration failed: ${lastInfo['error-desc'] ?? 'no reason given'}`,
+            );
+          }
+          if (status === 'postcopy-active' && switchedToPostcopy === undefined) {
+            switchedToPostcopy = elapsed;
+            setState('postcopy', `switched to post-copy after ${elapsed.toFixed(1)} s`);
+            this.events.push(`post-copy started at ${elapsed.toFixed(1)} s`);
+            await deps.peer.resume(deps.id);
+            resumedDestinationAt = deps.now();
+          }
+          if (this.abortController.signal.aborted) {
+            if (switchedToPostcopy !== undefined) {
+              this.events.push(
+                'abort refused: post-copy has started, the guest already runs on the destination',
+              );
+            } else if (status !== 'cancelling') {
+              this.events.push(`abort requested at ${elapsed.toFixed(1)} s`);
+              await qmp.execute('migrate_cancel');
+            }
+            continue;
+          }
+          const { state: nextStall, stalled } = trackProgress(
+            stall,
+            sample.remainingBytes,
+            elapsed,
+            settings.stallSeconds,
+          );
+          stall = nextStall;
+          const timedOut = completionTimedOut(settings.completionTimeoutSeconds, elapsed);
+          if (!timeoutHandled && switchedToPostcopy === undefined && pausedAt === undefined) {
+            let trigger: string | undefined;
+            if (this.forceRequested) trigger = 'force-complete requested by the operator';
+            else if (timedOut)
+              trigger = `completion timeout of ${settings.completionTimeoutSeconds} s reached`;
+            else if (stalled) trigger = `no progress for ${settings.stallSeconds} s`;
+            if (trigger !== undefined) {
+              timeoutHandled = true;
+              const response = this.forceRequested
+                ? timeoutResponse('force_complete', settings.postCopy)
+                : timeoutResponse(settings.timeoutAction, settings.postCopy);
+              this.events.push(`${trigger} at ${elapsed.toFixed(1)} s: ${response}`);
+              if (response === 'abort') {
+                this.abortController.abort(new Error(trigger));
+                await qmp.execute('migrate_cancel');
+              } else if (response === 'postcopy') {
+                await qmp.execute('migrate-start-postcopy');
+              } else {
+                pausedAt = deps.now();
+                await qmp.execute('stop');
+              }
+              continue;
+            }
+          }
+          const change = downtimeChange(settings.downtimeSteps, elapsed, appliedDowntime);
+          if (change !== undefined && switchedToPostcopy === undefined) {
+            await qmp.execute('migrate-set-parameters', { 'downtime-limit': change });
+            appliedDowntime = change;
+          }
+        }
+      } finally {
+        offEvents();
+      }
+
+      setState('completing', `QEMU finished sending; starting the guest on ${deps.peer.name}`);
+      const completedAt = deps.now();
+      const { guest } = await deps.peer.complete(deps.id);
+      resumedDestinationAt ??= deps.now();
+      const seconds = (completedAt - started) / 1000;
+      const bytes = lastInfo.ram?.transferred ?? 0;
+      const qemuDowntime = lastInfo.downtime;
+      const handover = switchedToPostcopy === undefined ? resumedDestinationAt - completedAt : 0;
+      const downtimeMs =
+        pausedAt !== undefined
+          ? resumedDestinationAt - pausedAt
+          : qemuDowntime !== undefined
+            ? qemuDowntime + handover
+            : undefined;
+      setState('completed', `the VM runs on ${deps.peer.name}; guest ${guest.state}`);
+      return this.report('completed', {
+        bytes,
+        seconds,
+        downtimeMs,
+        iterations: lastInfo.ram?.['dirty-sync-count'] ?? 0,
+        maxThrottle,
+        switchedToPostcopy,
+        forcedPauseMs: pausedAt !== undefined ? resumedDestinationAt - pausedAt : undefined,
+        guest,
+        error: undefined,
+      });
+    } catch (err) {
+      const cancelled = this.operatorAbort && switchedToPostcopy === undefined;
+      const message = describeError(err);
+      const recovery = await this.recoverSource(switchedToPostcopy !== undefined);
+      if (destinationPrepared) {
+        await deps.peer.abort(deps.id, message).catch((e: unknown) => {
+          this.events.push(`destination cleanup failed: ${describeError(e)}`);
+        });
+      }
+      const status = cancelled ? 'cancelled' : 'failed';
+      setState(status, `${message}; ${recovery}`);
+      return this.report(status, {
+        bytes: lastInfo.ram?.transferred ?? 0,
+        seconds: elapsedSeconds(),
+        downtimeMs: undefined,
+        iterations: lastInfo.ram?.['dirty-sync-count'] ?? 0,
+        maxThrottle,
+        switchedToPostcopy,
+        forcedPauseMs: undefined,
+        guest: { state: 'unknown', reason: recovery },
+        error: message,
+      });
+    } finally {
+      if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
+      if (tlsObject !== undefined) await qmp.execute('object-del', { id: tlsObject }).catch(() => undefined);
+    }
+  }
+
+  private throwIfAborted(): void {
+    if (this.abortController.signal.aborted) {
+      throw new MigrationError(`migration cancelled: ${describeError(this.abortController.signal.reason)}`);
+    }
+  }
+
+  private async guestRunning(): Promise<boolean> {
+    const status = await this.deps.qmp.execute<{ status: string; running: boolean }>('query-status');
+    return status.running;
+  }
+
+  /**
+   * Puts the source back as it was: cancels a migration still in flight and
+   * resumes the guest if the migration (or a forced completion) paused it.
+   */
+  private async recoverSource(postcopyStarted: boolean): Promise<string> {
+    const { qmp } = this.deps;
+    if (!qmp.connected) return 'the source QEMU is gone';
+    if (postcopyStarted) {
+      return 'post-copy had started: the guest state is split between the hosts; the source QEMU is kept paused for recovery';
+    }
+    try {
+      for (let i = 0; i < 100; i++) {
+        const info = await qmp.execute<QueryMigrate>('query-migrate');
+        const status = info.status ?? 'none';
+        if (!['active', 'setup', 'cancelling', 'pre-switchover', 'device', 'wait-unplug'].includes(status))
+          break;
+        if (status !== 'cancelling') await qmp.execute('migrate_cancel');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const state = await qmp.execute<{ status: string; running: boolean }>('query-status');
+      if (!state.running) {
+        await qmp.execute('cont');
+        return `the source guest was ${state.status} and has been resumed`;
+      }
+      return 'the source guest kept running';
+    } catch (err) {
+      if (err instanceof QmpCommandError) return `could not restore the source guest: ${err.message}`;
+      return `could not check the source guest: ${describeError(err)}`;
+    }
+  }
+
+  private tick(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.deps.pollMs ?? 250);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+
+  private report(
+    status: MigrationReport['status'],
+    r: {
+      bytes: number;
+      seconds: number;
+      downtimeMs: number | undefined;
+      iterations: number;
+      maxThrottle: number;
+      switchedToPostcopy: number | undefined;
+      forcedPauseMs: number | undefined;
+      guest: GuestVerdict;
+      error: string | undefined;
+    },
+  ): MigrationReport {
+    const { settings, request } = this.deps;
+    return {
+      id: this.deps.id,
+      vm: request.spec.name,
+      from: this.deps.sourceHost,
+      to: this.deps.peer.name,
+      status,
+      transport: settings.transport,
+      tls: settings.tls,
+      channels: settings.channels,
+      postCopy: settings.postCopy,
+      autoConverge: settings.autoConverge,
+      reasons: settings.reasons,
+      bytes: r.bytes,
+      seconds: round(r.seconds, 3),
+      gbps: r.seconds > 0 ? round((r.bytes * 8) / r.seconds / 1e9, 3) : 0,
+      downtimeMs: r.downtimeMs === undefined ? undefined : Math.round(r.downtimeMs),
+      iterations: r.iterations,
+      maxCpuThrottlePct: r.maxThrottle,
+      postcopySwitchSeconds: r.switchedToPostcopy === undefined ? undefined : round(r.switchedToPostcopy, 2),
+      forcedPauseMs: r.forcedPauseMs === undefined ? undefined : Math.round(r.forcedPauseMs),
+      events: [...this.events],
+      guest: r.guest.state,
+      guestDetail: r.guest.reason,
+      error: r.error,
+    };
+  }
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+function toSample(
+  info: QueryMigrate,
+  elapsedMs: number,
+  downtimeLimitMs: number | undefined,
+): MigrationSample {
+  const ram = info.ram ?? {};
+  return {
+    elapsedMs,
+    status: info.status ?? 'none',
+    transferredBytes: ram.transferred ?? 0,
+    remainingBytes: ram.remaining ?? 0,
+    totalBytes: ram.total ?? 0,
+    dirtyRateBps: (ram['dirty-pages-rate'] ?? 0) * (ram['page-size'] ?? 4096),
+    throughputMbps: ram.mbps ?? 0,
+    iteration: ram['dirty-sync-count'] ?? 0,
+    expectedDowntimeMs: info['expected-downtime'] ?? 0,
+    cpuThrottlePct: info['cpu-throttle-percentage'] ?? 0,
+    downtimeLimitMs,
+  };
+}

@@ -1,0 +1,115 @@
+import type { VmSpec } from '../qemu/index.js';
+import type { DowntimeSteps } from './convergence.js';
+
+export type TransportKind = 'native' | 'tunnelled';
+
+/** How one migration is carried out: the migration plan, reduced to what the driver acts on. */
+export interface MigrationSettings {
+  transport: TransportKind;
+  /** Encrypted: QEMU's own TLS for native, the agents' TLS for tunnelled. */
+  tls: boolean;
+  /** multifd channels; 1 means a single stream without multifd. */
+  channels: number;
+  /** MiB/s; 0 means unlimited (QEMU's built-in 128 MiB/s cap is lifted explicitly). */
+  bandwidthMiBps: number;
+  downtimeSteps: DowntimeSteps;
+  /** 0 disables the completion timeout. */
+  completionTimeoutSeconds: number;
+  timeoutAction: 'abort' | 'force_complete';
+  postCopy: boolean;
+  autoConverge: boolean;
+  /** No fall in remaining memory for this long counts as a timeout; 0 disables. */
+  stallSeconds: number;
+  /** Why each of the above was chosen, for the report. */
+  reasons: string[];
+}
+
+/** A migration's life, as the journal records it. */
+export const MIGRATION_STATES = [
+  'pending',
+  'preparing',
+  'migrating',
+  'postcopy',
+  'completing',
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
+export type MigrationState = (typeof MIGRATION_STATES)[number];
+
+/** One look at QEMU's progress, as recorded in the journal and shown by the CLI. */
+export interface MigrationSample {
+  /** Milliseconds since the migration started. */
+  elapsedMs: number;
+  status: string;
+  transferredBytes: number;
+  remainingBytes: number;
+  totalBytes: number;
+  /** Guest dirty rate in bytes/s as QEMU measures it (0 before the first pass ends). */
+  dirtyRateBps: number;
+  throughputMbps: number;
+  /** QEMU's dirty-sync-count: the pass number. */
+  iteration: number;
+  expectedDowntimeMs: number;
+  cpuThrottlePct: number;
+  downtimeLimitMs: number | undefined;
+}
+
+/** What the destination agent is asked to prepare. */
+export interface IncomingRequest {
+  migrationId: string;
+  spec: VmSpec;
+  transport: TransportKind;
+  tls: boolean;
+  channels: number;
+  postCopy: boolean;
+  /** The source host's agent name, for logs and tunnel authorization. */
+  sourceHost: string;
+}
+
+/** The destination's answer: where the source QEMU must send the stream. */
+export interface IncomingReply {
+  /** Native transport: the destination QEMU's `tcp:HOST:PORT`. */
+  uri?: string;
+  /** Tunnelled transport: the one-time token the destination agent accepts tunnel connections with. */
+  tunnelToken?: string;
+  /** The destination agent's certificate name (for TLS host checks). */
+  destinationHost: string;
+}
+
+/** The guest's own verdict after the migration, from its heartbeats on the destination. */
+export interface GuestVerdict {
+  state: 'ok' | 'corrupt' | 'stalled' | 'unknown';
+  reason: string;
+}
+
+/** The end-of-migration report (`vmferry migrate` prints it; `--json` prints this object). */
+export interface MigrationReport {
+  id: string;
+  vm: string;
+  from: string;
+  to: string;
+  status: 'completed' | 'failed' | 'cancelled';
+  transport: TransportKind;
+  tls: boolean;
+  channels: number;
+  postCopy: boolean;
+  autoConverge: boolean;
+  reasons: string[];
+  /** RAM bytes QEMU sent. */
+  bytes: number;
+  seconds: number;
+  gbps: number;
+  downtimeMs: number | undefined;
+  iterations: number;
+  maxCpuThrottlePct: number;
+  /** Seconds after the start at which post-copy was switched on, if it was. */
+  postcopySwitchSeconds: number | undefined;
+  /** Set when the guest was paused to force completion: how long it stayed paused (ms). */
+  forcedPauseMs: number | undefined;
+  /** What ended the migration early or forced it (timeout, stall, operator). */
+  events: string[];
+  guest: GuestVerdict['state'];
+  guestDetail: string;
+  error: string | undefined;
+}
