@@ -1,4 +1,5 @@
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
 import { GUEST_MAX_MEM_MIB } from './layout.js';
 
 /** Largest dirty or verify rate the guest accepts, in MiB/s. */
@@ -47,5 +48,5 @@ export function guestAppend(workload: GuestWorkload): string {
 
 /** Where `make -C guest` (run by scripts/setup.mjs) puts the guest kernel. */
 export function guestKernelPath(): string {
-  return fileURLToPath(new URL('../../../guest/build/vmferry-guest.elf', import.meta.url));
+  return join(packageRoot(), 'guest', 'build', 'vmferry-guest.elf');
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UsageError } from '../errors.js';
-import { RAM_BACKEND_ID, buildQemuArgv, validateVmSpec } from './vm-spec.js';
+import { RAM_BACKEND_ID, buildQemuArgv, ramSizeKiB, validateVmSpec } from './vm-spec.js';
 
 const base = {
   name: 'web-1',
@@ -20,7 +20,8 @@ describe('VM spec to QEMU argv', () => {
     const argv = buildQemuArgv(validateVmSpec(base), { accel: 'tcg', runDir: '/run/vmf/web-1' });
     assert.deepEqual(valueAfter(argv, '-accel'), ['tcg,tb-size=128']);
     assert.deepEqual(valueAfter(argv, '-machine'), [`pc,memory-backend=${RAM_BACKEND_ID}`]);
-    assert.deepEqual(valueAfter(argv, '-object'), [`memory-backend-ram,id=${RAM_BACKEND_ID},size=512M`]);
+    assert.deepEqual(valueAfter(argv, '-object'), [`memory-backend-ram,id=${RAM_BACKEND_ID},size=524296K`]);
+    assert.deepEqual(valueAfter(argv, '-m'), ['524296K']);
     assert.deepEqual(valueAfter(argv, '-smp'), ['2']);
     assert.deepEqual(valueAfter(argv, '-append'), ['mem=256 dirty=16']);
     assert.ok(
@@ -40,8 +41,13 @@ describe('VM spec to QEMU argv', () => {
     assert.deepEqual(valueAfter(argv, '-incoming'), ['defer']);
     assert.deepEqual(valueAfter(argv, '-accel'), ['kvm']);
     assert.deepEqual(valueAfter(argv, '-object'), [
-      `memory-backend-file,id=${RAM_BACKEND_ID},size=512M,mem-path=/dev/shm/web-1.ram,share=on`,
+      `memory-backend-file,id=${RAM_BACKEND_ID},size=524288K,mem-path=/dev/shm/web-1.ram,share=on`,
     ]);
+  });
+
+  it('pads TCG guest RAM off 256 KiB multiples (QEMU < 9.0 TCG dirty-tracking bug), not KVM', () => {
+    assert.equal(ramSizeKiB(256, 'tcg') % 256, 8);
+    assert.equal(ramSizeKiB(256, 'kvm'), 256 * 1024);
   });
 
   it('attaches disks as virtio-blk over blockdev nodes', () => {

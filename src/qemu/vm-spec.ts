@@ -127,14 +127,27 @@ export function validateVmSpec(input: unknown): VmSpec {
   return spec;
 }
 
+/**
+ * Guest RAM in KiB as given to QEMU. Under TCG, QEMU before 9.0 loses guest
+ * writes during migration when a RAM block's size is a multiple of 256 KiB
+ * (its dirty-bitmap fast path skips pages the vCPU keeps writing; fixed
+ * upstream by "system/physmem: Fix migration dirty bitmap coherency with TCG
+ * memory access"). 8 KiB more keeps it off that path. Both sides of a
+ * migration use the same accelerator, so they agree on the size.
+ */
+export function ramSizeKiB(memoryMiB: number, accel: Accelerator): number {
+  return memoryMiB * 1024 + (accel === 'tcg' ? 8 : 0);
+}
+
 /** The QEMU command line (without the binary) for a spec on this host. Pure. */
 export function buildQemuArgv(spec: VmSpec, options: LaunchOptions): string[] {
   const files = runFiles(options.runDir);
   const backend = spec.memoryBackend ?? { kind: 'ram' };
+  const size = `${ramSizeKiB(spec.memoryMiB, options.accel)}K`;
   const backendArg =
     backend.kind === 'file'
-      ? `memory-backend-file,id=${RAM_BACKEND_ID},size=${spec.memoryMiB}M,mem-path=${backend.path},share=${backend.share ? 'on' : 'off'}`
-      : `memory-backend-ram,id=${RAM_BACKEND_ID},size=${spec.memoryMiB}M`;
+      ? `memory-backend-file,id=${RAM_BACKEND_ID},size=${size},mem-path=${backend.path},share=${backend.share ? 'on' : 'off'}`
+      : `memory-backend-ram,id=${RAM_BACKEND_ID},size=${size}`;
   const accel = options.accel === 'kvm' ? 'kvm' : 'tcg,tb-size=128';
   const argv = [
     '-name',
@@ -148,7 +161,7 @@ export function buildQemuArgv(spec: VmSpec, options: LaunchOptions): string[] {
     '-object',
     backendArg,
     '-m',
-    `${spec.memoryMiB}M`,
+    size,
     '-smp',
     String(spec.vcpus),
     '-kernel',

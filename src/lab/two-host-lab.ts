@@ -1,0 +1,229 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AgentClient } from '../agent/index.js';
+import { HostSetupError } from '../errors.js';
+import { packageRoot } from '../paths.js';
+import { initCa, issueCertificate, loadTlsIdentity, type TlsIdentity } from '../pki/index.js';
+import { canUseNetns, createTwoHostNetwork, inNetns, type TwoHostNetwork } from './netns.js';
+
+export type HostKey = 'a' | 'b';
+
+export interface LabAgent {
+  key: HostKey;
+  name: string;
+  /** Address peers use: https://IP:PORT. */
+  address: string;
+  /** Local address for the operator: unix:<state>/agent.sock. */
+  localAddress: string;
+  stateDir: string;
+  logFile: string;
+  netns: string | undefined;
+  process: ChildProcess | undefined;
+}
+
+export interface TwoHostLabOptions {
+  /** Namespaces when root (default), loopback ports otherwise or when false. */
+  useNetns?: boolean;
+  /** Namespace prefix, unique per concurrent lab. */
+  prefix?: string;
+  /** Subnet (third octet of 198.18.x.0/24), unique per concurrent lab. */
+  subnet?: number;
+  linkGbps?: number;
+  /** Extra arguments for both agents. */
+  agentArgs?: string[];
+  /** Keep the working directory after close (for debugging). */
+  keep?: boolean;
+}
+
+/**
+ * Two vmferry hosts on this machine, for the demo, the end-to-end tests and
+ * the benchmark: a private CA, a certificate per agent and one for the
+ * operator, and two agent processes — in their own network namespaces joined
+ * by a veth link when running as root, on two loopback ports otherwise.
+ */
+export class TwoHostLab {
+  readonly dir: string;
+  readonly agents: Record<HostKey, LabAgent>;
+  readonly network: TwoHostNetwork | undefined;
+  readonly operator: TlsIdentity;
+  readonly operatorDir: string;
+  private readonly options: TwoHostLabOptions;
+  private readonly clients: AgentClient[] = [];
+  private closed = false;
+
+  private constructor(
+    dir: string,
+    network: TwoHostNetwork | undefined,
+    agents: Record<HostKey, LabAgent>,
+    operatorDir: string,
+    operator: TlsIdentity,
+    options: TwoHostLabOptions,
+  ) {
+    this.dir = dir;
+    this.network = network;
+    this.agents = agents;
+    this.operatorDir = operatorDir;
+    this.operator = operator;
+    this.options = options;
+  }
+
+  static async create(options: TwoHostLabOptions = {}): Promise<TwoHostLab> {
+    const dir = mkdtempSync(join(tmpdir(), 'vmf-lab-'));
+    const useNetns = options.useNetns ?? canUseNetns();
+    let network: TwoHostNetwork | undefined;
+    try {
+      if (useNetns) {
+        network = createTwoHostNetwork({
+          prefix: options.prefix ?? 'vmf',
+          subnet: options.subnet ?? 0,
+          linkGbps: options.linkGbps,
+        });
+      }
+      const caDir = join(dir, 'ca');
+      await initCa(caDir);
+      const basePort = 17_000 + Math.floor(Math.random() * 20_000);
+      const agents = {} as Record<HostKey, LabAgent>;
+      for (const key of ['a', 'b'] as const) {
+        const ip = network !== undefined ? network[key].address : '127.0.0.1';
+        const port = network !== undefined ? 7700 : basePort + (key === 'a' ? 0 : 1);
+        const name = `host-${key}`;
+        await issueCertificate(caDir, { name, ips: [ip] });
+        const stateDir = join(dir, key);
+        mkdirSync(stateDir, { recursive: true });
+        agents[key] = {
+          key,
+          name,
+          address: `https://${ip}:${port}`,
+          localAddress: `unix:${join(stateDir, 'agent.sock')}`,
+          stateDir,
+          logFile: join(dir, `agent-${key}.log`),
+          netns: network?.[key].netns,
+          process: undefined,
+        };
+      }
+      await issueCertificate(caDir, { name: 'operator' });
+      const operatorDir = join(caDir, 'issued', 'operator');
+      const lab = new TwoHostLab(dir, network, agents, operatorDir, await loadTlsIdentity(operatorDir), options);
+      return lab;
+    } catch (err) {
+      network?.destroy();
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Starts (or restarts) one agent and waits until it serves. */
+  async startAgent(key: HostKey): Promise<void> {
+    const agent = this.agents[key];
+    const url = new URL(agent.address);
+    const argv = [
+      process.execPath,
+      join(packageRoot(), 'bin', 'vmferry.js'),
+      'agent',
+      '--name',
+      agent.name,
+      '--listen',
+      `${url.hostname}:${url.port}`,
+      '--state-dir',
+      agent.stateDir,
+      '--tls-dir',
+      join(this.dir, 'ca', 'issued', agent.name),
+      '--accel',
+      'tcg',
+      ...(this.options.agentArgs ?? []),
+    ];
+    const full = agent.netns !== undefined ? inNetns(agent.netns, argv) : argv;
+    const log = createWriteStream(agent.logFile, { flags: 'a' });
+    const child = spawn(full[0] ?? 'node', full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    agent.process = child;
+    child.stderr.pipe(log);
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => fail(new HostSetupError(`agent ${agent.name} did not start within 30 s; see ${agent.logFile}`)), 30_000);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        child.kill('SIGKILL');
+        reject(err);
+      };
+      child.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('vmferry-agent ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code, signal) => {
+        const tail = existsSync(agent.logFile) ? readFileSync(agent.logFile, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+        fail(new HostSetupError(`agent ${agent.name} exited during start-up (${signal ?? `status ${code}`}): ${tail}`));
+      });
+    });
+    child.removeAllListeners('exit');
+  }
+
+  async start(): Promise<this> {
+    await Promise.all([this.startAgent('a'), this.startAgent('b')]);
+    return this;
+  }
+
+  /** Stops an agent: SIGTERM is graceful (aborts its outgoing migrations); SIGKILL is a crash. */
+  async stopAgent(key: HostKey, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.agents[key].process;
+    this.agents[key].process = undefined;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** An operator client for one agent (over its local socket, so it works from outside the namespaces). */
+  client(key: HostKey): AgentClient {
+    const c = new AgentClient(this.agents[key].localAddress, this.operator);
+    this.clients.push(c);
+    return c;
+  }
+
+  /** A client that presents `identity` instead of the operator's (to test refusals). */
+  clientWith(key: HostKey, identity: TlsIdentity): AgentClient {
+    const c = new AgentClient(this.agents[key].localAddress, identity);
+    this.clients.push(c);
+    return c;
+  }
+
+  /** Environment for running the vmferry CLI against agent `key`. */
+  cliEnv(key: HostKey): NodeJS.ProcessEnv {
+    return { ...process.env, VMFERRY_AGENT: this.agents[key].localAddress, VMFERRY_TLS_DIR: this.operatorDir };
+  }
+
+  /** Stops both agents, kills every QEMU they started, removes namespaces and files. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.clients) c.close();
+    await Promise.all([this.stopAgent('a'), this.stopAgent('b')]);
+    for (const agent of Object.values(this.agents)) killLeftoverQemu(agent.stateDir);
+    this.network?.destroy();
+    if (this.options.keep !== true) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Kills QEMU processes whose pid files are under an agent's state directory. */
+export function killLeftoverQemu(stateDir: string): void {
+  const vmsDir = join(stateDir, 'vms');
+  if (!existsSync(vmsDir)) return;
+  for (const name of readdirSync(vmsDir)) {
+    const pidFile = join(vmsDir, name, 'qemu.pid');
+    if (!existsSync(pidFile)) continue;
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmdline.includes('qemu') && cmdline.includes(join(vmsDir, name))) process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
