@@ -28,6 +28,11 @@
  * `status=CORRUPT page=<page>` once its verifier reaches the page (one pass
  * over 256 MiB takes about half a second under TCG). With a dirty rate the
  * guest may rewrite the page first and heal it; corrupt with dirty=0 to be sure.
+ *
+ * Live migration under TCG with QEMU < 9.0 (Debian 12 has 7.2) loses writes to
+ * pages the vCPU keeps in its TLB when the RAM size is a multiple of 256 KiB;
+ * the guest then reports CORRUPT or stops after the switch-over. Give both
+ * sides a RAM size like `-m 524296K` (512 MiB + 8 KiB); see guest/README.md.
  */
 export {
   GuestSerialParser,
