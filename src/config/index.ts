@@ -28,3 +28,11 @@ export {
   type MigrationFlags,
 } from './migration-flags.js';
 export { checkConfig, configCheckJson, type ConfigCheck } from './config-check.js';
+export {
+  upgradeConfig,
+  type ConfigUpgrade,
+  type FlagWithoutEquivalent,
+  type UpgradeSetting,
+} from './config-upgrade.js';
+export { unifiedDiff } from './unified-diff.js';
+export { replaceFileAtomically } from './atomic-replace.js';
