@@ -228,6 +228,11 @@ export function planMigration(input: PlanInput): MigrationPlan {
       capability: 'source.nativeTls,destination.nativeTls',
       message: `native with QEMU TLS: ${triText} and both hosts can do QEMU TLS (the fastest secure transport)`,
     });
+    why({
+      decision: 'tls',
+      capability: 'source.nativeTls,destination.nativeTls',
+      message: 'QEMU TLS (tls-creds-x509 with vmferry certificates) on both hosts, each multifd channel encrypted by QEMU',
+    });
   } else {
     transport = 'tunnelled';
     encryption = 'agent-tls';
@@ -239,15 +244,26 @@ export function planMigration(input: PlanInput): MigrationPlan {
     });
   }
   if (encryption === 'agent-tls') {
+    const t = reasons.find((r) => r.decision === 'transport');
     why({
       decision: 'tls',
-      message: 'TLS between the vmferry agents (mutually authenticated); QEMU itself sends to its local agent',
+      option: t?.option,
+      capability: t?.capability,
+      message:
+        'TLS between the vmferry agents (mutually authenticated), because the transport is tunnelled' +
+        (t?.option === undefined && t?.capability === undefined ? ' (override)' : '') +
+        '; QEMU itself only talks to its local agent',
     });
   }
   if (transport === 'tunnelled' && kind === 'block') {
+    const t = reasons.find((r) => r.decision === 'transport');
     why({
       decision: 'transport',
-      message: "block migration through the tunnel: unlike libvirt's tunnel, vmferry's agents must relay the disk stream too",
+      option: t?.option,
+      capability: t?.capability,
+      message:
+        "block migration through the tunnel: unlike libvirt's tunnel, vmferry's agents must relay the disk stream too" +
+        (t?.option === undefined && t?.capability === undefined ? ' (override)' : ''),
     });
   }
 
