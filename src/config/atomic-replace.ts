@@ -8,14 +8,21 @@ import { basename, dirname, join } from 'node:path';
  * The original is first copied to `path.bak`, or `path.bak.<UTC timestamp>` when that
  * exists. Returns the backup's path.
  */
-export async function replaceFileAtomically(path: string, content: string, now: Date = new Date()): Promise<string> {
+export async function replaceFileAtomically(
+  path: string,
+  content: string,
+  now: Date = new Date(),
+): Promise<string> {
   const { mode } = await stat(path);
   let backup = `${path}.bak`;
   try {
     await copyFile(path, backup, constants.COPYFILE_EXCL);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    backup = `${path}.bak.${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+    backup = `${path}.bak.${now
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}`;
     await copyFile(path, backup, constants.COPYFILE_EXCL);
   }
   const temp = join(dirname(path), `.${basename(path)}.vmferry-${process.pid}-${now.getTime()}.tmp`);

@@ -15,7 +15,11 @@ export interface ConfigCheck {
   readonly warnings: readonly ConfigWarning[];
   readonly errors: readonly ConfigError[];
   /** Empty when `ok` is false: nova would not start with this file. */
-  readonly flags: { readonly mode: FlagMode; readonly live: readonly string[]; readonly block: readonly string[] };
+  readonly flags: {
+    readonly mode: FlagMode;
+    readonly live: readonly string[];
+    readonly block: readonly string[];
+  };
 }
 
 function lineOf(o: { source: { kind: string; line?: number } }): number | undefined {
@@ -101,7 +105,9 @@ export function checkConfig(content: string | Uint8Array, file: string): ConfigC
     document,
     warnings,
     errors,
-    flags: ok ? { mode: flags.mode, live: flags.live, block: flags.block } : { mode: flags.mode, live: [], block: [] },
+    flags: ok
+      ? { mode: flags.mode, live: flags.live, block: flags.block }
+      : { mode: flags.mode, live: [], block: [] },
   };
 }
 

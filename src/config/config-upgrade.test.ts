@@ -49,10 +49,18 @@ describe('upgradeConfig', () => {
     const before = MITAKA_COMPUTE_CONF.split('\n');
     const after = u.upgraded.split('\n');
     const kept = before.filter((_, i) => !u.removedLines.includes(i + 1));
-    const added = new Set(['# vmferry config upgrade: replaces live_migration_flag and block_migration_flag', 'live_migration_tunnelled = True']);
-    assert.deepEqual(after.filter((l) => !added.has(l)), kept);
+    const added = new Set([
+      '# vmferry config upgrade: replaces live_migration_flag and block_migration_flag',
+      'live_migration_tunnelled = True',
+    ]);
+    assert.deepEqual(
+      after.filter((l) => !added.has(l)),
+      kept,
+    );
     assert.deepEqual(u.removedLines, [18, 19, 20]);
-    assert.ok(u.upgraded.includes('# Tunnelled because the storage network is not routed between racks.\n# vmferry'));
+    assert.ok(
+      u.upgraded.includes('# Tunnelled because the storage network is not routed between racks.\n# vmferry'),
+    );
   });
 
   it('prints a unified diff of the change', () => {
@@ -93,13 +101,17 @@ describe('upgradeConfig', () => {
       lost.map((n) => [n.kind, n.flag]),
       [['live', 'VIR_MIGRATE_UNSAFE']],
     );
-    assert.match(lost[0]?.meaning ?? '', /no option of today's nova asks for it \(migrate even when libvirt considers it unsafe/);
+    assert.match(
+      lost[0]?.meaning ?? '',
+      /no option of today's nova asks for it \(migrate even when libvirt considers it unsafe/,
+    );
     assert.ok(u.upgraded.includes('live_migration_permit_post_copy = false\n'), 'unrelated option untouched');
     assertRoundTrip(u);
   });
 
   it('changes an option already in the file in place rather than adding a second one', () => {
-    const text = '[libvirt]\nlive_migration_permit_post_copy = false\nlive_migration_flag = VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY\n';
+    const text =
+      '[libvirt]\nlive_migration_permit_post_copy = false\nlive_migration_flag = VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY\n';
     const u = upgradeConfig(text, FILE);
     assert.equal(
       u.upgraded,
@@ -130,7 +142,8 @@ describe('upgradeConfig', () => {
   });
 
   it('keeps CRLF line endings and a last line without newline', () => {
-    const text = '[DEFAULT]\r\ndebug = 1\r\n[libvirt]\r\nlive_migration_flag = VIR_MIGRATE_LIVE,VIR_MIGRATE_TUNNELLED';
+    const text =
+      '[DEFAULT]\r\ndebug = 1\r\n[libvirt]\r\nlive_migration_flag = VIR_MIGRATE_LIVE,VIR_MIGRATE_TUNNELLED';
     const u = upgradeConfig(text, FILE);
     assert.equal(
       u.upgraded,
@@ -142,19 +155,20 @@ describe('upgradeConfig', () => {
 
   it('refuses a file with errors', () => {
     assert.throws(
-      () => upgradeConfig('[libvirt]\nlive_migration_flag = VIR_MIGRATE_LIVE\nlive_migration_downtime = 5\n', FILE),
+      () =>
+        upgradeConfig(
+          '[libvirt]\nlive_migration_flag = VIR_MIGRATE_LIVE\nlive_migration_downtime = 5\n',
+          FILE,
+        ),
       (err: unknown) => err instanceof ConfigError && err.line === 3,
     );
   });
 
   it('round-trips 300 random legacy configurations', () => {
     let seed = 42;
-    const rand = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+    const rand = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296;
     const names = Object.keys(MIGRATE_FLAGS);
-    const pick = (): string =>
-      names
-        .filter(() => rand() < 0.3)
-        .join(rand() < 0.5 ? ', ' : ',\n    ');
+    const pick = (): string => names.filter(() => rand() < 0.3).join(rand() < 0.5 ? ', ' : ',\n    ');
     for (let i = 0; i < 300; i++) {
       const lines = ['[libvirt]'];
       if (rand() < 0.3) lines.push(`virt_type = ${rand() < 0.5 ? 'xen' : 'qemu'}`);
@@ -189,7 +203,11 @@ describe('replaceFileAtomically', () => {
       const b2 = await replaceFileAtomically(path, 'newer\n', new Date('2024-05-01T10:20:30.456Z'));
       assert.equal(b2, `${path}.bak.20240501T102030Z`);
       assert.equal(await readFile(b2, 'utf8'), 'new\n');
-      assert.deepEqual((await readdir(dir)).sort(), ['nova.conf', 'nova.conf.bak', 'nova.conf.bak.20240501T102030Z']);
+      assert.deepEqual((await readdir(dir)).sort(), [
+        'nova.conf',
+        'nova.conf.bak',
+        'nova.conf.bak.20240501T102030Z',
+      ]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -55,30 +55,40 @@ function explain(
   liveLegacy: ReadonlySet<string>,
 ): string {
   const meaning = MIGRATE_FLAGS[flag] ?? 'unknown flag';
-  const otherList = kind === 'block' && flag in FLAG_OPTIONS && liveLegacy.has(flag) === (change === 'gained');
+  const otherList =
+    kind === 'block' && flag in FLAG_OPTIONS && liveLegacy.has(flag) === (change === 'gained');
   if (otherList) {
     return (
       `block_migration_flag and live_migration_flag disagreed about ${flag}; today one option ` +
       `(${FLAG_OPTIONS[flag as keyof typeof FLAG_OPTIONS]}) governs both and was taken from live_migration_flag`
     );
   }
-  if (flag === 'VIR_MIGRATE_AUTO_CONVERGE' && change === 'lost' && upgraded['libvirt.live_migration_permit_post_copy'].value) {
-    return 'auto-converge is not used when post-copy is permitted (post-copy wins in today\'s nova)';
+  if (
+    flag === 'VIR_MIGRATE_AUTO_CONVERGE' &&
+    change === 'lost' &&
+    upgraded['libvirt.live_migration_permit_post_copy'].value
+  ) {
+    return "auto-converge is not used when post-copy is permitted (post-copy wins in today's nova)";
   }
   if (flag === 'VIR_MIGRATE_PERSIST_DEST' && change === 'gained') {
-    return 'today\'s nova always persists the VM on the destination; nova 13 removed this flag from the lists';
+    return "today's nova always persists the VM on the destination; nova 13 removed this flag from the lists";
   }
   if (flag === 'VIR_MIGRATE_LIVE' && change === 'gained') {
-    return 'today\'s nova always migrates live; without this flag the legacy list paused the guest for the whole migration';
+    return "today's nova always migrates live; without this flag the legacy list paused the guest for the whole migration";
   }
   if (flag === 'VIR_MIGRATE_TLS' && change === 'lost') {
     return 'TLS together with TUNNELLED cannot be expressed: live_migration_with_native_tls excludes tunnelling';
   }
-  if (change === 'lost') return `no option of today's nova asks for it (${meaning}); after the upgrade it is not used`;
+  if (change === 'lost')
+    return `no option of today's nova asks for it (${meaning}); after the upgrade it is not used`;
   return `today's rules add it (${meaning})`;
 }
 
-function withValues(options: ResolvedOptions, values: Partial<Record<OptionName, unknown>>, file: string): ResolvedOptions {
+function withValues(
+  options: ResolvedOptions,
+  values: Partial<Record<OptionName, unknown>>,
+  file: string,
+): ResolvedOptions {
   const out: Record<string, ResolvedOption<unknown>> = { ...options };
   for (const [name, value] of Object.entries(values)) {
     out[name] = { value, source: { kind: 'file', file, line: 0 } };
@@ -163,7 +173,11 @@ export function upgradeConfig(content: string | Uint8Array, file: string): Confi
       settings.push({ option, value: true, reason: `live_migration_flag has ${flag}` });
     }
   }
-  if (liveLegacy.has('VIR_MIGRATE_TLS') && !wantsTunnel && !options['libvirt.live_migration_with_native_tls'].value) {
+  if (
+    liveLegacy.has('VIR_MIGRATE_TLS') &&
+    !wantsTunnel &&
+    !options['libvirt.live_migration_with_native_tls'].value
+  ) {
     settings.push({
       option: 'libvirt.live_migration_with_native_tls',
       value: true,
@@ -182,10 +196,20 @@ export function upgradeConfig(content: string | Uint8Array, file: string): Confi
     const before = new Set(legacyFlags[kind]);
     const after = new Set(upgradedFlags[kind]);
     for (const flag of [...before].filter((f) => !after.has(f))) {
-      noEquivalent.push({ kind, flag, change: 'lost', meaning: explain(flag, 'lost', kind, predicted, liveLegacy) });
+      noEquivalent.push({
+        kind,
+        flag,
+        change: 'lost',
+        meaning: explain(flag, 'lost', kind, predicted, liveLegacy),
+      });
     }
     for (const flag of [...after].filter((f) => !before.has(f))) {
-      noEquivalent.push({ kind, flag, change: 'gained', meaning: explain(flag, 'gained', kind, predicted, liveLegacy) });
+      noEquivalent.push({
+        kind,
+        flag,
+        change: 'gained',
+        meaning: explain(flag, 'gained', kind, predicted, liveLegacy),
+      });
     }
   }
 
@@ -208,7 +232,13 @@ export function upgradeConfig(content: string | Uint8Array, file: string): Confi
   for (const e of legacyEntries) {
     const lines =
       e === insertAt && toInsert.length > 0
-        ? [`# vmferry config upgrade: replaces ${legacyEntries.map((x) => x.key).filter((k, i, a) => a.indexOf(k) === i).join(' and ')}`, ...toInsert]
+        ? [
+            `# vmferry config upgrade: replaces ${legacyEntries
+              .map((x) => x.key)
+              .filter((k, i, a) => a.indexOf(k) === i)
+              .join(' and ')}`,
+            ...toInsert,
+          ]
         : [];
     replace.set(e.line, { lastLine: e.lastLine, lines });
     for (let l = e.line; l <= e.lastLine; l++) removedLines.push(l);

@@ -18,9 +18,35 @@ function prng(seed: number): () => number {
 }
 
 const TOKENS = [
-  '\n', '\r\n', '\r', ' ', '\t', '=', ':', '[', ']', '#', ';', '"', "'", ',', '\ufeff', '\u00a0', '\x85',
-  '[libvirt]', '[vmferry]', '[DEFAULT]', 'live_migration_flag', 'live_migration_tunnelled', 'VIR_MIGRATE_LIVE',
-  'true', 'maybe', '-1', '99999999999999999999', '%s', '\x00',
+  '\n',
+  '\r\n',
+  '\r',
+  ' ',
+  '\t',
+  '=',
+  ':',
+  '[',
+  ']',
+  '#',
+  ';',
+  '"',
+  "'",
+  ',',
+  '\ufeff',
+  '\u00a0',
+  '\x85',
+  '[libvirt]',
+  '[vmferry]',
+  '[DEFAULT]',
+  'live_migration_flag',
+  'live_migration_tunnelled',
+  'VIR_MIGRATE_LIVE',
+  'true',
+  'maybe',
+  '-1',
+  '99999999999999999999',
+  '%s',
+  '\x00',
 ];
 
 function mutate(text: string, rand: () => number): string {
@@ -55,7 +81,10 @@ function assertParsesOrFailsWithLine(input: string | Uint8Array, label: string):
     if (!(err instanceof ConfigError)) {
       assert.fail(`${label}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
-    assert.ok(typeof err.line === 'number' && err.line >= 1, `${label}: ConfigError without a line: ${err.message}`);
+    assert.ok(
+      typeof err.line === 'number' && err.line >= 1,
+      `${label}: ConfigError without a line: ${err.message}`,
+    );
   }
   // The whole check pipeline must hold too: errors are collected, never thrown.
   const c = checkConfig(input, 'fuzz.conf');

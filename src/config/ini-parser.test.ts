@@ -33,9 +33,10 @@ describe('parseIni (oslo.config rules)', () => {
   });
 
   it('skips # and ; comment lines but keeps inline "comments" in the value, as oslo does', () => {
-    assert.deepEqual(entries('# top\n[libvirt]\n; note\n#virt_type = qemu\nvirt_type = kvm # not a comment\n'), [
-      ['libvirt', 'virt_type', 'kvm # not a comment', 5],
-    ]);
+    assert.deepEqual(
+      entries('# top\n[libvirt]\n; note\n#virt_type = qemu\nvirt_type = kvm # not a comment\n'),
+      [['libvirt', 'virt_type', 'kvm # not a comment', 5]],
+    );
   });
 
   it('joins indented continuation lines with newlines; a blank line ends the value', () => {
@@ -54,20 +55,24 @@ describe('parseIni (oslo.config rules)', () => {
   });
 
   it('keeps repeated keys in order', () => {
-    assert.deepEqual(entries('[libvirt]\na = 1\na = 2\n').map((e) => e[2]), ['1', '2']);
+    assert.deepEqual(
+      entries('[libvirt]\na = 1\na = 2\n').map((e) => e[2]),
+      ['1', '2'],
+    );
   });
 
   it('removes one pair of matching quotes', () => {
-    assert.deepEqual(entries('[s]\na = "x y"\nb = \'z\'\nc = "unbalanced\nd = ""\n').map((e) => e[2]), [
-      'x y',
-      'z',
-      '"unbalanced',
-      '',
-    ]);
+    assert.deepEqual(
+      entries('[s]\na = "x y"\nb = \'z\'\nc = "unbalanced\nd = ""\n').map((e) => e[2]),
+      ['x y', 'z', '"unbalanced', ''],
+    );
   });
 
   it('lower-cases section names except DEFAULT', () => {
-    assert.deepEqual(entries('[LibVirt]\na = 1\n[DEFAULT]\nb = 2\n').map((e) => e[0]), ['libvirt', 'DEFAULT']);
+    assert.deepEqual(
+      entries('[LibVirt]\na = 1\n[DEFAULT]\nb = 2\n').map((e) => e[0]),
+      ['libvirt', 'DEFAULT'],
+    );
   });
 
   it('accepts CRLF and CR line endings and a BOM', () => {

@@ -32,9 +32,35 @@ export interface IniDocument {
 // Python's str.isspace() set, which oslo's strip()/rstrip() use (JS trim() differs:
 // it strips U+FEFF but not U+001C..U+001F or U+0085).
 const PY_SPACE = new Set([
-  '\t', '\n', '\v', '\f', '\r', ' ', '\x1c', '\x1d', '\x1e', '\x1f', '\x85', '\xa0', '\u1680',
-  '\u2000', '\u2001', '\u2002', '\u2003', '\u2004', '\u2005', '\u2006', '\u2007', '\u2008', '\u2009',
-  '\u200a', '\u2028', '\u2029', '\u202f', '\u205f', '\u3000',
+  '\t',
+  '\n',
+  '\v',
+  '\f',
+  '\r',
+  ' ',
+  '\x1c',
+  '\x1d',
+  '\x1e',
+  '\x1f',
+  '\x85',
+  '\xa0',
+  '\u1680',
+  '\u2000',
+  '\u2001',
+  '\u2002',
+  '\u2003',
+  '\u2004',
+  '\u2005',
+  '\u2006',
+  '\u2007',
+  '\u2008',
+  '\u2009',
+  '\u200a',
+  '\u2028',
+  '\u2029',
+  '\u202f',
+  '\u205f',
+  '\u3000',
 ]);
 
 function pyRstrip(s: string): string {
@@ -148,9 +174,13 @@ export function parseIni(input: string | Uint8Array, file: string): IniDocument 
     }
     if (line.startsWith(' ') || line.startsWith('\t')) {
       if (pending === null) {
-        throw new ConfigError(`unexpected continuation line ${JSON.stringify(line)}`, { file, line: lineNo }, {
-          hint: 'an indented line continues the value above it; remove the indentation or the blank line before it',
-        });
+        throw new ConfigError(
+          `unexpected continuation line ${JSON.stringify(line)}`,
+          { file, line: lineNo },
+          {
+            hint: 'an indented line continues the value above it; remove the indentation or the blank line before it',
+          },
+        );
       }
       pending.parts.push(pyLstrip(line));
       pending.lastLine = lineNo;
@@ -159,7 +189,10 @@ export function parseIni(input: string | Uint8Array, file: string): IniDocument 
     flush();
     if (line.startsWith('[')) {
       if (!line.endsWith(']')) {
-        throw new ConfigError(`invalid section header ${JSON.stringify(line)} (must end with ])`, { file, line: lineNo });
+        throw new ConfigError(`invalid section header ${JSON.stringify(line)} (must end with ])`, {
+          file,
+          line: lineNo,
+        });
       }
       if (line.length <= 2) {
         throw new ConfigError('empty section name', { file, line: lineNo });
@@ -172,14 +205,22 @@ export function parseIni(input: string | Uint8Array, file: string): IniDocument 
       const colon = line.indexOf(':');
       const equal = line.indexOf('=');
       if (colon < 0 && equal < 0) {
-        throw new ConfigError(`no '=' or ':' in ${JSON.stringify(line)}`, { file, line: lineNo }, {
-          hint: 'write options as "name = value"; comment lines start with # or ;',
-        });
+        throw new ConfigError(
+          `no '=' or ':' in ${JSON.stringify(line)}`,
+          { file, line: lineNo },
+          {
+            hint: 'write options as "name = value"; comment lines start with # or ;',
+          },
+        );
       }
       const at = colon < 0 || (equal >= 0 && equal < colon) ? equal : colon;
       const key = pyStrip(line.slice(0, at));
       let value = pyStrip(line.slice(at + 1));
-      if (value.length > 0 && value[0] === value[value.length - 1] && (value[0] === '"' || value[0] === "'")) {
+      if (
+        value.length > 0 &&
+        value[0] === value[value.length - 1] &&
+        (value[0] === '"' || value[0] === "'")
+      ) {
         value = value.slice(1, -1);
       }
       if (key === '') {

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { checkConfig } from './config-check.js';
 import { parseFlagList } from './migration-flags.js';
 
-const MITAKA_LIVE = 'VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_LIVE, VIR_MIGRATE_TUNNELLED';
+const MITAKA_LIVE =
+  'VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_LIVE, VIR_MIGRATE_TUNNELLED';
 const MITAKA_BLOCK = `${MITAKA_LIVE}, VIR_MIGRATE_NON_SHARED_INC`;
 
 function check(libvirt: string): ReturnType<typeof checkConfig> {
@@ -40,7 +41,9 @@ describe('computeMigrationFlags, legacy lists (nova 13 rules)', () => {
   });
 
   it('uses the Mitaka default for the list the file does not set', () => {
-    const f = flags('live_migration_flag = VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_LIVE');
+    const f = flags(
+      'live_migration_flag = VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_LIVE',
+    );
     assert.deepEqual(short(f.live), ['LIVE', 'PEER2PEER', 'UNDEFINE_SOURCE']);
     assert.deepEqual(short(f.block), ['LIVE', 'NON_SHARED_INC', 'PEER2PEER', 'TUNNELLED', 'UNDEFINE_SOURCE']);
   });
@@ -127,7 +130,9 @@ describe('computeMigrationFlags, legacy lists (nova 13 rules)', () => {
   });
 
   it('ignores unknown names with a warning that suggests the nearest flag', () => {
-    const c = check('live_migration_flag = VIR_MIGRATE_LIVE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_UNDEFINE_SORUCE');
+    const c = check(
+      'live_migration_flag = VIR_MIGRATE_LIVE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_UNDEFINE_SORUCE',
+    );
     assert.deepEqual(short(c.flags.live), ['LIVE', 'PEER2PEER', 'UNDEFINE_SOURCE']);
     const w = c.warnings.find((x) => x.message.startsWith('ignoring unknown'));
     assert.ok(w);
@@ -150,7 +155,9 @@ describe('computeMigrationFlags, legacy lists (nova 13 rules)', () => {
   });
 
   it('warns that native TLS does not change legacy flags', () => {
-    const c = check(`live_migration_flag = ${MITAKA_LIVE}\nlive_migration_with_native_tls = true\nlive_migration_tunnelled = false`);
+    const c = check(
+      `live_migration_flag = ${MITAKA_LIVE}\nlive_migration_with_native_tls = true\nlive_migration_tunnelled = false`,
+    );
     assert.ok(!c.flags.live.includes('VIR_MIGRATE_TLS'));
     assert.ok(c.warnings.some((w) => w.option === 'libvirt.live_migration_with_native_tls'));
   });
@@ -161,7 +168,13 @@ describe("computeMigrationFlags, today's rules (no legacy lists)", () => {
     const c = check('virt_type = kvm');
     assert.equal(c.flags.mode, 'current');
     assert.deepEqual(short(c.flags.live), ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE']);
-    assert.deepEqual(short(c.flags.block), ['LIVE', 'NON_SHARED_INC', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE']);
+    assert.deepEqual(short(c.flags.block), [
+      'LIVE',
+      'NON_SHARED_INC',
+      'PEER2PEER',
+      'PERSIST_DEST',
+      'UNDEFINE_SOURCE',
+    ]);
   });
 
   it('leaves out PEER2PEER for xen', () => {

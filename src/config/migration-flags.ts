@@ -5,7 +5,8 @@ import type { ConfigWarning } from './type-options.js';
 
 /** libvirt's virDomainMigrateFlags names, with what each one asks libvirt to do. */
 export const MIGRATE_FLAGS: Readonly<Record<string, string>> = {
-  VIR_MIGRATE_LIVE: 'migrate while the guest keeps running (without it the guest is paused for the whole migration)',
+  VIR_MIGRATE_LIVE:
+    'migrate while the guest keeps running (without it the guest is paused for the whole migration)',
   VIR_MIGRATE_PEER2PEER: 'the source libvirtd drives the migration and talks to the destination directly',
   VIR_MIGRATE_TUNNELLED: 'carry the migration stream over the libvirtd connection',
   VIR_MIGRATE_PERSIST_DEST: 'define the domain persistently on the destination',
@@ -13,8 +14,10 @@ export const MIGRATE_FLAGS: Readonly<Record<string, string>> = {
   VIR_MIGRATE_PAUSED: 'leave the guest paused on the destination',
   VIR_MIGRATE_NON_SHARED_DISK: 'copy the full disks (storage not shared)',
   VIR_MIGRATE_NON_SHARED_INC: 'copy the disks incrementally over a shared base image (block migration)',
-  VIR_MIGRATE_CHANGE_PROTECTION: 'refuse configuration changes during the migration (libvirt sets it itself when it can)',
-  VIR_MIGRATE_UNSAFE: 'migrate even when libvirt considers it unsafe (for example disk cache modes)',
+  VIR_MIGRATE_CHANGE_PROTECTION:
+    'refuse configuration changes during the migration (libvirt sets it itself when it can)',
+  VIR_MIGRATE_UNSAFE:
+    'migrate even when libvirt considers it unsafe, for example because of disk cache modes',
   VIR_MIGRATE_OFFLINE: 'migrate only the definition of a stopped domain',
   VIR_MIGRATE_COMPRESSED: 'compress the migration data',
   VIR_MIGRATE_ABORT_ON_ERROR: 'abort when a disk I/O error happens during the migration',
@@ -100,14 +103,22 @@ class FlagSet {
     if (this.flags.has(flag)) return;
     this.flags.add(flag);
     if (why !== undefined) {
-      this.warnings.push({ option: this.option, line: this.line, message: `adding ${flag} to ${this.option}: ${why}` });
+      this.warnings.push({
+        option: this.option,
+        line: this.line,
+        message: `adding ${flag} to ${this.option}: ${why}`,
+      });
     }
   }
 
   remove(flag: string, why: string): void {
     if (!this.flags.has(flag)) return;
     this.flags.delete(flag);
-    this.warnings.push({ option: this.option, line: this.line, message: `removing ${flag} from ${this.option}: ${why}` });
+    this.warnings.push({
+      option: this.option,
+      line: this.line,
+      message: `removing ${flag} from ${this.option}: ${why}`,
+    });
   }
 
   sorted(): string[] {
@@ -122,7 +133,12 @@ function legacyFlags(o: ResolvedOptions, warnings: ConfigWarning[]): { live: Fla
   const blockParsed = parseFlagList(blockOpt.value, 'libvirt.block_migration_flag', lineOf(blockOpt.source));
   warnings.push(...liveParsed.warnings, ...blockParsed.warnings);
   const live = new FlagSet(liveParsed.flags, 'libvirt.live_migration_flag', lineOf(liveOpt.source), warnings);
-  const block = new FlagSet(blockParsed.flags, 'libvirt.block_migration_flag', lineOf(blockOpt.source), warnings);
+  const block = new FlagSet(
+    blockParsed.flags,
+    'libvirt.block_migration_flag',
+    lineOf(blockOpt.source),
+    warnings,
+  );
 
   // nova 13 driver.py _check_block_migration_flags: NON_SHARED_INC decides whether a
   // migration copies disks, so it must be in the block list and never in the live list.
@@ -146,7 +162,10 @@ function legacyFlags(o: ResolvedOptions, warnings: ConfigWarning[]): { live: Fla
     if (virtType === 'xen') {
       set.remove('VIR_MIGRATE_PEER2PEER', 'the xen virt type does not support peer-to-peer migration');
     } else {
-      set.add('VIR_MIGRATE_PEER2PEER', `the ${virtType} virt type does not support direct (unmanaged) migration`);
+      set.add(
+        'VIR_MIGRATE_PEER2PEER',
+        `the ${virtType} virt type does not support direct (unmanaged) migration`,
+      );
     }
     set.add('VIR_MIGRATE_UNDEFINE_SOURCE', 'without it migrated VMs would remain defined on the source host');
     set.remove('VIR_MIGRATE_PERSIST_DEST', 'nova persists the VM on the destination host itself');
@@ -163,7 +182,10 @@ function legacyFlags(o: ResolvedOptions, warnings: ConfigWarning[]): { live: Fla
   // nova 14 (Newton, which still read the lists) added the permit_* options on top.
   applyPostCopyAndAutoConverge(o, live, block, warnings);
 
-  for (const name of ['libvirt.live_migration_with_native_tls', 'libvirt.live_migration_parallel_connections'] as const) {
+  for (const name of [
+    'libvirt.live_migration_with_native_tls',
+    'libvirt.live_migration_parallel_connections',
+  ] as const) {
     const opt = o[name] as ResolvedOption<unknown>;
     if (isSet(opt)) {
       warnings.push({
@@ -196,7 +218,8 @@ function applyPostCopyAndAutoConverge(
     warnings.push({
       option: 'libvirt.live_migration_permit_auto_converge',
       line: lineOf(autoConverge.source),
-      message: 'auto-converge will not be used: post-copy is permitted and wins over auto-converge (as in nova)',
+      message:
+        'auto-converge will not be used: post-copy is permitted and wins over auto-converge (as in nova)',
     });
   }
 }
@@ -247,7 +270,8 @@ function currentFlags(o: ResolvedOptions, warnings: ConfigWarning[]): { live: Fl
 export function computeMigrationFlags(options: ResolvedOptions): MigrationFlags {
   const warnings: ConfigWarning[] = [];
   const errors: ConfigError[] = [];
-  const legacy = isSet(options['libvirt.live_migration_flag']) || isSet(options['libvirt.block_migration_flag']);
+  const legacy =
+    isSet(options['libvirt.live_migration_flag']) || isSet(options['libvirt.block_migration_flag']);
   const { live, block } = legacy ? legacyFlags(options, warnings) : currentFlags(options, warnings);
 
   const tunnelled = options['libvirt.live_migration_tunnelled'];
@@ -266,5 +290,11 @@ export function computeMigrationFlags(options: ResolvedOptions): MigrationFlags 
       ),
     );
   }
-  return { mode: legacy ? 'legacy' : 'current', live: live.sorted(), block: block.sorted(), warnings, errors };
+  return {
+    mode: legacy ? 'legacy' : 'current',
+    live: live.sorted(),
+    block: block.sorted(),
+    warnings,
+    errors,
+  };
 }

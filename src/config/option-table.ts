@@ -33,7 +33,8 @@ export interface OptionSpec {
   readonly vmferry?: string;
 }
 
-const MITAKA_LIVE_FLAGS = 'VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_LIVE, VIR_MIGRATE_TUNNELLED';
+const MITAKA_LIVE_FLAGS =
+  'VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_LIVE, VIR_MIGRATE_TUNNELLED';
 
 export const OPTIONS = [
   {
@@ -55,7 +56,10 @@ export const OPTIONS = [
       since: '13.0.0 (Mitaka)',
       reason: 'the flags are inferred from live_migration_tunnelled and the permit_* options',
     },
-    removed: { in: '15.0.0 (Ocata)', advice: 'run `vmferry config upgrade` to rewrite it into today\'s options' },
+    removed: {
+      in: '15.0.0 (Ocata)',
+      advice: "run `vmferry config upgrade` to rewrite it into today's options",
+    },
   },
   {
     section: 'libvirt',
@@ -67,7 +71,10 @@ export const OPTIONS = [
       since: '13.0.0 (Mitaka)',
       reason: 'the flags are inferred from live_migration_tunnelled and the permit_* options',
     },
-    removed: { in: '15.0.0 (Ocata)', advice: 'run `vmferry config upgrade` to rewrite it into today\'s options' },
+    removed: {
+      in: '15.0.0 (Ocata)',
+      advice: "run `vmferry config upgrade` to rewrite it into today's options",
+    },
   },
   {
     section: 'libvirt',
@@ -79,7 +86,7 @@ export const OPTIONS = [
     quietDeprecation: true,
     vmferry:
       'Tri-state as nova 13 defined it (nova later defaulted it to False). Unset: native TLS when both ' +
-      'hosts can do it, otherwise vmferry\'s multi-channel TLS tunnel; never clear text.',
+      "hosts can do it, otherwise vmferry's multi-channel TLS tunnel; never clear text.",
   },
   {
     section: 'libvirt',
@@ -152,7 +159,7 @@ export const OPTIONS = [
     unit: 's',
     help: 'Legacy: abort when no progress was made for this long.',
     removed: {
-      in: 'a later nova release (replaced by live_migration_timeout_action)',
+      in: 'a later release (replaced by live_migration_timeout_action)',
       advice: 'vmferry ignores it; set [vmferry] stall_timeout instead',
     },
   },

@@ -2,7 +2,8 @@ import { OPTIONS, qualifiedName, type OptionName, type OptionValues } from './op
 import type { TypedConfig } from './type-options.js';
 
 /** Where an effective value came from: a line of the file, or the option's default. */
-export type OptionSource = { readonly kind: 'default' } | { readonly kind: 'file'; readonly file: string; readonly line: number };
+export type OptionSource =
+  { readonly kind: 'default' } | { readonly kind: 'file'; readonly file: string; readonly line: number };
 
 export interface ResolvedOption<T> {
   readonly value: T;

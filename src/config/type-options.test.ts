@@ -17,7 +17,10 @@ describe('typing and resolving options', () => {
       value: 800,
       source: { kind: 'file', file: FILE, line: 2 },
     });
-    assert.deepEqual(c.options['libvirt.live_migration_downtime_steps'], { value: 10, source: { kind: 'default' } });
+    assert.deepEqual(c.options['libvirt.live_migration_downtime_steps'], {
+      value: 10,
+      source: { kind: 'default' },
+    });
     assert.equal(c.options['libvirt.live_migration_tunnelled'].value, null);
     assert.equal(c.options['vmferry.channels'].value, 4);
   });
@@ -50,7 +53,10 @@ describe('typing and resolving options', () => {
       '/etc/nova/nova.conf:3: libvirt.live_migration_downtime = "50": below the minimum 100; ' +
         'allowed: a whole number >= 100 (ms)',
     );
-    assert.match(postCopy?.message ?? '', /:4: libvirt.live_migration_permit_post_copy = "maybe": not a boolean; allowed: true or false/);
+    assert.match(
+      postCopy?.message ?? '',
+      /:4: libvirt.live_migration_permit_post_copy = "maybe": not a boolean; allowed: true or false/,
+    );
   });
 
   it('enforces nova minimums for steps and delay and the timeout action choices', () => {
@@ -76,7 +82,9 @@ describe('typing and resolving options', () => {
     assert.equal(c.ok, true);
     assert.deepEqual(
       c.warnings.map((w) => w.message),
-      ['unknown option [libvirt] live_migration_downtime_step is ignored; did you mean live_migration_downtime_steps?'],
+      [
+        'unknown option [libvirt] live_migration_downtime_step is ignored; did you mean live_migration_downtime_steps?',
+      ],
     );
     assert.equal(c.warnings[0]?.line, 2);
   });
@@ -95,7 +103,11 @@ describe('typing and resolving options', () => {
   it('lets the last of repeated keys win, and says so', () => {
     const c = check('[libvirt]\nlive_migration_downtime = 200\nlive_migration_downtime = 300\n');
     assert.equal(c.options?.['libvirt.live_migration_downtime'].value, 300);
-    assert.equal(c.options?.['libvirt.live_migration_downtime'].source.kind === 'file' && c.options['libvirt.live_migration_downtime'].source.line, 3);
+    assert.equal(
+      c.options?.['libvirt.live_migration_downtime'].source.kind === 'file' &&
+        c.options['libvirt.live_migration_downtime'].source.line,
+      3,
+    );
     assert.match(c.warnings[0]?.message ?? '', /set 2 times \(lines 2, 3\); the last one wins/);
   });
 
@@ -111,7 +123,10 @@ describe('typing and resolving options', () => {
 
   it('warns when the completion timeout ends before the last downtime step', () => {
     const c = check('[libvirt]\nlive_migration_completion_timeout = 100\n');
-    assert.match(c.warnings[0]?.message ?? '', /ends before the last downtime step \(10 steps x 75 s\/GiB = 750/);
+    assert.match(
+      c.warnings[0]?.message ?? '',
+      /ends before the last downtime step \(10 steps x 75 s\/GiB = 750/,
+    );
   });
 
   it('turns a syntax error into a single error and no options', () => {
@@ -126,7 +141,11 @@ describe('typing and resolving options', () => {
     assert.deepEqual(Object.keys(json), ['ok', 'file', 'options', 'sources', 'warnings', 'errors', 'flags']);
     const options = json.options as Record<string, unknown>;
     assert.equal(options['libvirt.live_migration_tunnelled'], false);
-    assert.equal(options['libvirt.live_migration_flag'], undefined, 'removed options are shown only when set');
+    assert.equal(
+      options['libvirt.live_migration_flag'],
+      undefined,
+      'removed options are shown only when set',
+    );
     assert.equal((json.sources as Record<string, string>)['libvirt.live_migration_tunnelled'], `${FILE}:2`);
   });
 

@@ -28,7 +28,8 @@ export interface TypedConfig {
 const TRUE_VALUES = ['true', '1', 'on', 'yes'];
 const FALSE_VALUES = ['false', '0', 'off', 'no'];
 
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const IPV4 = /^(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const IPV6 = /^\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?$/;
 
@@ -93,16 +94,24 @@ function typeValue(spec: OptionSpec, raw: string): Typed {
   }
 }
 
-const MIGRATION_NAMES = OPTIONS.filter((o) => o.section === 'libvirt' && o.name !== 'virt_type').map((o) => o.name);
+const MIGRATION_NAMES = OPTIONS.filter((o) => o.section === 'libvirt' && o.name !== 'virt_type').map(
+  (o) => o.name,
+);
 const VMFERRY_NAMES = OPTIONS.filter((o) => o.section === 'vmferry').map((o) => o.name);
 
-function unknownWarning(section: string, key: string, candidates: readonly string[], line: number): ConfigWarning {
+function unknownWarning(
+  section: string,
+  key: string,
+  candidates: readonly string[],
+  line: number,
+): ConfigWarning {
   const guess = nearest(key, candidates);
   return {
     option: `${section}.${key}`,
     line,
     message:
-      `unknown option [${section}] ${key} is ignored` + (guess === undefined ? '' : `; did you mean ${guess}?`),
+      `unknown option [${section}] ${key} is ignored` +
+      (guess === undefined ? '' : `; did you mean ${guess}?`),
   };
 }
 

@@ -35,7 +35,10 @@ describe('unifiedDiff', () => {
   it('prints hunks with three lines of context, as diff -u does', () => {
     const a = 'l1\nl2\nl3\nl4\nl5\nl6\nl7\nl8\n';
     const b = 'l1\nl2\nl3\nl4\nX\nl6\nl7\nl8\n';
-    assert.equal(unifiedDiff(a, b, 'a', 'b'), '--- a\n+++ b\n@@ -2,7 +2,7 @@\n l2\n l3\n l4\n-l5\n+X\n l6\n l7\n l8\n');
+    assert.equal(
+      unifiedDiff(a, b, 'a', 'b'),
+      '--- a\n+++ b\n@@ -2,7 +2,7 @@\n l2\n l3\n l4\n-l5\n+X\n l6\n l7\n l8\n',
+    );
   });
 
   it('splits distant changes into separate hunks and merges near ones', () => {
@@ -54,6 +57,9 @@ describe('unifiedDiff', () => {
   });
 
   it('marks a last line without newline', () => {
-    assert.equal(unifiedDiff('a\nb', 'a\nc', 'x', 'y'), '--- x\n+++ y\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n');
+    assert.equal(
+      unifiedDiff('a\nb', 'a\nc', 'x', 'y'),
+      '--- x\n+++ y\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n',
+    );
   });
 });

@@ -37,7 +37,9 @@ function editScript(a: readonly Op[], b: readonly Op[]): Op[] {
     const vd = trace[d] as Int32Array;
     const k = x - y;
     const prevK =
-      k === -d || (k !== d && (vd[offset + k - 1] as number) < (vd[offset + k + 1] as number)) ? k + 1 : k - 1;
+      k === -d || (k !== d && (vd[offset + k - 1] as number) < (vd[offset + k + 1] as number))
+        ? k + 1
+        : k - 1;
     const prevX = vd[offset + prevK] as number;
     const prevY = prevX - prevK;
     while (x > prevX && y > prevY) {
@@ -70,7 +72,13 @@ function range(start: number, length: number): string {
  * A unified diff of two texts (as `diff -u` prints it), or '' when they are equal.
  * Lines differing only in their terminator (CRLF vs LF) count as changed.
  */
-export function unifiedDiff(before: string, after: string, fromLabel: string, toLabel: string, context = 3): string {
+export function unifiedDiff(
+  before: string,
+  after: string,
+  fromLabel: string,
+  toLabel: string,
+  context = 3,
+): string {
   if (before === after) return '';
   const script = editScript(toOps(before), toOps(after));
   const out: string[] = [`--- ${fromLabel}\n`, `+++ ${toLabel}\n`];

@@ -44,7 +44,10 @@ describe('downtimeSteps (nova migration.downtime_steps)', () => {
   });
 
   it("uses nova's defaults on a small guest (2 GiB floor: a step every 150 s)", () => {
-    const steps = downtimeSteps({ downtimeMs: 500, steps: 10, delaySecondsPerGiB: 75 }, migrationDataGiB('live', 1024));
+    const steps = downtimeSteps(
+      { downtimeMs: 500, steps: 10, delaySecondsPerGiB: 75 },
+      migrationDataGiB('live', 1024),
+    );
     assert.equal(steps.length, 11);
     assert.deepEqual(steps[0], [0, 50]);
     assert.deepEqual(steps[1], [150, 95]);

@@ -6,7 +6,8 @@ export type DowntimeStep = readonly [delaySeconds: number, downtimeMs: number];
 const MiB_PER_GiB = 1024;
 
 function positive(name: string, value: number): void {
-  if (!Number.isFinite(value) || value < 0) throw new UsageError(`${name} must be a number >= 0, got ${value}`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new UsageError(`${name} must be a number >= 0, got ${value}`);
 }
 
 /**
@@ -14,7 +15,11 @@ function positive(name: string, value: number): void {
  * it: guest RAM, at least 2 GiB, plus for a block migration each disk, at least 2 GiB
  * each. A live migration (shared storage) copies no disk, so disks do not count.
  */
-export function migrationDataGiB(kind: 'live' | 'block', memoryMiB: number, disksGiB: readonly number[] = []): number {
+export function migrationDataGiB(
+  kind: 'live' | 'block',
+  memoryMiB: number,
+  disksGiB: readonly number[] = [],
+): number {
   positive('memoryMiB', memoryMiB);
   for (const d of disksGiB) positive('disk size (GiB)', d);
   let ramGiB = memoryMiB / MiB_PER_GiB;
@@ -44,7 +49,8 @@ export function downtimeSteps(
   dataGiB: number,
 ): DowntimeStep[] {
   const { downtimeMs, steps } = settings;
-  if (!Number.isInteger(steps) || steps < 1) throw new UsageError(`downtime steps must be a whole number >= 1, got ${steps}`);
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new UsageError(`downtime steps must be a whole number >= 1, got ${steps}`);
   positive('downtimeMs', downtimeMs);
   positive('delaySecondsPerGiB', settings.delaySecondsPerGiB);
   positive('dataGiB', dataGiB);

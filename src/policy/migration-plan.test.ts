@@ -3,7 +3,12 @@ import { describe, it } from 'node:test';
 import { checkConfig, optionsFrom, type OptionValues, type ResolvedOptions } from '../config/index.js';
 import { PlanError } from '../errors.js';
 import { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';
-import { UNLIMITED_BANDWIDTH_BYTES, planMigration, type MigrationPlan, type PlanInput } from './migration-plan.js';
+import {
+  UNLIMITED_BANDWIDTH_BYTES,
+  planMigration,
+  type MigrationPlan,
+  type PlanInput,
+} from './migration-plan.js';
 
 const NO_TLS: HostCapabilities = { ...FULL_CAPABILITIES, nativeTls: false };
 
@@ -35,7 +40,17 @@ function reason(p: MigrationPlan, decision: string): string {
 
 /** Every decision has a reason, and each reason names what drove it. */
 function assertEveryDecisionExplained(p: MigrationPlan): void {
-  for (const d of ['transport', 'tls', 'channels', 'postCopy', 'autoConverge', 'downtimeSteps', 'completionTimeout', 'timeoutAction', 'bandwidth']) {
+  for (const d of [
+    'transport',
+    'tls',
+    'channels',
+    'postCopy',
+    'autoConverge',
+    'downtimeSteps',
+    'completionTimeout',
+    'timeoutAction',
+    'bandwidth',
+  ]) {
     assert.ok(
       p.reasons.some((r) => r.decision === d),
       `no reason for ${d}`,
@@ -82,12 +97,18 @@ describe('planMigration: transport and TLS (live_migration_tunnelled tri-state)'
   it('True: tunnelled even when both hosts could do native TLS', () => {
     const p = plan({ 'libvirt.live_migration_tunnelled': true });
     assert.equal(p.transport, 'tunnelled');
-    assert.equal(p.reasons.find((x) => x.decision === 'transport')?.option, 'libvirt.live_migration_tunnelled');
+    assert.equal(
+      p.reasons.find((x) => x.decision === 'transport')?.option,
+      'libvirt.live_migration_tunnelled',
+    );
     assert.match(reason(p, 'transport'), /live_migration_tunnelled = true \(\/etc\/nova\/nova\.conf:0\)/);
   });
 
   it('False with native TLS: QEMU TLS, or a PlanError naming the host that cannot', () => {
-    const values = { 'libvirt.live_migration_tunnelled': false, 'libvirt.live_migration_with_native_tls': true } as const;
+    const values = {
+      'libvirt.live_migration_tunnelled': false,
+      'libvirt.live_migration_with_native_tls': true,
+    } as const;
     assert.equal(plan(values).encryption, 'qemu-tls');
     const err = planError(() => plan(values, { source: NO_TLS }));
     assert.match(err.message, /the source host cannot do QEMU TLS; vmferry will not fall back to clear text/);
@@ -112,11 +133,26 @@ describe('planMigration: transport and TLS (live_migration_tunnelled tri-state)'
 
   it('follows a legacy list: TUNNELLED in the list means tunnelled, its absence native', () => {
     const withTunnel = fromFile('[libvirt]\nlive_migration_flag = VIR_MIGRATE_LIVE, VIR_MIGRATE_TUNNELLED\n');
-    const p = planMigration({ options: withTunnel, kind: 'live', memoryMiB: 1024, source: FULL_CAPABILITIES, destination: FULL_CAPABILITIES });
+    const p = planMigration({
+      options: withTunnel,
+      kind: 'live',
+      memoryMiB: 1024,
+      source: FULL_CAPABILITIES,
+      destination: FULL_CAPABILITIES,
+    });
     assert.equal(p.transport, 'tunnelled');
-    assert.match(reason(p, 'transport'), /libvirt.live_migration_flag has VIR_MIGRATE_TUNNELLED \(\/etc\/nova\/nova.conf:2\)/);
+    assert.match(
+      reason(p, 'transport'),
+      /libvirt.live_migration_flag has VIR_MIGRATE_TUNNELLED \(\/etc\/nova\/nova.conf:2\)/,
+    );
     const without = fromFile('[libvirt]\nlive_migration_flag = VIR_MIGRATE_LIVE\n');
-    const q = planMigration({ options: without, kind: 'live', memoryMiB: 1024, source: FULL_CAPABILITIES, destination: FULL_CAPABILITIES });
+    const q = planMigration({
+      options: without,
+      kind: 'live',
+      memoryMiB: 1024,
+      source: FULL_CAPABILITIES,
+      destination: FULL_CAPABILITIES,
+    });
     assert.equal(q.transport, 'native');
   });
 
@@ -147,7 +183,10 @@ describe('planMigration: channels, post-copy, auto-converge', () => {
 
   it('reads live_migration_parallel_connections when [vmferry] channels is not set', () => {
     assert.equal(plan({ 'libvirt.live_migration_parallel_connections': 6 }).channels, 6);
-    assert.equal(plan({ 'libvirt.live_migration_parallel_connections': 6, 'vmferry.channels': 2 }).channels, 2);
+    assert.equal(
+      plan({ 'libvirt.live_migration_parallel_connections': 6, 'vmferry.channels': 2 }).channels,
+      2,
+    );
   });
 
   it('post-copy wins over default channels on the tunnel, and over auto-converge', () => {
@@ -157,7 +196,10 @@ describe('planMigration: channels, post-copy, auto-converge', () => {
       'libvirt.live_migration_permit_auto_converge': true,
     });
     assert.deepEqual([p.postCopy, p.channels, p.autoConverge], [true, 1, false]);
-    assert.match(reason(p, 'channels'), /cannot combine it with multifd; the channel count was only vmferry's default/);
+    assert.match(
+      reason(p, 'channels'),
+      /cannot combine it with multifd; the channel count was only vmferry's default/,
+    );
     assert.match(reason(p, 'autoConverge'), /post-copy is used and wins over auto-converge/);
     assert.ok(p.flags.includes('VIR_MIGRATE_POSTCOPY') && !p.flags.includes('VIR_MIGRATE_AUTO_CONVERGE'));
     assert.ok(!p.flags.includes('VIR_MIGRATE_PARALLEL'));
@@ -183,7 +225,10 @@ describe('planMigration: channels, post-copy, auto-converge', () => {
   });
 
   it('refuses post-copy for block migration and where a host lacks it', () => {
-    const tunnel = { 'libvirt.live_migration_tunnelled': true, 'libvirt.live_migration_permit_post_copy': true } as const;
+    const tunnel = {
+      'libvirt.live_migration_tunnelled': true,
+      'libvirt.live_migration_permit_post_copy': true,
+    } as const;
     assert.equal(plan(tunnel, { kind: 'block', disksGiB: [20] }).postCopy, false);
     const q = plan(tunnel, { destination: { ...FULL_CAPABILITIES, postcopy: false } });
     assert.equal(q.postCopy, false);
@@ -198,8 +243,14 @@ describe('planMigration: channels, post-copy, auto-converge', () => {
     } as const;
     const p = plan(values, { memoryMiB: 4096 });
     assert.equal(p.postCopy, false);
-    assert.match(reason(p, 'postCopy'), /410 s to send after the switch, more than vmferry.postcopy_max_exposure = 120/);
-    assert.equal(plan({ ...values, 'libvirt.live_migration_bandwidth': 100 }, { memoryMiB: 4096 }).postCopy, true);
+    assert.match(
+      reason(p, 'postCopy'),
+      /410 s to send after the switch, more than vmferry.postcopy_max_exposure = 120/,
+    );
+    assert.equal(
+      plan({ ...values, 'libvirt.live_migration_bandwidth': 100 }, { memoryMiB: 4096 }).postCopy,
+      true,
+    );
   });
 
   it('turns an unsafe post-copy override into a PlanError', () => {
@@ -208,7 +259,10 @@ describe('planMigration: channels, post-copy, auto-converge', () => {
   });
 
   it('needs the source to throttle for auto-converge', () => {
-    const p = plan({ 'libvirt.live_migration_permit_auto_converge': true }, { source: { ...FULL_CAPABILITIES, autoConverge: false } });
+    const p = plan(
+      { 'libvirt.live_migration_permit_auto_converge': true },
+      { source: { ...FULL_CAPABILITIES, autoConverge: false } },
+    );
     assert.equal(p.autoConverge, false);
     assert.equal(p.reasons.find((r) => r.decision === 'autoConverge')?.capability, 'source.autoConverge');
   });
@@ -227,7 +281,10 @@ describe('planMigration: schedule, timeouts, bandwidth', () => {
   });
 
   it('counts block migration disks in the schedule', () => {
-    const p = plan({ 'libvirt.live_migration_completion_timeout': 100 }, { kind: 'block', memoryMiB: 1024, disksGiB: [10] });
+    const p = plan(
+      { 'libvirt.live_migration_completion_timeout': 100 },
+      { kind: 'block', memoryMiB: 1024, disksGiB: [10] },
+    );
     assert.equal(p.dataGiB, 12);
     assert.equal(p.completionTimeoutSeconds, 1200);
     assert.ok(p.flags.includes('VIR_MIGRATE_NON_SHARED_INC'));
@@ -236,7 +293,11 @@ describe('planMigration: schedule, timeouts, bandwidth', () => {
   it('explains force_complete with and without post-copy, and no timeout', () => {
     const fc = { 'libvirt.live_migration_timeout_action': 'force_complete' } as const;
     assert.match(reason(plan(fc), 'timeoutAction'), /pause the guest/);
-    const pc = plan({ ...fc, 'libvirt.live_migration_tunnelled': true, 'libvirt.live_migration_permit_post_copy': true });
+    const pc = plan({
+      ...fc,
+      'libvirt.live_migration_tunnelled': true,
+      'libvirt.live_migration_permit_post_copy': true,
+    });
     assert.match(reason(pc, 'timeoutAction'), /switch to post-copy/);
     const none = plan({ ...fc, 'libvirt.live_migration_completion_timeout': 0 });
     assert.equal(none.completionTimeoutSeconds, 0);
@@ -257,6 +318,9 @@ describe('planMigration: schedule, timeouts, bandwidth', () => {
 
   it('rejects bad input early with the field and value', () => {
     assert.throws(() => plan({}, { memoryMiB: 0 }), /memoryMiB must be a number > 0, got 0/);
-    assert.throws(() => plan({}, { overrides: { channels: 0 } }), /channels must be a whole number from 1 to 255, got 0/);
+    assert.throws(
+      () => plan({}, { overrides: { channels: 0 } }),
+      /channels must be a whole number from 1 to 255, got 0/,
+    );
   });
 });

@@ -104,11 +104,15 @@ function hostsLacking(
   cap: keyof HostCapabilities,
 ): { names: string[]; capability: string } {
   const names = [...(source[cap] ? [] : ['source']), ...(destination[cap] ? [] : ['destination'])];
-  return { names, capability: names.map((n) => `${n}.${cap}`).join(',') || `source.${cap},destination.${cap}` };
+  return {
+    names,
+    capability: names.map((n) => `${n}.${cap}`).join(',') || `source.${cap},destination.${cap}`,
+  };
 }
 
 function validate(input: PlanInput): void {
-  if (input.kind !== 'live' && input.kind !== 'block') throw new UsageError(`kind must be live or block, got ${String(input.kind)}`);
+  if (input.kind !== 'live' && input.kind !== 'block')
+    throw new UsageError(`kind must be live or block, got ${String(input.kind)}`);
   if (!Number.isFinite(input.memoryMiB) || input.memoryMiB <= 0) {
     throw new UsageError(`memoryMiB must be a number > 0, got ${input.memoryMiB}`);
   }
@@ -202,7 +206,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
       {
         hint:
           'install vmferry certificates on that host (see `vmferry host info`), or set live_migration_tunnelled = True ' +
-          '(or leave it unset) to use the encrypted tunnel; [vmferry] permit_cleartext = True accepts clear text',
+          'to use the encrypted tunnel; [vmferry] permit_cleartext = True accepts clear text',
       },
     );
   };
@@ -231,7 +235,8 @@ export function planMigration(input: PlanInput): MigrationPlan {
     why({
       decision: 'tls',
       capability: 'source.nativeTls,destination.nativeTls',
-      message: 'QEMU TLS (tls-creds-x509 with vmferry certificates) on both hosts, each multifd channel encrypted by QEMU',
+      message:
+        'QEMU TLS (tls-creds-x509 with vmferry certificates) on both hosts, each multifd channel encrypted by QEMU',
     });
   } else {
     transport = 'tunnelled';
@@ -287,7 +292,11 @@ export function planMigration(input: PlanInput): MigrationPlan {
   } else {
     requested = o['vmferry.channels'].value;
     channelsExplicit = false;
-    channelsWhy = { decision: 'channels', option: 'vmferry.channels', message: `${cite(o, 'vmferry.channels')}` };
+    channelsWhy = {
+      decision: 'channels',
+      option: 'vmferry.channels',
+      message: `${cite(o, 'vmferry.channels')}`,
+    };
   }
   let channels = requested;
   let channelsExplained = false;
@@ -306,25 +315,34 @@ export function planMigration(input: PlanInput): MigrationPlan {
   // Post-copy.
   const bandwidth = overrides.bandwidthMiBs ?? o['libvirt.live_migration_bandwidth'].value;
   const postCopyOption: string =
-    legacy && !o['libvirt.live_migration_permit_post_copy'].value ? listOption : 'libvirt.live_migration_permit_post_copy';
+    legacy && !o['libvirt.live_migration_permit_post_copy'].value
+      ? listOption
+      : 'libvirt.live_migration_permit_post_copy';
   const postCopyPermitted = overrides.postCopy ?? novaFlags.has('VIR_MIGRATE_POSTCOPY');
   let postCopy = false;
   const refusePostCopy = (r: Omit<PlanReason, 'decision'>): void => {
-    if (overrides.postCopy === true) throw new PlanError(`post-copy was requested but cannot be used safely: ${r.message}`);
+    if (overrides.postCopy === true)
+      throw new PlanError(`post-copy was requested but cannot be used safely: ${r.message}`);
     why({ decision: 'postCopy', ...r });
   };
   if (!postCopyPermitted) {
     why({
       decision: 'postCopy',
       option: overrides.postCopy === false ? undefined : postCopyOption,
-      message: overrides.postCopy === false ? 'off: not wanted for this migration (override)' : `off: not permitted (${cite(o, 'libvirt.live_migration_permit_post_copy')})`,
+      message:
+        overrides.postCopy === false
+          ? 'off: not wanted for this migration (override)'
+          : `off: not permitted (${cite(o, 'libvirt.live_migration_permit_post_copy')})`,
     });
   } else {
     const noPostcopy = hostsLacking(source, destination, 'postcopy');
     const exposure = bandwidth > 0 ? input.memoryMiB / bandwidth : 0;
     const maxExposure = o['vmferry.postcopy_max_exposure'].value;
     if (noPostcopy.names.length > 0) {
-      refusePostCopy({ capability: noPostcopy.capability, message: `off: the ${noPostcopy.names.join(' and ')} host cannot do post-copy` });
+      refusePostCopy({
+        capability: noPostcopy.capability,
+        message: `off: the ${noPostcopy.names.join(' and ')} host cannot do post-copy`,
+      });
     } else if (kind === 'block') {
       refusePostCopy({
         option: postCopyOption,
@@ -372,7 +390,9 @@ export function planMigration(input: PlanInput): MigrationPlan {
         decision: 'postCopy',
         option: overrides.postCopy === true ? undefined : postCopyOption,
         message:
-          (overrides.postCopy === true ? 'on: requested for this migration (override)' : `on: permitted by ${postCopyOption}`) +
+          (overrides.postCopy === true
+            ? 'on: requested for this migration (override)'
+            : `on: permitted by ${postCopyOption}`) +
           '; the switch happens at the completion timeout with force_complete, or on `vmferry migrate --force-complete`. ' +
           'From the switch on, losing the link loses the VM',
       });
@@ -392,18 +412,36 @@ export function planMigration(input: PlanInput): MigrationPlan {
   // Auto-converge: post-copy wins, as in nova's _handle_live_migration_auto_converge.
   const acPermitted =
     overrides.autoConverge ??
-    (o['libvirt.live_migration_permit_auto_converge'].value || (legacy && novaFlags.has('VIR_MIGRATE_AUTO_CONVERGE')));
+    (o['libvirt.live_migration_permit_auto_converge'].value ||
+      (legacy && novaFlags.has('VIR_MIGRATE_AUTO_CONVERGE')));
   let autoConverge = false;
-  const acOption = overrides.autoConverge !== undefined ? undefined : 'libvirt.live_migration_permit_auto_converge';
+  const acOption =
+    overrides.autoConverge !== undefined ? undefined : 'libvirt.live_migration_permit_auto_converge';
   if (!acPermitted) {
-    why({ decision: 'autoConverge', option: acOption, message: 'off: not permitted' + (acOption ? ` (${cite(o, acOption)})` : ' (override)') });
+    why({
+      decision: 'autoConverge',
+      option: acOption,
+      message: 'off: not permitted' + (acOption ? ` (${cite(o, acOption)})` : ' (override)'),
+    });
   } else if (postCopy) {
-    why({ decision: 'autoConverge', option: acOption, message: 'off: post-copy is used and wins over auto-converge (as in nova)' });
+    why({
+      decision: 'autoConverge',
+      option: acOption,
+      message: 'off: post-copy is used and wins over auto-converge (as in nova)',
+    });
   } else if (!source.autoConverge) {
-    why({ decision: 'autoConverge', capability: 'source.autoConverge', message: 'off: the source host cannot throttle the guest CPUs' });
+    why({
+      decision: 'autoConverge',
+      capability: 'source.autoConverge',
+      message: 'off: the source host cannot throttle the guest CPUs',
+    });
   } else {
     autoConverge = true;
-    why({ decision: 'autoConverge', option: acOption, message: 'on: guest CPUs are throttled when the migration does not converge' });
+    why({
+      decision: 'autoConverge',
+      option: acOption,
+      message: 'on: guest CPUs are throttled when the migration does not converge',
+    });
   }
 
   // Flags, in nova's terms.
@@ -478,7 +516,10 @@ export function planMigration(input: PlanInput): MigrationPlan {
     message:
       bandwidth === 0
         ? 'unlimited: QEMU max-bandwidth is set to its largest value, since QEMU 7.2 otherwise caps a migration at 128 MiB/s'
-        : `${bandwidth} MiB/s` + (overrides.bandwidthMiBs === undefined ? `: ${cite(o, 'libvirt.live_migration_bandwidth')}` : ' (override)'),
+        : `${bandwidth} MiB/s` +
+          (overrides.bandwidthMiBs === undefined
+            ? `: ${cite(o, 'libvirt.live_migration_bandwidth')}`
+            : ' (override)'),
   });
   const stall = o['vmferry.stall_timeout'].value;
   why({
