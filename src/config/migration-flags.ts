@@ -140,6 +140,14 @@ function legacyFlags(o: ResolvedOptions, warnings: ConfigWarning[]): { live: Fla
     warnings,
   );
 
+  // Where these rules come from: nova 13's driver.py (_parse_migration_flags,
+  // _check_block_migration_flags, _check_live_migration_flags,
+  // _handle_live_migration_tunnelled) is not in vmferry's reference index, so they
+  // follow the patch series' own description (Mark McLoughlin, openstack-dev,
+  // 2016-01-04), nova 14's option definitions (nova/conf/libvirt.py at be59c19) and the
+  // later driver tests (test_parse_migration_flags_p2p_xen). Re-check against the
+  // stable/mitaka driver when it is at hand.
+  //
   // nova 13 driver.py _check_block_migration_flags: NON_SHARED_INC decides whether a
   // migration copies disks, so it must be in the block list and never in the live list.
   live.remove(

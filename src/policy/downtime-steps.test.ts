@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UsageError } from '../errors.js';
-import { completionTimeoutSeconds, downtimeSteps, migrationDataGiB } from './downtime-steps.js';
+import {
+  completionTimeoutReached,
+  completionTimeoutSeconds,
+  downtimeStepAt,
+  downtimeSteps,
+  migrationDataGiB,
+} from './downtime-steps.js';
 
 describe('migrationDataGiB (nova _live_migration_data_gb)', () => {
   it('counts RAM with a floor of 2 GiB', () => {
@@ -70,5 +76,24 @@ describe('completionTimeoutSeconds', () => {
     assert.equal(completionTimeoutSeconds(800, 2), 1600);
     assert.equal(completionTimeoutSeconds(800, 2.9296875), 2343);
     assert.equal(completionTimeoutSeconds(0, 64), 0);
+  });
+});
+
+describe('applying the schedule as nova does', () => {
+  const steps = downtimeSteps({ downtimeMs: 400, steps: 10, delaySecondsPerGiB: 30 }, 3);
+
+  it('has no step in force at exactly 0 s, then the last step whose delay has passed', () => {
+    assert.equal(downtimeStepAt(steps, 0), undefined);
+    assert.deepEqual(downtimeStepAt(steps, 0.5), [0, 40]);
+    assert.deepEqual(downtimeStepAt(steps, 90), [0, 40]);
+    assert.deepEqual(downtimeStepAt(steps, 90.1), [90, 76]);
+    assert.deepEqual(downtimeStepAt(steps, 10_000), [900, 400]);
+  });
+
+  it('triggers the timeout action only past a non-zero timeout and not in post-copy', () => {
+    assert.equal(completionTimeoutReached(1600, 1600, false), false);
+    assert.equal(completionTimeoutReached(1600.5, 1600, false), true);
+    assert.equal(completionTimeoutReached(1e9, 0, false), false);
+    assert.equal(completionTimeoutReached(2000, 1600, true), false);
   });
 });

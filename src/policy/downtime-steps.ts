@@ -71,3 +71,32 @@ export function completionTimeoutSeconds(timeoutSecondsPerGiB: number, dataGiB: 
   positive('dataGiB', dataGiB);
   return Math.trunc(timeoutSecondsPerGiB * dataGiB);
 }
+
+/**
+ * The step in force after `elapsedSeconds`, as nova's migration.py `update_downtime`
+ * picks it: the last step whose delay is strictly less than the elapsed time
+ * (undefined before the first step applies). The caller sets QEMU's downtime-limit
+ * only when the step's value differs from the one already set.
+ */
+export function downtimeStepAt(
+  steps: readonly DowntimeStep[],
+  elapsedSeconds: number,
+): DowntimeStep | undefined {
+  let current: DowntimeStep | undefined;
+  for (const step of steps) if (elapsedSeconds > step[0]) current = step;
+  return current;
+}
+
+/**
+ * nova's migration.py `should_trigger_timeout_action`: true once the elapsed time is
+ * strictly greater than a non-zero completion timeout, and never again after the
+ * switch to post-copy.
+ */
+export function completionTimeoutReached(
+  elapsedSeconds: number,
+  timeoutSeconds: number,
+  inPostCopy: boolean,
+): boolean {
+  if (timeoutSeconds === 0 || inPostCopy) return false;
+  return elapsedSeconds > timeoutSeconds;
+}

@@ -1,7 +1,9 @@
 // Public face of src/policy: pure decisions about how a migration runs.
 export { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';
 export {
+  completionTimeoutReached,
   completionTimeoutSeconds,
+  downtimeStepAt,
   downtimeSteps,
   migrationDataGiB,
   type DowntimeStep,
