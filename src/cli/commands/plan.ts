@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ConfigError, UsageError } from '../../errors.js';
 import {
   FULL_CAPABILITIES,
@@ -130,18 +130,20 @@ export const planCommand: CommandModule = {
       .option('--config <file>', 'the nova.conf to read', DEFAULT_NOVA_CONF)
       .option('--block', 'block migration (local disks are copied)')
       .option('--memory-mib <n>', 'guest memory in MiB', positiveNumber, 1024)
-      .option('--disk-gib <n>', 'size of a local disk in GiB (repeat per disk; --block only)', collect, [])
-      .option(
-        '--source <caps>',
-        'source host capabilities, e.g. native-tls=no,multifd=yes',
-        parseCapabilities,
-        FULL_CAPABILITIES,
+      .addOption(
+        new Option('--disk-gib <n>', 'size of a local disk in GiB (repeat per disk; --block only)')
+          .argParser(collect)
+          .default([], 'none'),
       )
-      .option(
-        '--dest <caps>',
-        'destination host capabilities (same keys as --source)',
-        parseCapabilities,
-        FULL_CAPABILITIES,
+      .addOption(
+        new Option('--source <caps>', 'source host capabilities, e.g. native-tls=no,multifd=yes')
+          .argParser(parseCapabilities)
+          .default(FULL_CAPABILITIES, 'native-tls,multifd,postcopy,auto-converge all yes'),
+      )
+      .addOption(
+        new Option('--dest <caps>', 'destination host capabilities (same keys as --source)')
+          .argParser(parseCapabilities)
+          .default(FULL_CAPABILITIES, 'all yes'),
       )
       .option('--transport <t>', 'override: native or tunnelled', (v: string): Transport => {
         if (v !== 'native' && v !== 'tunnelled') throw new InvalidArgumentError('use native or tunnelled');
