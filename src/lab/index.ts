@@ -1,2 +1,15 @@
-export { TwoHostLab, killLeftoverQemu, type HostKey, type LabAgent, type TwoHostLabOptions } from './two-host-lab.js';
-export { createTwoHostNetwork, canUseNetns, removeNetns, inNetns, type TwoHostNetwork, type LabHost } from './netns.js';
+export {
+  TwoHostLab,
+  killLeftoverQemu,
+  type HostKey,
+  type LabAgent,
+  type TwoHostLabOptions,
+} from './two-host-lab.js';
+export {
+  createTwoHostNetwork,
+  canUseNetns,
+  removeNetns,
+  inNetns,
+  type TwoHostNetwork,
+  type LabHost,
+} from './netns.js';

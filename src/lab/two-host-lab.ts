@@ -1,5 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../agent/index.js';
@@ -105,7 +113,14 @@ export class TwoHostLab {
       }
       await issueCertificate(caDir, { name: 'operator' });
       const operatorDir = join(caDir, 'issued', 'operator');
-      const lab = new TwoHostLab(dir, network, agents, operatorDir, await loadTlsIdentity(operatorDir), options);
+      const lab = new TwoHostLab(
+        dir,
+        network,
+        agents,
+        operatorDir,
+        await loadTlsIdentity(operatorDir),
+        options,
+      );
       return lab;
     } catch (err) {
       network?.destroy();
@@ -141,7 +156,10 @@ export class TwoHostLab {
     child.stderr.pipe(log);
     await new Promise<void>((resolve, reject) => {
       let out = '';
-      const timer = setTimeout(() => fail(new HostSetupError(`agent ${agent.name} did not start within 30 s; see ${agent.logFile}`)), 30_000);
+      const timer = setTimeout(
+        () => fail(new HostSetupError(`agent ${agent.name} did not start within 30 s; see ${agent.logFile}`)),
+        30_000,
+      );
       const fail = (err: Error): void => {
         clearTimeout(timer);
         child.kill('SIGKILL');
@@ -155,8 +173,14 @@ export class TwoHostLab {
         }
       });
       child.once('exit', (code, signal) => {
-        const tail = existsSync(agent.logFile) ? readFileSync(agent.logFile, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
-        fail(new HostSetupError(`agent ${agent.name} exited during start-up (${signal ?? `status ${code}`}): ${tail}`));
+        const tail = existsSync(agent.logFile)
+          ? readFileSync(agent.logFile, 'utf8').trim().split('\n').slice(-5).join('\n')
+          : '';
+        fail(
+          new HostSetupError(
+            `agent ${agent.name} exited during start-up (${signal ?? `status ${code}`}): ${tail}`,
+          ),
+        );
       });
     });
     child.removeAllListeners('exit');
@@ -195,7 +219,11 @@ export class TwoHostLab {
 
   /** Environment for running the vmferry CLI against agent `key`. */
   cliEnv(key: HostKey): NodeJS.ProcessEnv {
-    return { ...process.env, VMFERRY_AGENT: this.agents[key].localAddress, VMFERRY_TLS_DIR: this.operatorDir };
+    return {
+      ...process.env,
+      VMFERRY_AGENT: this.agents[key].localAddress,
+      VMFERRY_TLS_DIR: this.operatorDir,
+    };
   }
 
   /** Stops both agents, kills every QEMU they started, removes namespaces and files. */

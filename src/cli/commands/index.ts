@@ -1,8 +1,10 @@
 import type { CommandModule } from '../command.js';
 import { agentCommand } from './agent.js';
 import { caCommand } from './ca.js';
+import { configCommand } from './config.js';
 import { hostCommand } from './host.js';
 import { migrateCommand, migrationCommand } from './migrate.js';
+import { planCommand } from './plan.js';
 import { vmCommand } from './vm.js';
 
 export type { CommandModule } from '../command.js';
@@ -13,6 +15,8 @@ export const commands: readonly CommandModule[] = [
   vmCommand,
   migrateCommand,
   migrationCommand,
+  planCommand,
+  configCommand,
   hostCommand,
   caCommand,
 ];

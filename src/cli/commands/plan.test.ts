@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { main } from '../main.js';
+import { parseCapabilities } from './plan.js';
+
+function sink(): Writable & { text: () => string } {
+  const chunks: string[] = [];
+  const w = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk.toString());
+      cb();
+    },
+  }) as Writable & { text: () => string };
+  w.text = () => chunks.join('');
+  return w;
+}
+
+async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = sink();
+  const stderr = sink();
+  const code = await main(['node', 'vmferry', ...args], { stdout, stderr, env: {} });
+  return { code, out: stdout.text(), err: stderr.text() };
+}
+
+let dir = '';
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vmferry-cli-plan-'));
+  await writeFile(join(dir, 'unset.conf'), '[libvirt]\nvirt_type = kvm\n');
+  await writeFile(
+    join(dir, 'native.conf'),
+    '[libvirt]\nlive_migration_tunnelled = False\nlive_migration_with_native_tls = True\n',
+  );
+  await writeFile(join(dir, 'bad.conf'), '[libvirt]\nlive_migration_downtime_steps = 1\n');
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface PlanJson {
+  transport: string;
+  tls: boolean;
+  channels: number;
+  flags: string[];
+  downtimeSteps: Array<[number, number]>;
+  completionTimeoutSeconds: number;
+  timeoutAction: string;
+  reasons: Array<{ decision: string; option?: string; capability?: string; message: string }>;
+}
+
+describe('vmferry plan', () => {
+  it('prints the JSON plan with the fields the driver needs', async () => {
+    const r = await run('plan', '--config', join(dir, 'unset.conf'), '--memory-mib', '4096', '--json');
+    assert.equal(r.code, 0, r.err);
+    const p = JSON.parse(r.out) as PlanJson;
+    for (const key of [
+      'transport',
+      'tls',
+      'channels',
+      'flags',
+      'downtimeSteps',
+      'completionTimeoutSeconds',
+      'timeoutAction',
+      'reasons',
+    ]) {
+      assert.ok(key in p, key);
+    }
+    assert.deepEqual([p.transport, p.tls, p.channels], ['native', true, 4]);
+    assert.deepEqual(p.downtimeSteps[1], [300, 95]);
+    assert.equal(p.completionTimeoutSeconds, 3200);
+  });
+
+  it('falls back to the tunnel when --dest cannot do native TLS, and says why', async () => {
+    const r = await run('plan', '--config', join(dir, 'unset.conf'), '--dest', 'native-tls=no', '--json');
+    const p = JSON.parse(r.out) as PlanJson;
+    assert.equal(p.transport, 'tunnelled');
+    assert.equal(p.reasons.find((x) => x.decision === 'transport')?.capability, 'destination.nativeTls');
+  });
+
+  it('refuses native TLS a host cannot do, exit 1 with the reason and a hint', async () => {
+    const r = await run('plan', '--config', join(dir, 'native.conf'), '--source', 'native-tls=no');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /source host cannot do QEMU TLS; vmferry will not fall back to clear text/);
+    assert.match(r.err, /hint:/);
+  });
+
+  it('counts disks for --block', async () => {
+    const r = await run(
+      'plan',
+      '--config',
+      join(dir, 'unset.conf'),
+      '--block',
+      '--memory-mib',
+      '2048',
+      '--disk-gib',
+      '20',
+      '--json',
+    );
+    const p = JSON.parse(r.out) as PlanJson & { dataGiB: number };
+    assert.equal(p.dataGiB, 22);
+    assert.ok(p.flags.includes('VIR_MIGRATE_NON_SHARED_INC'));
+  });
+
+  it('prints readable text without --json', async () => {
+    const r = await run('plan', '--config', join(dir, 'unset.conf'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /transport {7}native \(QEMU TLS\)/);
+    assert.match(r.out, /why:\n {2}transport: native with QEMU TLS/);
+  });
+
+  it('refuses a configuration with errors', async () => {
+    const r = await run('plan', '--config', join(dir, 'bad.conf'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /error\(s\) in the configuration/);
+  });
+
+  it('rejects bad arguments', async () => {
+    assert.notEqual((await run('plan', '--config', join(dir, 'unset.conf'), '--source', 'warp=yes')).code, 0);
+    assert.notEqual((await run('plan', '--config', join(dir, 'unset.conf'), '--memory-mib', '-5')).code, 0);
+    assert.equal((await run('plan', '--config', join(dir, 'unset.conf'), '--disk-gib', '5')).code, 1);
+  });
+});
+
+describe('parseCapabilities', () => {
+  it('reads key=yes|no lists; unnamed keys stay available', () => {
+    assert.deepEqual(parseCapabilities('native-tls=no, multifd=yes,auto-converge=off'), {
+      nativeTls: false,
+      multifd: true,
+      postcopy: true,
+      autoConverge: false,
+    });
+    assert.throws(() => parseCapabilities('multifd=maybe'), /use yes or no/);
+  });
+});

@@ -1,0 +1,157 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { ConfigError, UsageError } from '../../errors.js';
+import {
+  FULL_CAPABILITIES,
+  planMigration,
+  type HostCapabilities,
+  type MigrationPlan,
+  type Transport,
+} from '../../policy/index.js';
+import { printJson, printLines, type CliIo } from '../io.js';
+import { DEFAULT_NOVA_CONF, loadConfigFile } from './config.js';
+import type { CommandModule } from '../command.js';
+
+const CAPABILITY_KEYS: Record<string, keyof HostCapabilities> = {
+  'native-tls': 'nativeTls',
+  multifd: 'multifd',
+  postcopy: 'postcopy',
+  'auto-converge': 'autoConverge',
+};
+
+/** Parses `native-tls=no,multifd=yes`; keys not named keep QEMU 7.2's full set. */
+export function parseCapabilities(spec: string): HostCapabilities {
+  const caps: Record<keyof HostCapabilities, boolean> = { ...FULL_CAPABILITIES };
+  for (const part of spec.split(',')) {
+    if (part.trim() === '') continue;
+    const [rawKey, rawValue = ''] = part.split('=', 2).map((s) => s.trim());
+    const key = CAPABILITY_KEYS[rawKey ?? ''];
+    if (key === undefined) {
+      throw new InvalidArgumentError(
+        `unknown capability "${rawKey}"; known: ${Object.keys(CAPABILITY_KEYS).join(', ')}`,
+      );
+    }
+    if (/^(yes|true|1|on)$/i.test(rawValue)) caps[key] = true;
+    else if (/^(no|false|0|off)$/i.test(rawValue)) caps[key] = false;
+    else throw new InvalidArgumentError(`${rawKey}=${rawValue}: use yes or no`);
+  }
+  return caps;
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number > 0, got "${value}"`);
+  return n;
+}
+
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError(`expected a whole number >= 0, got "${value}"`);
+  return n;
+}
+
+function collect(value: string, previous: number[]): number[] {
+  return [...previous, positiveNumber(value)];
+}
+
+interface PlanFlags {
+  config: string;
+  block?: boolean;
+  memoryMib: number;
+  diskGib: number[];
+  source: HostCapabilities;
+  dest: HostCapabilities;
+  transport?: Transport;
+  channels?: number;
+  bandwidth?: number;
+  json?: boolean;
+}
+
+function describe(plan: MigrationPlan, memoryMiB: number): string[] {
+  const enc = { 'qemu-tls': 'QEMU TLS', 'agent-tls': 'TLS between the agents', none: 'CLEAR TEXT' }[
+    plan.encryption
+  ];
+  const steps = plan.downtimeSteps.map(([s, ms]) => `${ms} ms@${s}s`).join(', ');
+  return [
+    `plan: ${plan.kind} migration of ${memoryMiB} MiB (${plan.dataGiB} GiB to move)`,
+    `  transport       ${plan.transport} (${enc})`,
+    `  channels        ${plan.channels}${plan.channels === 1 ? ' (no multifd)' : ' (multifd)'}`,
+    `  post-copy       ${plan.postCopy ? 'on' : 'off'}`,
+    `  auto-converge   ${plan.autoConverge ? 'on' : 'off'}`,
+    `  flags           ${plan.flags.join(' ')}`,
+    `  downtime steps  ${steps}`,
+    `  timeout         ${plan.completionTimeoutSeconds === 0 ? 'none' : `${plan.completionTimeoutSeconds} s, then ${plan.timeoutAction}`}`,
+    `  bandwidth       ${plan.bandwidthMiBs === 0 ? 'unlimited' : `${plan.bandwidthMiBs} MiB/s`}`,
+    `  stall timeout   ${plan.stallTimeoutSeconds === 0 ? 'off' : `${plan.stallTimeoutSeconds} s`}`,
+    'why:',
+    ...plan.reasons.map((r) => `  ${r.decision}: ${r.message}`),
+  ];
+}
+
+async function runPlan(io: CliIo, flags: PlanFlags): Promise<void> {
+  const check = await loadConfigFile(flags.config);
+  const first = check.errors[0];
+  if (check.options === null || first !== undefined) {
+    throw new ConfigError(
+      `${check.errors.length} error(s) in the configuration; first: ${first?.message ?? 'unreadable'}`,
+      { file: flags.config, line: first?.line, option: first?.option },
+      { hint: `run \`vmferry config check ${flags.config}\`` },
+    );
+  }
+  const kind = flags.block === true ? 'block' : 'live';
+  if (kind === 'live' && flags.diskGib.length > 0) {
+    throw new UsageError(
+      '--disk-gib counts only for --block: a live migration on shared storage copies no disk',
+    );
+  }
+  const plan = planMigration({
+    options: check.options,
+    kind,
+    memoryMiB: flags.memoryMib,
+    disksGiB: flags.diskGib,
+    source: flags.source,
+    destination: flags.dest,
+    overrides: {
+      ...(flags.transport === undefined ? {} : { transport: flags.transport }),
+      ...(flags.channels === undefined ? {} : { channels: flags.channels }),
+      ...(flags.bandwidth === undefined ? {} : { bandwidthMiBs: flags.bandwidth }),
+    },
+  });
+  if (flags.json === true) printJson(io, plan);
+  else printLines(io, describe(plan, flags.memoryMib));
+}
+
+export const planCommand: CommandModule = {
+  name: 'plan',
+  register(program: Command, io: CliIo): void {
+    program
+      .command('plan')
+      .description('show how a migration would run with this nova.conf and these hosts, and why')
+      .option('--config <file>', 'the nova.conf to read', DEFAULT_NOVA_CONF)
+      .option('--block', 'block migration (local disks are copied)')
+      .option('--memory-mib <n>', 'guest memory in MiB', positiveNumber, 1024)
+      .addOption(
+        new Option('--disk-gib <n>', 'size of a local disk in GiB (repeat per disk; --block only)')
+          .argParser(collect)
+          .default([], 'none'),
+      )
+      .addOption(
+        new Option('--source <caps>', 'source host capabilities, e.g. native-tls=no,multifd=yes')
+          .argParser(parseCapabilities)
+          .default(FULL_CAPABILITIES, 'native-tls,multifd,postcopy,auto-converge all yes'),
+      )
+      .addOption(
+        new Option('--dest <caps>', 'destination host capabilities (same keys as --source)')
+          .argParser(parseCapabilities)
+          .default(FULL_CAPABILITIES, 'all yes'),
+      )
+      .option('--transport <t>', 'override: native or tunnelled', (v: string): Transport => {
+        if (v !== 'native' && v !== 'tunnelled') throw new InvalidArgumentError('use native or tunnelled');
+        return v;
+      })
+      .option('--channels <n>', 'override: multifd channels (1-255)', wholeNumber)
+      .option('--bandwidth <mibs>', 'override: MiB/s, 0 = unlimited', wholeNumber)
+      .option('--json', 'print the plan as JSON')
+      .action((flags: PlanFlags) => runPlan(io, flags));
+  },
+};

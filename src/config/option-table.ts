@@ -1,0 +1,308 @@
+/**
+ * Every option vmferry reads, one row each: the `[libvirt]` live-migration options
+ * nova has had (types, defaults and minimums from nova/conf/libvirt.py; before
+ * Newton the same options lived in nova/virt/libvirt/driver.py) and vmferry's own
+ * `[vmferry]` section of the same file.
+ */
+
+export type OptionType = 'bool' | 'tristate' | 'int' | 'string' | 'host' | 'choice' | 'flags';
+
+export interface OptionSpec {
+  readonly section: 'libvirt' | 'vmferry';
+  readonly name: string;
+  /**
+   * bool/tristate/int/choice as oslo.config types them; `tristate` is a BoolOpt with
+   * no default (unset is a third value); `flags` is nova's StrOpt holding a
+   * comma-separated list of libvirt VIR_MIGRATE_* names; `host` an IP or host name.
+   */
+  readonly type: OptionType;
+  readonly default: boolean | number | string | null;
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+  /** Choices older nova accepted that today's nova no longer does. */
+  readonly retiredChoices?: readonly string[];
+  readonly unit?: string;
+  readonly help: string;
+  readonly deprecated?: { readonly since: string; readonly reason: string };
+  /** Deprecated in nova but given a meaning by vmferry: no warning when set. */
+  readonly quietDeprecation?: boolean;
+  /** Set when nova no longer has the option: the release that dropped it and what to do. */
+  readonly removed?: { readonly in: string; readonly advice: string };
+  /** How vmferry uses the value, where that differs from nova. */
+  readonly vmferry?: string;
+}
+
+const MITAKA_LIVE_FLAGS =
+  'VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_LIVE, VIR_MIGRATE_TUNNELLED';
+
+export const OPTIONS = [
+  {
+    section: 'libvirt',
+    name: 'virt_type',
+    type: 'choice',
+    default: 'kvm',
+    choices: ['kvm', 'lxc', 'qemu', 'parallels', 'uml', 'xen'],
+    retiredChoices: ['uml', 'xen'],
+    help: 'Libvirt domain type. It decides the PEER2PEER flag: xen cannot do peer-to-peer migration.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_flag',
+    type: 'flags',
+    default: MITAKA_LIVE_FLAGS,
+    help: 'Legacy: the VIR_MIGRATE_* flags of a live migration (nova 13 default shown).',
+    deprecated: {
+      since: '13.0.0 (Mitaka)',
+      reason: 'the flags are inferred from live_migration_tunnelled and the permit_* options',
+    },
+    removed: {
+      in: '15.0.0 (Ocata)',
+      advice: "run `vmferry config upgrade` to rewrite it into today's options",
+    },
+  },
+  {
+    section: 'libvirt',
+    name: 'block_migration_flag',
+    type: 'flags',
+    default: `${MITAKA_LIVE_FLAGS}, VIR_MIGRATE_NON_SHARED_INC`,
+    help: 'Legacy: the VIR_MIGRATE_* flags of a block migration (nova 13 default shown).',
+    deprecated: {
+      since: '13.0.0 (Mitaka)',
+      reason: 'the flags are inferred from live_migration_tunnelled and the permit_* options',
+    },
+    removed: {
+      in: '15.0.0 (Ocata)',
+      advice: "run `vmferry config upgrade` to rewrite it into today's options",
+    },
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_tunnelled',
+    type: 'tristate',
+    default: null,
+    help: 'True: tunnel the migration stream; False: native transport; unset: decided per migration.',
+    deprecated: { since: '23.0.0 (Wallaby)', reason: 'nova recommends live_migration_with_native_tls' },
+    quietDeprecation: true,
+    vmferry:
+      'Tri-state as nova 13 defined it (nova later defaulted it to False). Unset: native TLS when both ' +
+      "hosts can do it, otherwise vmferry's multi-channel TLS tunnel; never clear text.",
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_with_native_tls',
+    type: 'bool',
+    default: false,
+    help: 'Use QEMU-native TLS for the migration (and disk) streams. Cannot be combined with tunnelling.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_bandwidth',
+    type: 'int',
+    default: 0,
+    min: 0,
+    unit: 'MiB/s',
+    help: 'Maximum bandwidth of the migration; 0 lets the hypervisor choose.',
+    vmferry:
+      '0 means unlimited: vmferry sets QEMU max-bandwidth very high, since QEMU 7.2 would otherwise cap it ' +
+      'at 128 MiB/s. nova sets no minimum; vmferry rejects negative values.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_downtime',
+    type: 'int',
+    default: 500,
+    min: 100,
+    unit: 'ms',
+    help: 'Maximum permitted downtime at switch-over; the last downtime step.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_downtime_steps',
+    type: 'int',
+    default: 10,
+    min: 3,
+    help: 'Number of incremental steps to reach the maximum downtime.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_downtime_delay',
+    type: 'int',
+    default: 75,
+    min: 3,
+    unit: 's per GiB',
+    help: 'Time between downtime steps, per GiB of RAM + disk to transfer (at least 2 GiB per device).',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_completion_timeout',
+    type: 'int',
+    default: 800,
+    min: 0,
+    unit: 's per GiB',
+    help: 'Time allowed for the migration, per GiB of RAM + disk to transfer; 0 disables the timeout.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_timeout_action',
+    type: 'choice',
+    default: 'abort',
+    choices: ['abort', 'force_complete'],
+    help: 'What happens at the completion timeout: abort, or force_complete (post-copy if permitted, else pause).',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_progress_timeout',
+    type: 'int',
+    default: 150,
+    min: 0,
+    unit: 's',
+    help: 'Legacy: abort when no progress was made for this long.',
+    removed: {
+      in: 'a later release (replaced by live_migration_timeout_action)',
+      advice: 'vmferry ignores it; set [vmferry] stall_timeout instead',
+    },
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_permit_post_copy',
+    type: 'bool',
+    default: false,
+    help: 'Allow switching to post-copy (at the completion timeout with force_complete, or on force-complete).',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_permit_auto_converge',
+    type: 'bool',
+    default: false,
+    help: 'Allow CPU throttling (auto-converge); not used when post-copy is used.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_parallel_connections',
+    type: 'int',
+    default: 1,
+    min: 1,
+    max: 255,
+    help: 'Number of parallel migration connections (nova 33.0.0, 2026.1); 1 disables parallel migration.',
+    vmferry: 'Read as the multifd channel count when [vmferry] channels is not set.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_inbound_addr',
+    type: 'host',
+    default: null,
+    help: 'Address other hosts use to reach this host for migration traffic.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_scheme',
+    type: 'string',
+    default: null,
+    help: 'URI scheme of the migration connection (tcp, tls, ssh, ...); default depends on virt_type.',
+  },
+  {
+    section: 'libvirt',
+    name: 'live_migration_uri',
+    type: 'string',
+    default: null,
+    help: 'Legacy: full migration target URI, "%s" replaced with the destination host.',
+    deprecated: {
+      since: '15.0.0 (Ocata)',
+      reason: 'use live_migration_scheme and live_migration_inbound_addr',
+    },
+  },
+  {
+    section: 'vmferry',
+    name: 'channels',
+    type: 'int',
+    default: 4,
+    min: 1,
+    max: 255,
+    help:
+      'Multifd channels per migration, each with its own (encrypted) connection; 1 = no multifd. ' +
+      'Overrides [libvirt] live_migration_parallel_connections.',
+  },
+  {
+    section: 'vmferry',
+    name: 'permit_cleartext',
+    type: 'bool',
+    default: false,
+    help:
+      'Allow the native transport without TLS (live_migration_tunnelled = False and ' +
+      'live_migration_with_native_tls = False). Off: vmferry refuses to send memory in clear text.',
+  },
+  {
+    section: 'vmferry',
+    name: 'stall_timeout',
+    type: 'int',
+    default: 150,
+    min: 0,
+    unit: 's',
+    help: 'No fall in remaining memory for this long is handled like the completion timeout; 0 disables.',
+  },
+  {
+    section: 'vmferry',
+    name: 'sample_interval_ms',
+    type: 'int',
+    default: 500,
+    min: 100,
+    max: 60000,
+    unit: 'ms',
+    help: 'How often the migration monitor polls QEMU (query-migrate) and records a sample.',
+  },
+  {
+    section: 'vmferry',
+    name: 'dirty_rate_sample_seconds',
+    type: 'int',
+    default: 3,
+    min: 1,
+    max: 60,
+    unit: 's',
+    help: 'How long the pre-migration forecast samples the guest dirty rate (calc-dirty-rate).',
+  },
+  {
+    section: 'vmferry',
+    name: 'postcopy_max_exposure',
+    type: 'int',
+    default: 120,
+    min: 1,
+    unit: 's',
+    help:
+      'Post-copy is refused when sending the whole guest memory at live_migration_bandwidth would take ' +
+      'longer than this: while post-copy runs, losing the link loses the VM.',
+  },
+] as const satisfies readonly OptionSpec[];
+
+type Row = (typeof OPTIONS)[number];
+
+type ValueOf<R> = R extends { type: 'bool' }
+  ? boolean
+  : R extends { type: 'tristate' }
+    ? boolean | null
+    : R extends { type: 'int' }
+      ? number
+      : R extends { type: 'choice'; choices: readonly (infer C)[] }
+        ? C
+        : R extends { type: 'flags' }
+          ? string
+          : string | null;
+
+/** The typed value of every option, by name. */
+export type OptionValues = { [R in Row as `${R['section']}.${R['name']}`]: ValueOf<R> };
+
+/** `section.name`, the form oslo.config's documentation uses (`libvirt.virt_type`). */
+export type OptionName = keyof OptionValues;
+
+export const OPTION_NAMES: readonly OptionName[] = OPTIONS.map((o) => `${o.section}.${o.name}` as OptionName);
+
+const BY_NAME = new Map<string, OptionSpec>(OPTIONS.map((o) => [`${o.section}.${o.name}`, o]));
+
+/** The table row of `section.name`, or undefined. */
+export function findOption(qualifiedName: string): OptionSpec | undefined {
+  return BY_NAME.get(qualifiedName);
+}
+
+export function qualifiedName(spec: OptionSpec): OptionName {
+  return `${spec.section}.${spec.name}` as OptionName;
+}

@@ -1,0 +1,19 @@
+/** What a host's QEMU (and vmferry's set-up on it) can do for a migration. */
+export interface HostCapabilities {
+  /** QEMU TLS is usable: tls-creds-x509 with certificates from vmferry's CA in place. */
+  readonly nativeTls: boolean;
+  /** QEMU multifd (several channels, one connection each). */
+  readonly multifd: boolean;
+  /** Post-copy (needs userfaultfd on the destination). */
+  readonly postcopy: boolean;
+  /** Auto-converge CPU throttling (source side). */
+  readonly autoConverge: boolean;
+}
+
+/** What QEMU 7.2 on a host with vmferry's certificates in place offers. */
+export const FULL_CAPABILITIES: HostCapabilities = Object.freeze({
+  nativeTls: true,
+  multifd: true,
+  postcopy: true,
+  autoConverge: true,
+});

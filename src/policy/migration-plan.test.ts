@@ -1,0 +1,326 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { checkConfig, optionsFrom, type OptionValues, type ResolvedOptions } from '../config/index.js';
+import { PlanError } from '../errors.js';
+import { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';
+import {
+  UNLIMITED_BANDWIDTH_BYTES,
+  planMigration,
+  type MigrationPlan,
+  type PlanInput,
+} from './migration-plan.js';
+
+const NO_TLS: HostCapabilities = { ...FULL_CAPABILITIES, nativeTls: false };
+
+function plan(values: Partial<OptionValues>, more: Partial<Omit<PlanInput, 'options'>> = {}): MigrationPlan {
+  const p = planMigration({
+    options: optionsFrom(values, '/etc/nova/nova.conf'),
+    kind: 'live',
+    memoryMiB: 4096,
+    source: FULL_CAPABILITIES,
+    destination: FULL_CAPABILITIES,
+    ...more,
+  });
+  assertEveryDecisionExplained(p);
+  return p;
+}
+
+function fromFile(text: string): ResolvedOptions {
+  const c = checkConfig(text, '/etc/nova/nova.conf');
+  assert.ok(c.options && c.ok, c.errors.map((e) => e.message).join('\n'));
+  return c.options;
+}
+
+function reason(p: MigrationPlan, decision: string): string {
+  return p.reasons
+    .filter((r) => r.decision === decision)
+    .map((r) => r.message)
+    .join(' | ');
+}
+
+/** Every decision has a reason, and each reason names what drove it. */
+function assertEveryDecisionExplained(p: MigrationPlan): void {
+  for (const d of [
+    'transport',
+    'tls',
+    'channels',
+    'postCopy',
+    'autoConverge',
+    'downtimeSteps',
+    'completionTimeout',
+    'timeoutAction',
+    'bandwidth',
+  ]) {
+    assert.ok(
+      p.reasons.some((r) => r.decision === d),
+      `no reason for ${d}`,
+    );
+  }
+  for (const r of p.reasons) {
+    if (r.decision === 'flags' || r.decision === 'dataSize') continue;
+    assert.ok(
+      r.option !== undefined || r.capability !== undefined || /override/.test(r.message),
+      `reason without option or capability: ${JSON.stringify(r)}`,
+    );
+  }
+}
+
+function planError(fn: () => unknown): PlanError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof PlanError, String(err));
+    return err;
+  }
+  assert.fail('expected a PlanError');
+}
+
+describe('planMigration: transport and TLS (live_migration_tunnelled tri-state)', () => {
+  it('unset: native with QEMU TLS when both hosts can', () => {
+    const p = plan({});
+    assert.deepEqual([p.transport, p.tls, p.encryption], ['native', true, 'qemu-tls']);
+    const r = p.reasons.find((x) => x.decision === 'transport');
+    assert.equal(r?.capability, 'source.nativeTls,destination.nativeTls');
+    assert.match(r?.message ?? '', /live_migration_tunnelled = unset \(default\)/);
+    assert.ok(p.flags.includes('VIR_MIGRATE_TLS') && !p.flags.includes('VIR_MIGRATE_TUNNELLED'));
+  });
+
+  it('unset: tunnelled when a host cannot do QEMU TLS, never clear text', () => {
+    const p = plan({}, { destination: NO_TLS });
+    assert.deepEqual([p.transport, p.tls, p.encryption], ['tunnelled', true, 'agent-tls']);
+    const r = p.reasons.find((x) => x.decision === 'transport');
+    assert.equal(r?.capability, 'destination.nativeTls');
+    assert.match(r?.message ?? '', /destination host cannot do QEMU TLS/);
+    assert.ok(p.flags.includes('VIR_MIGRATE_TUNNELLED') && !p.flags.includes('VIR_MIGRATE_TLS'));
+  });
+
+  it('True: tunnelled even when both hosts could do native TLS', () => {
+    const p = plan({ 'libvirt.live_migration_tunnelled': true });
+    assert.equal(p.transport, 'tunnelled');
+    assert.equal(
+      p.reasons.find((x) => x.decision === 'transport')?.option,
+      'libvirt.live_migration_tunnelled',
+    );
+    assert.match(reason(p, 'transport'), /live_migration_tunnelled = true \(\/etc\/nova\/nova\.conf:0\)/);
+  });
+
+  it('False with native TLS: QEMU TLS, or a PlanError naming the host that cannot', () => {
+    const values = {
+      'libvirt.live_migration_tunnelled': false,
+      'libvirt.live_migration_with_native_tls': true,
+    } as const;
+    assert.equal(plan(values).encryption, 'qemu-tls');
+    const err = planError(() => plan(values, { source: NO_TLS }));
+    assert.match(err.message, /the source host cannot do QEMU TLS; vmferry will not fall back to clear text/);
+    assert.match(err.hint ?? '', /permit_cleartext/);
+  });
+
+  it('False without native TLS: still QEMU TLS when both hosts can; refused when they cannot', () => {
+    const p = plan({ 'libvirt.live_migration_tunnelled': false });
+    assert.deepEqual([p.transport, p.encryption], ['native', 'qemu-tls']);
+    assert.match(reason(p, 'tls'), /does not send memory in clear text/);
+    planError(() => plan({ 'libvirt.live_migration_tunnelled': false }, { destination: NO_TLS }));
+  });
+
+  it('clear text only when [vmferry] permit_cleartext says so, and loudly', () => {
+    const p = plan(
+      { 'libvirt.live_migration_tunnelled': false, 'vmferry.permit_cleartext': true },
+      { source: NO_TLS, destination: NO_TLS },
+    );
+    assert.deepEqual([p.transport, p.tls, p.encryption], ['native', false, 'none']);
+    assert.match(reason(p, 'tls'), /^CLEAR TEXT: the source and destination host/);
+  });
+
+  it('follows a legacy list: TUNNELLED in the list means tunnelled, its absence native', () => {
+    const withTunnel = fromFile('[libvirt]\nlive_migration_flag = VIR_MIGRATE_LIVE, VIR_MIGRATE_TUNNELLED\n');
+    const p = planMigration({
+      options: withTunnel,
+      kind: 'live',
+      memoryMiB: 1024,
+      source: FULL_CAPABILITIES,
+      destination: FULL_CAPABILITIES,
+    });
+    assert.equal(p.transport, 'tunnelled');
+    assert.match(
+      reason(p, 'transport'),
+      /libvirt.live_migration_flag has VIR_MIGRATE_TUNNELLED \(\/etc\/nova\/nova.conf:2\)/,
+    );
+    const without = fromFile('[libvirt]\nlive_migration_flag = VIR_MIGRATE_LIVE\n');
+    const q = planMigration({
+      options: without,
+      kind: 'live',
+      memoryMiB: 1024,
+      source: FULL_CAPABILITIES,
+      destination: FULL_CAPABILITIES,
+    });
+    assert.equal(q.transport, 'native');
+  });
+
+  it('refuses a configuration nova refuses (tunnelled + native TLS)', () => {
+    const err = planError(() =>
+      plan({ 'libvirt.live_migration_tunnelled': true, 'libvirt.live_migration_with_native_tls': true }),
+    );
+    assert.match(err.message, /live_migration_tunnelled.*live_migration_with_native_tls/);
+  });
+
+  it('honours a transport override', () => {
+    const p = plan({}, { overrides: { transport: 'tunnelled' } });
+    assert.equal(p.transport, 'tunnelled');
+    assert.match(reason(p, 'transport'), /override/);
+  });
+});
+
+describe('planMigration: channels, post-copy, auto-converge', () => {
+  it("uses vmferry's default 4 multifd channels, or 1 when a host has no multifd", () => {
+    const p = plan({});
+    assert.equal(p.channels, 4);
+    assert.ok(p.flags.includes('VIR_MIGRATE_PARALLEL'));
+    const q = plan({}, { source: { ...FULL_CAPABILITIES, multifd: false } });
+    assert.equal(q.channels, 1);
+    assert.ok(!q.flags.includes('VIR_MIGRATE_PARALLEL'));
+    assert.equal(q.reasons.find((r) => r.decision === 'channels')?.capability, 'source.multifd');
+  });
+
+  it('reads live_migration_parallel_connections when [vmferry] channels is not set', () => {
+    assert.equal(plan({ 'libvirt.live_migration_parallel_connections': 6 }).channels, 6);
+    assert.equal(
+      plan({ 'libvirt.live_migration_parallel_connections': 6, 'vmferry.channels': 2 }).channels,
+      2,
+    );
+  });
+
+  it('post-copy wins over default channels on the tunnel, and over auto-converge', () => {
+    const p = plan({
+      'libvirt.live_migration_tunnelled': true,
+      'libvirt.live_migration_permit_post_copy': true,
+      'libvirt.live_migration_permit_auto_converge': true,
+    });
+    assert.deepEqual([p.postCopy, p.channels, p.autoConverge], [true, 1, false]);
+    assert.match(
+      reason(p, 'channels'),
+      /cannot combine it with multifd; the channel count was only vmferry's default/,
+    );
+    assert.match(reason(p, 'autoConverge'), /post-copy is used and wins over auto-converge/);
+    assert.ok(p.flags.includes('VIR_MIGRATE_POSTCOPY') && !p.flags.includes('VIR_MIGRATE_AUTO_CONVERGE'));
+    assert.ok(!p.flags.includes('VIR_MIGRATE_PARALLEL'));
+  });
+
+  it('explicit channels win over post-copy, and auto-converge then applies', () => {
+    const p = plan({
+      'libvirt.live_migration_tunnelled': true,
+      'libvirt.live_migration_permit_post_copy': true,
+      'libvirt.live_migration_permit_auto_converge': true,
+      'vmferry.channels': 8,
+    });
+    assert.deepEqual([p.postCopy, p.channels, p.autoConverge], [false, 8, true]);
+    assert.equal(p.reasons.find((r) => r.decision === 'postCopy')?.option, 'vmferry.channels');
+    assert.ok(p.flags.includes('VIR_MIGRATE_AUTO_CONVERGE') && !p.flags.includes('VIR_MIGRATE_POSTCOPY'));
+  });
+
+  it('refuses post-copy over QEMU TLS', () => {
+    const p = plan({ 'libvirt.live_migration_permit_post_copy': true });
+    assert.equal(p.encryption, 'qemu-tls');
+    assert.equal(p.postCopy, false);
+    assert.match(reason(p, 'postCopy'), /QEMU TLS.*stall/);
+  });
+
+  it('refuses post-copy for block migration and where a host lacks it', () => {
+    const tunnel = {
+      'libvirt.live_migration_tunnelled': true,
+      'libvirt.live_migration_permit_post_copy': true,
+    } as const;
+    assert.equal(plan(tunnel, { kind: 'block', disksGiB: [20] }).postCopy, false);
+    const q = plan(tunnel, { destination: { ...FULL_CAPABILITIES, postcopy: false } });
+    assert.equal(q.postCopy, false);
+    assert.equal(q.reasons.find((r) => r.decision === 'postCopy')?.capability, 'destination.postcopy');
+  });
+
+  it('refuses post-copy when the bandwidth cap would leave the VM exposed too long', () => {
+    const values = {
+      'libvirt.live_migration_tunnelled': true,
+      'libvirt.live_migration_permit_post_copy': true,
+      'libvirt.live_migration_bandwidth': 10,
+    } as const;
+    const p = plan(values, { memoryMiB: 4096 });
+    assert.equal(p.postCopy, false);
+    assert.match(
+      reason(p, 'postCopy'),
+      /410 s to send after the switch, more than vmferry.postcopy_max_exposure = 120/,
+    );
+    assert.equal(
+      plan({ ...values, 'libvirt.live_migration_bandwidth': 100 }, { memoryMiB: 4096 }).postCopy,
+      true,
+    );
+  });
+
+  it('turns an unsafe post-copy override into a PlanError', () => {
+    const err = planError(() => plan({}, { overrides: { postCopy: true } }));
+    assert.match(err.message, /post-copy was requested but cannot be used safely/);
+  });
+
+  it('needs the source to throttle for auto-converge', () => {
+    const p = plan(
+      { 'libvirt.live_migration_permit_auto_converge': true },
+      { source: { ...FULL_CAPABILITIES, autoConverge: false } },
+    );
+    assert.equal(p.autoConverge, false);
+    assert.equal(p.reasons.find((r) => r.decision === 'autoConverge')?.capability, 'source.autoConverge');
+  });
+});
+
+describe('planMigration: schedule, timeouts, bandwidth', () => {
+  it("uses nova's downtime steps and completion timeout on the data size", () => {
+    const p = plan({}, { memoryMiB: 3000 });
+    assert.equal(p.dataGiB, 2.9296875);
+    assert.deepEqual(p.downtimeSteps[0], [0, 50]);
+    assert.deepEqual(p.downtimeSteps[1], [219, 95]);
+    assert.deepEqual(p.downtimeSteps.at(-1), [2190, 500]);
+    assert.equal(p.completionTimeoutSeconds, 2343);
+    assert.equal(p.timeoutAction, 'abort');
+    assert.match(reason(p, 'timeoutAction'), /keeps running on the source/);
+  });
+
+  it('counts block migration disks in the schedule', () => {
+    const p = plan(
+      { 'libvirt.live_migration_completion_timeout': 100 },
+      { kind: 'block', memoryMiB: 1024, disksGiB: [10] },
+    );
+    assert.equal(p.dataGiB, 12);
+    assert.equal(p.completionTimeoutSeconds, 1200);
+    assert.ok(p.flags.includes('VIR_MIGRATE_NON_SHARED_INC'));
+  });
+
+  it('explains force_complete with and without post-copy, and no timeout', () => {
+    const fc = { 'libvirt.live_migration_timeout_action': 'force_complete' } as const;
+    assert.match(reason(plan(fc), 'timeoutAction'), /pause the guest/);
+    const pc = plan({
+      ...fc,
+      'libvirt.live_migration_tunnelled': true,
+      'libvirt.live_migration_permit_post_copy': true,
+    });
+    assert.match(reason(pc, 'timeoutAction'), /switch to post-copy/);
+    const none = plan({ ...fc, 'libvirt.live_migration_completion_timeout': 0 });
+    assert.equal(none.completionTimeoutSeconds, 0);
+    assert.match(reason(none, 'timeoutAction'), /never triggers/);
+  });
+
+  it('never leaves QEMU at its default bandwidth cap by accident', () => {
+    const p = plan({});
+    assert.equal(p.bandwidthMiBs, 0);
+    assert.equal(p.qemuMaxBandwidthBytes, UNLIMITED_BANDWIDTH_BYTES);
+    assert.match(reason(p, 'bandwidth'), /128 MiB\/s/);
+    assert.equal(plan({ 'libvirt.live_migration_bandwidth': 100 }).qemuMaxBandwidthBytes, 100 * 1024 * 1024);
+  });
+
+  it('passes the stall timeout through', () => {
+    assert.equal(plan({ 'vmferry.stall_timeout': 60 }).stallTimeoutSeconds, 60);
+  });
+
+  it('rejects bad input early with the field and value', () => {
+    assert.throws(() => plan({}, { memoryMiB: 0 }), /memoryMiB must be a number > 0, got 0/);
+    assert.throws(
+      () => plan({}, { overrides: { channels: 0 } }),
+      /channels must be a whole number from 1 to 255, got 0/,
+    );
+  });
+});
