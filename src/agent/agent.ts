@@ -1,14 +1,15 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError } from '../errors.js';
-import type { MigrationSettings } from '../migration/index.js';
+import type { ResolvedOptions } from '../config/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
 import type { TlsIdentity } from '../pki/index.js';
 import { ApiServer } from './api-server.js';
 import { IncomingMigrations, type TunnelAcceptor } from './incoming.js';
 import { openJournal, type Journal } from './journal.js';
-import { OutgoingMigrations, type MigrationOverrides, type SourceTunnelOpener } from './outgoing.js';
+import { loadMigrationOptions, planSettings } from './migration-settings.js';
+import { OutgoingMigrations, type SourceTunnelOpener } from './outgoing.js';
 import { registerRoutes } from './routes.js';
 import { VmRegistry } from './vm-registry.js';
 
@@ -25,13 +26,8 @@ export interface AgentOptions {
   qemuBinary?: string;
   /** QEMU tls-creds-x509 directory; enables native TLS. */
   qemuTlsDir?: string;
-  /** Decides how each migration runs (from nova.conf and both hosts' capabilities). */
-  plan?: (input: {
-    vmMemoryMiB: number;
-    source: HostInfo;
-    destination: HostSummary;
-    overrides: MigrationOverrides;
-  }) => MigrationSettings;
+  /** The operator's nova.conf options ([libvirt] and [vmferry]): how migrations run. */
+  migrationOptions?: ResolvedOptions;
   tunnels?: { acceptor: TunnelAcceptor; openSource: SourceTunnelOpener };
   log?: (line: string) => void;
 }
@@ -97,8 +93,14 @@ export class Agent {
       peerClient: (address) => this.peer(address),
       plan: async ({ vmMemoryMiB, destination, overrides }) => {
         const destinationHost = await destination.get<HostSummary>('/v1/host');
-        const plan = options.plan ?? defaultPlan;
-        return plan({ vmMemoryMiB, source: this.hostInfo, destination: destinationHost, overrides });
+        const source = this.summary();
+        return planSettings({
+          options: options.migrationOptions ?? loadMigrationOptions(undefined),
+          memoryMiB: vmMemoryMiB,
+          source,
+          destination: destinationHost,
+          overrides,
+        });
       },
       openSourceTunnel: options.tunnels?.openSource,
       qemuTlsDir: options.qemuTlsDir,
@@ -242,29 +244,4 @@ export class Agent {
       }
     }
   }
-}
-
-/** Until a nova.conf is given: native, TLS when both hosts can, multifd with 2 channels. */
-function defaultPlan(input: {
-  vmMemoryMiB: number;
-  source: HostInfo;
-  destination: HostSummary;
-  overrides: MigrationOverrides;
-}): MigrationSettings {
-  const o = input.overrides;
-  const transport = o.transport ?? 'native';
-  const tls = transport === 'tunnelled' || (input.source.nativeTls && input.destination.nativeTls);
-  return {
-    transport,
-    tls,
-    channels: o.channels ?? 2,
-    bandwidthMiBps: o.bandwidthMiBps ?? 0,
-    downtimeSteps: [[0, 500]],
-    completionTimeoutSeconds: o.completionTimeoutSeconds ?? 0,
-    timeoutAction: o.timeoutAction ?? 'abort',
-    postCopy: o.postCopy ?? false,
-    autoConverge: o.autoConverge ?? false,
-    stallSeconds: o.stallSeconds ?? 0,
-    reasons: ['no nova.conf given: vmferry defaults'],
-  };
 }

@@ -145,8 +145,8 @@ export class IncomingMigrations {
     });
   }
 
-  /** The source finished sending: check QEMU agrees, start the guest, and report its health. */
-  async complete(id: string): Promise<{ guest: GuestVerdict }> {
+  /** The source finished sending: check QEMU agrees and start the guest. */
+  async complete(id: string): Promise<void> {
     const entry = this.get(id);
     const { registry, journal } = this.options;
     const vm = registry.get(entry.vmName);
@@ -167,13 +167,23 @@ export class IncomingMigrations {
     this.active.delete(id);
     this.options.tunnels?.closeTunnel(id);
     registry.setState(entry.vmName, 'running');
-    const health = await vm.guest.waitHealthy({ minOk: 3, timeoutMs: 20_000 });
-    const guest: GuestVerdict = { state: health.state, reason: health.reason };
-    journal.setMigrationState(id, 'completed', {
-      message: `guest running here; guest ${health.state}: ${health.reason}`,
-    });
-    this.options.log(`migration ${id}: VM ${entry.vmName} now runs here (guest ${health.state})`);
-    return { guest };
+    journal.setMigrationState(id, 'completed', { message: 'the VM runs here' });
+    this.options.log(`migration ${id}: VM ${entry.vmName} now runs here`);
+  }
+
+  /** The guest's own verdict after it arrived: its first heartbeats here (up to 20 s). */
+  async guestHealth(id: string): Promise<GuestVerdict> {
+    const record = this.options.journal.getMigration(id);
+    if (record === undefined || record.role !== 'destination') {
+      throw new NotFoundError(`no incoming migration ${id} on this host`);
+    }
+    if (record.state !== 'completed' && record.state !== 'postcopy') {
+      throw new ConflictError(`migration ${id} is ${record.state}: the guest does not run here`);
+    }
+    const health = await this.options.registry
+      .get(record.vm)
+      .guest.waitHealthy({ minOk: 3, timeoutMs: 20_000 });
+    return { state: health.state, reason: health.reason };
   }
 
   /** The source gave up: drop the incoming VM. */

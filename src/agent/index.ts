@@ -4,3 +4,4 @@ export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from '.
 export { openJournal, type Journal, type MigrationRecord, type VmRecord } from './journal.js';
 export type { VmView, VmState } from './vm-registry.js';
 export type { MigrationOverrides } from './outgoing.js';
+export { loadMigrationOptions, planSettings } from './migration-settings.js';

@@ -258,8 +258,10 @@ function peerOverApi(client: AgentClient, name: string): DestinationPeer {
     resume: async (id) => {
       await client.post(`/v1/incoming/${id}/resume`);
     },
-    complete: (id) =>
-      client.post<{ guest: GuestVerdict }>(`/v1/incoming/${id}/complete`, {}, { timeoutMs: 60_000 }),
+    complete: async (id) => {
+      await client.post(`/v1/incoming/${id}/complete`, {}, { timeoutMs: 30_000 });
+    },
+    guestHealth: (id) => client.get<GuestVerdict>(`/v1/incoming/${id}/guest`, { timeoutMs: 60_000 }),
     abort: async (id, reason) => {
       await client.post(`/v1/incoming/${id}/abort`, { reason });
     },

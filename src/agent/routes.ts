@@ -1,4 +1,4 @@
-import { UsageError } from '../errors.js';
+import { NotFoundError, UsageError } from '../errors.js';
 import { validateVmSpec } from '../qemu/index.js';
 import { Reply, type ApiServer } from './api-server.js';
 import type { IncomingMigrations } from './incoming.js';
@@ -53,7 +53,7 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
     .route('GET', '/v1/migrations/:id', (req) => {
       const id = req.params.id ?? '';
       const record = d.journal.getMigration(id);
-      if (record === undefined) throw new UsageError(`no migration ${id}`);
+      if (record === undefined) throw new NotFoundError(`no migration ${id} on this host`);
       return Promise.resolve({ ...record, live: d.outgoing.liveProgress(id) });
     })
     .route('GET', '/v1/migrations/:id/samples', (req) =>
@@ -72,7 +72,11 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       await d.incoming.resume(req.params.id ?? '');
       return {};
     })
-    .route('POST', '/v1/incoming/:id/complete', (req) => d.incoming.complete(req.params.id ?? ''))
+    .route('POST', '/v1/incoming/:id/complete', async (req) => {
+      await d.incoming.complete(req.params.id ?? '');
+      return {};
+    })
+    .route('GET', '/v1/incoming/:id/guest', (req) => d.incoming.guestHealth(req.params.id ?? ''))
     .route('POST', '/v1/incoming/:id/abort', async (req) => {
       const reason = (req.body as { reason?: unknown } | undefined)?.reason;
       await d.incoming.abort(req.params.id ?? '', typeof reason === 'string' ? reason : 'no reason given');

@@ -4,36 +4,22 @@
  * has stalled. No clock and no I/O here; the loop passes the numbers in.
  */
 
-/** `[delaySeconds, downtimeMs]` pairs, as nova's `downtime_steps` generates them. */
-export type DowntimeSteps = readonly (readonly [number, number])[];
+import { downtimeStepAt, type DowntimeStep } from '../policy/index.js';
+
+export type DowntimeSteps = readonly DowntimeStep[];
 
 /**
- * The downtime limit in force `elapsedSeconds` into the migration: the last step
- * whose delay has passed (nova's `_live_migration_monitor` walks the list the
- * same way), or undefined before the first step.
+ * The downtime limit to send to QEMU now, or undefined when the step due is
+ * already in force (nova only sends changes). Which step is due follows nova's
+ * monitor loop: the last one whose delay the elapsed time has passed.
  */
-export function downtimeAt(steps: DowntimeSteps, elapsedSeconds: number): number | undefined {
-  let current: number | undefined;
-  for (const [delay, downtime] of steps) {
-    if (elapsedSeconds < delay) break;
-    current = downtime;
-  }
-  return current;
-}
-
-/** The downtime to send to QEMU now, or undefined when it is already in force (nova only sends changes). */
 export function downtimeChange(
   steps: DowntimeSteps,
   elapsedSeconds: number,
   applied: number | undefined,
 ): number | undefined {
-  const due = downtimeAt(steps, elapsedSeconds);
+  const due = downtimeStepAt(steps, elapsedSeconds)?.[1];
   return due !== undefined && due !== applied ? due : undefined;
-}
-
-/** True once a non-zero completion timeout has been exceeded. */
-export function completionTimedOut(timeoutSeconds: number, elapsedSeconds: number): boolean {
-  return timeoutSeconds > 0 && elapsedSeconds > timeoutSeconds;
 }
 
 /** Progress tracking state carried between ticks. */

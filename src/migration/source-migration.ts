@@ -1,12 +1,7 @@
 import { MigrationError, QmpCommandError, describeError } from '../errors.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
-import {
-  completionTimedOut,
-  downtimeChange,
-  timeoutResponse,
-  trackProgress,
-  type StallState,
-} from './convergence.js';
+import { completionTimeoutReached } from '../policy/index.js';
+import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
 import type {
   GuestVerdict,
   IncomingReply,
@@ -23,8 +18,10 @@ export interface DestinationPeer {
   prepare(request: IncomingRequest): Promise<IncomingReply>;
   /** Post-copy: the destination must run the guest as soon as the switch happened. */
   resume(migrationId: string): Promise<void>;
-  /** Pre-copy completed: start the guest there and report its health after the move. */
-  complete(migrationId: string): Promise<{ guest: GuestVerdict }>;
+  /** Pre-copy completed: start the guest there. */
+  complete(migrationId: string): Promise<void>;
+  /** The guest's own verdict on the destination after the move (waits for its heartbeats). */
+  guestHealth(migrationId: string): Promise<GuestVerdict>;
   /** Give up: the destination kills its incoming QEMU and forgets it. */
   abort(migrationId: string, reason: string): Promise<void>;
 }
@@ -241,7 +238,11 @@ export class SourceMigration {
             settings.stallSeconds,
           );
           stall = nextStall;
-          const timedOut = completionTimedOut(settings.completionTimeoutSeconds, elapsed);
+          const timedOut = completionTimeoutReached(
+            elapsed,
+            settings.completionTimeoutSeconds,
+            switchedToPostcopy !== undefined,
+          );
           if (!timeoutHandled && switchedToPostcopy === undefined && pausedAt === undefined) {
             let trigger: string | undefined;
             if (this.forceRequested) trigger = 'force-complete requested by the operator';
@@ -278,8 +279,14 @@ export class SourceMigration {
 
       setState('completing', `QEMU finished sending; starting the guest on ${deps.peer.name}`);
       const completedAt = deps.now();
-      const { guest } = await deps.peer.complete(deps.id);
+      await deps.peer.complete(deps.id);
       resumedDestinationAt ??= deps.now();
+      const guest = await deps.peer
+        .guestHealth(deps.id)
+        .catch((err: unknown): GuestVerdict => ({
+          state: 'unknown',
+          reason: `could not ask the destination: ${describeError(err)}`,
+        }));
       const seconds = (completedAt - started) / 1000;
       const bytes = lastInfo.ram?.transferred ?? 0;
       const qemuDowntime = lastInfo.downtime;

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Agent } from '../../agent/index.js';
+import { Agent, loadMigrationOptions } from '../../agent/index.js';
 import { UsageError } from '../../errors.js';
 import { loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
 import type { CommandModule } from '../command.js';
@@ -16,6 +16,7 @@ interface AgentFlags {
   accel: string;
   qemu: string;
   qemuTls: boolean;
+  config?: string;
 }
 
 /** Splits HOST:PORT (IPv6 in brackets); names the bad value. */
@@ -35,6 +36,7 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
   if (!['auto', 'kvm', 'tcg'].includes(flags.accel)) {
     throw new UsageError(`--accel must be auto, kvm or tcg, got ${JSON.stringify(flags.accel)}`);
   }
+  const migrationOptions = loadMigrationOptions(flags.config);
   const tls = await loadTlsIdentity(flags.tlsDir);
   let qemuTlsDir: string | undefined;
   if (flags.qemuTls) {
@@ -51,6 +53,7 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
     accel: flags.accel as 'auto' | 'kvm' | 'tcg',
     qemuBinary: flags.qemu,
     qemuTlsDir,
+    migrationOptions,
     log: (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
   });
   io.stdout.write(`vmferry-agent ready name=${agent.options.name} addresses=${agent.addresses.join(',')}\n`);
@@ -82,6 +85,10 @@ export const agentCommand: CommandModule = {
       )
       .option('--accel <auto|kvm|tcg>', 'accelerator; auto = KVM only if a probe guest really runs', 'auto')
       .option('--qemu <binary>', 'QEMU system emulator', 'qemu-system-x86_64')
+      .option(
+        '--config <nova.conf>',
+        'nova.conf whose [libvirt] live_migration_* and [vmferry] options say how to migrate',
+      )
       .option('--no-qemu-tls', 'do not give QEMU TLS credentials (disables native TLS)')
       .action((flags: AgentFlags) => runAgent(io, flags));
   },

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  GuestSerialParser,
+  guestAppend,
+  guestKernelPath,
+  guestPageAddress,
+  guestRamMiB,
+  type GuestHeartbeatEvent,
+} from '../../src/guest/index.js';
+import { QemuVm, followFile, runFiles, type FileFollower, type VmSpec } from '../../src/qemu/index.js';
+import { runCli, waitFor } from './helpers.js';
+
+/** A real QEMU running the guest under TCG, with its heartbeats collected as they arrive. */
+class GuestUnderTest {
+  readonly heartbeats: GuestHeartbeatEvent[] = [];
+  private follower: FileFollower | undefined;
+  vm: QemuVm | undefined;
+
+  async boot(spec: VmSpec, runDir: string): Promise<this> {
+    const parser = new GuestSerialParser();
+    this.follower = followFile(
+      runFiles(runDir).serialLog,
+      (text) => {
+        for (const e of parser.push(text)) if (e.kind === 'heartbeat') this.heartbeats.push(e);
+      },
+      { intervalMs: 100 },
+    );
+    this.vm = await QemuVm.launch(spec, { accel: 'tcg', runDir });
+    return this;
+  }
+
+  async waitHeartbeats(
+    count: number,
+    what = `${count} heartbeats`,
+    timeoutMs = 30_000,
+  ): Promise<GuestHeartbeatEvent[]> {
+    const start = this.heartbeats.length;
+    await waitFor(what, () => (this.heartbeats.length - start >= count ? true : undefined), timeoutMs);
+    return this.heartbeats.slice(start);
+  }
+
+  async stop(): Promise<void> {
+    this.follower?.stop();
+    await this.vm?.stop(3000);
+  }
+}
+
+describe('the guest workload under real QEMU (TCG)', () => {
+  let dir: string;
+  const guests: GuestUnderTest[] = [];
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vmf-guest-e2e-'));
+  });
+  after(async () => {
+    await Promise.all(guests.map((g) => g.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('boots idle (dirty=0), prints OK heartbeats, pauses and resumes over QMP, and quits', async () => {
+    const g = new GuestUnderTest();
+    guests.push(g);
+    const spec: VmSpec = {
+      name: 'idle',
+      memoryMiB: guestRamMiB(64),
+      vcpus: 1,
+      kernel: guestKernelPath(),
+      append: guestAppend({ memMiB: 64, dirtyMiBps: 0 }),
+    };
+    await g.boot(spec, join(dir, 'idle'));
+    const first = await g.waitHeartbeats(3);
+    assert.ok(
+      first.every((h) => h.status === 'ok'),
+      JSON.stringify(first),
+    );
+    assert.ok(first[2]!.seq > first[0]!.seq && first[2]!.verified > first[0]!.verified);
+
+    const qmp = g.vm!.qmp;
+    await qmp.execute('stop');
+    assert.equal((await qmp.execute<{ status: string }>('query-status')).status, 'paused');
+    await sleep(500);
+    const pausedAt = g.heartbeats.length;
+    await sleep(2500);
+    assert.equal(g.heartbeats.length, pausedAt, 'a paused guest prints no heartbeat');
+
+    await qmp.execute('cont');
+    assert.equal((await qmp.execute<{ status: string }>('query-status')).status, 'running');
+    const resumed = await g.waitHeartbeats(2, 'heartbeats after resume');
+    assert.ok(resumed[0]!.seq > first[2]!.seq);
+    assert.ok(resumed.every((h) => h.status === 'ok'));
+
+    const exit = await g.vm!.stop(5000);
+    assert.equal(g.vm!.alive, false);
+    assert.equal(exit.signal, null, 'quit, not killed');
+  });
+
+  it('keeps verifying OK while dirtying 64 MiB/s of 256 MiB', async () => {
+    const g = new GuestUnderTest();
+    guests.push(g);
+    const spec: VmSpec = {
+      name: 'busy',
+      memoryMiB: guestRamMiB(256),
+      vcpus: 1,
+      kernel: guestKernelPath(),
+      append: guestAppend({ memMiB: 256, dirtyMiBps: 64 }),
+    };
+    await g.boot(spec, join(dir, 'busy'));
+    const beats = await g.waitHeartbeats(5, '5 heartbeats', 40_000);
+    assert.ok(
+      beats.every((h) => h.status === 'ok'),
+      JSON.stringify(beats),
+    );
+    const last = beats.at(-1)!;
+    const firstBeat = beats[0]!;
+    const pagesPerSecond = (last.written - firstBeat.written) / (last.seq - firstBeat.seq);
+    // 64 MiB/s is 16384 pages/s; allow for heartbeat jitter under load.
+    assert.ok(pagesPerSecond > 16384 * 0.7, `rewrote ${pagesPerSecond} pages/s`);
+    await g.stop();
+  });
+
+  it('reports CORRUPT when a page is changed behind its back: the verifier can fail', async () => {
+    const g = new GuestUnderTest();
+    guests.push(g);
+    const memFile = join('/dev/shm', `vmf-corrupt-${process.pid}.ram`);
+    const spec: VmSpec = {
+      name: 'victim',
+      memoryMiB: guestRamMiB(64),
+      vcpus: 1,
+      kernel: guestKernelPath(),
+      append: guestAppend({ memMiB: 64, dirtyMiBps: 0 }),
+      memoryBackend: { kind: 'file', path: memFile, share: true },
+    };
+    try {
+      await g.boot(spec, join(dir, 'victim'));
+      const ok = await g.waitHeartbeats(2);
+      assert.ok(ok.every((h) => h.status === 'ok'));
+      const page = 1234;
+      // With a shared file backend, guest physical address == file offset for low RAM.
+      const fd = openSync(memFile, 'r+');
+      writeSync(fd, Buffer.from([0xde, 0xad, 0xbe, 0xef]), 0, 4, guestPageAddress(page) + 100);
+      closeSync(fd);
+      const corrupt = await waitFor(
+        'a CORRUPT heartbeat',
+        () => g.heartbeats.find((h) => h.status === 'corrupt'),
+        20_000,
+      );
+      assert.equal(corrupt.corruptPage, page);
+    } finally {
+      await g.stop();
+      rmSync(memFile, { force: true });
+    }
+  });
+
+  it('vmferry host info --json reports TCG, the QEMU version and its migration capabilities', async () => {
+    const r = await runCli(['host', 'info', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const info = JSON.parse(r.stdout) as {
+      accelerator: string;
+      qemuVersion: string;
+      migrationCapabilities: string[];
+      tls: { supported: boolean };
+    };
+    assert.equal(info.accelerator, 'tcg');
+    assert.match(info.qemuVersion, /^\d+\.\d+\.\d+$/);
+    for (const cap of ['multifd', 'postcopy-ram', 'auto-converge'])
+      assert.ok(info.migrationCapabilities.includes(cap), cap);
+    assert.equal(typeof info.tls.supported, 'boolean');
+  });
+});
