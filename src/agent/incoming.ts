@@ -218,7 +218,8 @@ export class IncomingMigrations {
     this.options.tunnels?.closeTunnel(id);
     if (entry !== undefined && this.options.registry.has(entry.vmName)) {
       const vm = this.options.registry.get(entry.vmName);
-      if (vm.state === 'incoming') await this.options.registry.destroy(entry.vmName, 2000);
+      // Only the VM this migration brought: never one that already ran here under that name.
+      if (vm.migrationId === id) await this.options.registry.destroy(entry.vmName, 2000);
     }
     this.options.journal.setMigrationState(id, 'failed', { message: reason, error: reason });
     this.options.log(`incoming migration ${id} failed: ${reason}`);

@@ -210,6 +210,7 @@ export class VmRegistry {
     void qemu.exited.then((exit) => {
       if (this.vms.get(vm.spec.name) !== vm || vm.qemu !== qemu) return;
       vm.state = 'failed';
+      vm.guest.stop();
       this.persist(vm);
       this.options.log(`QEMU of VM ${vm.spec.name} exited (${exit.signal ?? `status ${exit.code}`})`);
     });

@@ -281,12 +281,10 @@ export class SourceMigration {
       const completedAt = deps.now();
       await deps.peer.complete(deps.id);
       resumedDestinationAt ??= deps.now();
-      const guest = await deps.peer
-        .guestHealth(deps.id)
-        .catch((err: unknown): GuestVerdict => ({
-          state: 'unknown',
-          reason: `could not ask the destination: ${describeError(err)}`,
-        }));
+      const guest = await deps.peer.guestHealth(deps.id).catch((err: unknown): GuestVerdict => ({
+        state: 'unknown',
+        reason: `could not ask the destination: ${describeError(err)}`,
+      }));
       const seconds = (completedAt - started) / 1000;
       const bytes = lastInfo.ram?.transferred ?? 0;
       const qemuDowntime = lastInfo.downtime;

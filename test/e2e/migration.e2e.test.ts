@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { AgentClient, MigrationRecord, VmView } from '../../src/agent/index.js';
+import { PeerError } from '../../src/errors.js';
+import { TwoHostLab } from '../../src/lab/index.js';
+import type { MigrationReport } from '../../src/migration/index.js';
+import { initCa, issueCertificate, loadTlsIdentity } from '../../src/pki/index.js';
+import {
+  guestSpec,
+  migrationReport,
+  qemuPidsMatching,
+  runCli,
+  vmNames,
+  waitFor,
+  waitForOkHeartbeats,
+  waitUntilTransferring,
+} from './helpers.js';
+
+describe('live migration between two agents (real QEMU, real agents)', () => {
+  let lab: TwoHostLab;
+  let a: AgentClient;
+  let b: AgentClient;
+
+  before(async () => {
+    lab = await TwoHostLab.create({ prefix: 'vme', subnet: 10 });
+    await lab.start();
+    a = lab.client('a');
+    b = lab.client('b');
+  });
+  after(async () => {
+    await lab?.close();
+  });
+
+  async function startGuest(name: string): Promise<number> {
+    await a.post('/v1/vms', guestSpec(name), { timeoutMs: 60_000 });
+    return waitForOkHeartbeats(a, name, 2);
+  }
+
+  /** Starts a bandwidth-capped migration so there is time to interfere with it. */
+  async function startSlowMigration(name: string): Promise<string> {
+    const { id } = await a.post<{ id: string }>('/v1/migrations', {
+      vm: name,
+      to: lab.agents.b.address,
+      options: { bandwidthMiBps: 16 },
+    });
+    await waitUntilTransferring(a, id);
+    return id;
+  }
+
+  /** After a failed migration: the VM runs on A, its guest still verifies OK, B holds nothing of it. */
+  async function assertSourceIntact(name: string, seqBefore: number): Promise<void> {
+    const view = await a.get<VmView>(`/v1/vms/${name}`);
+    assert.equal(view.state, 'running');
+    await waitForOkHeartbeats(a, name, 3, seqBefore);
+    await waitFor(
+      `B to forget ${name}`,
+      async () => ((await vmNames(b)).includes(name) ? undefined : true),
+      10_000,
+    );
+    await waitFor(`B's QEMU for ${name} to be gone`, async () =>
+      (await qemuPidsMatching(join(lab.agents.b.stateDir, 'vms', name))).length === 0 ? true : undefined,
+    );
+  }
+
+  it('migrates a running guest A -> B with the CLI; the guest verifies OK on B and the source QEMU is gone', async () => {
+    await startGuest('mover');
+    const r = await runCli(['migrate', 'mover', '--to', lab.agents.b.address, '--json'], lab.cliEnv('a'));
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as MigrationReport;
+    assert.equal(report.status, 'completed', report.error);
+    assert.equal(report.transport, 'native');
+    assert.equal(report.tls, true, 'both hosts can do QEMU TLS: the plan must not send clear text');
+    assert.equal(report.guest, 'ok', report.guestDetail);
+    assert.ok(report.bytes > 100 * 1024 * 1024, `sent ${report.bytes} bytes`);
+    assert.ok(report.downtimeMs !== undefined && report.downtimeMs >= 0);
+    assert.ok(report.iterations >= 1);
+
+    assert.ok(!(await vmNames(a)).includes('mover'));
+    assert.deepEqual(await qemuPidsMatching(join(lab.agents.a.stateDir, 'vms', 'mover')), []);
+    const onB = await b.get<VmView>('/v1/vms/mover');
+    assert.equal(onB.state, 'running');
+    await waitForOkHeartbeats(b, 'mover', 3);
+  });
+
+  it('keeps knowing its VMs and migrations after an agent restart (reattaches to live QEMU)', async () => {
+    const before = await b.get<VmView>('/v1/vms/mover');
+    await lab.stopAgent('b');
+    await lab.startAgent('b');
+    const after = await b.get<VmView>('/v1/vms/mover');
+    assert.equal(after.state, 'running');
+    assert.equal(after.pid, before.pid, 'the same QEMU process, reattached');
+    await waitForOkHeartbeats(b, 'mover', 2, before.guest.lastSeq);
+    const { migrations } = await b.get<{ migrations: MigrationRecord[] }>('/v1/migrations');
+    assert.ok(
+      migrations.some((m) => m.vm === 'mover' && m.role === 'destination' && m.state === 'completed'),
+    );
+    await b.post('/v1/vms/mover/stop');
+  });
+
+  it('fails cleanly when the destination QEMU is killed midway: source keeps running, guest OK, B cleaned', async () => {
+    const seq = await startGuest('victim');
+    const id = await startSlowMigration('victim');
+    const pid = Number(readFileSync(join(lab.agents.b.stateDir, 'vms', 'victim', 'qemu.pid'), 'utf8'));
+    process.kill(pid, 'SIGKILL');
+    const report = await migrationReport(a, id);
+    assert.equal(report.status, 'failed');
+    assert.ok(report.error !== undefined && report.error.length > 0);
+    await assertSourceIntact('victim', seq);
+    await a.post('/v1/vms/victim/stop');
+  });
+
+  it("aborts on the operator's request (vmferry migrate --abort): cancelled, source untouched", async () => {
+    const seq = await startGuest('abortme');
+    const id = await startSlowMigration('abortme');
+    const r = await runCli(['migrate', '--abort', id], lab.cliEnv('a'));
+    assert.equal(r.code, 0, r.stderr);
+    const report = await migrationReport(a, id);
+    assert.equal(report.status, 'cancelled');
+    await assertSourceIntact('abortme', seq);
+    const record = await a.get<MigrationRecord>(`/v1/migrations/${id}`);
+    assert.equal(record.state, 'cancelled');
+    await a.post('/v1/vms/abortme/stop');
+  });
+
+  it('survives the source agent dying mid-migration: recorded failed after restart, VM runs on A, B cleaned', async () => {
+    const seq = await startGuest('orphan');
+    const id = await startSlowMigration('orphan');
+    await lab.stopAgent('a', 'SIGKILL');
+    await lab.startAgent('a');
+    const record = await a.get<MigrationRecord>(`/v1/migrations/${id}`);
+    assert.equal(record.state, 'failed');
+    assert.match(record.error ?? '', /restart/);
+    await assertSourceIntact('orphan', seq);
+    await a.post('/v1/vms/orphan/stop');
+  });
+
+  it('refuses clients without a certificate from the deployment CA', async () => {
+    const foreignCa = join(lab.dir, 'foreign-ca');
+    await initCa(foreignCa);
+    await issueCertificate(foreignCa, { name: 'operator' });
+    const intruder = lab.clientWith('a', await loadTlsIdentity(join(foreignCa, 'issued', 'operator')));
+    await assert.rejects(intruder.get('/v1/vms'), PeerError);
+    await assert.rejects(
+      intruder.post('/v1/incoming', { migrationId: 'x' }),
+      (err: unknown) => err instanceof PeerError,
+    );
+    const r = await runCli(['vm', 'list'], {
+      ...lab.cliEnv('a'),
+      VMFERRY_TLS_DIR: join(foreignCa, 'issued', 'operator'),
+    });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /cannot reach agent|certificate|alert/i);
+    assert.ok(existsSync(lab.operatorDir));
+  });
+});
