@@ -95,9 +95,12 @@ export class SourceMigration {
   private readonly events: string[] = [];
   private latest: MigrationSample | undefined;
   private state: MigrationState = 'preparing';
+  /** The destination's host name once it answered (its address until then). */
+  private destinationName: string;
 
   constructor(deps: SourceMigrationDeps) {
     this.deps = deps;
+    this.destinationName = deps.peer.name;
   }
 
   get progress(): { state: MigrationState; sample: MigrationSample | undefined } {
@@ -150,6 +153,7 @@ export class SourceMigration {
         sourceHost: deps.sourceHost,
       });
       destinationPrepared = true;
+      this.destinationName = reply.destinationHost;
       this.throwIfAborted();
       transport = await deps.openTransport(reply);
 
@@ -410,7 +414,7 @@ export class SourceMigration {
       id: this.deps.id,
       vm: request.spec.name,
       from: this.deps.sourceHost,
-      to: this.deps.peer.name,
+      to: this.destinationName,
       status,
       transport: settings.transport,
       tls: settings.tls,

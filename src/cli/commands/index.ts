@@ -2,6 +2,7 @@ import type { CommandModule } from '../command.js';
 import { agentCommand } from './agent.js';
 import { caCommand } from './ca.js';
 import { configCommand } from './config.js';
+import { demoCommand } from './demo.js';
 import { hostCommand } from './host.js';
 import { migrateCommand, migrationCommand } from './migrate.js';
 import { planCommand } from './plan.js';
@@ -11,6 +12,7 @@ export type { CommandModule } from '../command.js';
 
 /** Every command vmferry has, in the order `--help` lists them. */
 export const commands: readonly CommandModule[] = [
+  demoCommand,
   agentCommand,
   vmCommand,
   migrateCommand,
