@@ -7,6 +7,7 @@ import {
   readFileSync,
   readdirSync,
   rmSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +42,8 @@ export interface TwoHostLabOptions {
   linkGbps?: number;
   /** Extra arguments for both agents. */
   agentArgs?: string[];
+  /** A nova.conf both agents read (--config): [libvirt] live_migration_* and [vmferry] options. */
+  novaConf?: string;
   /** Keep the working directory after close (for debugging). */
   keep?: boolean;
 }
@@ -112,6 +115,7 @@ export class TwoHostLab {
         };
       }
       await issueCertificate(caDir, { name: 'operator' });
+      if (options.novaConf !== undefined) writeFileSync(join(dir, 'nova.conf'), options.novaConf);
       const operatorDir = join(caDir, 'issued', 'operator');
       const lab = new TwoHostLab(
         dir,
@@ -147,6 +151,7 @@ export class TwoHostLab {
       join(this.dir, 'ca', 'issued', agent.name),
       '--accel',
       'tcg',
+      ...(this.options.novaConf !== undefined ? ['--config', join(this.dir, 'nova.conf')] : []),
       ...(this.options.agentArgs ?? []),
     ];
     const full = agent.netns !== undefined ? inNetns(agent.netns, argv) : argv;

@@ -201,7 +201,9 @@ export class SourceMigration {
         let timeoutHandled = false;
         for (;;) {
           await this.tick();
-          lastInfo = await qmp.execute<QueryMigrate>('query-migrate');
+          const info = await qmp.execute<QueryMigrate>('query-migrate');
+          // A cancelled or failed migration reports no RAM figures: keep the last ones for the report.
+          lastInfo = info.ram === undefined ? { ...info, ram: lastInfo.ram } : info;
           const status = lastInfo.status ?? 'none';
           const elapsed = elapsedSeconds();
           const sample = toSample(lastInfo, deps.now() - started, appliedDowntime);

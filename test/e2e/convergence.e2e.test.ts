@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { AgentClient, VmView } from '../../src/agent/index.js';
+import { TwoHostLab } from '../../src/lab/index.js';
+import type { MigrationOverrides } from '../../src/agent/index.js';
+import type { MigrationReport } from '../../src/migration/index.js';
+import { guestSpec, migrationReport, waitForOkHeartbeats } from './helpers.js';
+
+/**
+ * A guest dirtying memory faster than a 1 Gbit/s link can carry it never
+ * converges by itself. Downtime steps are shortened (3 steps, 3 s/GiB) so the
+ * schedule plays out within a test.
+ */
+describe('migrations that would not converge, on a link shaped to 1 Gbit/s', () => {
+  let lab: TwoHostLab;
+  let a: AgentClient;
+  let b: AgentClient;
+
+  before(async () => {
+    lab = await TwoHostLab.create({
+      prefix: 'vmc',
+      subnet: 20,
+      linkGbps: 1,
+      novaConf: '[libvirt]\nlive_migration_downtime_steps = 3\nlive_migration_downtime_delay = 3\n',
+    });
+    await lab.start();
+    a = lab.client('a');
+    b = lab.client('b');
+  });
+  after(async () => {
+    await lab?.close();
+  });
+
+  async function migrateBusyGuest(
+    name: string,
+    options: MigrationOverrides,
+  ): Promise<{ report: MigrationReport; seq: number }> {
+    await a.post('/v1/vms', guestSpec(name, 256, 256, 128), { timeoutMs: 60_000 });
+    const seq = await waitForOkHeartbeats(a, name, 2);
+    const { id } = await a.post<{ id: string }>('/v1/migrations', {
+      vm: name,
+      to: lab.agents.b.address,
+      options,
+    });
+    return { report: await migrationReport(a, id, 180_000), seq };
+  }
+
+  async function assertArrivedOk(name: string, report: MigrationReport): Promise<void> {
+    assert.equal(report.status, 'completed', report.error);
+    assert.equal(report.guest, 'ok', report.guestDetail);
+    assert.equal((await b.get<VmView>(`/v1/vms/${name}`)).state, 'running');
+    await b.post(`/v1/vms/${name}/stop`);
+  }
+
+  it('with no help, hits the completion timeout and aborts: the source keeps running and verifying OK', async () => {
+    const { report, seq } = await migrateBusyGuest('stubborn', { completionTimeoutSeconds: 10 });
+    assert.equal(report.status, 'failed');
+    assert.match(report.error ?? '', /completion timeout of 10 s/);
+    assert.ok(
+      report.events.some((e) => /completion timeout .* abort/.test(e)),
+      report.events.join('; '),
+    );
+    assert.ok(report.iterations >= 2, `passes: ${report.iterations}`);
+    assert.equal((await a.get<VmView>('/v1/vms/stubborn')).state, 'running');
+    await waitForOkHeartbeats(a, 'stubborn', 3, seq);
+    await a.post('/v1/vms/stubborn/stop');
+  });
+
+  it('with auto-converge, completes, and the report shows the CPU throttle applied', async () => {
+    const { report } = await migrateBusyGuest('throttled', { autoConverge: true });
+    assert.equal(report.autoConverge, true);
+    assert.ok(report.maxCpuThrottlePct >= 20, `throttle ${report.maxCpuThrottlePct}%`);
+    await assertArrivedOk('throttled', report);
+  });
+
+  it('with force_complete and neither post-copy nor auto-converge, completes by pausing the guest, downtime reported', async () => {
+    const { report } = await migrateBusyGuest('paused', {
+      completionTimeoutSeconds: 8,
+      timeoutAction: 'force_complete',
+    });
+    assert.equal(report.postCopy, false);
+    assert.equal(report.autoConverge, false);
+    assert.ok(
+      report.events.some((e) => /completion timeout .*: pause/.test(e)),
+      report.events.join('; '),
+    );
+    assert.ok(report.forcedPauseMs !== undefined && report.forcedPauseMs > 0);
+    assert.ok(report.downtimeMs !== undefined && report.downtimeMs >= report.forcedPauseMs);
+    await assertArrivedOk('paused', report);
+  });
+});
