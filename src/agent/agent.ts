@@ -60,11 +60,13 @@ export class Agent {
   private readonly peers = new Map<string, AgentClient>();
   private host: HostInfo | undefined;
   private readonly log: (line: string) => void;
+  private readonly migrationOptions: ResolvedOptions;
   addresses: string[] = [];
 
   private constructor(options: AgentOptions, host: HostInfo) {
     this.options = options;
     this.host = host;
+    this.migrationOptions = options.migrationOptions ?? loadMigrationOptions(undefined);
     this.log = options.log ?? ((line) => process.stderr.write(`vmferry-agent[${options.name}]: ${line}\n`));
     mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
     const now = (): number => Date.now();
@@ -95,7 +97,7 @@ export class Agent {
         const destinationHost = await destination.get<HostSummary>('/v1/host');
         const source = this.summary();
         return planSettings({
-          options: options.migrationOptions ?? loadMigrationOptions(undefined),
+          options: this.migrationOptions,
           memoryMiB: vmMemoryMiB,
           source,
           destination: destinationHost,
@@ -104,6 +106,7 @@ export class Agent {
       },
       openSourceTunnel: options.tunnels?.openSource,
       qemuTlsDir: options.qemuTlsDir,
+      dirtyRateSampleSeconds: this.migrationOptions['vmferry.dirty_rate_sample_seconds'].value,
       log: this.log,
     });
     this.api = new ApiServer(options.tls);

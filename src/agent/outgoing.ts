@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { ConflictError, NotFoundError, UsageError, describeError } from '../errors.js';
 import {
   SourceMigration,
+  forecastPrecopy,
+  type Forecast,
   type DestinationPeer,
   type GuestVerdict,
   type IncomingReply,
@@ -36,7 +38,22 @@ export interface OutgoingMigrationsOptions {
   }) => Promise<MigrationSettings>;
   openSourceTunnel: SourceTunnelOpener | undefined;
   qemuTlsDir: string | undefined;
+  /** How long the forecast samples the guest dirty rate (calc-dirty-rate), seconds. */
+  dirtyRateSampleSeconds: number;
   log: (line: string) => void;
+}
+
+/** `vmferry migrate --dry-run`: the plan and the forecast, nothing started. */
+export interface DryRun {
+  vm: string;
+  to: string;
+  settings: MigrationSettings;
+  dirtyRateBps: number;
+  dirtyRateSampleSeconds: number;
+  throughputBps: number;
+  throughputSource: string;
+  downtimeLimitMs: number;
+  forecast: Forecast;
 }
 
 /** Per-migration choices an operator may pass to `vmferry migrate`. */
@@ -66,6 +83,89 @@ export class OutgoingMigrations {
 
   constructor(options: OutgoingMigrationsOptions) {
     this.options = options;
+  }
+
+  /**
+   * The dry run: the plan for migrating `vmName` to `to`, the guest's dirty
+   * rate sampled now, and whether pre-copy is expected to converge.
+   */
+  async dryRun(vmName: string, to: string, overrides: MigrationOverrides): Promise<DryRun> {
+    const vm = this.options.registry.get(vmName);
+    const client = this.options.peerClient(to);
+    const settings = await this.options.plan({
+      vmMemoryMiB: vm.spec.memoryMiB,
+      destination: client,
+      overrides,
+    });
+    const estimate = await this.estimate(vmName, to, settings);
+    return { vm: vmName, to, settings, ...estimate };
+  }
+
+  /** Samples the guest's dirty rate and forecasts pre-copy for these settings. */
+  private async estimate(
+    vmName: string,
+    to: string,
+    settings: MigrationSettings,
+  ): Promise<Omit<DryRun, 'vm' | 'to' | 'settings'>> {
+    const vm = this.options.registry.get(vmName);
+    const qmp = vm.qemu?.qmp;
+    if (qmp === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
+    const seconds = this.options.dirtyRateSampleSeconds;
+    await qmp.execute('calc-dirty-rate', { 'calc-time': seconds, mode: 'page-sampling' });
+    let measured: { status: string; 'dirty-rate'?: number } = { status: 'measuring' };
+    const deadline = Date.now() + seconds * 1000 + 5000;
+    while (measured.status !== 'measured' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      measured = await qmp.execute<{ status: string; 'dirty-rate'?: number }>('query-dirty-rate');
+    }
+    if (measured.status !== 'measured')
+      throw new ConflictError(`QEMU did not finish measuring the dirty rate of ${vmName}`);
+    const dirtyRateBps = (measured['dirty-rate'] ?? 0) * 1024 * 1024;
+    const { throughputBps, throughputSource } = this.throughputTo(to, settings);
+    const downtimeLimitMs = Math.max(300, ...settings.downtimeSteps.map((s) => s[1]));
+    const forecast = forecastPrecopy({
+      memoryBytes: vm.spec.memoryMiB * 1024 * 1024,
+      dirtyRateBps,
+      throughputBps,
+      downtimeLimitMs,
+    });
+    return {
+      dirtyRateBps,
+      dirtyRateSampleSeconds: seconds,
+      throughputBps,
+      throughputSource,
+      downtimeLimitMs,
+      forecast,
+    };
+  }
+
+  /** What the link to `to` is expected to carry: the bandwidth cap, else the last migration there, else 10 Gbit/s. */
+  private throughputTo(
+    to: string,
+    settings: MigrationSettings,
+  ): { throughputBps: number; throughputSource: string } {
+    if (settings.bandwidthMiBps > 0) {
+      return {
+        throughputBps: settings.bandwidthMiBps * 1024 * 1024,
+        throughputSource: `the bandwidth cap of ${settings.bandwidthMiBps} MiB/s`,
+      };
+    }
+    const last = this.options.journal
+      .listMigrations({ active: false })
+      .filter((m) => m.role === 'source' && m.peer === to && m.state === 'completed')
+      .map((m) => m.report as MigrationReport | null)
+      .filter((r): r is MigrationReport => r !== null && r.gbps > 0)
+      .at(-1);
+    if (last !== undefined) {
+      return {
+        throughputBps: (last.gbps * 1e9) / 8,
+        throughputSource: `the last migration to ${to} (${last.gbps} Gbit/s)`,
+      };
+    }
+    return {
+      throughputBps: 10e9 / 8,
+      throughputSource: 'assumed 10 Gbit/s (no migration to this host measured yet)',
+    };
   }
 
   /** Starts migrating `vmName` to the agent at `to`; returns at once with the migration id. */
@@ -143,6 +243,7 @@ export class OutgoingMigrations {
       },
       now: () => performance.now(),
       tlsCredsDir: this.options.qemuTlsDir,
+      forecast: async () => (await this.estimate(vmName, to, settings)).forecast,
     });
     const done = driver.run().then(
       async (report) => this.finish(report),

@@ -41,14 +41,13 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
     })
     .route('GET', '/v1/migrations', () => Promise.resolve({ migrations: d.journal.listMigrations({}) }))
     .route('POST', '/v1/migrations', async (req) => {
-      const body = (req.body ?? {}) as Record<string, unknown>;
-      if (typeof body.vm !== 'string') throw new UsageError('vm (the name of the VM to migrate) is required');
-      if (typeof body.to !== 'string') throw new UsageError('to (the destination agent address) is required');
-      const overrides = (
-        typeof body.options === 'object' && body.options !== null ? body.options : {}
-      ) as MigrationOverrides;
-      const started = await d.outgoing.start(body.vm, body.to, overrides);
+      const { vm, to, overrides } = migrationRequest(req.body);
+      const started = await d.outgoing.start(vm, to, overrides);
       return new Reply(202, started);
+    })
+    .route('POST', '/v1/migrations/dry-run', async (req) => {
+      const { vm, to, overrides } = migrationRequest(req.body);
+      return d.outgoing.dryRun(vm, to, overrides);
     })
     .route('GET', '/v1/migrations/:id', (req) => {
       const id = req.params.id ?? '';
@@ -82,6 +81,16 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       await d.incoming.abort(req.params.id ?? '', typeof reason === 'string' ? reason : 'no reason given');
       return {};
     });
+}
+
+function migrationRequest(body: unknown): { vm: string; to: string; overrides: MigrationOverrides } {
+  const b = (body ?? {}) as Record<string, unknown>;
+  if (typeof b.vm !== 'string') throw new UsageError('vm (the name of the VM to migrate) is required');
+  if (typeof b.to !== 'string') throw new UsageError('to (the destination agent address) is required');
+  const overrides = (
+    typeof b.options === 'object' && b.options !== null ? b.options : {}
+  ) as MigrationOverrides;
+  return { vm: b.vm, to: b.to, overrides };
 }
 
 function optionalInt(value: string | null, name: string): number | undefined {

@@ -1,3 +1,4 @@
+import type { DryRun } from '../agent/index.js';
 import type { MigrationReport, MigrationSample } from '../migration/index.js';
 
 const GIB = 1024 ** 3;
@@ -45,8 +46,23 @@ export function reportLines(r: MigrationReport): string[] {
   if (r.postcopySwitchSeconds !== undefined)
     lines.push(`  post-copy   switched at ${r.postcopySwitchSeconds} s`);
   for (const e of r.events) lines.push(`  event       ${e}`);
+  if (r.forecast !== undefined) lines.push(`  forecast    ${r.forecast}`);
   lines.push(`  guest       ${r.guest}: ${r.guestDetail}`);
   if (r.error !== undefined) lines.push(`  error       ${r.error}`);
   for (const reason of r.reasons) lines.push(`  why         ${reason}`);
   return lines;
+}
+
+/** `vmferry migrate --dry-run` for people: the plan, the measured rates and the forecast. */
+export function dryRunLines(d: DryRun): string[] {
+  const s = d.settings;
+  return [
+    `dry run: ${d.vm} -> ${d.to}`,
+    `  transport   ${s.transport}${s.tls ? ' + TLS' : ' (clear text)'}, ${s.channels} channel(s)${s.postCopy ? ', post-copy allowed' : ''}${s.autoConverge ? ', auto-converge' : ''}`,
+    `  dirty rate  ${formatBytes(d.dirtyRateBps)}/s (sampled for ${d.dirtyRateSampleSeconds} s)`,
+    `  link        ${((d.throughputBps * 8) / 1e9).toFixed(2)} Gbit/s: ${d.throughputSource}`,
+    `  downtime    up to ${d.downtimeLimitMs} ms (last downtime step)`,
+    `  forecast    ${d.forecast.summary}`,
+    ...s.reasons.map((r) => `  why         ${r}`),
+  ];
 }

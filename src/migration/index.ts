@@ -8,3 +8,4 @@ export {
   type MigrationRecorder,
   type SourceMigrationDeps,
 } from './source-migration.js';
+export { forecastPrecopy, ratesFromSamples, type Forecast, type ForecastInput } from './forecast.js';

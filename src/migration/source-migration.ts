@@ -2,6 +2,7 @@ import { MigrationError, QmpCommandError, describeError } from '../errors.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import { completionTimeoutReached } from '../policy/index.js';
 import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
+import type { Forecast } from './forecast.js';
 import type {
   GuestVerdict,
   IncomingReply,
@@ -55,6 +56,8 @@ export interface SourceMigrationDeps {
   /** QEMU's tls-creds-x509 directory on this host (native TLS). */
   tlsCredsDir?: string;
   pollMs?: number;
+  /** Samples the guest and predicts convergence before the migration starts. */
+  forecast?: () => Promise<Forecast>;
 }
 
 /** Unlimited bandwidth: QEMU 7.2 caps max-bandwidth at 128 MiB/s unless told otherwise. */
@@ -95,6 +98,7 @@ export class SourceMigration {
   private readonly events: string[] = [];
   private latest: MigrationSample | undefined;
   private state: MigrationState = 'preparing';
+  private forecastSummary: string | undefined;
   /** The destination's host name once it answered (its address until then). */
   private destinationName: string;
 
@@ -146,6 +150,21 @@ export class SourceMigration {
 
     try {
       if (!wasRunning) throw new MigrationError(`VM ${deps.request.spec.name} is not running on the source`);
+      if (deps.forecast !== undefined) {
+        setState('preparing', 'sampling the guest dirty rate for the forecast');
+        const forecast = await deps.forecast().catch((err: unknown) => {
+          this.events.push(`no forecast: ${describeError(err)}`);
+          return undefined;
+        });
+        this.forecastSummary = forecast?.summary;
+        const helped =
+          settings.autoConverge || settings.postCopy || settings.timeoutAction === 'force_complete';
+        if (forecast !== undefined && !forecast.converges && !helped) {
+          this.events.push(`warning: forecast says this migration ${forecast.summary}`);
+          deps.recorder.state('preparing', `warning: ${forecast.summary}`);
+        }
+        this.throwIfAborted();
+      }
       setState('preparing', `asking ${deps.peer.name} to prepare an incoming VM`);
       const reply = await deps.peer.prepare({
         ...deps.request,
@@ -433,6 +452,7 @@ export class SourceMigration {
       postcopySwitchSeconds: r.switchedToPostcopy === undefined ? undefined : round(r.switchedToPostcopy, 2),
       forcedPauseMs: r.forcedPauseMs === undefined ? undefined : Math.round(r.forcedPauseMs),
       events: [...this.events],
+      forecast: this.forecastSummary,
       guest: r.guest.state,
       guestDetail: r.guest.reason,
       error: r.error,

@@ -107,8 +107,10 @@ export interface MigrationReport {
   postcopySwitchSeconds: number | undefined;
   /** Set when the guest was paused to force completion: how long it stayed paused (ms). */
   forcedPauseMs: number | undefined;
-  /** What ended the migration early or forced it (timeout, stall, operator). */
+  /** What ended the migration early or forced it (timeout, stall, operator), and forecast warnings. */
   events: string[];
+  /** The pre-migration forecast, in one sentence (undefined when none was made). */
+  forecast: string | undefined;
   guest: GuestVerdict['state'];
   guestDetail: string;
   error: string | undefined;

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { AgentClient, VmView } from '../../src/agent/index.js';
+import type { AgentClient, DryRun, VmView } from '../../src/agent/index.js';
 import { TwoHostLab } from '../../src/lab/index.js';
 import type { MigrationOverrides } from '../../src/agent/index.js';
 import type { MigrationReport } from '../../src/migration/index.js';
-import { guestSpec, migrationReport, waitForOkHeartbeats } from './helpers.js';
+import { guestSpec, migrationReport, runCli, waitForOkHeartbeats } from './helpers.js';
 
 /**
  * A guest dirtying memory faster than a 1 Gbit/s link can carry it never
@@ -21,7 +21,8 @@ describe('migrations that would not converge, on a link shaped to 1 Gbit/s', () 
       prefix: 'vmc',
       subnet: 20,
       linkGbps: 1,
-      novaConf: '[libvirt]\nlive_migration_downtime_steps = 3\nlive_migration_downtime_delay = 3\n',
+      novaConf:
+        '[libvirt]\nlive_migration_downtime_steps = 3\nlive_migration_downtime_delay = 3\n[vmferry]\ndirty_rate_sample_seconds = 2\n',
     });
     await lab.start();
     a = lab.client('a');
@@ -52,6 +53,30 @@ describe('migrations that would not converge, on a link shaped to 1 Gbit/s', () 
     await b.post(`/v1/vms/${name}/stop`);
   }
 
+  it('vmferry migrate --dry-run samples the guest and forecasts no convergence at a 100 MiB/s cap', async () => {
+    await a.post('/v1/vms', guestSpec('forecast', 256, 256, 128), { timeoutMs: 60_000 });
+    await waitForOkHeartbeats(a, 'forecast', 2);
+    const r = await runCli(
+      ['migrate', 'forecast', '--to', lab.agents.b.address, '--bandwidth', '100', '--dry-run', '--json'],
+      lab.cliEnv('a'),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const dry = JSON.parse(r.stdout) as DryRun;
+    assert.ok(dry.dirtyRateBps > 100 * 1024 * 1024, `sampled ${dry.dirtyRateBps} B/s`);
+    assert.equal(dry.throughputBps, 100 * 1024 * 1024);
+    assert.equal(dry.forecast.converges, false);
+    assert.match(dry.forecast.summary, /will not converge/);
+    assert.equal((await a.get<VmView>('/v1/vms/forecast')).state, 'running', 'a dry run migrates nothing');
+    await a.post('/v1/vms/forecast/stop');
+  });
+
+  it('with auto-converge, completes, and the report shows the CPU throttle applied', async () => {
+    const { report } = await migrateBusyGuest('throttled', { autoConverge: true });
+    assert.equal(report.autoConverge, true);
+    assert.ok(report.maxCpuThrottlePct >= 20, `throttle ${report.maxCpuThrottlePct}%`);
+    await assertArrivedOk('throttled', report);
+  });
+
   it('with no help, hits the completion timeout and aborts: the source keeps running and verifying OK', async () => {
     const { report, seq } = await migrateBusyGuest('stubborn', { completionTimeoutSeconds: 10 });
     assert.equal(report.status, 'failed');
@@ -61,16 +86,14 @@ describe('migrations that would not converge, on a link shaped to 1 Gbit/s', () 
       report.events.join('; '),
     );
     assert.ok(report.iterations >= 2, `passes: ${report.iterations}`);
+    // The previous migration to B measured the link, so the forecast knew this one would not converge.
+    assert.ok(
+      report.events.some((e) => /warning: forecast says .*will not converge/.test(e)),
+      report.events.join('; '),
+    );
     assert.equal((await a.get<VmView>('/v1/vms/stubborn')).state, 'running');
     await waitForOkHeartbeats(a, 'stubborn', 3, seq);
     await a.post('/v1/vms/stubborn/stop');
-  });
-
-  it('with auto-converge, completes, and the report shows the CPU throttle applied', async () => {
-    const { report } = await migrateBusyGuest('throttled', { autoConverge: true });
-    assert.equal(report.autoConverge, true);
-    assert.ok(report.maxCpuThrottlePct >= 20, `throttle ${report.maxCpuThrottlePct}%`);
-    await assertArrivedOk('throttled', report);
   });
 
   it('with force_complete and neither post-copy nor auto-converge, completes by pausing the guest, downtime reported', async () => {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import type { AgentClient, MigrationOverrides, MigrationRecord } from '../../agent/index.js';
+import type { AgentClient, DryRun, MigrationOverrides, MigrationRecord } from '../../agent/index.js';
 import { UsageError } from '../../errors.js';
 import type {
   MigrationReport,
@@ -10,7 +10,7 @@ import type {
 } from '../../migration/index.js';
 import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
 import type { CommandModule } from '../command.js';
-import { progressLine, reportLines } from '../format.js';
+import { dryRunLines, progressLine, reportLines } from '../format.js';
 import { isInteractive, printJson, printLines, type CliIo } from '../io.js';
 
 interface MigrateFlags extends AgentConnectionFlags {
@@ -26,6 +26,7 @@ interface MigrateFlags extends AgentConnectionFlags {
   postCopy?: boolean;
   stallTimeout?: string;
   detach?: boolean;
+  dryRun?: boolean;
   json?: boolean;
 }
 
@@ -142,6 +143,7 @@ export const migrateCommand: CommandModule = {
         .option('--post-copy', 'allow post-copy')
         .option('--stall-timeout <s>', 'treat no progress for this long as a timeout (0 = off)')
         .option('--detach', 'start it and print its id without waiting')
+        .option('--dry-run', 'show the plan and a forecast (samples the guest dirty rate) without migrating')
         .option('--json', 'print the report (or the id) as JSON'),
     ).action(async (vm: string | undefined, flags: MigrateFlags) => {
       const client = await connectAgent(io, flags);
@@ -157,6 +159,16 @@ export const migrateCommand: CommandModule = {
         if (vm === undefined) throw new UsageError('which VM? usage: vmferry migrate VM --to ADDRESS');
         if (flags.to === undefined) throw new UsageError('--to ADDRESS (the destination agent) is required');
         const overrides = overridesFromFlags(flags);
+        if (flags.dryRun === true) {
+          const dry = await client.post<DryRun>(
+            '/v1/migrations/dry-run',
+            { vm, to: flags.to, options: overrides },
+            { timeoutMs: 120_000 },
+          );
+          if (flags.json === true) printJson(io, dry);
+          else printLines(io, dryRunLines(dry));
+          return;
+        }
         const started = await client.post<{ id: string; settings: MigrationSettings }>('/v1/migrations', {
           vm,
           to: flags.to,

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { forecastPrecopy, ratesFromSamples } from './forecast.js';
+
+const MiB = 1024 * 1024;
+
+describe('pre-copy forecast', () => {
+  it('an idle guest converges after one pass plus an empty stop-and-copy', () => {
+    const f = forecastPrecopy({
+      memoryBytes: 1024 * MiB,
+      dirtyRateBps: 0,
+      throughputBps: 1024 * MiB,
+      downtimeLimitMs: 300,
+    });
+    assert.equal(f.converges, true);
+    assert.equal(f.passes, 2);
+    assert.equal(f.expectedDowntimeMs, 0);
+    assert.ok(Math.abs(f.seconds - 1) < 1e-9);
+  });
+
+  it('a guest dirtying a tenth of the link converges geometrically', () => {
+    // 1 GiB at 1 GiB/s: pass 1 1 s, dirties 100 MiB; pass 2 0.1 s, dirties 10 MiB = 9.8 ms <= 50 ms.
+    const f = forecastPrecopy({
+      memoryBytes: 1024 * MiB,
+      dirtyRateBps: 102.4 * MiB,
+      throughputBps: 1024 * MiB,
+      downtimeLimitMs: 50,
+    });
+    assert.equal(f.converges, true);
+    assert.equal(f.passes, 3);
+    assert.ok(Math.abs(f.expectedDowntimeMs - 10) < 0.01, String(f.expectedDowntimeMs));
+    assert.ok(Math.abs(f.seconds - 1.11) < 0.001, String(f.seconds));
+  });
+
+  it('a guest dirtying faster than the link never converges, and the summary says what to do', () => {
+    const f = forecastPrecopy({
+      memoryBytes: 256 * MiB,
+      dirtyRateBps: 256 * MiB,
+      throughputBps: 119 * MiB,
+      downtimeLimitMs: 500,
+    });
+    assert.equal(f.converges, false);
+    assert.equal(f.seconds, Infinity);
+    assert.ok(f.expectedDowntimeMs > 2000, String(f.expectedDowntimeMs));
+    assert.match(f.summary, /will not converge.*auto-converge or post-copy/);
+  });
+
+  it('forecasts from samples recorded on the 1 Gbit/s link (guest at ~110 MiB/s): no convergence at 500 ms', () => {
+    // Samples as the agent journal recorded them in the convergence e2e run (status, dirty B/s, Mbit/s).
+    const recorded = [
+      { status: 'active', dirtyRateBps: 0, throughputMbps: 431 },
+      { status: 'active', dirtyRateBps: 110_100_480, throughputMbps: 845 },
+      { status: 'active', dirtyRateBps: 118_489_088, throughputMbps: 1100 },
+      { status: 'active', dirtyRateBps: 117_440_512, throughputMbps: 738 },
+      { status: 'active', dirtyRateBps: 114_294_784, throughputMbps: 1059 },
+      { status: 'cancelling', dirtyRateBps: 0, throughputMbps: 0 },
+    ];
+    const rates = ratesFromSamples(recorded);
+    assert.ok(rates !== undefined);
+    assert.equal(rates.dirtyRateBps, 118_489_088);
+    assert.ok(Math.abs(rates.throughputBps - (834.6 * 1e6) / 8) < 1e3, String(rates.throughputBps));
+    const f = forecastPrecopy({ memoryBytes: 256 * MiB, ...rates, downtimeLimitMs: 500 });
+    assert.equal(f.converges, false);
+  });
+
+  it('has no rates before the first useful sample', () => {
+    assert.equal(ratesFromSamples([{ status: 'setup', dirtyRateBps: 0, throughputMbps: 0 }]), undefined);
+  });
+
+  it('rejects nonsense input naming the field', () => {
+    assert.throws(
+      () => forecastPrecopy({ memoryBytes: 0, dirtyRateBps: 0, throughputBps: 1, downtimeLimitMs: 1 }),
+      /memoryBytes/,
+    );
+    assert.throws(
+      () => forecastPrecopy({ memoryBytes: 1, dirtyRateBps: -1, throughputBps: 1, downtimeLimitMs: 1 }),
+      /dirtyRateBps/,
+    );
+    assert.throws(
+      () => forecastPrecopy({ memoryBytes: 1, dirtyRateBps: 0, throughputBps: NaN, downtimeLimitMs: 1 }),
+      /throughputBps/,
+    );
+  });
+});
