@@ -362,6 +362,8 @@ function peerOverApi(client: AgentClient, name: string): DestinationPeer {
     complete: async (id) => {
       await client.post(`/v1/incoming/${id}/complete`, {}, { timeoutMs: 30_000 });
     },
+    migrationState: async (id) =>
+      (await client.get<{ state: string }>(`/v1/migrations/${id}`, { timeoutMs: 5000 })).state,
     guestHealth: (id) => client.get<GuestVerdict>(`/v1/incoming/${id}/guest`, { timeoutMs: 60_000 }),
     abort: async (id, reason) => {
       await client.post(`/v1/incoming/${id}/abort`, { reason });

@@ -21,6 +21,8 @@ export interface DestinationPeer {
   resume(migrationId: string): Promise<void>;
   /** Pre-copy completed: start the guest there. */
   complete(migrationId: string): Promise<void>;
+  /** What the destination recorded for this migration (to settle a lost hand-over answer). */
+  migrationState(migrationId: string): Promise<string>;
   /** The guest's own verdict on the destination after the move (waits for its heartbeats). */
   guestHealth(migrationId: string): Promise<GuestVerdict>;
   /** Give up: the destination kills its incoming QEMU and forgets it. */
@@ -304,7 +306,7 @@ export class SourceMigration {
 
       setState('completing', `QEMU finished sending; starting the guest on ${deps.peer.name}`);
       const completedAt = deps.now();
-      await deps.peer.complete(deps.id);
+      await this.handOver();
       resumedDestinationAt ??= deps.now();
       const guest = await deps.peer.guestHealth(deps.id).catch((err: unknown): GuestVerdict => ({
         state: 'unknown',
@@ -357,6 +359,32 @@ export class SourceMigration {
     } finally {
       if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
       if (tlsObject !== undefined) await qmp.execute('object-del', { id: tlsObject }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Asks the destination to start the guest. If the answer is lost, the guest
+   * may already run there: ask again what became of the migration before
+   * giving up, so the source is never resumed beside a running copy.
+   */
+  private async handOver(): Promise<void> {
+    const { peer, id } = this.deps;
+    try {
+      await peer.complete(id);
+      return;
+    } catch (err) {
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const state = await peer.migrationState(id).catch(() => 'unreachable' as const);
+        if (state === 'completed') {
+          this.events.push(
+            `the hand-over answer was lost (${describeError(err)}), but the destination runs the guest`,
+          );
+          return;
+        }
+        if (state !== 'unreachable') break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      throw err;
     }
   }
 

@@ -136,6 +136,17 @@ describe('live migration between two agents (real QEMU, real agents)', () => {
     await a.post('/v1/vms/orphan/stop');
   });
 
+  it('survives the destination agent dying mid-migration: the source resumes, B drops the half-received VM on restart', async () => {
+    const seq = await startGuest('stranded');
+    const id = await startSlowMigration('stranded');
+    await lab.stopAgent('b', 'SIGKILL');
+    const report = await migrationReport(a, id);
+    assert.equal(report.status, 'failed');
+    await lab.startAgent('b');
+    await assertSourceIntact('stranded', seq);
+    await a.post('/v1/vms/stranded/stop');
+  });
+
   it('refuses clients without a certificate from the deployment CA', async () => {
     const foreignCa = join(lab.dir, 'foreign-ca');
     await initCa(foreignCa);
