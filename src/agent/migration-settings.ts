@@ -42,6 +42,7 @@ export function planSettings(input: {
     destination: input.destination,
     overrides: {
       ...(o.transport !== undefined ? { transport: o.transport } : {}),
+      ...(o.tls !== undefined ? { tls: o.tls } : {}),
       ...(o.channels !== undefined ? { channels: o.channels } : {}),
       ...(o.postCopy !== undefined ? { postCopy: o.postCopy } : {}),
       ...(o.autoConverge !== undefined ? { autoConverge: o.autoConverge } : {}),

@@ -59,6 +59,8 @@ export interface DryRun {
 /** Per-migration choices an operator may pass to `vmferry migrate`. */
 export interface MigrationOverrides {
   transport?: 'native' | 'tunnelled';
+  /** false asks for clear text (refused unless [vmferry] permit_cleartext). */
+  tls?: boolean;
   channels?: number;
   bandwidthMiBps?: number;
   completionTimeoutSeconds?: number;

@@ -324,3 +324,37 @@ describe('planMigration: schedule, timeouts, bandwidth', () => {
     );
   });
 });
+
+describe('planMigration: the per-migration tls override', () => {
+  it('clear text only when asked for and permitted by [vmferry] permit_cleartext', () => {
+    const p = plan({ 'vmferry.permit_cleartext': true }, { overrides: { transport: 'native', tls: false } });
+    assert.equal(p.tls, false);
+    assert.equal(p.encryption, 'none');
+    assert.ok(
+      p.reasons.some((r) => r.decision === 'tls' && /CLEAR TEXT: requested .*override/.test(r.message)),
+    );
+  });
+
+  it('refuses clear text without permit_cleartext, and for the tunnel whatever the options', () => {
+    assert.match(
+      planError(() => plan({}, { overrides: { transport: 'native', tls: false } })).message,
+      /clear text was requested/,
+    );
+    assert.match(
+      planError(() =>
+        plan({ 'vmferry.permit_cleartext': true }, { overrides: { transport: 'tunnelled', tls: false } }),
+      ).message,
+      /always encrypted/,
+    );
+  });
+
+  it('tls: true never falls back to clear text, even where permit_cleartext would allow it', () => {
+    const noTls = { ...FULL_CAPABILITIES, nativeTls: false };
+    planError(() =>
+      plan(
+        { 'vmferry.permit_cleartext': true },
+        { destination: noTls, overrides: { transport: 'native', tls: true } },
+      ),
+    );
+  });
+});

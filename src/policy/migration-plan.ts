@@ -49,6 +49,8 @@ export interface PlanOverrides {
   readonly postCopy?: boolean;
   readonly autoConverge?: boolean;
   readonly bandwidthMiBs?: number;
+  /** false: clear text (only with [vmferry] permit_cleartext); true: encrypted or refuse. */
+  readonly tls?: boolean;
 }
 
 export interface PlanInput {
@@ -176,6 +178,22 @@ export function planMigration(input: PlanInput): MigrationPlan {
   let encryption: Encryption;
 
   const nativeEncrypted = (driver: string): Encryption => {
+    if (overrides.tls === false) {
+      if (!o['vmferry.permit_cleartext'].value) {
+        throw new PlanError(
+          'clear text was requested for this migration, but vmferry does not send memory in clear text',
+          {
+            hint: 'set [vmferry] permit_cleartext = True to allow it (for benchmarks on a trusted link)',
+          },
+        );
+      }
+      why({
+        decision: 'tls',
+        option: 'vmferry.permit_cleartext',
+        message: `CLEAR TEXT: requested for this migration (override) and allowed by ${cite(o, 'vmferry.permit_cleartext')}`,
+      });
+      return 'none';
+    }
     if (bothTls) {
       const asked = o['libvirt.live_migration_with_native_tls'].value;
       why({
@@ -189,7 +207,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
       });
       return 'qemu-tls';
     }
-    if (o['vmferry.permit_cleartext'].value) {
+    if (o['vmferry.permit_cleartext'].value && overrides.tls !== true) {
       why({
         decision: 'tls',
         option: 'vmferry.permit_cleartext',
@@ -214,6 +232,9 @@ export function planMigration(input: PlanInput): MigrationPlan {
   if (overrides.transport !== undefined) {
     transport = overrides.transport;
     why({ decision: 'transport', message: `${transport}: requested for this migration (override)` });
+    if (transport === 'tunnelled' && overrides.tls === false) {
+      throw new PlanError('the tunnelled transport is always encrypted; tls = false cannot apply to it');
+    }
     encryption = transport === 'tunnelled' ? 'agent-tls' : nativeEncrypted('the override');
   } else if (tri === true) {
     transport = 'tunnelled';
