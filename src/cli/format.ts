@@ -38,7 +38,7 @@ export function reportLines(r: MigrationReport): string[] {
   const lines = [
     `migration ${r.id}: ${r.vm} ${r.from} -> ${r.to}: ${r.status.toUpperCase()}`,
     `  transport   ${r.transport}${r.tls ? ' + TLS' : ' (clear text)'}, ${r.channels} channel(s)${r.postCopy ? ', post-copy allowed' : ''}${r.autoConverge ? ', auto-converge' : ''}`,
-    `  sent        ${formatBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${r.gbps.toFixed(2)} Gbit/s, ${r.iterations} pass(es)`,
+    `  sent        ${formatBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${r.gbps.toFixed(2)} Gbit/s, ${r.iterations} pass(es); ${r.totalSeconds.toFixed(2)} s in all`,
     `  downtime    ${r.downtimeMs === undefined ? 'n/a' : `${r.downtimeMs} ms`}${r.forcedPauseMs !== undefined ? ` (guest paused ${r.forcedPauseMs} ms to force completion)` : ''}`,
   ];
   if (r.maxCpuThrottlePct > 0)

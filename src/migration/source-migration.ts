@@ -132,7 +132,9 @@ export class SourceMigration {
     const { deps } = this;
     const { settings, qmp } = deps;
     const started = deps.now();
-    const elapsedSeconds = (): number => (deps.now() - started) / 1000;
+    // Timeouts, samples and throughput count from the moment QEMU starts sending, as nova's monitor does.
+    let sendingSince: number | undefined;
+    const elapsedSeconds = (): number => (deps.now() - (sendingSince ?? started)) / 1000;
     let transport: TransportSession | undefined;
     let destinationPrepared = false;
     let switchedToPostcopy: number | undefined;
@@ -213,6 +215,7 @@ export class SourceMigration {
         if (typeof e.data.status === 'string' && e.data.status !== 'active') this.wake?.();
       });
       try {
+        sendingSince = deps.now();
         await qmp.execute('migrate', { uri: transport.uri });
         setState(
           'migrating',
@@ -227,7 +230,7 @@ export class SourceMigration {
           lastInfo = info.ram === undefined ? { ...info, ram: lastInfo.ram } : info;
           const status = lastInfo.status ?? 'none';
           const elapsed = elapsedSeconds();
-          const sample = toSample(lastInfo, deps.now() - started, appliedDowntime);
+          const sample = toSample(lastInfo, elapsed * 1000, appliedDowntime);
           maxThrottle = Math.max(maxThrottle, sample.cpuThrottlePct);
           this.latest = sample;
           deps.recorder.sample(sample);
@@ -312,7 +315,7 @@ export class SourceMigration {
         state: 'unknown',
         reason: `could not ask the destination: ${describeError(err)}`,
       }));
-      const seconds = (completedAt - started) / 1000;
+      const seconds = (completedAt - (sendingSince ?? started)) / 1000;
       const bytes = lastInfo.ram?.transferred ?? 0;
       const qemuDowntime = lastInfo.downtime;
       const handover = switchedToPostcopy === undefined ? resumedDestinationAt - completedAt : 0;
@@ -326,6 +329,7 @@ export class SourceMigration {
       return this.report('completed', {
         bytes,
         seconds,
+        totalSeconds: (completedAt - started) / 1000,
         downtimeMs,
         iterations: lastInfo.ram?.['dirty-sync-count'] ?? 0,
         maxThrottle,
@@ -348,6 +352,7 @@ export class SourceMigration {
       return this.report(status, {
         bytes: lastInfo.ram?.transferred ?? 0,
         seconds: elapsedSeconds(),
+        totalSeconds: (deps.now() - started) / 1000,
         downtimeMs: undefined,
         iterations: lastInfo.ram?.['dirty-sync-count'] ?? 0,
         maxThrottle,
@@ -449,6 +454,7 @@ export class SourceMigration {
     r: {
       bytes: number;
       seconds: number;
+      totalSeconds: number;
       downtimeMs: number | undefined;
       iterations: number;
       maxThrottle: number;
@@ -473,6 +479,7 @@ export class SourceMigration {
       reasons: settings.reasons,
       bytes: r.bytes,
       seconds: round(r.seconds, 3),
+      totalSeconds: round(r.totalSeconds, 3),
       gbps: r.seconds > 0 ? round((r.bytes * 8) / r.seconds / 1e9, 3) : 0,
       downtimeMs: r.downtimeMs === undefined ? undefined : Math.round(r.downtimeMs),
       iterations: r.iterations,

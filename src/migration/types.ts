@@ -98,7 +98,10 @@ export interface MigrationReport {
   reasons: string[];
   /** RAM bytes QEMU sent. */
   bytes: number;
+  /** From the start of sending to QEMU's completion: what `gbps` is measured over. */
   seconds: number;
+  /** Including the forecast, the destination's preparation and the hand-over. */
+  totalSeconds: number;
   gbps: number;
   downtimeMs: number | undefined;
   iterations: number;
