@@ -61,6 +61,8 @@ export interface MigrationOverrides {
   transport?: 'native' | 'tunnelled';
   /** false asks for clear text (refused unless [vmferry] permit_cleartext). */
   tls?: boolean;
+  /** `naive`: the single-connection, single-threaded relay (the benchmark's baseline). */
+  tunnel?: 'multi' | 'naive';
   channels?: number;
   bandwidthMiBps?: number;
   completionTimeoutSeconds?: number;

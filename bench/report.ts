@@ -1,0 +1,118 @@
+/** Pure formatting of benchmark results: statistics, the table and the SVG chart. */
+
+export interface BenchRun {
+  transport: string;
+  from: string;
+  to: string;
+  gbps: number;
+  seconds: number;
+  bytes: number;
+  downtimeMs: number | undefined;
+  channels: number;
+  tls: boolean;
+  cpuSourceSeconds: number;
+  cpuDestinationSeconds: number;
+}
+
+export interface BenchResult {
+  transport: string;
+  /** Median Gbit/s over the runs. */
+  gbps: number;
+  minGbps: number;
+  maxGbps: number;
+  /** Median CPU seconds per GiB sent, source and destination side (QEMU + agent processes). */
+  cpuSourcePerGiB: number;
+  cpuDestinationPerGiB: number;
+  runs: BenchRun[];
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] ?? Number.NaN) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+export function summarize(transport: string, runs: readonly BenchRun[]): BenchResult {
+  const gbps = runs.map((r) => r.gbps);
+  const perGiB = (cpu: (r: BenchRun) => number): number =>
+    median(runs.map((r) => cpu(r) / (r.bytes / 1024 ** 3)));
+  return {
+    transport,
+    gbps: round(median(gbps)),
+    minGbps: round(Math.min(...gbps)),
+    maxGbps: round(Math.max(...gbps)),
+    cpuSourcePerGiB: round(perGiB((r) => r.cpuSourceSeconds)),
+    cpuDestinationPerGiB: round(perGiB((r) => r.cpuDestinationSeconds)),
+    runs: [...runs],
+  };
+}
+
+function round(v: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+/** The table README.md shows: Gbit/s median and range, share of the link (or of native), CPU s/GiB per side. */
+export function resultTable(results: readonly BenchResult[], linkGbps: number | undefined): string[] {
+  const native = results.find((r) => r.transport === 'native');
+  const naive = results.find((r) => r.transport === 'naive-tunnel');
+  const header = [
+    '| transport | Gbit/s (median) | range | % of native | % of link | x naive | CPU s/GiB source | CPU s/GiB dest |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  const rows = results.map((r) => {
+    const ofNative =
+      native !== undefined && native.gbps > 0 ? `${((r.gbps / native.gbps) * 100).toFixed(0)}%` : '-';
+    const ofLink = linkGbps !== undefined ? `${((r.gbps / linkGbps) * 100).toFixed(0)}%` : '-';
+    const xNaive = naive !== undefined && naive.gbps > 0 ? `${(r.gbps / naive.gbps).toFixed(1)}x` : '-';
+    return `| ${r.transport} | ${r.gbps.toFixed(2)} | ${r.minGbps.toFixed(2)}-${r.maxGbps.toFixed(2)} | ${ofNative} | ${ofLink} | ${xNaive} | ${r.cpuSourcePerGiB.toFixed(2)} | ${r.cpuDestinationPerGiB.toFixed(2)} |`;
+  });
+  return [...header, ...rows];
+}
+
+function escapeXml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** A bar chart of median Gbit/s per transport with min-max whiskers. */
+export function resultSvg(results: readonly BenchResult[], title: string): string {
+  const width = 640;
+  const barArea = 300;
+  const left = 60;
+  const top = 40;
+  const bottom = 50;
+  const max = Math.max(1, ...results.map((r) => r.maxGbps)) * 1.15;
+  const slot = (width - left - 20) / Math.max(1, results.length);
+  const y = (v: number): number => top + barArea - (v / max) * barArea;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${top + barArea + bottom}" font-family="sans-serif" font-size="12">`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`,
+    `<line x1="${left}" y1="${top}" x2="${left}" y2="${top + barArea}" stroke="#333"/>`,
+    `<line x1="${left}" y1="${top + barArea}" x2="${width - 10}" y2="${top + barArea}" stroke="#333"/>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const v = (max / 4) * i;
+    parts.push(
+      `<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`,
+      `<line x1="${left}" y1="${y(v)}" x2="${width - 10}" y2="${y(v)}" stroke="#ddd"/>`,
+    );
+  }
+  parts.push(
+    `<text x="14" y="${top + barArea / 2}" transform="rotate(-90 14 ${top + barArea / 2})" text-anchor="middle">Gbit/s</text>`,
+  );
+  results.forEach((r, i) => {
+    const cx = left + slot * i + slot / 2;
+    const w = slot * 0.5;
+    const colour =
+      r.transport === 'naive-tunnel' ? '#c0392b' : r.transport === 'tunnelled' ? '#27ae60' : '#2980b9';
+    parts.push(
+      `<rect x="${cx - w / 2}" y="${y(r.gbps)}" width="${w}" height="${top + barArea - y(r.gbps)}" fill="${colour}"/>`,
+      `<line x1="${cx}" y1="${y(r.minGbps)}" x2="${cx}" y2="${y(r.maxGbps)}" stroke="#000"/>`,
+      `<text x="${cx}" y="${y(r.maxGbps) - 6}" text-anchor="middle">${r.gbps.toFixed(2)}</text>`,
+      `<text x="${cx}" y="${top + barArea + 18}" text-anchor="middle">${escapeXml(r.transport)}</text>`,
+    );
+  });
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
+}

@@ -1,0 +1,215 @@
+/**
+ * The two-host benchmark: `npm run bench -- [--json] [--link-gbps N] [--memory-mib N] [--runs N]
+ * [--transports a,b,...]`. Two agents in network namespaces joined by a veth link, a guest
+ * whose memory is filled with non-zero data, and each transport migrated several times in one
+ * run, alternating transports and directions. Needs root.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { AgentClient, MigrationOverrides, MigrationRecord } from '../src/agent/index.js';
+import { guestAppend, guestKernelPath, guestRamMiB } from '../src/guest/index.js';
+import { TwoHostLab, canUseNetns, type HostKey } from '../src/lab/index.js';
+import type { MigrationReport } from '../src/migration/index.js';
+import { packageRoot } from '../src/paths.js';
+import { resultSvg, resultTable, summarize, type BenchRun } from './report.js';
+
+/** How each benchmarked transport is asked for. */
+const TRANSPORTS: Record<string, MigrationOverrides> = {
+  native: { transport: 'native', tls: false },
+  'native-tls': { transport: 'native', tls: true },
+  tunnelled: { transport: 'tunnelled' },
+  'naive-tunnel': { transport: 'tunnelled', tunnel: 'naive', channels: 1 },
+};
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/** CPU time of every process in a network namespace, sampled often so processes that exit are still counted. */
+class NamespaceCpu {
+  private readonly first = new Map<number, number>();
+  private readonly last = new Map<number, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly netns: string) {}
+
+  start(): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 100);
+  }
+
+  stop(): number {
+    clearInterval(this.timer);
+    this.sample();
+    let ticks = 0;
+    for (const [pid, last] of this.last) ticks += last - (this.first.get(pid) ?? 0);
+    return ticks / CLK_TCK;
+  }
+
+  private sample(): void {
+    let pids: number[];
+    try {
+      pids = execFileSync('ip', ['netns', 'pids', this.netns])
+        .toString()
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return;
+    }
+    for (const pid of pids) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const ticks = Number(fields[11]) + Number(fields[12]);
+        if (!this.first.has(pid)) this.first.set(pid, this.last.has(pid) ? ticks : ticks);
+        this.last.set(pid, ticks);
+      } catch {
+        // exited between listing and reading
+      }
+    }
+  }
+}
+
+async function migrateOnce(
+  lab: TwoHostLab,
+  clients: Record<HostKey, AgentClient>,
+  from: HostKey,
+  to: HostKey,
+  transport: string,
+): Promise<BenchRun> {
+  const overrides = TRANSPORTS[transport];
+  if (overrides === undefined) throw new Error(`unknown transport ${transport}`);
+  const { id } = await clients[from].post<{ id: string }>('/v1/migrations', {
+    vm: 'bench-guest',
+    to: lab.agents[to].address,
+    options: overrides,
+  });
+  const cpu = {
+    from: new NamespaceCpu(lab.agents[from].netns ?? ''),
+    to: new NamespaceCpu(lab.agents[to].netns ?? ''),
+  };
+  let measuring = false;
+  let report: MigrationReport | undefined;
+  while (report === undefined) {
+    const m = await clients[from].get<MigrationRecord & { live?: { state: string } }>(`/v1/migrations/${id}`);
+    if (!measuring && (m.live?.state === 'migrating' || m.state === 'migrating')) {
+      cpu.from.start();
+      cpu.to.start();
+      measuring = true;
+    }
+    if (['completed', 'failed', 'cancelled'].includes(m.state) && m.report !== null)
+      report = m.report as MigrationReport;
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+  const cpuSourceSeconds = measuring ? cpu.from.stop() : 0;
+  const cpuDestinationSeconds = measuring ? cpu.to.stop() : 0;
+  if (report.status !== 'completed')
+    throw new Error(`${transport} migration ${from}->${to} ${report.status}: ${report.error ?? ''}`);
+  return {
+    transport,
+    from: lab.agents[from].name,
+    to: lab.agents[to].name,
+    gbps: report.gbps,
+    seconds: report.seconds,
+    bytes: report.bytes,
+    downtimeMs: report.downtimeMs,
+    channels: report.channels,
+    tls: report.tls,
+    cpuSourceSeconds,
+    cpuDestinationSeconds,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      json: { type: 'boolean' },
+      'link-gbps': { type: 'string' },
+      'memory-mib': { type: 'string', default: '1024' },
+      runs: { type: 'string', default: '3' },
+      transports: { type: 'string', default: Object.keys(TRANSPORTS).join(',') },
+      channels: { type: 'string', default: '4' },
+      out: { type: 'string', default: join(packageRoot(), 'bench', 'results') },
+    },
+  });
+  const linkGbps = values['link-gbps'] !== undefined ? Number(values['link-gbps']) : undefined;
+  const memoryMiB = Number(values['memory-mib']);
+  const runs = Number(values.runs);
+  const channels = Number(values.channels);
+  const transports = (values.transports ?? '').split(',').filter(Boolean);
+  for (const t of transports)
+    if (!(t in TRANSPORTS))
+      throw new Error(`--transports: unknown ${t}; known: ${Object.keys(TRANSPORTS).join(', ')}`);
+  if (linkGbps !== undefined && !(linkGbps > 0))
+    throw new Error(`--link-gbps must be a positive number, got ${values['link-gbps']}`);
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 64)
+    throw new Error(`--memory-mib must be an integer >= 64, got ${values['memory-mib']}`);
+  if (!Number.isInteger(runs) || runs < 1)
+    throw new Error(`--runs must be a positive integer, got ${values.runs}`);
+  if (!canUseNetns())
+    throw new Error('the benchmark needs root: it builds two hosts from network namespaces');
+  const say = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+
+  const lab = await TwoHostLab.create({
+    prefix: 'vmfb',
+    subnet: 30,
+    linkGbps,
+    novaConf: `[vmferry]\npermit_cleartext = True\nchannels = ${channels}\ndirty_rate_sample_seconds = 1\n`,
+  });
+  const byTransport = new Map<string, BenchRun[]>(transports.map((t) => [t, []]));
+  try {
+    await lab.start();
+    const clients = { a: lab.client('a'), b: lab.client('b') };
+    // An idle guest (dirty=0) with slowly paced verification: memory full of non-zero data, little CPU.
+    const append = guestAppend({ memMiB: memoryMiB, dirtyMiBps: 0, verifyMiBps: 16 });
+    await clients.a.post(
+      '/v1/vms',
+      { name: 'bench-guest', memoryMiB: guestRamMiB(memoryMiB), vcpus: 1, kernel: guestKernelPath(), append },
+      { timeoutMs: 120_000 },
+    );
+    await clients.a.get('/v1/vms/bench-guest/health?minOk=2&waitMs=60000', { timeoutMs: 70_000 });
+    say(
+      `guest ready (${append}); link ${linkGbps === undefined ? 'unshaped veth' : `${linkGbps} Gbit/s`}; ${runs} run(s) of ${transports.join(', ')}`,
+    );
+    let here: HostKey = 'a';
+    for (let run = 1; run <= runs; run++) {
+      for (const transport of transports) {
+        const there: HostKey = here === 'a' ? 'b' : 'a';
+        const r = await migrateOnce(lab, clients, here, there, transport);
+        byTransport.get(transport)?.push(r);
+        say(
+          `run ${run} ${transport.padEnd(12)} ${r.from}->${r.to} ${r.gbps.toFixed(2)} Gbit/s  ${r.seconds.toFixed(2)} s  CPU ${r.cpuSourceSeconds.toFixed(2)} / ${r.cpuDestinationSeconds.toFixed(2)} s`,
+        );
+        here = there;
+      }
+    }
+  } finally {
+    await lab.close();
+  }
+  const results = transports.map((t) => summarize(t, byTransport.get(t) ?? []));
+  const json = {
+    linkGbps: linkGbps ?? null,
+    memoryMiB,
+    channels,
+    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+    date: new Date().toISOString(),
+    results,
+  };
+  mkdirSync(values.out ?? '.', { recursive: true });
+  writeFileSync(join(values.out ?? '.', 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(
+    join(values.out ?? '.', 'latest.svg'),
+    resultSvg(
+      results,
+      `migration of ${memoryMiB} MiB, ${linkGbps === undefined ? 'unshaped veth' : `${linkGbps} Gbit/s link`} (median, min-max)`,
+    ),
+  );
+  if (values.json === true) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  else process.stdout.write(`${resultTable(results, linkGbps).join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: error: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
