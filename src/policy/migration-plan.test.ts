@@ -335,6 +335,12 @@ describe('planMigration: the per-migration tls override', () => {
     );
   });
 
+  it('tls: false alone means native in clear text (when permitted)', () => {
+    const p = plan({ 'vmferry.permit_cleartext': true }, { overrides: { tls: false } });
+    assert.equal(p.transport, 'native');
+    assert.equal(p.encryption, 'none');
+  });
+
   it('refuses clear text without permit_cleartext, and for the tunnel whatever the options', () => {
     assert.match(
       planError(() => plan({}, { overrides: { transport: 'native', tls: false } })).message,

@@ -229,8 +229,9 @@ export function planMigration(input: PlanInput): MigrationPlan {
     );
   };
 
-  if (overrides.transport !== undefined) {
-    transport = overrides.transport;
+  if (overrides.transport !== undefined || overrides.tls === false) {
+    // Clear text only exists natively: asking for it picks the native transport.
+    transport = overrides.transport ?? 'native';
     why({ decision: 'transport', message: `${transport}: requested for this migration (override)` });
     if (transport === 'tunnelled' && overrides.tls === false) {
       throw new PlanError('the tunnelled transport is always encrypted; tls = false cannot apply to it');
