@@ -64,6 +64,17 @@ describe('live migration between two agents (real QEMU, real agents)', () => {
     );
   }
 
+  it('vmferry host info --agent reports, for each host, that QEMU TLS is usable', async () => {
+    for (const key of ['a', 'b'] as const) {
+      const r = await runCli(['host', 'info', '--agent', lab.agents[key].localAddress, '--json'], lab.cliEnv(key));
+      assert.equal(r.code, 0, r.stderr);
+      const info = JSON.parse(r.stdout) as { name: string; nativeTls: boolean; accelerator: string };
+      assert.equal(info.name, lab.agents[key].name);
+      assert.equal(info.nativeTls, true);
+      assert.equal(info.accelerator, 'tcg');
+    }
+  });
+
   it('migrates a running guest A -> B with the CLI; the guest verifies OK on B and the source QEMU is gone', async () => {
     await startGuest('mover');
     const r = await runCli(['migrate', 'mover', '--to', lab.agents.b.address, '--json'], lab.cliEnv('a'));

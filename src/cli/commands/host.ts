@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
+import type { HostSummary } from '../../agent/index.js';
 import { probeHost } from '../../qemu/index.js';
+import { connectAgent, type AgentConnectionFlags } from '../agent-connection.js';
 import { printJson, printLines, type CliIo } from '../io.js';
 import type { CommandModule } from '../command.js';
 
@@ -16,8 +18,31 @@ export const hostCommand: CommandModule = {
       )
       .option('--qemu <binary>', 'QEMU system emulator to probe', 'qemu-system-x86_64')
       .option('--tls-creds <dir>', 'check that QEMU loads these tls-creds-x509 credentials')
+      .option(
+        '--agent <address>',
+        'ask a running agent about its host instead of probing here (with --tls-dir)',
+      )
+      .option('--tls-dir <dir>', 'your client identity, for --agent (env VMFERRY_TLS_DIR)')
       .option('--json', 'print JSON')
-      .action(async (opts: { qemu: string; tlsCreds?: string; json?: boolean }) => {
+      .action(async (opts: { qemu: string; tlsCreds?: string; json?: boolean } & AgentConnectionFlags) => {
+        if (opts.agent !== undefined) {
+          const client = await connectAgent(io, opts);
+          try {
+            const summary = await client.get<HostSummary>('/v1/host');
+            if (opts.json === true) printJson(io, summary);
+            else
+              printLines(io, [
+                `host:          ${summary.name} (QEMU ${summary.qemuVersion})`,
+                `accelerator:   ${summary.accelerator} — ${summary.acceleratorReason}`,
+                `QEMU TLS:      ${summary.nativeTls ? 'usable (native TLS migrations possible)' : 'not usable'}`,
+                `transports:    ${summary.transports.join(', ')}`,
+                `multifd ${summary.multifd ? 'yes' : 'no'}, post-copy ${summary.postcopy ? 'yes' : 'no'}, auto-converge ${summary.autoConverge ? 'yes' : 'no'}`,
+              ]);
+          } finally {
+            client.close();
+          }
+          return;
+        }
         const info = await probeHost({ qemuBinary: opts.qemu, tlsCredsDir: opts.tlsCreds });
         if (opts.json === true) {
           printJson(io, info);
