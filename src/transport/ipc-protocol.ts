@@ -23,7 +23,14 @@ export interface SourceRegistration {
 
 /** Messages from the main process to a worker. Replies carry the request's `id`. */
 export type ToWorker =
-  | { type: 'init'; id: number; index: number; tls: PemIdentity; internalApiPath?: string; tuning: RelayTuning }
+  | {
+      type: 'init';
+      id: number;
+      index: number;
+      tls: PemIdentity;
+      internalApiPath?: string;
+      tuning: RelayTuning;
+    }
   | { type: 'accept-tunnel'; id: number; registration: TunnelRegistration }
   | { type: 'close-tunnel'; id: number; migrationId: string }
   | { type: 'register-source'; id: number; registration: SourceRegistration }
@@ -85,9 +92,13 @@ export type FromWorker =
   | { type: 'event'; event: WorkerEvent };
 
 export function isFromWorker(value: unknown): value is FromWorker {
-  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string'
+  );
 }
 
 export function isToWorker(value: unknown): value is ToWorker {
-  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string'
+  );
 }

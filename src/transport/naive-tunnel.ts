@@ -79,7 +79,12 @@ export class NaiveTunnel {
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const peerCommonName = commonNameOf((socket as TLSSocket).getPeerCertificate().subject);
-      const decision = decideTunnelRequest({ url: req.url, headers: req.headers, peerCommonName, registrations });
+      const decision = decideTunnelRequest({
+        url: req.url,
+        headers: req.headers,
+        peerCommonName,
+        registrations,
+      });
       if (!decision.accept) {
         socket.end(refusal(decision.status, decision.status === 403 ? 'tunnel refused' : decision.reason));
         return;

@@ -5,7 +5,8 @@ import { UsageError } from '../errors.js';
  * AES-NI/VAES, OpenSSL 3.0 as bundled with Node 20): see bench/tunnel-ciphers.ts.
  * The server's order wins (honorCipherOrder), so both ends of a tunnel use the first.
  */
-export const DEFAULT_CIPHER_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+export const DEFAULT_CIPHER_SUITES =
+  'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
 
 /** Knobs of the relay data path; one row each, with the reason for its default. */
 export interface RelayTuning {
@@ -46,9 +47,19 @@ const ROWS: { [K in keyof RelayTuning]: TuningRow<K> } = {
     check: isInt(16 * 1024, 64 * 1024 * 1024),
     expect: 'an integer from 16 KiB to 64 MiB',
   },
-  batchWrites: { name: 'batchWrites', default: true, check: (v) => typeof v === 'boolean', expect: 'a boolean' },
+  batchWrites: {
+    name: 'batchWrites',
+    default: true,
+    check: (v) => typeof v === 'boolean',
+    expect: 'a boolean',
+  },
   noDelay: { name: 'noDelay', default: true, check: (v) => typeof v === 'boolean', expect: 'a boolean' },
-  lingerMs: { name: 'lingerMs', default: 5000, check: isInt(0, 600_000), expect: 'an integer from 0 to 600000' },
+  lingerMs: {
+    name: 'lingerMs',
+    default: 5000,
+    check: isInt(0, 600_000),
+    expect: 'an integer from 0 to 600000',
+  },
   handshakeTimeoutMs: {
     name: 'handshakeTimeoutMs',
     default: 15_000,
@@ -67,7 +78,9 @@ export function resolveTuning(given: Partial<RelayTuning> = {}): RelayTuning {
       continue;
     }
     if (!row.check(value)) {
-      throw new UsageError(`transport option ${row.name} must be ${row.expect}, got ${JSON.stringify(value)}`);
+      throw new UsageError(
+        `transport option ${row.name} must be ${row.expect}, got ${JSON.stringify(value)}`,
+      );
     }
     out[row.name] = value;
   }

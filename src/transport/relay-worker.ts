@@ -6,7 +6,12 @@
  * tunnels. Each worker runs on its own core; the main process only accepts
  * connections and passes their descriptors here.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -86,7 +91,12 @@ function remoteAddressOf(socket: Duplex): string {
 }
 
 /** Relays `qemu` <-> `network` and keeps the tunnel's counters; a = QEMU side. */
-function startRelay(tunnel: Tunnel, qemu: Duplex, network: Duplex, onClosed: (error: Error | undefined) => void): void {
+function startRelay(
+  tunnel: Tunnel,
+  qemu: Duplex,
+  network: Duplex,
+  onClosed: (error: Error | undefined) => void,
+): void {
   const c = tunnel.counters;
   c.connectionsOpened += 1;
   c.connectionsOpen += 1;
@@ -214,7 +224,10 @@ function onRequest(req: IncomingMessage, res: ServerResponse): void {
   const fail = (status: number, message: string): void => {
     if (!res.headersSent) {
       const body = `${JSON.stringify({ code: 'VMF_ERR_PEER', message })}\n`;
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      });
       res.end(body);
     } else {
       res.destroy();

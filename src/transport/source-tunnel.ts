@@ -30,7 +30,13 @@ export interface SourceTunnelOptions {
 }
 
 function sumCounters(migrationId: string, all: (TunnelCounters | undefined)[]): TunnelStats {
-  const out: TunnelStats = { migrationId, connectionsOpened: 0, connectionsOpen: 0, bytesFromQemu: 0, bytesToQemu: 0 };
+  const out: TunnelStats = {
+    migrationId,
+    connectionsOpened: 0,
+    connectionsOpen: 0,
+    bytesFromQemu: 0,
+    bytesToQemu: 0,
+  };
   for (const c of all) {
     if (c === undefined) continue;
     out.connectionsOpened += c.connectionsOpened;

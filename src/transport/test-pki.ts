@@ -37,9 +37,25 @@ export function createTestPki(name = 'vmferry-test-ca'): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'vmf-pki-'));
   openssl(
     [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', `/CN=${name}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
     ],
     dir,
   );
@@ -57,19 +73,47 @@ export function createTestPki(name = 'vmferry-test-ca'): TestPki {
       );
       openssl(
         [
-          'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-          '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${commonName}`,
+          'req',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-keyout',
+          `${base}.key`,
+          '-out',
+          `${base}.csr`,
+          '-subj',
+          `/CN=${commonName}`,
         ],
         dir,
       );
       openssl(
         [
-          'x509', '-req', '-in', `${base}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key',
-          '-set_serial', String(serial + 1000), '-days', '2', '-out', `${base}.crt`, '-extfile', `${base}.ext`,
+          'x509',
+          '-req',
+          '-in',
+          `${base}.csr`,
+          '-CA',
+          'ca.crt',
+          '-CAkey',
+          'ca.key',
+          '-set_serial',
+          String(serial + 1000),
+          '-days',
+          '2',
+          '-out',
+          `${base}.crt`,
+          '-extfile',
+          `${base}.ext`,
         ],
         dir,
       );
-      return { ca, cert: readFileSync(join(dir, `${base}.crt`)), key: readFileSync(join(dir, `${base}.key`)) };
+      return {
+        ca,
+        cert: readFileSync(join(dir, `${base}.crt`)),
+        key: readFileSync(join(dir, `${base}.key`)),
+      };
     },
     dispose(): void {
       rmSync(dir, { recursive: true, force: true });

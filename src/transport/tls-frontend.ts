@@ -46,7 +46,9 @@ export class TlsFrontend {
       throw new UsageError('the TLS frontend needs a listen address, a local socket path, or both');
     }
     if (!options.internalApiPath.startsWith('/')) {
-      throw new UsageError(`internalApiPath must be an absolute unix socket path, got ${options.internalApiPath}`);
+      throw new UsageError(
+        `internalApiPath must be an absolute unix socket path, got ${options.internalApiPath}`,
+      );
     }
     const pool = await WorkerPool.start(options);
     const frontend = new TlsFrontend(pool);

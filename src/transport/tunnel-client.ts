@@ -27,7 +27,10 @@ export interface TunnelConnection {
  * AuthError when the peer is not who it should be or refuses with 403, with
  * PeerError for any other failure.
  */
-export function openTunnelConnection(options: TunnelConnectOptions, signal?: AbortSignal): Promise<TunnelConnection> {
+export function openTunnelConnection(
+  options: TunnelConnectOptions,
+  signal?: AbortSignal,
+): Promise<TunnelConnection> {
   const { remote } = options;
   // allowHalfOpen and highWaterMark are honoured by tls.connect but missing from @types/node.
   const tlsOptions: ConnectionOptions & { allowHalfOpen: boolean; highWaterMark?: number } = {
@@ -74,7 +77,10 @@ export function openTunnelConnection(options: TunnelConnectOptions, signal?: Abo
         err instanceof AuthError
           ? err
           : /ALERT|CERT|SIGNATURE/.test(code)
-            ? new AuthError(text, { cause: err, hint: 'both agents need certificates from the same deployment CA' })
+            ? new AuthError(text, {
+                cause: err,
+                hint: 'both agents need certificates from the same deployment CA',
+              })
             : new PeerError(text, { cause: err }),
       );
     }

@@ -62,7 +62,9 @@ describe('tunnel request decisions', () => {
   });
 
   it('takes the upgrade protocol case-insensitively and ignores a query string', () => {
-    const d = decideTunnelRequest(request({ url: '/v1/tunnel/mig-42?x=1', headers: { upgrade: 'VMFerry-Tunnel' } }));
+    const d = decideTunnelRequest(
+      request({ url: '/v1/tunnel/mig-42?x=1', headers: { upgrade: 'VMFerry-Tunnel' } }),
+    );
     assert.equal(d.accept, true);
   });
 
@@ -151,7 +153,11 @@ describe('proxy headers', () => {
       'agent-a',
     );
     assert.deepEqual(Object.keys(out).sort(), ['content-length', 'content-type', PEER_CN_HEADER].sort());
-    const res = proxyResponseHeaders({ connection: 'close', 'content-type': 'text/plain', 'set-cookie': ['a', 'b'] });
+    const res = proxyResponseHeaders({
+      connection: 'close',
+      'content-type': 'text/plain',
+      'set-cookie': ['a', 'b'],
+    });
     assert.deepEqual(res, { 'content-type': 'text/plain', 'set-cookie': ['a', 'b'] });
   });
 });
@@ -205,7 +211,8 @@ describe('tunnel registration checks', () => {
     for (const [patch, pattern] of cases) {
       assert.throws(
         () => validateRegistration({ ...registration, ...patch }),
-        (err: unknown) => err instanceof UsageError && pattern.test(err.message) && !err.message.includes('xxxx'),
+        (err: unknown) =>
+          err instanceof UsageError && pattern.test(err.message) && !err.message.includes('xxxx'),
       );
     }
   });

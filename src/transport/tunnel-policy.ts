@@ -60,7 +60,11 @@ export function decideTunnelRequest(request: {
   registrations: ReadonlyMap<string, TunnelRegistration>;
 }): TunnelDecision {
   if (headerValue(request.headers.upgrade).toLowerCase() !== TUNNEL_PROTOCOL) {
-    return { accept: false, status: 400, reason: `unsupported upgrade ${JSON.stringify(request.headers.upgrade)}` };
+    return {
+      accept: false,
+      status: 400,
+      reason: `unsupported upgrade ${JSON.stringify(request.headers.upgrade)}`,
+    };
   }
   const migrationId = tunnelIdFromPath(request.url);
   if (migrationId === undefined) {
@@ -118,7 +122,10 @@ const HOP_BY_HOP = new Set([
  * the peer CN header set from the verified certificate (a client-sent value is
  * dropped, so it cannot be spoofed).
  */
-export function proxyRequestHeaders(headers: IncomingHttpHeaders, peerCommonName: string): OutgoingHttpHeaders {
+export function proxyRequestHeaders(
+  headers: IncomingHttpHeaders,
+  peerCommonName: string,
+): OutgoingHttpHeaders {
   const connectionListed = new Set(
     headerValue(headers.connection)
       .split(',')
@@ -127,7 +134,8 @@ export function proxyRequestHeaders(headers: IncomingHttpHeaders, peerCommonName
   );
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || connectionListed.has(name) || name === PEER_CN_HEADER) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || connectionListed.has(name) || name === PEER_CN_HEADER)
+      continue;
     out[name] = value;
   }
   out[PEER_CN_HEADER] = peerCommonName;
@@ -155,8 +163,7 @@ export function tunnelRequest(migrationId: string, token: string, host: string):
   );
 }
 
-export const SWITCHING_PROTOCOLS =
-  `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`;
+export const SWITCHING_PROTOCOLS = `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`;
 
 const REFUSALS: Record<number, { phrase: string; code: string }> = {
   400: { phrase: 'Bad Request', code: 'VMF_ERR_USAGE' },
@@ -178,8 +185,7 @@ export function refusal(status: number, message: string): string {
 }
 
 export type UpgradeResponse =
-  | { complete: false }
-  | { complete: true; status: number; headerBytes: number; body: string };
+  { complete: false } | { complete: true; status: number; headerBytes: number; body: string };
 
 const MAX_RESPONSE_HEAD = 16 * 1024;
 
@@ -190,7 +196,8 @@ const MAX_RESPONSE_HEAD = 16 * 1024;
 export function parseUpgradeResponse(received: Buffer): UpgradeResponse {
   const end = received.indexOf('\r\n\r\n');
   if (end < 0) {
-    if (received.length > MAX_RESPONSE_HEAD) return { complete: true, status: 0, headerBytes: received.length, body: '' };
+    if (received.length > MAX_RESPONSE_HEAD)
+      return { complete: true, status: 0, headerBytes: received.length, body: '' };
     return { complete: false };
   }
   const head = received.subarray(0, end).toString('latin1');
@@ -214,7 +221,11 @@ export function validateRegistration(r: TunnelRegistration): TunnelRegistration 
     bad('migrationId', '1-128 characters from A-Z a-z 0-9 . _ ~ -', r.migrationId);
   }
   if (typeof r.token !== 'string' || r.token.length < 16 || /[\r\n]/.test(r.token)) {
-    bad('token', 'a string of at least 16 characters on one line', r.token === undefined ? r.token : '<redacted>');
+    bad(
+      'token',
+      'a string of at least 16 characters on one line',
+      r.token === undefined ? r.token : '<redacted>',
+    );
   }
   if (typeof r.peerCommonName !== 'string' || r.peerCommonName.length === 0) {
     bad('peerCommonName', 'a non-empty certificate CN', r.peerCommonName);

@@ -156,7 +156,10 @@ export class WorkerPool {
     child.send(message, socket, (err: Error | null) => {
       if (err !== null) {
         socket.destroy();
-        this.onEvent({ type: 'connection-dropped', reason: `handing a connection to a worker failed: ${err.message}` });
+        this.onEvent({
+          type: 'connection-dropped',
+          reason: `handing a connection to a worker failed: ${err.message}`,
+        });
       }
     });
   }
@@ -194,7 +197,9 @@ export class WorkerPool {
     const replies = await Promise.all(
       this.slots.map(async (slot) => {
         const reply = await this.request(slot, { type: 'stats', id: 0 });
-        return reply?.type === 'stats' ? { ...reply.stats, worker: slot.index, restarts: slot.restarts } : undefined;
+        return reply?.type === 'stats'
+          ? { ...reply.stats, worker: slot.index, restarts: slot.restarts }
+          : undefined;
       }),
     );
     return replies.filter((r): r is WorkerStats => r !== undefined);
@@ -345,7 +350,10 @@ export class WorkerPool {
     const t = setTimeout(() => {
       if (this.closing) return;
       this.spawn(slot).catch((err: unknown) =>
-        this.onEvent({ type: 'connection-dropped', reason: `restarting worker ${slot.index} failed: ${describeError(err)}` }),
+        this.onEvent({
+          type: 'connection-dropped',
+          reason: `restarting worker ${slot.index} failed: ${describeError(err)}`,
+        }),
       );
     }, restartDelayMs(slot.deaths.length));
     t.unref();
