@@ -86,8 +86,11 @@ function emptyTunnel(): Tunnel {
 }
 
 function remoteAddressOf(socket: Duplex): string {
-  const s = socket as Partial<Socket>;
-  return s.remoteAddress !== undefined ? `${s.remoteAddress}:${s.remotePort ?? ''}` : 'local';
+  // A TLS socket that failed its handshake has lost its handle; its raw socket (_parent) cached the address.
+  const s = socket as Partial<Socket> & { _parent?: Partial<Socket> };
+  const address = s.remoteAddress ?? s._parent?.remoteAddress;
+  if (address === undefined) return 'local socket';
+  return `${address}:${s.remotePort ?? s._parent?.remotePort ?? ''}`;
 }
 
 /** Relays `qemu` <-> `network` and keeps the tunnel's counters; a = QEMU side. */
@@ -350,9 +353,16 @@ function handle(message: ToWorker, socket: Socket | undefined): void {
         onRequest,
       );
       server.on('upgrade', onUpgrade);
-      server.on('tlsClientError', (err: Error, s: TLSSocket) =>
-        report({ type: 'tls-handshake-failed', reason: err.message, remoteAddress: remoteAddressOf(s) }),
-      );
+      server.on('tlsClientError', (err: Error, s: TLSSocket) => {
+        // Node checks the client certificate after the handshake and just closes: say why.
+        const why =
+          s.authorizationError === null ? '' : ` (client certificate: ${String(s.authorizationError)})`;
+        report({
+          type: 'tls-handshake-failed',
+          reason: `${err.message}${why}`,
+          remoteAddress: remoteAddressOf(s),
+        });
+      });
       server.keepAliveTimeout = 5000;
       send({ type: 'ack', id: message.id });
       return;
@@ -360,6 +370,8 @@ function handle(message: ToWorker, socket: Socket | undefined): void {
     case 'frontend-connection': {
       if (socket === undefined) return;
       socket.setNoDelay(tuning.noDelay);
+      // Read the peer address now: net.Socket caches it, and it is gone once a failed handshake destroys the socket.
+      void socket.remoteAddress;
       server.emit('connection', socket);
       return;
     }

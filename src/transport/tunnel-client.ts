@@ -62,6 +62,7 @@ export function openTunnelConnection(
       socket.off('data', onData);
       socket.off('error', onError);
       socket.off('close', onClose);
+      socket.off('end', onClose);
       signal?.removeEventListener('abort', onAbort);
     };
     function fail(err: Error): void {
@@ -110,6 +111,8 @@ export function openTunnelConnection(
     signal?.addEventListener('abort', onAbort);
     socket.on('error', onError);
     socket.on('close', onClose);
+    // Half-open sockets report the peer's FIN as 'end' only: before the 101 it is a refusal too.
+    socket.on('end', onClose);
     socket.on('data', onData);
     socket.once('secureConnect', () => {
       socket.setNoDelay(options.noDelay);
