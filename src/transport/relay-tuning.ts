@@ -1,12 +1,12 @@
 import { UsageError } from '../errors.js';
 
 /**
- * TLS 1.3 cipher suites, fastest first on this project's hosts (x86-64 with
- * AES-NI/VAES, OpenSSL 3.0 as bundled with Node 20): see bench/tunnel-ciphers.ts.
- * The server's order wins (honorCipherOrder), so both ends of a tunnel use the first.
+ * TLS 1.3 cipher suites in order of preference. On this project's hosts
+ * (x86-64 with AES-NI, Node 20's OpenSSL 3.0) AES-256-GCM costs the same as
+ * AES-128-GCM per byte and ChaCha20-Poly1305 slightly more (bench/tunnel-ciphers.ts),
+ * so the stronger AES wins. The server's order decides (honorCipherOrder).
  */
-export const DEFAULT_CIPHER_SUITES =
-  'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+export const DEFAULT_CIPHER_SUITES = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
 
 /** Knobs of the relay data path; one row each, with the reason for its default. */
 export interface RelayTuning {
@@ -22,6 +22,11 @@ export interface RelayTuning {
   lingerMs: number;
   /** Connect, TLS handshake and the 101 reply must finish within this time. */
   handshakeTimeoutMs: number;
+  /**
+   * Scheduling priority (nice) of the worker processes; below 0 needs root.
+   * A relay competes for CPU with the QEMUs it serves; see bench/tunnel-throughput.ts.
+   */
+  workerNice: number;
 }
 
 interface TuningRow<K extends keyof RelayTuning> {
@@ -66,6 +71,7 @@ const ROWS: { [K in keyof RelayTuning]: TuningRow<K> } = {
     check: isInt(100, 600_000),
     expect: 'an integer from 100 to 600000',
   },
+  workerNice: { name: 'workerNice', default: 0, check: isInt(-20, 19), expect: 'an integer from -20 to 19' },
 };
 
 /** The effective tuning: defaults overridden by `given`; a bad value throws naming the option. */

@@ -144,6 +144,8 @@ export class SourceTunnel {
         server.once('error', reject);
         server.listen(options.listenPath, () => {
           server.off('error', reject);
+          // Later errors are failed accepts; QEMU sees its connect fail, the listener keeps going.
+          server.on('error', () => undefined);
           resolve();
         });
       });

@@ -10,7 +10,7 @@ import {
   type TunnelStats,
 } from './source-tunnel.js';
 import { validateRegistration, type TunnelRegistration } from './tunnel-policy.js';
-import { WorkerPool, type WorkerPoolOptions, type WorkerStats } from './worker-pool.js';
+import { WorkerPool, type TransportEvent, type WorkerPoolOptions, type WorkerStats } from './worker-pool.js';
 
 export interface TlsFrontendOptions extends Omit<WorkerPoolOptions, 'internalApiPath'> {
   /** The agent's public port (mutual TLS). Port 0 picks a free one; see {@link TlsFrontend.address}. */
@@ -37,8 +37,11 @@ export class TlsFrontend {
   private tcpAddress: { host: string; port: number } | undefined;
   private local: string | undefined;
 
-  private constructor(pool: WorkerPool) {
+  private readonly onEvent: (event: TransportEvent) => void;
+
+  private constructor(pool: WorkerPool, onEvent: (event: TransportEvent) => void) {
     this.pool = pool;
+    this.onEvent = onEvent;
   }
 
   static async start(options: TlsFrontendOptions): Promise<TlsFrontend> {
@@ -51,7 +54,7 @@ export class TlsFrontend {
       );
     }
     const pool = await WorkerPool.start(options);
-    const frontend = new TlsFrontend(pool);
+    const frontend = new TlsFrontend(pool, options.onEvent ?? (() => undefined));
     try {
       if (options.listen !== undefined) {
         const server = await frontend.listenOn(options.listen);
@@ -130,6 +133,8 @@ export class TlsFrontend {
       server.once('error', reject);
       const done = (): void => {
         server.off('error', reject);
+        // After listening, errors are failed accepts (EMFILE...): the listener keeps going.
+        server.on('error', (err) => this.onEvent({ type: 'connection-dropped', reason: `accept failed: ${err.message}` }));
         resolve(server);
       };
       if ('path' in target) server.listen(target.path, done);

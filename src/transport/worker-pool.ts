@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, setPriority } from 'node:os';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { HostSetupError, describeError } from '../errors.js';
@@ -20,6 +20,7 @@ export type TransportEvent =
   | (WorkerEvent & { worker: number; pid: number })
   | { type: 'worker-started'; worker: number; pid: number }
   | { type: 'worker-exited'; worker: number; pid: number; code: number | null; signal: string | null }
+  | { type: 'worker-warning'; worker: number; pid: number; message: string }
   | { type: 'connection-dropped'; reason: string };
 
 export interface WorkerPoolOptions {
@@ -276,7 +277,7 @@ export class WorkerPool {
         const budget = this.destinationBudgets.get(message.migrationId);
         const granted = budget !== undefined && admitConnection(budget.accepted, budget.max);
         if (granted) budget.accepted += 1;
-        slot.child?.send({ type: 'claim-result', id: message.id, granted } satisfies ToWorker);
+        slot.child?.send({ type: 'claim-result', id: message.id, granted } satisfies ToWorker, () => undefined);
         return;
       }
       case 'source-established':
@@ -306,11 +307,25 @@ export class WorkerPool {
       if (isFromWorker(message)) this.onMessage(slot, message);
     });
     child.once('exit', (code, signal) => this.onExit(slot, child, code, signal));
+    // A send to a worker that just died fails here rather than as an unhandled 'error'; its exit restarts it.
+    child.on('error', () => undefined);
     const spawned = await new Promise<boolean>((resolve) => {
       child.once('spawn', () => resolve(true));
       child.once('error', () => resolve(false));
     });
     if (!spawned) throw new HostSetupError(`cannot start transport worker ${WORKER_SCRIPT}`);
+    if (this.tuning.workerNice !== 0 && child.pid !== undefined) {
+      try {
+        setPriority(child.pid, this.tuning.workerNice);
+      } catch (err) {
+        this.onEvent({
+          type: 'worker-warning',
+          worker: slot.index,
+          pid: child.pid,
+          message: `cannot set priority ${this.tuning.workerNice}: ${describeError(err)}; running at the default`,
+        });
+      }
+    }
     const init = await this.request(slot, {
       type: 'init',
       id: 0,
