@@ -1,0 +1,19 @@
+export { TlsFrontend, type TlsFrontendOptions, type AcceptTunnelOptions } from './tls-frontend.js';
+export {
+  WorkerPool,
+  type WorkerPoolOptions,
+  type WorkerStats,
+  type TlsIdentity,
+  type TransportEvent,
+} from './worker-pool.js';
+export {
+  SourceTunnel,
+  openSourceTunnel,
+  type SourceTunnelOptions,
+  type TunnelStats,
+  type TunnelRemote,
+} from './source-tunnel.js';
+export { NaiveTunnel, type NaiveTunnelStats } from './naive-tunnel.js';
+export { DEFAULT_CIPHER_SUITES, resolveTuning, type RelayTuning } from './relay-tuning.js';
+export { PEER_CN_HEADER, TOKEN_HEADER, TUNNEL_PROTOCOL, type TunnelRegistration } from './tunnel-policy.js';
+export { createTestPki, type TestPki, type PemIdentityBuffers } from './test-pki.js';

@@ -1,0 +1,170 @@
+import { chmodSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createSecureContext, type TLSSocket } from 'node:tls';
+import type { TunnelRemote } from './ipc-protocol.js';
+import { closeServer, removeStaleSocket } from './source-tunnel.js';
+import { openTunnelConnection } from './tunnel-client.js';
+import {
+  SWITCHING_PROTOCOLS,
+  commonNameOf,
+  decideTunnelRequest,
+  refusal,
+  validateRegistration,
+  type TunnelRegistration,
+} from './tunnel-policy.js';
+import type { TlsIdentity } from './worker-pool.js';
+
+export interface NaiveTunnelStats {
+  bytesFromQemu: number;
+  bytesToQemu: number;
+  connectionsOpened: number;
+}
+
+/** Joins two streams with pipe() both ways; destroys both when either fails or closes. */
+function pipeBoth(qemu: Duplex, network: Duplex, stats: NaiveTunnelStats, open: Set<Duplex>): void {
+  stats.connectionsOpened += 1;
+  open.add(qemu);
+  open.add(network);
+  qemu.on('data', (c: Buffer) => (stats.bytesFromQemu += c.length));
+  network.on('data', (c: Buffer) => (stats.bytesToQemu += c.length));
+  qemu.pipe(network);
+  network.pipe(qemu);
+  const down = (): void => {
+    qemu.destroy();
+    network.destroy();
+    open.delete(qemu);
+    open.delete(network);
+  };
+  for (const s of [qemu, network]) {
+    s.on('error', down);
+    s.on('close', down);
+  }
+}
+
+/**
+ * The baseline the project exists to beat: a tunnel relayed by one thread of
+ * one process per side, over one TLS connection per QEMU connection, with
+ * plain stream pipes. Same handshake as the real tunnel; kept for the
+ * benchmark only.
+ */
+export class NaiveTunnel {
+  readonly stats: NaiveTunnelStats = { bytesFromQemu: 0, bytesToQemu: 0, connectionsOpened: 0 };
+  private readonly open = new Set<Duplex>();
+  private server: Server | HttpsServer | undefined;
+  private boundAddress: { host: string; port: number } | undefined;
+  private listenPath: string | undefined;
+
+  /** The destination end: a TLS port in this process relaying accepted tunnel connections to `targetPath`. */
+  static async listenDestination(options: {
+    listen: { host: string; port: number };
+    tls: TlsIdentity;
+    registration: TunnelRegistration;
+    cipherSuites?: string;
+  }): Promise<NaiveTunnel> {
+    const tunnel = new NaiveTunnel();
+    const registration = validateRegistration(options.registration);
+    const registrations = new Map([[registration.migrationId, registration]]);
+    const server = createHttpsServer({
+      ca: options.tls.ca,
+      cert: options.tls.cert,
+      key: options.tls.key,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      honorCipherOrder: true,
+      ...(options.cipherSuites !== undefined ? { ciphers: options.cipherSuites } : {}),
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const peerCommonName = commonNameOf((socket as TLSSocket).getPeerCertificate().subject);
+      const decision = decideTunnelRequest({
+        url: req.url,
+        headers: req.headers,
+        peerCommonName,
+        registrations,
+      });
+      if (!decision.accept) {
+        socket.end(refusal(decision.status, decision.status === 403 ? 'tunnel refused' : decision.reason));
+        return;
+      }
+      const target = netConnect({ path: registration.targetPath });
+      target.once('error', () => socket.end(refusal(502, 'cannot connect to the destination QEMU')));
+      target.once('connect', () => {
+        socket.write(SWITCHING_PROTOCOLS);
+        if (head.length > 0) target.write(head);
+        pipeBoth(target, socket, tunnel.stats, tunnel.open);
+        socket.resume();
+      });
+    });
+    tunnel.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.listen.port, options.listen.host, () => resolve());
+    });
+    const addr = server.address() as AddressInfo;
+    tunnel.boundAddress = { host: addr.address, port: addr.port };
+    return tunnel;
+  }
+
+  /** The source end: a unix socket for the source QEMU, relayed from this process over TLS to `remote`. */
+  static async openSource(options: {
+    listenPath: string;
+    remote: TunnelRemote;
+    tls: TlsIdentity;
+    migrationId: string;
+    token: string;
+    expectedPeerCommonName: string;
+    cipherSuites?: string;
+  }): Promise<NaiveTunnel> {
+    const tunnel = new NaiveTunnel();
+    const secureContext = createSecureContext({
+      ca: options.tls.ca,
+      cert: options.tls.cert,
+      key: options.tls.key,
+      minVersion: 'TLSv1.3',
+      ...(options.cipherSuites !== undefined ? { ciphers: options.cipherSuites } : {}),
+    });
+    const server = createServer({ pauseOnConnect: true }, (qemu: Socket) => {
+      qemu.on('error', () => undefined);
+      openTunnelConnection({
+        remote: options.remote,
+        secureContext,
+        migrationId: options.migrationId,
+        token: options.token,
+        expectedPeerCommonName: options.expectedPeerCommonName,
+        timeoutMs: 15_000,
+        noDelay: true,
+      }).then(
+        ({ socket, head }) => {
+          if (head.length > 0) qemu.write(head);
+          pipeBoth(qemu, socket, tunnel.stats, tunnel.open);
+          qemu.resume();
+          socket.resume();
+        },
+        () => qemu.destroy(),
+      );
+    });
+    removeStaleSocket(options.listenPath);
+    tunnel.server = server;
+    tunnel.listenPath = options.listenPath;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.listenPath, () => resolve());
+    });
+    chmodSync(options.listenPath, 0o600);
+    return tunnel;
+  }
+
+  get address(): { host: string; port: number } | undefined {
+    return this.boundAddress;
+  }
+
+  async close(): Promise<NaiveTunnelStats> {
+    for (const s of this.open) s.destroy();
+    if (this.server !== undefined) await closeServer(this.server, 1000);
+    if (this.listenPath !== undefined) removeStaleSocket(this.listenPath);
+    return { ...this.stats };
+  }
+}

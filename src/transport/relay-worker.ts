@@ -1,0 +1,452 @@
+/**
+ * A transport worker process (forked by WorkerPool). It terminates the
+ * agent's mutual TLS for the connections the main process hands it, serves
+ * HTTP/1.1 on them (tunnel upgrades; everything else is proxied to the
+ * agent's internal API), and opens the outgoing TLS connections of source
+ * tunnels. Each worker runs on its own core; the main process only accepts
+ * connections and passes their descriptors here.
+ */
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import { describeError } from '../errors.js';
+import {
+  isToWorker,
+  type FromWorker,
+  type PemIdentity,
+  type SourceRegistration,
+  type ToWorker,
+  type TunnelCounters,
+  type WorkerEvent,
+} from './ipc-protocol.js';
+import { relay, type Relay } from './relay.js';
+import { openTunnelConnection } from './tunnel-client.js';
+import type { RelayTuning } from './relay-tuning.js';
+import {
+  SWITCHING_PROTOCOLS,
+  commonNameOf,
+  decideTunnelRequest,
+  proxyRequestHeaders,
+  proxyResponseHeaders,
+  refusal,
+  type TunnelRegistration,
+} from './tunnel-policy.js';
+
+interface Tunnel {
+  counters: TunnelCounters;
+  relays: Set<Relay>;
+  /** Connections still in their handshake; destroyed with the tunnel. */
+  pending: Set<Duplex>;
+}
+
+interface SourceTunnel extends Tunnel {
+  registration: SourceRegistration;
+  secureContext: SecureContext;
+}
+
+interface DestinationTunnel extends Tunnel {
+  registration: TunnelRegistration;
+}
+
+let tuning: RelayTuning;
+let identity: PemIdentity;
+let internalApiPath: string | undefined;
+let ownContext: SecureContext;
+let server: ReturnType<typeof createHttpsServer>;
+const internalAgent = new HttpAgent({ keepAlive: true });
+const destinations = new Map<string, DestinationTunnel>();
+const registrations = new Map<string, TunnelRegistration>();
+const sources = new Map<string, SourceTunnel>();
+const claims = new Map<number, (granted: boolean) => void>();
+let nextClaimId = 1;
+let bytesRelayed = 0;
+let connectionsOpen = 0;
+
+function send(message: FromWorker): void {
+  if (process.connected) process.send?.(message);
+}
+
+function report(event: WorkerEvent): void {
+  send({ type: 'event', event });
+}
+
+function emptyTunnel(): Tunnel {
+  return {
+    counters: { connectionsOpened: 0, connectionsOpen: 0, bytesFromQemu: 0, bytesToQemu: 0 },
+    relays: new Set(),
+    pending: new Set(),
+  };
+}
+
+function remoteAddressOf(socket: Duplex): string {
+  // A TLS socket that failed its handshake has lost its handle; its raw socket (_parent) cached the address.
+  const s = socket as Partial<Socket> & { _parent?: Partial<Socket> };
+  const address = s.remoteAddress ?? s._parent?.remoteAddress;
+  if (address === undefined) return 'local socket';
+  return `${address}:${s.remotePort ?? s._parent?.remotePort ?? ''}`;
+}
+
+/** Relays `qemu` <-> `network` and keeps the tunnel's counters; a = QEMU side. */
+function startRelay(
+  tunnel: Tunnel,
+  qemu: Duplex,
+  network: Duplex,
+  onClosed: (error: Error | undefined) => void,
+): void {
+  const c = tunnel.counters;
+  c.connectionsOpened += 1;
+  c.connectionsOpen += 1;
+  connectionsOpen += 1;
+  const r = relay(qemu, network, {
+    lingerMs: tuning.lingerMs,
+    // a is the QEMU side (plain socket), b the TLS side.
+    batchWrites: { aToB: false, bToA: tuning.batchWrites },
+    onBytes: (direction, bytes) => {
+      bytesRelayed += bytes;
+      if (direction === 'aToB') c.bytesFromQemu += bytes;
+      else c.bytesToQemu += bytes;
+    },
+  });
+  tunnel.relays.add(r);
+  void r.closed.then((result) => {
+    tunnel.relays.delete(r);
+    c.connectionsOpen -= 1;
+    connectionsOpen -= 1;
+    onClosed(result.error);
+  });
+}
+
+function destroyTunnel(tunnel: Tunnel): void {
+  for (const r of tunnel.relays) r.destroy();
+  for (const s of tunnel.pending) s.destroy();
+  tunnel.pending.clear();
+}
+
+function refuse(socket: Duplex, status: number, publicMessage: string): void {
+  if (socket.writable) socket.end(refusal(status, publicMessage));
+  const t = setTimeout(() => socket.destroy(), 2000);
+  t.unref();
+  socket.once('close', () => clearTimeout(t));
+}
+
+function claimConnection(migrationId: string): Promise<boolean> {
+  const id = nextClaimId++;
+  return new Promise((resolve) => {
+    claims.set(id, resolve);
+    send({ type: 'claim', id, migrationId });
+  });
+}
+
+// ---- destination side: tunnel upgrades on the agent's port ----
+
+function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const tlsSocket = socket as TLSSocket;
+  const peerCommonName = commonNameOf(tlsSocket.getPeerCertificate().subject);
+  const decision = decideTunnelRequest({ url: req.url, headers: req.headers, peerCommonName, registrations });
+  const remoteAddress = remoteAddressOf(socket);
+  const refuseAndReport = (status: number, reason: string, migrationId: string | undefined): void => {
+    report({ type: 'tunnel-refused', migrationId, status, reason, peerCommonName, remoteAddress });
+    refuse(socket, status, status === 403 ? 'tunnel refused' : reason);
+  };
+  if (!decision.accept) {
+    refuseAndReport(decision.status, decision.reason, undefined);
+    return;
+  }
+  const { migrationId } = decision.registration;
+  const tunnel = destinations.get(migrationId);
+  if (tunnel === undefined) {
+    refuseAndReport(403, `migration ${migrationId} has no prepared tunnel`, migrationId);
+    return;
+  }
+  socket.pause();
+  tunnel.pending.add(socket);
+  socket.on('error', () => undefined);
+  void claimConnection(migrationId).then((granted) => {
+    const current = destinations.get(migrationId);
+    if (socket.destroyed || current !== tunnel) {
+      tunnel.pending.delete(socket);
+      socket.destroy();
+      return;
+    }
+    if (!granted) {
+      tunnel.pending.delete(socket);
+      refuseAndReport(429, `migration ${migrationId} already has all its tunnel connections`, migrationId);
+      return;
+    }
+    // Socket options reach stream.Duplex; @types/node does not list the high-water marks.
+    const target = netConnect({
+      path: decision.registration.targetPath,
+      allowHalfOpen: true,
+      writableHighWaterMark: tuning.writeHighWaterMark,
+    } as NetConnectOpts);
+    tunnel.pending.add(target);
+    const failConnect = (err: Error): void => {
+      tunnel.pending.delete(socket);
+      tunnel.pending.delete(target);
+      target.destroy();
+      refuseAndReport(502, `cannot connect to the destination QEMU: ${err.message}`, migrationId);
+    };
+    target.once('error', failConnect);
+    target.once('connect', () => {
+      target.off('error', failConnect);
+      tunnel.pending.delete(socket);
+      tunnel.pending.delete(target);
+      if (socket.destroyed) {
+        target.destroy();
+        return;
+      }
+      socket.write(SWITCHING_PROTOCOLS);
+      if (head.length > 0) target.write(head);
+      report({ type: 'tunnel-connection-opened', role: 'destination', migrationId });
+      const counters = tunnel.counters;
+      const before = { from: counters.bytesFromQemu, to: counters.bytesToQemu };
+      startRelay(tunnel, target, socket, (error) =>
+        report({
+          type: 'tunnel-connection-closed',
+          role: 'destination',
+          migrationId,
+          bytesFromQemu: counters.bytesFromQemu - before.from,
+          bytesToQemu: counters.bytesToQemu - before.to,
+          ...(error !== undefined ? { error: error.message } : {}),
+        }),
+      );
+    });
+  });
+}
+
+// ---- everything else on the agent's port: the internal API, behind this TLS ----
+
+function onRequest(req: IncomingMessage, res: ServerResponse): void {
+  const fail = (status: number, message: string): void => {
+    if (!res.headersSent) {
+      const body = `${JSON.stringify({ code: 'VMF_ERR_PEER', message })}\n`;
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      });
+      res.end(body);
+    } else {
+      res.destroy();
+    }
+  };
+  if (internalApiPath === undefined) {
+    fail(503, 'this agent serves no API on this port');
+    return;
+  }
+  const peerCommonName = commonNameOf((req.socket as TLSSocket).getPeerCertificate().subject);
+  const upstream = httpRequest({
+    socketPath: internalApiPath,
+    agent: internalAgent,
+    method: req.method,
+    path: req.url,
+    headers: proxyRequestHeaders(req.headers, peerCommonName),
+  });
+  upstream.on('response', (ures) => {
+    res.writeHead(ures.statusCode ?? 502, ures.statusMessage, proxyResponseHeaders(ures.headers));
+    ures.pipe(res);
+    ures.on('error', () => res.destroy());
+  });
+  upstream.on('error', (err) => {
+    report({ type: 'proxy-failed', reason: describeError(err) });
+    fail(502, `the agent's internal API did not answer: ${err.message}`);
+  });
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
+  req.pipe(upstream);
+}
+
+// ---- source side: connections from the source QEMU, relayed to the remote agent ----
+
+function onSourceConnection(qemu: Socket, tunnelId: string, index: number): void {
+  const source = sources.get(tunnelId);
+  if (source === undefined) {
+    qemu.destroy();
+    send({ type: 'source-established', tunnelId, index, ok: false });
+    return;
+  }
+  qemu.pause();
+  qemu.on('error', () => undefined);
+  const { registration } = source;
+  const { migrationId } = registration;
+  const abort = new AbortController();
+  const onEarlyClose = (): void => abort.abort();
+  qemu.once('close', onEarlyClose);
+  source.pending.add(qemu);
+  openTunnelConnection(
+    {
+      remote: registration.remote,
+      secureContext: source.secureContext,
+      migrationId,
+      token: registration.token,
+      expectedPeerCommonName: registration.expectedPeerCommonName,
+      timeoutMs: tuning.handshakeTimeoutMs,
+      noDelay: tuning.noDelay,
+      highWaterMark: tuning.writeHighWaterMark,
+    },
+    abort.signal,
+  ).then(
+    ({ socket: network, head }) => {
+      qemu.off('close', onEarlyClose);
+      source.pending.delete(qemu);
+      if (qemu.destroyed || sources.get(tunnelId) !== source) {
+        network.destroy();
+        qemu.destroy();
+        send({ type: 'source-established', tunnelId, index, ok: false });
+        return;
+      }
+      if (head.length > 0) qemu.write(head);
+      report({ type: 'tunnel-connection-opened', role: 'source', migrationId, index });
+      send({ type: 'source-established', tunnelId, index, ok: true });
+      const counters = source.counters;
+      const before = { from: counters.bytesFromQemu, to: counters.bytesToQemu };
+      startRelay(source, qemu, network, (error) =>
+        report({
+          type: 'tunnel-connection-closed',
+          role: 'source',
+          migrationId,
+          bytesFromQemu: counters.bytesFromQemu - before.from,
+          bytesToQemu: counters.bytesToQemu - before.to,
+          ...(error !== undefined ? { error: error.message } : {}),
+        }),
+      );
+    },
+    (err: unknown) => {
+      qemu.off('close', onEarlyClose);
+      source.pending.delete(qemu);
+      qemu.destroy();
+      report({ type: 'source-connect-failed', migrationId, index, reason: describeError(err) });
+      send({ type: 'source-established', tunnelId, index, ok: false });
+    },
+  );
+}
+
+// ---- IPC from the main process ----
+
+function contextFor(pem: PemIdentity): SecureContext {
+  return createSecureContext({ ...pem, minVersion: 'TLSv1.3', ciphers: tuning.cipherSuites });
+}
+
+function handle(message: ToWorker, socket: Socket | undefined): void {
+  switch (message.type) {
+    case 'init': {
+      tuning = message.tuning;
+      identity = message.tls;
+      internalApiPath = message.internalApiPath;
+      ownContext = contextFor(identity);
+      server = createHttpsServer(
+        {
+          ...identity,
+          requestCert: true,
+          rejectUnauthorized: true,
+          minVersion: 'TLSv1.3',
+          ciphers: tuning.cipherSuites,
+          honorCipherOrder: true,
+        },
+        onRequest,
+      );
+      server.on('upgrade', onUpgrade);
+      server.on('tlsClientError', (err: Error, s: TLSSocket) => {
+        // Node checks the client certificate after the handshake and just closes: say why.
+        const why =
+          s.authorizationError === null ? '' : ` (client certificate: ${String(s.authorizationError)})`;
+        report({
+          type: 'tls-handshake-failed',
+          reason: `${err.message}${why}`,
+          remoteAddress: remoteAddressOf(s),
+        });
+      });
+      server.keepAliveTimeout = 5000;
+      send({ type: 'ack', id: message.id });
+      return;
+    }
+    case 'frontend-connection': {
+      if (socket === undefined) return;
+      socket.setNoDelay(tuning.noDelay);
+      // Read the peer address now: net.Socket caches it, and it is gone once a failed handshake destroys the socket.
+      void socket.remoteAddress;
+      server.emit('connection', socket);
+      return;
+    }
+    case 'accept-tunnel': {
+      const { registration } = message;
+      registrations.set(registration.migrationId, registration);
+      const existing = destinations.get(registration.migrationId);
+      if (existing !== undefined) existing.registration = registration;
+      else destinations.set(registration.migrationId, { ...emptyTunnel(), registration });
+      send({ type: 'ack', id: message.id });
+      return;
+    }
+    case 'close-tunnel': {
+      registrations.delete(message.migrationId);
+      const tunnel = destinations.get(message.migrationId);
+      destinations.delete(message.migrationId);
+      if (tunnel !== undefined) destroyTunnel(tunnel);
+      send({ type: 'ack', id: message.id });
+      return;
+    }
+    case 'register-source': {
+      const { registration } = message;
+      const secureContext = registration.tls === undefined ? ownContext : contextFor(registration.tls);
+      sources.set(registration.tunnelId, { ...emptyTunnel(), registration, secureContext });
+      send({ type: 'ack', id: message.id });
+      return;
+    }
+    case 'close-source': {
+      const tunnel = sources.get(message.tunnelId);
+      sources.delete(message.tunnelId);
+      if (tunnel !== undefined) destroyTunnel(tunnel);
+      send({ type: 'ack', id: message.id });
+      return;
+    }
+    case 'source-connection': {
+      if (socket === undefined) return;
+      onSourceConnection(socket, message.tunnelId, message.index);
+      return;
+    }
+    case 'claim-result': {
+      const resolve = claims.get(message.id);
+      claims.delete(message.id);
+      resolve?.(message.granted);
+      return;
+    }
+    case 'stats': {
+      const cpu = process.cpuUsage();
+      const pick = (m: Map<string, Tunnel>): Record<string, TunnelCounters> =>
+        Object.fromEntries([...m].map(([k, t]) => [k, { ...t.counters }]));
+      send({
+        type: 'stats',
+        id: message.id,
+        stats: {
+          pid: process.pid,
+          cpuUserMicros: cpu.user,
+          cpuSystemMicros: cpu.system,
+          bytesRelayed,
+          connectionsOpen,
+          destinations: pick(destinations),
+          sources: pick(sources),
+        },
+      });
+      return;
+    }
+  }
+}
+
+process.on('message', (message: unknown, socket: Socket | undefined) => {
+  if (!isToWorker(message)) return;
+  try {
+    handle(message, socket);
+  } catch (err) {
+    socket?.destroy();
+    if ('id' in message) send({ type: 'ack', id: message.id, error: describeError(err) });
+  }
+});
+// The main process is gone: nothing will hand us work or collect our counters.
+process.on('disconnect', () => process.exit(0));

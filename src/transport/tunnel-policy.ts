@@ -1,0 +1,240 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { UsageError } from '../errors.js';
+
+/** The HTTP Upgrade protocol token of a tunnel request. */
+export const TUNNEL_PROTOCOL = 'vmferry-tunnel';
+/** Request header carrying the per-migration tunnel token. */
+export const TOKEN_HEADER = 'x-vmferry-token';
+/** Header the frontend adds to proxied API requests: the verified client certificate's CN. */
+export const PEER_CN_HEADER = 'x-vmferry-peer-cn';
+
+const TUNNEL_PATH = /^\/v1\/tunnel\/([A-Za-z0-9._~-]{1,128})$/;
+
+/** What a destination worker knows about a tunnel the agent has prepared. */
+export interface TunnelRegistration {
+  migrationId: string;
+  token: string;
+  peerCommonName: string;
+  targetPath: string;
+  maxConnections: number;
+}
+
+export type TunnelDecision =
+  | { accept: true; registration: TunnelRegistration }
+  | { accept: false; status: 400 | 403 | 404 | 429; reason: string };
+
+/** Compares two secrets in time independent of where they differ (and of their lengths). */
+export function tokensEqual(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given, 'utf8').digest();
+  const b = createHash('sha256').update(expected, 'utf8').digest();
+  return timingSafeEqual(a, b) && expected.length > 0;
+}
+
+/** The migration id of a `/v1/tunnel/<id>` request target; undefined for any other target. */
+export function tunnelIdFromPath(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  const q = url.indexOf('?');
+  const m = TUNNEL_PATH.exec(q >= 0 ? url.slice(0, q) : url);
+  return m?.[1];
+}
+
+/** True when a migration id can be carried in a tunnel request path. */
+export function isValidMigrationId(id: string): boolean {
+  return TUNNEL_PATH.test(`/v1/tunnel/${id}`);
+}
+
+function headerValue(value: string | string[] | undefined): string {
+  return Array.isArray(value) ? (value[0] ?? '') : (value ?? '');
+}
+
+/**
+ * Decides whether an upgrade request may become a tunnel connection. Every
+ * refusal has the same 403 for a wrong id, token or peer, so a caller cannot
+ * probe which migrations exist; `reason` is for the agent's log only.
+ */
+export function decideTunnelRequest(request: {
+  url: string | undefined;
+  headers: IncomingHttpHeaders;
+  peerCommonName: string;
+  registrations: ReadonlyMap<string, TunnelRegistration>;
+}): TunnelDecision {
+  if (headerValue(request.headers.upgrade).toLowerCase() !== TUNNEL_PROTOCOL) {
+    return {
+      accept: false,
+      status: 400,
+      reason: `unsupported upgrade ${JSON.stringify(request.headers.upgrade)}`,
+    };
+  }
+  const migrationId = tunnelIdFromPath(request.url);
+  if (migrationId === undefined) {
+    return { accept: false, status: 404, reason: `no tunnel endpoint ${JSON.stringify(request.url)}` };
+  }
+  const registration = request.registrations.get(migrationId);
+  const token = headerValue(request.headers[TOKEN_HEADER]);
+  if (registration === undefined) {
+    return { accept: false, status: 403, reason: `migration ${migrationId} has no prepared tunnel` };
+  }
+  if (!tokensEqual(token, registration.token)) {
+    return { accept: false, status: 403, reason: `wrong tunnel token for migration ${migrationId}` };
+  }
+  if (request.peerCommonName !== registration.peerCommonName) {
+    return {
+      accept: false,
+      status: 403,
+      reason: `peer ${JSON.stringify(request.peerCommonName)} is not ${JSON.stringify(registration.peerCommonName)}, the peer of migration ${migrationId}`,
+    };
+  }
+  return { accept: true, registration };
+}
+
+/** Whether one more connection fits a tunnel's budget (connections ever accepted, not concurrent ones). */
+export function admitConnection(accepted: number, maxConnections: number): boolean {
+  return accepted < maxConnections;
+}
+
+/** Round-robin over live workers: the first live index after `previous`, or -1 when none lives. */
+export function nextWorkerIndex(previous: number, alive: readonly boolean[]): number {
+  const n = alive.length;
+  for (let step = 1; step <= n; step++) {
+    const i = (((previous + step) % n) + n) % n;
+    if (alive[i] === true) return i;
+  }
+  return -1;
+}
+
+// RFC 9110 7.6.1 connection-specific fields, plus the ones Node sets itself for the hop.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+]);
+
+/**
+ * Request headers for the internal API: the client's end-to-end headers, with
+ * the peer CN header set from the verified certificate (a client-sent value is
+ * dropped, so it cannot be spoofed).
+ */
+export function proxyRequestHeaders(
+  headers: IncomingHttpHeaders,
+  peerCommonName: string,
+): OutgoingHttpHeaders {
+  const connectionListed = new Set(
+    headerValue(headers.connection)
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter((s) => s.length > 0),
+  );
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || connectionListed.has(name) || name === PEER_CN_HEADER)
+      continue;
+    out[name] = value;
+  }
+  out[PEER_CN_HEADER] = peerCommonName;
+  return out;
+}
+
+/** Response headers sent back to the client: the internal API's end-to-end headers. */
+export function proxyResponseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** The request a source worker sends on a fresh TLS connection to open a tunnel connection. */
+export function tunnelRequest(migrationId: string, token: string, host: string): string {
+  return (
+    `GET /v1/tunnel/${migrationId} HTTP/1.1\r\n` +
+    `Host: ${host}\r\n` +
+    `Connection: Upgrade\r\n` +
+    `Upgrade: ${TUNNEL_PROTOCOL}\r\n` +
+    `${TOKEN_HEADER}: ${token}\r\n\r\n`
+  );
+}
+
+export const SWITCHING_PROTOCOLS = `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`;
+
+const REFUSALS: Record<number, { phrase: string; code: string }> = {
+  400: { phrase: 'Bad Request', code: 'VMF_ERR_USAGE' },
+  403: { phrase: 'Forbidden', code: 'VMF_ERR_AUTH' },
+  404: { phrase: 'Not Found', code: 'VMF_ERR_NOT_FOUND' },
+  429: { phrase: 'Too Many Requests', code: 'VMF_ERR_CONFLICT' },
+  502: { phrase: 'Bad Gateway', code: 'VMF_ERR_PEER' },
+  503: { phrase: 'Service Unavailable', code: 'VMF_ERR_PEER' },
+};
+
+/** A short HTTP reply, with an agent API error body, that refuses a request and closes the connection. */
+export function refusal(status: number, message: string): string {
+  const r = REFUSALS[status] ?? { phrase: 'Error', code: 'VMF_ERR_PEER' };
+  const text = `${JSON.stringify({ code: r.code, message })}\n`;
+  return (
+    `HTTP/1.1 ${status} ${r.phrase}\r\nConnection: close\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`
+  );
+}
+
+export type UpgradeResponse =
+  { complete: false } | { complete: true; status: number; headerBytes: number; body: string };
+
+const MAX_RESPONSE_HEAD = 16 * 1024;
+
+/**
+ * Parses the reply to a tunnel request from the bytes received so far. `headerBytes`
+ * is where tunnel data starts (bytes after it belong to the relayed stream).
+ */
+export function parseUpgradeResponse(received: Buffer): UpgradeResponse {
+  const end = received.indexOf('\r\n\r\n');
+  if (end < 0) {
+    if (received.length > MAX_RESPONSE_HEAD)
+      return { complete: true, status: 0, headerBytes: received.length, body: '' };
+    return { complete: false };
+  }
+  const head = received.subarray(0, end).toString('latin1');
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+  const status = m === null ? 0 : Number(m[1]);
+  return { complete: true, status, headerBytes: end + 4, body: received.subarray(end + 4).toString('utf8') };
+}
+
+/** The CN of a certificate subject as Node reports it (string, or array when repeated). */
+export function commonNameOf(subject: { CN?: string | string[] } | undefined): string {
+  const cn = subject?.CN;
+  return typeof cn === 'string' ? cn : Array.isArray(cn) ? (cn[0] ?? '') : '';
+}
+
+/** Checks a destination tunnel's registration on entry; a bad field throws naming it. */
+export function validateRegistration(r: TunnelRegistration): TunnelRegistration {
+  const bad = (field: string, expect: string, got: unknown): never => {
+    throw new UsageError(`tunnel ${field} must be ${expect}, got ${JSON.stringify(got)}`);
+  };
+  if (typeof r.migrationId !== 'string' || !isValidMigrationId(r.migrationId)) {
+    bad('migrationId', '1-128 characters from A-Z a-z 0-9 . _ ~ -', r.migrationId);
+  }
+  if (typeof r.token !== 'string' || r.token.length < 16 || /[\r\n]/.test(r.token)) {
+    bad(
+      'token',
+      'a string of at least 16 characters on one line',
+      r.token === undefined ? r.token : '<redacted>',
+    );
+  }
+  if (typeof r.peerCommonName !== 'string' || r.peerCommonName.length === 0) {
+    bad('peerCommonName', 'a non-empty certificate CN', r.peerCommonName);
+  }
+  if (typeof r.targetPath !== 'string' || !r.targetPath.startsWith('/')) {
+    bad('targetPath', 'an absolute unix socket path', r.targetPath);
+  }
+  if (!Number.isInteger(r.maxConnections) || r.maxConnections < 1 || r.maxConnections > 256) {
+    bad('maxConnections', 'an integer from 1 to 256', r.maxConnections);
+  }
+  return r;
+}
