@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError } from '../errors.js';
 import type { ResolvedOptions } from '../config/index.js';
@@ -6,11 +6,13 @@ import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
 import type { TlsIdentity } from '../pki/index.js';
 import { ApiServer } from './api-server.js';
-import { IncomingMigrations, type TunnelAcceptor } from './incoming.js';
+import { IncomingMigrations } from './incoming.js';
 import { openJournal, type Journal } from './journal.js';
 import { loadMigrationOptions, planSettings } from './migration-settings.js';
-import { OutgoingMigrations, type SourceTunnelOpener } from './outgoing.js';
+import { OutgoingMigrations } from './outgoing.js';
 import { registerRoutes } from './routes.js';
+import { AgentTunnels } from './tunnels.js';
+import { TlsFrontend, type TransportEvent } from '../transport/index.js';
 import { VmRegistry } from './vm-registry.js';
 
 export interface AgentOptions {
@@ -28,7 +30,8 @@ export interface AgentOptions {
   qemuTlsDir?: string;
   /** The operator's nova.conf options ([libvirt] and [vmferry]): how migrations run. */
   migrationOptions?: ResolvedOptions;
-  tunnels?: { acceptor: TunnelAcceptor; openSource: SourceTunnelOpener };
+  /** Processes for TLS and tunnel relaying (default: one per CPU). */
+  workers?: number;
   log?: (line: string) => void;
 }
 
@@ -60,6 +63,8 @@ export class Agent {
   private readonly peers = new Map<string, AgentClient>();
   private host: HostInfo | undefined;
   private readonly log: (line: string) => void;
+  private readonly tunnels: AgentTunnels;
+  private frontendInstance: TlsFrontend | undefined;
   private readonly migrationOptions: ResolvedOptions;
   addresses: string[] = [];
 
@@ -67,6 +72,11 @@ export class Agent {
     this.options = options;
     this.host = host;
     this.migrationOptions = options.migrationOptions ?? loadMigrationOptions(undefined);
+    this.tunnels = new AgentTunnels(() => this.frontend(), {
+      stateDir: options.stateDir,
+      tls: options.tls,
+      listenHost: options.listenHost,
+    });
     this.log = options.log ?? ((line) => process.stderr.write(`vmferry-agent[${options.name}]: ${line}\n`));
     mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
     const now = (): number => Date.now();
@@ -84,7 +94,7 @@ export class Agent {
       migrationAddress: options.migrationAddress ?? options.listenHost,
       registry: this.registry,
       journal: this.journal,
-      tunnels: options.tunnels?.acceptor,
+      tunnels: this.tunnels,
       qemuTlsDir: options.qemuTlsDir,
       log: this.log,
     });
@@ -104,12 +114,12 @@ export class Agent {
           overrides,
         });
       },
-      openSourceTunnel: options.tunnels?.openSource,
+      tunnels: this.tunnels,
       qemuTlsDir: options.qemuTlsDir,
       dirtyRateSampleSeconds: this.migrationOptions['vmferry.dirty_rate_sample_seconds'].value,
       log: this.log,
     });
-    this.api = new ApiServer(options.tls);
+    this.api = new ApiServer();
     registerRoutes(this.api, {
       hostInfo: () => this.summary(),
       registry: this.registry,
@@ -129,10 +139,23 @@ export class Agent {
     const agent = new Agent(options, host);
     try {
       await agent.recover();
-      const socketPath = join(options.stateDir, 'agent.sock');
-      rmSync(socketPath, { force: true });
-      agent.addresses.push(await agent.api.listen({ host: options.listenHost, port: options.listenPort }));
-      agent.addresses.push(`unix:${await agent.api.listen({ path: socketPath })}`);
+      const internalApiPath = join(options.stateDir, 'api.sock');
+      await agent.api.listen(internalApiPath);
+      const frontend = await TlsFrontend.start({
+        tls: options.tls,
+        listen: { host: options.listenHost, port: options.listenPort },
+        localPath: join(options.stateDir, 'agent.sock'),
+        internalApiPath,
+        ...(options.workers !== undefined ? { workers: options.workers } : {}),
+        onEvent: (e) => agent.onTransportEvent(e),
+      });
+      agent.frontendInstance = frontend;
+      const bound = frontend.address;
+      if (bound !== undefined)
+        agent.addresses.push(
+          `https://${bound.host.includes(':') ? `[${bound.host}]` : bound.host}:${bound.port}`,
+        );
+      agent.addresses.push(`unix:${frontend.localPath ?? ''}`);
       writeFileSync(
         join(options.stateDir, 'agent.json'),
         `${JSON.stringify({ name: options.name, pid: process.pid, addresses: agent.addresses }, null, 2)}\n`,
@@ -162,7 +185,7 @@ export class Agent {
       postcopy: h.postcopy,
       autoConverge: h.autoConverge,
       migrationCapabilities: h.migrationCapabilities,
-      transports: this.options.tunnels === undefined ? ['native'] : ['native', 'tunnelled'],
+      transports: ['native', 'tunnelled'],
     };
   }
 
@@ -174,10 +197,21 @@ export class Agent {
 
   /** Stops serving; VMs keep running (their QEMU processes belong to the host). */
   async close(): Promise<void> {
+    await this.frontendInstance?.close();
     await this.api.close();
     for (const client of this.peers.values()) client.close();
     this.registry.detachAll();
     this.journal.close();
+  }
+
+  private frontend(): TlsFrontend {
+    if (this.frontendInstance === undefined) throw new Error('the TLS front door is not running yet');
+    return this.frontendInstance;
+  }
+
+  private onTransportEvent(e: TransportEvent): void {
+    if (e.type === 'worker-started') return;
+    this.log(`transport: ${JSON.stringify(e)}`);
   }
 
   private peer(address: string): AgentClient {

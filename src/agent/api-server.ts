@@ -1,9 +1,7 @@
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { UsageError, VmferryError, describeError, httpStatusFor, NotFoundError } from '../errors.js';
-import { mtlsServerOptions, type TlsIdentity } from '../pki/index.js';
+import { PEER_CN_HEADER } from '../transport/index.js';
 
 /** Who is calling, from their client certificate (already verified against the deployment CA). */
 export interface Peer {
@@ -20,9 +18,6 @@ export interface ApiRequest {
 }
 
 export type ApiHandler = (req: ApiRequest) => Promise<unknown>;
-
-/** Takes over an upgraded connection (the tunnel); headers already read. */
-export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, peer: Peer) => void;
 
 interface Route {
   method: string;
@@ -42,19 +37,15 @@ export class Reply {
 const MAX_BODY_BYTES = 1024 * 1024;
 
 /**
- * The agent's HTTPS API. Mutual TLS: a client without a certificate signed by
- * the deployment CA fails the handshake and never reaches a handler. Errors are
- * answered as `{code, message, hint}` with the status from errors.ts.
+ * The agent's control API: plain HTTP on a unix socket only the agent's TLS
+ * front door (src/transport) can reach. The front door terminates mutual TLS
+ * (a client without a certificate from the deployment CA never gets here) and
+ * names the caller in a header it sets itself. Errors are answered as
+ * `{code, message, hint}` with the status from errors.ts.
  */
 export class ApiServer {
   private readonly routes: Route[] = [];
-  private readonly upgrades = new Map<string, UpgradeHandler>();
-  private readonly servers: Server[] = [];
-  private readonly tls: TlsIdentity;
-
-  constructor(tls: TlsIdentity) {
-    this.tls = tls;
-  }
+  private server: Server | undefined;
 
   route(method: string, path: string, handler: ApiHandler): this {
     const names: string[] = [];
@@ -66,75 +57,47 @@ export class ApiServer {
     return this;
   }
 
-  /** Registers a handler for `Upgrade: <protocol>` requests. */
-  upgrade(protocol: string, handler: UpgradeHandler): this {
-    this.upgrades.set(protocol, handler);
-    return this;
-  }
-
-  /** Listens on `host:port` (TCP) or a unix socket path; resolves with the bound address. */
-  listen(target: { host: string; port: number } | { path: string }): Promise<string> {
-    const server = createServer(mtlsServerOptions(this.tls), (req, res) => void this.handle(req, res));
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-      this.handleUpgrade(req, socket, head),
-    );
-    server.on('tlsClientError', () => undefined);
+  /** Listens on a unix socket (mode 0600). */
+  async listen(path: string): Promise<void> {
+    rmSync(path, { force: true });
+    const server = createServer((req, res) => void this.handle(req, res));
     server.keepAliveTimeout = 5000;
-    this.servers.push(server);
-    return new Promise((resolve, reject) => {
+    server.requestTimeout = 0;
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      const done = (): void => {
+      server.listen(path, () => {
         server.off('error', reject);
-        const addr = server.address();
-        resolve(typeof addr === 'string' ? addr : addr === null ? '' : `${addr.address}:${addr.port}`);
-      };
-      if ('path' in target) server.listen(target.path, done);
-      else server.listen(target.port, target.host, done);
+        resolve();
+      });
     });
+    chmodSync(path, 0o600);
   }
 
   async close(): Promise<void> {
-    await Promise.all(
-      this.servers.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            s.close(() => resolve());
-            s.closeAllConnections();
-          }),
-      ),
-    );
-    this.servers.length = 0;
-  }
-
-  private peerOf(req: IncomingMessage): Peer {
-    const cert = (req.socket as TLSSocket).getPeerCertificate();
-    const cn = cert.subject?.CN;
-    return { commonName: typeof cn === 'string' ? cn : Array.isArray(cn) ? (cn[0] ?? '') : '' };
-  }
-
-  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const protocol = (req.headers.upgrade ?? '').toLowerCase();
-    const handler = this.upgrades.get(protocol);
-    if (handler === undefined) {
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      return;
-    }
-    handler(req, socket, head, this.peerOf(req));
+    const server = this.server;
+    this.server = undefined;
+    if (server === undefined) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = new URL(req.url ?? '/', 'https://agent');
+      const url = new URL(req.url ?? '/', 'http://agent');
       const method = req.method ?? 'GET';
       let route: Route | undefined;
       let match: RegExpExecArray | null = null;
       let pathKnown = false;
       for (const r of this.routes) {
-        match = r.pattern.exec(url.pathname);
-        if (match === null) continue;
+        const m = r.pattern.exec(url.pathname);
+        if (m === null) continue;
         pathKnown = true;
         if (r.method === method) {
           route = r;
+          match = m;
           break;
         }
       }
@@ -146,13 +109,14 @@ export class ApiServer {
       const params: Record<string, string> = {};
       route.names.forEach((name, i) => (params[name] = decodeURIComponent(match[i + 1] ?? '')));
       const body = await readJsonBody(req);
+      const cn = req.headers[PEER_CN_HEADER];
       const result = await route.handler({
         method,
         path: url.pathname,
         params,
         query: url.searchParams,
         body,
-        peer: this.peerOf(req),
+        peer: { commonName: typeof cn === 'string' ? cn : '' },
       });
       if (result instanceof Reply) send(res, result.status, result.body);
       else send(res, 200, result ?? {});

@@ -1,23 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { ConflictError, MigrationError, NotFoundError, UsageError, describeError } from '../errors.js';
 import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import { validateVmSpec } from '../qemu/index.js';
 import type { Journal } from './journal.js';
+import type { AgentTunnels } from './tunnels.js';
 import type { VmRegistry } from './vm-registry.js';
-
-/** What the destination side needs from the tunnel front door. */
-export interface TunnelAcceptor {
-  acceptTunnel(t: { migrationId: string; token: string; peerCommonName: string; targetPath: string }): void;
-  closeTunnel(migrationId: string): void;
-}
 
 interface IncomingMigration {
   id: string;
   vmName: string;
   sourceHost: string;
   transport: IncomingRequest['transport'];
+  /** A tunnel was registered for it (to close when it ends). */
+  tunnel: boolean;
 }
 
 export interface IncomingMigrationsOptions {
@@ -27,7 +22,7 @@ export interface IncomingMigrationsOptions {
   migrationAddress: string;
   registry: VmRegistry;
   journal: Journal;
-  tunnels: TunnelAcceptor | undefined;
+  tunnels: AgentTunnels;
   qemuTlsDir: string | undefined;
   log: (line: string) => void;
 }
@@ -65,6 +60,7 @@ export class IncomingMigrations {
       vmName: spec.name,
       sourceHost: request.sourceHost,
       transport: request.transport,
+      tunnel: false,
     };
     try {
       const vm = await registry.prepareIncoming(spec, request.migrationId);
@@ -106,20 +102,23 @@ export class IncomingMigrations {
           destinationHost: this.options.hostName,
         };
       } else {
-        if (this.options.tunnels === undefined)
-          throw new MigrationError('this agent has no tunnel front door');
-        const dir = join(this.options.stateDir, 'tunnels');
-        mkdirSync(dir, { recursive: true, mode: 0o700 });
-        const targetPath = join(dir, `${request.migrationId.slice(0, 12)}-in.sock`);
+        const targetPath = this.options.tunnels.incomingPath(request.migrationId);
         await qmp.execute('migrate-incoming', { uri: `unix:${targetPath}` });
         const token = randomBytes(32).toString('base64url');
-        this.options.tunnels.acceptTunnel({
+        const { naivePort } = await this.options.tunnels.accept({
           migrationId: request.migrationId,
           token,
           peerCommonName,
           targetPath,
+          channels: request.channels,
+          mode: request.tunnel,
         });
-        reply = { tunnelToken: token, destinationHost: this.options.hostName };
+        entry.tunnel = true;
+        reply = {
+          tunnelToken: token,
+          destinationHost: this.options.hostName,
+          ...(naivePort !== undefined ? { naivePort } : {}),
+        };
       }
       journal.setMigrationState(entry.id, 'migrating', {
         message: `incoming QEMU waiting (${request.transport})`,
@@ -165,7 +164,7 @@ export class IncomingMigrations {
     const status = await qmp.execute<{ running: boolean }>('query-status');
     if (!status.running) await qmp.execute('cont');
     this.active.delete(id);
-    this.options.tunnels?.closeTunnel(id);
+    if (entry.tunnel) await this.closeTunnel(id);
     registry.setState(entry.vmName, 'running');
     journal.setMigrationState(id, 'completed', { message: 'the VM runs here' });
     this.options.log(`migration ${id}: VM ${entry.vmName} now runs here`);
@@ -206,6 +205,12 @@ export class IncomingMigrations {
     }
   }
 
+  private async closeTunnel(id: string): Promise<void> {
+    await this.options.tunnels.close(id).catch((err: unknown) => {
+      this.options.log(`closing the tunnel of migration ${id}: ${describeError(err)}`);
+    });
+  }
+
   private get(id: string): IncomingMigration {
     const entry = this.active.get(id);
     if (entry === undefined) throw new NotFoundError(`no incoming migration ${id} in progress on this host`);
@@ -215,7 +220,7 @@ export class IncomingMigrations {
   private async fail(id: string, reason: string, fallback?: IncomingMigration): Promise<void> {
     const entry = this.active.get(id) ?? fallback;
     this.active.delete(id);
-    this.options.tunnels?.closeTunnel(id);
+    if (entry?.tunnel === true) await this.closeTunnel(id);
     if (entry !== undefined && this.options.registry.has(entry.vmName)) {
       const vm = this.options.registry.get(entry.vmName);
       // Only the VM this migration brought: never one that already ran here under that name.
@@ -248,8 +253,12 @@ function validateIncoming(body: unknown): IncomingRequest {
   if (typeof channels !== 'number' || !Number.isInteger(channels) || channels < 1 || channels > 64) {
     throw new UsageError(`channels must be an integer from 1 to 64, got ${JSON.stringify(channels)}`);
   }
+  if (b.tunnel !== undefined && b.tunnel !== 'multi' && b.tunnel !== 'naive') {
+    throw new UsageError(`tunnel must be multi or naive, got ${JSON.stringify(b.tunnel)}`);
+  }
   return {
     migrationId: b.migrationId,
+    tunnel: b.tunnel === 'naive' ? 'naive' : 'multi',
     spec: validateVmSpec(b.spec),
     transport: b.transport,
     tls: b.tls === true,

@@ -57,12 +57,18 @@ export function planSettings(input: {
   }
   if (o.timeoutAction !== undefined)
     reasons.push(`timeout action ${o.timeoutAction}: requested for this migration (override)`);
+  if (o.tunnel === 'naive') {
+    reasons.push(
+      'naive tunnel: one connection through one single-threaded relay, the benchmark baseline (override)',
+    );
+  }
   if (o.stallSeconds !== undefined)
     reasons.push(`stall timeout ${o.stallSeconds} s: requested for this migration (override)`);
   return {
     transport: plan.transport,
     tls: plan.tls,
-    channels: plan.channels,
+    channels: o.tunnel === 'naive' ? 1 : plan.channels,
+    tunnel: o.tunnel ?? 'multi',
     bandwidthMiBps: plan.bandwidthMiBs,
     downtimeSteps: plan.downtimeSteps,
     completionTimeoutSeconds: o.completionTimeoutSeconds ?? plan.completionTimeoutSeconds,

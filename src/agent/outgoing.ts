@@ -13,16 +13,9 @@ import {
   type TransportSession,
 } from '../migration/index.js';
 import type { AgentClient } from './agent-client.js';
+import type { AgentTunnels } from './tunnels.js';
 import type { Journal } from './journal.js';
 import type { VmRegistry } from './vm-registry.js';
-
-/** Opens the source end of a tunnel: a local unix socket QEMU migrates to, relayed to the destination agent. */
-export type SourceTunnelOpener = (t: {
-  migrationId: string;
-  token: string;
-  destination: AgentClient;
-  destinationHost: string;
-}) => Promise<TransportSession>;
 
 export interface OutgoingMigrationsOptions {
   hostName: string;
@@ -36,7 +29,7 @@ export interface OutgoingMigrationsOptions {
     destination: AgentClient;
     overrides: MigrationOverrides;
   }) => Promise<MigrationSettings>;
-  openSourceTunnel: SourceTunnelOpener | undefined;
+  tunnels: AgentTunnels;
   qemuTlsDir: string | undefined;
   /** How long the forecast samples the guest dirty rate (calc-dirty-rate), seconds. */
   dirtyRateSampleSeconds: number;
@@ -197,9 +190,6 @@ export class OutgoingMigrations {
       destination: client,
       overrides,
     });
-    if (settings.transport === 'tunnelled' && this.options.openSourceTunnel === undefined) {
-      throw new UsageError('the tunnelled transport is not available on this agent');
-    }
     const id = randomUUID();
     const qemu = vm.qemu;
     if (qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
@@ -219,6 +209,7 @@ export class OutgoingMigrations {
       transport: settings.transport,
       tls: settings.tls,
       channels: settings.channels,
+      tunnel: settings.tunnel,
       postCopy: settings.postCopy,
     };
     const driver = new SourceMigration({
@@ -314,14 +305,14 @@ export class OutgoingMigrations {
         throw new UsageError('the destination did not say where to send the stream');
       return { uri: reachableUri(reply.uri, client.endpoint.host), close: () => undefined };
     }
-    if (reply.tunnelToken === undefined || this.options.openSourceTunnel === undefined) {
-      throw new UsageError('the destination did not give a tunnel token');
-    }
-    return this.options.openSourceTunnel({
+    if (reply.tunnelToken === undefined) throw new UsageError('the destination did not give a tunnel token');
+    return this.options.tunnels.open({
       migrationId: id,
       token: reply.tunnelToken,
       destination: client,
       destinationHost: reply.destinationHost,
+      mode: settings.tunnel,
+      ...(reply.naivePort !== undefined ? { naivePort: reply.naivePort } : {}),
     });
   }
 

@@ -10,6 +10,8 @@ export interface MigrationSettings {
   tls: boolean;
   /** multifd channels; 1 means a single stream without multifd. */
   channels: number;
+  /** Tunnelled only: `multi` (vmferry's relay) or `naive` (one connection, one thread: the benchmark baseline). */
+  tunnel: 'multi' | 'naive';
   /** MiB/s; 0 means unlimited (QEMU's built-in 128 MiB/s cap is lifted explicitly). */
   bandwidthMiBps: number;
   downtimeSteps: DowntimeSteps;
@@ -62,6 +64,7 @@ export interface IncomingRequest {
   transport: TransportKind;
   tls: boolean;
   channels: number;
+  tunnel: 'multi' | 'naive';
   postCopy: boolean;
   /** The source host's agent name, for logs and tunnel authorization. */
   sourceHost: string;
@@ -73,6 +76,8 @@ export interface IncomingReply {
   uri?: string;
   /** Tunnelled transport: the one-time token the destination agent accepts tunnel connections with. */
   tunnelToken?: string;
+  /** Naive tunnel only: the destination agent's extra port for it. */
+  naivePort?: number;
   /** The destination agent's certificate name (for TLS host checks). */
   destinationHost: string;
 }

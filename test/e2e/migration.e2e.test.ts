@@ -66,7 +66,10 @@ describe('live migration between two agents (real QEMU, real agents)', () => {
 
   it('vmferry host info --agent reports, for each host, that QEMU TLS is usable', async () => {
     for (const key of ['a', 'b'] as const) {
-      const r = await runCli(['host', 'info', '--agent', lab.agents[key].localAddress, '--json'], lab.cliEnv(key));
+      const r = await runCli(
+        ['host', 'info', '--agent', lab.agents[key].localAddress, '--json'],
+        lab.cliEnv(key),
+      );
       assert.equal(r.code, 0, r.stderr);
       const info = JSON.parse(r.stdout) as { name: string; nativeTls: boolean; accelerator: string };
       assert.equal(info.name, lab.agents[key].name);

@@ -1,0 +1,116 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { MigrationError, UsageError } from '../errors.js';
+import type { TransportSession } from '../migration/index.js';
+import type { TlsIdentity } from '../pki/index.js';
+import { NaiveTunnel, type TlsFrontend } from '../transport/index.js';
+import type { AgentClient } from './agent-client.js';
+
+export type TunnelMode = 'multi' | 'naive';
+
+/**
+ * The agent's two tunnel ends. `multi` is the product: every QEMU connection
+ * (main + multifd channels) relayed by the front door's worker processes over
+ * its own TLS connection, through the agent's one port. `naive` is the design
+ * the 2016 mail complains about — one connection, one thread, in this process,
+ * on a port of its own — kept only as the benchmark's baseline.
+ */
+export class AgentTunnels {
+  private readonly naive = new Map<string, NaiveTunnel>();
+
+  constructor(
+    private readonly frontend: () => TlsFrontend,
+    private readonly options: { stateDir: string; tls: TlsIdentity; listenHost: string },
+  ) {}
+
+  private socketPath(migrationId: string, end: 'in' | 'out'): string {
+    const dir = join(this.options.stateDir, 'tunnels');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return join(dir, `${migrationId.slice(0, 12)}-${end}.sock`);
+  }
+
+  /** Where the destination QEMU listens (`migrate-incoming unix:...`). */
+  incomingPath(migrationId: string): string {
+    return this.socketPath(migrationId, 'in');
+  }
+
+  /** Destination: accepts tunnel connections for this migration from `peerCommonName` with `token`; returns the naive port if any. */
+  async accept(t: {
+    migrationId: string;
+    token: string;
+    peerCommonName: string;
+    targetPath: string;
+    channels: number;
+    mode: TunnelMode;
+  }): Promise<{ naivePort?: number }> {
+    const registration = {
+      migrationId: t.migrationId,
+      token: t.token,
+      peerCommonName: t.peerCommonName,
+      targetPath: t.targetPath,
+      // QEMU opens the main channel plus one per multifd channel.
+      maxConnections: t.channels + 1,
+    };
+    if (t.mode === 'naive') {
+      const tunnel = await NaiveTunnel.listenDestination({
+        listen: { host: this.options.listenHost, port: 0 },
+        tls: this.options.tls,
+        registration,
+      });
+      this.naive.set(t.migrationId, tunnel);
+      const port = tunnel.address?.port;
+      if (port === undefined) throw new MigrationError('the naive tunnel did not bind a port');
+      return { naivePort: port };
+    }
+    await this.frontend().acceptTunnel(registration);
+    return {};
+  }
+
+  /** Destination: forgets the tunnel and drops its connections. */
+  async close(migrationId: string): Promise<void> {
+    const naive = this.naive.get(migrationId);
+    if (naive !== undefined) {
+      this.naive.delete(migrationId);
+      await naive.close();
+      return;
+    }
+    await this.frontend().closeTunnel(migrationId);
+  }
+
+  /** Source: a local socket for QEMU, relayed to the destination agent. */
+  async open(t: {
+    migrationId: string;
+    token: string;
+    destination: AgentClient;
+    destinationHost: string;
+    mode: TunnelMode;
+    naivePort?: number;
+  }): Promise<TransportSession> {
+    const { endpoint } = t.destination;
+    if (endpoint.host === undefined || endpoint.port === undefined) {
+      throw new UsageError(`a tunnel needs the destination agent's TCP address, not ${endpoint.url}`);
+    }
+    const listenPath = this.socketPath(t.migrationId, 'out');
+    if (t.mode === 'naive') {
+      if (t.naivePort === undefined)
+        throw new MigrationError('the destination did not open a naive tunnel port');
+      const tunnel = await NaiveTunnel.openSource({
+        listenPath,
+        remote: { host: endpoint.host, port: t.naivePort },
+        tls: this.options.tls,
+        migrationId: t.migrationId,
+        token: t.token,
+        expectedPeerCommonName: t.destinationHost,
+      });
+      return { uri: `unix:${listenPath}`, close: async () => void (await tunnel.close()) };
+    }
+    const tunnel = await this.frontend().openSourceTunnel({
+      migrationId: t.migrationId,
+      token: t.token,
+      listenPath,
+      remote: { host: endpoint.host, port: endpoint.port },
+      expectedPeerCommonName: t.destinationHost,
+    });
+    return { uri: `unix:${listenPath}`, close: async () => void (await tunnel.close()) };
+  }
+}
