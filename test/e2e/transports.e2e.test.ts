@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { request } from 'node:https';
+import { after, before, describe, it } from 'node:test';
+import type { AgentClient, VmView } from '../../src/agent/index.js';
+import { TwoHostLab, type HostKey } from '../../src/lab/index.js';
+import type { MigrationReport } from '../../src/migration/index.js';
+import { mtlsClientOptions } from '../../src/pki/index.js';
+import { TOKEN_HEADER, TUNNEL_PROTOCOL } from '../../src/transport/index.js';
+import {
+  guestSpec,
+  migrationReport,
+  vmNames,
+  waitFor,
+  waitForOkHeartbeats,
+  waitUntilTransferring,
+} from './helpers.js';
+
+/** The agents' tunnel and QEMU's own transports, end to end with the guest verifying itself. */
+describe('each transport moves the guest intact; tunnels refuse strangers and fail cleanly', () => {
+  let lab: TwoHostLab;
+  let client: Record<HostKey, AgentClient>;
+  let where: HostKey = 'a';
+
+  before(async () => {
+    lab = await TwoHostLab.create({
+      prefix: 'vmt',
+      subnet: 50,
+      novaConf: '[vmferry]\npermit_cleartext = True\n',
+    });
+    await lab.start();
+    client = { a: lab.client('a'), b: lab.client('b') };
+    await client.a.post('/v1/vms', guestSpec('traveller'), { timeoutMs: 60_000 });
+    await waitForOkHeartbeats(client.a, 'traveller', 2);
+  });
+  after(async () => {
+    await lab?.close();
+  });
+
+  const cases: [string, Record<string, unknown>, Partial<MigrationReport>][] = [
+    [
+      'native, clear text (permitted by [vmferry] permit_cleartext)',
+      { transport: 'native', tls: false },
+      { transport: 'native', tls: false },
+    ],
+    [
+      'native with QEMU TLS on every multifd channel',
+      { transport: 'native', tls: true },
+      { transport: 'native', tls: true },
+    ],
+    [
+      'tunnelled through the agents (mutual TLS, one connection per channel)',
+      { transport: 'tunnelled' },
+      { transport: 'tunnelled', tls: true },
+    ],
+  ];
+  for (const [title, options, expected] of cases) {
+    it(`migrates over ${title}; the guest verifies OK on arrival`, async () => {
+      const from = where;
+      const to: HostKey = from === 'a' ? 'b' : 'a';
+      const before = await client[from].get<VmView>('/v1/vms/traveller');
+      const { id } = await client[from].post<{ id: string }>('/v1/migrations', {
+        vm: 'traveller',
+        to: lab.agents[to].address,
+        options,
+      });
+      const report = await migrationReport(client[from], id);
+      assert.equal(report.status, 'completed', report.error);
+      for (const [k, v] of Object.entries(expected)) assert.equal(report[k as keyof MigrationReport], v, k);
+      assert.ok(report.channels > 1, 'multifd channels');
+      assert.equal(report.guest, 'ok', report.guestDetail);
+      await waitForOkHeartbeats(client[to], 'traveller', 2, before.guest.lastSeq);
+      where = to;
+    });
+  }
+
+  it('refuses a tunnel request with a wrong token or for a migration it did not prepare', async () => {
+    const b = lab.agents.b;
+    // The operator reaches B's front door through its local socket (the test runs outside the namespaces).
+    const socketPath = b.localAddress.slice('unix:'.length);
+    const status = (path: string, token: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = request({
+          socketPath,
+          path,
+          method: 'GET',
+          agent: false,
+          headers: { connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL, [TOKEN_HEADER]: token },
+          ...mtlsClientOptions(lab.operator, { peerName: b.name }),
+        });
+        req.on('upgrade', (_res, socket) => {
+          socket.destroy();
+          resolve(101);
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    // The operator certificate is valid, but no migration was prepared: no tunnel opens.
+    const codes = await Promise.all([
+      status('/v1/tunnel/00000000-0000-0000-0000-000000000000', 'not-a-token'),
+      status('/v1/tunnel/../../v1/vms', 'x'),
+    ]);
+    for (const code of codes) assert.notEqual(code, 101);
+    assert.ok(
+      codes.every((c) => c >= 400),
+      codes.join(','),
+    );
+  });
+
+  it('fails cleanly when a tunnel relay dies midway: source running, guest OK, destination cleaned', async () => {
+    const from = where;
+    const to: HostKey = from === 'a' ? 'b' : 'a';
+    const seq = await waitForOkHeartbeats(client[from], 'traveller', 1);
+    const { id } = await client[from].post<{ id: string }>('/v1/migrations', {
+      vm: 'traveller',
+      to: lab.agents[to].address,
+      options: { transport: 'tunnelled', bandwidthMiBps: 16 },
+    });
+    await waitUntilTransferring(client[from], id);
+    // Kill the destination's relay workers: every tunnel connection they hold drops.
+    const netns = lab.agents[to].netns;
+    const pids = execFileSync('pgrep', ['-f', 'relay-worker'])
+      .toString()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+      .filter(
+        (pid) =>
+          netns === undefined ||
+          execFileSync('ip', ['netns', 'identify', String(pid)])
+            .toString()
+            .trim() === netns,
+      );
+    assert.ok(pids.length > 0, 'relay workers found');
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    const report = await migrationReport(client[from], id);
+    assert.equal(report.status, 'failed');
+    assert.equal((await client[from].get<VmView>('/v1/vms/traveller')).state, 'running');
+    await waitForOkHeartbeats(client[from], 'traveller', 3, seq);
+    await waitFor('the destination to drop the VM', async () =>
+      (await vmNames(client[to])).includes('traveller') ? undefined : true,
+    );
+    // The front door replaced its workers: the next migration through it works.
+    const again = await client[from].post<{ id: string }>('/v1/migrations', {
+      vm: 'traveller',
+      to: lab.agents[to].address,
+      options: { transport: 'tunnelled' },
+    });
+    const retry = await migrationReport(client[from], again.id);
+    assert.equal(retry.status, 'completed', retry.error);
+    assert.equal(retry.guest, 'ok');
+  });
+});
