@@ -31,7 +31,9 @@ const files = walk(dist, [])
     return only === 'all' || (only === 'e2e') === e2e;
   })
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
-  .sort((a, b) => Number(a.endsWith('.e2e.test.js')) - Number(b.endsWith('.e2e.test.js')) || a.localeCompare(b));
+  .sort(
+    (a, b) => Number(a.endsWith('.e2e.test.js')) - Number(b.endsWith('.e2e.test.js')) || a.localeCompare(b),
+  );
 
 if (files.length === 0) {
   process.stderr.write('run-tests: no test files found under dist/ (did the build run?)\n');

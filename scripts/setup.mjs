@@ -44,7 +44,8 @@ const lockHash = createHash('sha256').update(readFileSync(lock)).digest('hex');
 if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== lockHash) {
   say('installing npm packages (npm ci)');
   const r = run('npm', ['ci', '--no-audit', '--no-fund']);
-  if (!r.ok) fail(`npm ci failed (${r.why})`, 'check that the npm registry is reachable, then run npm ci by hand');
+  if (!r.ok)
+    fail(`npm ci failed (${r.why})`, 'check that the npm registry is reachable, then run npm ci by hand');
   writeFileSync(stamp, lockHash);
 }
 
@@ -63,7 +64,8 @@ if (missing.length > 0) {
   const cmd = `apt-get update && apt-get install -y ${missing.join(' ')}`;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!isRoot) fail(`missing Debian packages: ${missing.join(', ')}`, `as root, run: ${cmd}`);
-  if (!has('apt-get', ['--version'])) fail(`missing packages: ${missing.join(', ')}`, 'install them with your distribution\'s package manager');
+  if (!has('apt-get', ['--version']))
+    fail(`missing packages: ${missing.join(', ')}`, "install them with your distribution's package manager");
   say(`installing ${missing.join(' ')} from Debian (apt-get update first)`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   let r = run('apt-get', ['update', '-qq'], { env });
