@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { median, resultSvg, resultTable, summarize, type BenchRun } from './report.js';
+
+const GiB = 1024 ** 3;
+
+function run(transport: string, gbps: number, cpuSource = 1, cpuDestination = 2): BenchRun {
+  return {
+    transport,
+    from: 'host-a',
+    to: 'host-b',
+    gbps,
+    seconds: 1,
+    bytes: GiB,
+    downtimeMs: 10,
+    channels: 4,
+    tls: true,
+    cpuSourceSeconds: cpuSource,
+    cpuDestinationSeconds: cpuDestination,
+  };
+}
+
+describe('benchmark report', () => {
+  it('takes medians of odd and even counts', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.ok(Number.isNaN(median([])));
+  });
+
+  it('summarizes runs: median, range and CPU seconds per GiB per side', () => {
+    const s = summarize('tunnelled', [
+      run('tunnelled', 4, 2, 3),
+      run('tunnelled', 6, 4, 5),
+      run('tunnelled', 5, 3, 4),
+    ]);
+    assert.equal(s.gbps, 5);
+    assert.equal(s.minGbps, 4);
+    assert.equal(s.maxGbps, 6);
+    assert.equal(s.cpuSourcePerGiB, 3);
+    assert.equal(s.cpuDestinationPerGiB, 4);
+  });
+
+  it('tables each transport against native, the link and the naive baseline', () => {
+    const results = [
+      summarize('native', [run('native', 8)]),
+      summarize('tunnelled', [run('tunnelled', 6)]),
+      summarize('naive-tunnel', [run('naive-tunnel', 1.5)]),
+    ];
+    const table = resultTable(results, 10);
+    assert.match(table[2] ?? '', /^\| native \| 8\.00 \| 8\.00-8\.00 \| 100% \| 80% \| 5\.3x \|/);
+    assert.match(table[3] ?? '', /^\| tunnelled \| 6\.00 \| .* \| 75% \| 60% \| 4\.0x \|/);
+    const svg = resultSvg(results, 'a <title>');
+    assert.match(svg, /^<svg /);
+    assert.match(svg, /a &lt;title&gt;/);
+    assert.equal(svg.match(/<rect /g)?.length, 3);
+  });
+});
