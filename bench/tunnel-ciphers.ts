@@ -26,7 +26,12 @@ function cpuSeconds(): number {
 
 function receiver(): void {
   const id = JSON.parse(process.env.VMF_BENCH_ID ?? '{}') as { ca: string; cert: string; key: string };
-  const server = createTlsServer({ ...id, requestCert: true, minVersion: 'TLSv1.3', ciphers: SUITES.join(':') });
+  const server = createTlsServer({
+    ...id,
+    requestCert: true,
+    minVersion: 'TLSv1.3',
+    ciphers: SUITES.join(':'),
+  });
   server.on('secureConnection', (socket) => {
     const cpu0 = cpuSeconds();
     let bytes = 0;

@@ -23,6 +23,8 @@ interface Variant {
   channels?: number;
   /** false: the workers run with glibc's default malloc settings. */
   malloc?: boolean;
+  /** Node flags for the workers. */
+  execArgv?: string[];
 }
 
 function arg(name: string, fallback: string): string {
@@ -97,6 +99,7 @@ async function runOnce(
     workers,
     ...(variant.tuning !== undefined ? { tuning: variant.tuning } : {}),
     ...(env !== undefined ? { env } : {}),
+    ...(variant.execArgv !== undefined ? { execArgv: variant.execArgv } : {}),
   };
   const dst = await TlsFrontend.start({ ...common, listen: { host: '127.0.0.1', port: 0 }, tls: ids.b });
   const src = await TlsFrontend.start({ ...common, localPath: join(dir, 'src-agent.sock'), tls: ids.a });
