@@ -6,7 +6,8 @@ import { UsageError } from '../errors.js';
  * AES-128-GCM per byte and ChaCha20-Poly1305 slightly more (bench/tunnel-ciphers.ts),
  * so the stronger AES wins. The server's order decides (honorCipherOrder).
  */
-export const DEFAULT_CIPHER_SUITES = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
+export const DEFAULT_CIPHER_SUITES =
+  'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
 
 /** Knobs of the relay data path; one row each, with the reason for its default. */
 export interface RelayTuning {

@@ -134,7 +134,9 @@ export class TlsFrontend {
       const done = (): void => {
         server.off('error', reject);
         // After listening, errors are failed accepts (EMFILE...): the listener keeps going.
-        server.on('error', (err) => this.onEvent({ type: 'connection-dropped', reason: `accept failed: ${err.message}` }));
+        server.on('error', (err) =>
+          this.onEvent({ type: 'connection-dropped', reason: `accept failed: ${err.message}` }),
+        );
         resolve(server);
       };
       if ('path' in target) server.listen(target.path, done);

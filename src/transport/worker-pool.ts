@@ -277,7 +277,10 @@ export class WorkerPool {
         const budget = this.destinationBudgets.get(message.migrationId);
         const granted = budget !== undefined && admitConnection(budget.accepted, budget.max);
         if (granted) budget.accepted += 1;
-        slot.child?.send({ type: 'claim-result', id: message.id, granted } satisfies ToWorker, () => undefined);
+        slot.child?.send(
+          { type: 'claim-result', id: message.id, granted } satisfies ToWorker,
+          () => undefined,
+        );
         return;
       }
       case 'source-established':
