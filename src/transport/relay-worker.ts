@@ -424,6 +424,7 @@ function handle(message: ToWorker, socket: Socket | undefined): void {
           pid: process.pid,
           cpuUserMicros: cpu.user,
           cpuSystemMicros: cpu.system,
+          minorPageFaults: process.resourceUsage().minorPageFault,
           bytesRelayed,
           connectionsOpen,
           destinations: pick(destinations),
