@@ -425,6 +425,7 @@ async function migrateOnce(
     await ctx.agentB.call({ cmd: 'close' }).catch(() => undefined);
     await source.stop(3000).catch(() => undefined);
     await destination.stop(3000).catch(() => undefined);
+    rmSync(join(dir, `${migrationId}-in.sock`), { force: true });
   }
 }
 
