@@ -6,7 +6,7 @@
  * Gbit/s and worker CPU seconds per GiB for each side, for each variant.
  *
  *   node dist/bench/tunnel-synthetic.js [--mib 1024] [--channels 4] [--workers 2] [--runs 2]
- *       [--variant '{"label":"x","tuning":{...},"workers":1,"malloc":false}' ...]
+ *       [--variant '{"label":"x","tuning":{...},"workers":1,"keepHeap":true,"execArgv":[...]}' ...]
  */
 import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -21,8 +21,13 @@ interface Variant {
   tuning?: Partial<RelayTuning>;
   workers?: number;
   channels?: number;
-  /** false: the workers run with glibc's default malloc settings. */
-  malloc?: boolean;
+  /**
+   * true: the workers keep freed heap and serve buffers up to 1 MiB from it
+   * (glibc tunables), to see whether page faults on fresh buffers matter.
+   */
+  keepHeap?: boolean;
+  /** Node flags for the workers. */
+  execArgv?: string[];
 }
 
 function arg(name: string, fallback: string): string {
@@ -68,6 +73,13 @@ function loadgen(): void {
   });
 }
 
+function faults(before: WorkerStats[], after: WorkerStats[]): number {
+  let total = 0;
+  for (const w of after)
+    total += w.minorPageFaults - (before.find((x) => x.pid === w.pid)?.minorPageFaults ?? 0);
+  return total;
+}
+
 function cpuSeconds(before: WorkerStats[], after: WorkerStats[]): number {
   let total = 0;
   for (const w of after) {
@@ -87,16 +99,25 @@ async function runOnce(
     a: ReturnType<ReturnType<typeof createTestPki>['issue']>;
     b: ReturnType<ReturnType<typeof createTestPki>['issue']>;
   },
-): Promise<{ gbps: number; dstCpuPerGiB: number; srcCpuPerGiB: number; load: string }> {
+): Promise<{ gbps: number; dstCpuPerGiB: number; srcCpuPerGiB: number; faultsPerGiB: number; load: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'vmf-synth-'));
   const channels = variant.channels ?? defaults.channels;
   const workers = variant.workers ?? defaults.workers;
-  const env = variant.malloc === false ? { ...process.env } : undefined;
+  const env =
+    variant.keepHeap === true
+      ? {
+          ...process.env,
+          MALLOC_MMAP_THRESHOLD_: String(1024 * 1024),
+          MALLOC_TRIM_THRESHOLD_: String(256 * 1024 * 1024),
+          MALLOC_TOP_PAD_: String(64 * 1024 * 1024),
+        }
+      : undefined;
   const common = {
     internalApiPath: join(dir, 'no-api.sock'),
     workers,
     ...(variant.tuning !== undefined ? { tuning: variant.tuning } : {}),
     ...(env !== undefined ? { env } : {}),
+    ...(variant.execArgv !== undefined ? { execArgv: variant.execArgv } : {}),
   };
   const dst = await TlsFrontend.start({ ...common, listen: { host: '127.0.0.1', port: 0 }, tls: ids.b });
   const src = await TlsFrontend.start({ ...common, localPath: join(dir, 'src-agent.sock'), tls: ids.a });
@@ -140,6 +161,7 @@ async function runOnce(
       gbps: (result.bytes * 8) / seconds / 1e9,
       dstCpuPerGiB: cpuSeconds(before.dst, after.dst) / gib,
       srcCpuPerGiB: cpuSeconds(before.src, after.src) / gib,
+      faultsPerGiB: (faults(before.src, after.src) + faults(before.dst, after.dst)) / gib,
       load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0] ?? '',
     };
   } finally {
@@ -169,7 +191,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < runs; r++) {
       for (const v of variants) {
         const m = await runOnce(v, defaults, pki, ids);
-        const line = `${m.gbps.toFixed(2)} Gbit/s  dst ${m.dstCpuPerGiB.toFixed(2)}  src ${m.srcCpuPerGiB.toFixed(2)} cpu-s/GiB  (load ${m.load})`;
+        const line = `${m.gbps.toFixed(2)} Gbit/s  dst ${m.dstCpuPerGiB.toFixed(2)}  src ${m.srcCpuPerGiB.toFixed(2)} cpu-s/GiB  ${Math.round(m.faultsPerGiB)} faults/GiB  (load ${m.load})`;
         (rows[v.label] ??= []).push(line);
         process.stdout.write(`${v.label.padEnd(28)} ${line}\n`);
       }

@@ -7,6 +7,7 @@
  *   native-1   QEMU single stream over TCP (reference for the naive relay)
  *   tunnelled  multifd through the agents: each channel its own TLS connection,
  *              relayed by the agents' worker processes (TlsFrontend + SourceTunnel)
+ *   tunnelled-1  one stream (no multifd) through the same agents: the relay design alone
  *   naive      one stream through one TLS connection relayed by one thread of
  *              one process per host (NaiveTunnel): the design the seed complains about
  *
@@ -40,7 +41,7 @@ const NAIVE_PORT = 7444;
 const TOKEN = 'bench-token-0123456789abcdef';
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || '100');
 
-type Transport = 'native' | 'native-1' | 'tunnelled' | 'naive';
+type Transport = 'native' | 'native-1' | 'tunnelled' | 'tunnelled-1' | 'naive';
 
 // ---------------------------------------------------------------- agent side
 
@@ -342,6 +343,7 @@ async function migrateOnce(
         outgoingUri = incomingUri;
         break;
       case 'tunnelled':
+      case 'tunnelled-1':
         await ctx.agentB.call({
           cmd: 'accept',
           migrationId,
@@ -423,6 +425,7 @@ async function migrateOnce(
     await ctx.agentB.call({ cmd: 'close' }).catch(() => undefined);
     await source.stop(3000).catch(() => undefined);
     await destination.stop(3000).catch(() => undefined);
+    rmSync(join(dir, `${migrationId}-in.sock`), { force: true });
   }
 }
 

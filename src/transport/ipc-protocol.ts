@@ -54,6 +54,8 @@ export interface WorkerStatsReply {
   pid: number;
   cpuUserMicros: number;
   cpuSystemMicros: number;
+  /** Page faults served without I/O (fresh buffer memory being touched). */
+  minorPageFaults: number;
   bytesRelayed: number;
   connectionsOpen: number;
   destinations: Record<string, TunnelCounters>;

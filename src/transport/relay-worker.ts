@@ -26,7 +26,7 @@ import {
   type TunnelCounters,
   type WorkerEvent,
 } from './ipc-protocol.js';
-import { relay, type Relay } from './relay.js';
+import { relay, type Relay, type RelayResult } from './relay.js';
 import { openTunnelConnection } from './tunnel-client.js';
 import type { RelayTuning } from './relay-tuning.js';
 import {
@@ -98,7 +98,7 @@ function startRelay(
   tunnel: Tunnel,
   qemu: Duplex,
   network: Duplex,
-  onClosed: (error: Error | undefined) => void,
+  onClosed: (result: RelayResult) => void,
 ): void {
   const c = tunnel.counters;
   c.connectionsOpened += 1;
@@ -119,7 +119,7 @@ function startRelay(
     tunnel.relays.delete(r);
     c.connectionsOpen -= 1;
     connectionsOpen -= 1;
-    onClosed(result.error);
+    onClosed(result);
   });
 }
 
@@ -205,16 +205,14 @@ function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
       socket.write(SWITCHING_PROTOCOLS);
       if (head.length > 0) target.write(head);
       report({ type: 'tunnel-connection-opened', role: 'destination', migrationId });
-      const counters = tunnel.counters;
-      const before = { from: counters.bytesFromQemu, to: counters.bytesToQemu };
-      startRelay(tunnel, target, socket, (error) =>
+      startRelay(tunnel, target, socket, (result) =>
         report({
           type: 'tunnel-connection-closed',
           role: 'destination',
           migrationId,
-          bytesFromQemu: counters.bytesFromQemu - before.from,
-          bytesToQemu: counters.bytesToQemu - before.to,
-          ...(error !== undefined ? { error: error.message } : {}),
+          bytesFromQemu: result.aToB,
+          bytesToQemu: result.bToA,
+          ...(result.error !== undefined ? { error: result.error.message } : {}),
         }),
       );
     });
@@ -305,16 +303,14 @@ function onSourceConnection(qemu: Socket, tunnelId: string, index: number): void
       if (head.length > 0) qemu.write(head);
       report({ type: 'tunnel-connection-opened', role: 'source', migrationId, index });
       send({ type: 'source-established', tunnelId, index, ok: true });
-      const counters = source.counters;
-      const before = { from: counters.bytesFromQemu, to: counters.bytesToQemu };
-      startRelay(source, qemu, network, (error) =>
+      startRelay(source, qemu, network, (result) =>
         report({
           type: 'tunnel-connection-closed',
           role: 'source',
           migrationId,
-          bytesFromQemu: counters.bytesFromQemu - before.from,
-          bytesToQemu: counters.bytesToQemu - before.to,
-          ...(error !== undefined ? { error: error.message } : {}),
+          bytesFromQemu: result.aToB,
+          bytesToQemu: result.bToA,
+          ...(result.error !== undefined ? { error: result.error.message } : {}),
         }),
       );
     },
@@ -428,6 +424,7 @@ function handle(message: ToWorker, socket: Socket | undefined): void {
           pid: process.pid,
           cpuUserMicros: cpu.user,
           cpuSystemMicros: cpu.system,
+          minorPageFaults: process.resourceUsage().minorPageFault,
           bytesRelayed,
           connectionsOpen,
           destinations: pick(destinations),

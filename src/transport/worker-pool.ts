@@ -34,22 +34,9 @@ export interface WorkerPoolOptions {
   onEvent?: (event: TransportEvent) => void;
   /** Node flags for the workers (default: none but --enable-source-maps). */
   execArgv?: string[];
-  /** Environment of the workers; default this process's, plus {@link WORKER_MALLOC_ENV} where unset. */
+  /** Environment of the workers; default this process's. */
   env?: NodeJS.ProcessEnv;
 }
-
-/**
- * glibc malloc settings for workers. Every socket read allocates a fresh buffer;
- * with glibc's defaults, memory freed by the garbage collector goes back to the
- * kernel and the next buffers page-fault it in again, which cost the relay more
- * than the encryption did (bench/tunnel-synthetic.ts). Keeping freed heap and
- * serving buffers up to 1 MiB from it removes those faults.
- */
-export const WORKER_MALLOC_ENV: Readonly<Record<string, string>> = {
-  MALLOC_MMAP_THRESHOLD_: String(1024 * 1024),
-  MALLOC_TRIM_THRESHOLD_: String(256 * 1024 * 1024),
-  MALLOC_TOP_PAD_: String(64 * 1024 * 1024),
-};
 
 /** CPU time and relay counters of one worker process. */
 export interface WorkerStats extends WorkerStatsReply {
@@ -113,7 +100,7 @@ export class WorkerPool {
     this.internalApiPath = options.internalApiPath;
     this.onEvent = options.onEvent ?? (() => undefined);
     this.execArgv = options.execArgv ?? ['--enable-source-maps'];
-    this.env = options.env ?? { ...WORKER_MALLOC_ENV, ...process.env };
+    this.env = options.env ?? process.env;
   }
 
   /** Forks the workers and resolves when all of them are ready. */

@@ -273,6 +273,16 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
     assert.equal(dstStats.bytesToQemu, 4 * (64 * MiB + 8));
     assert.equal(dstStats.connectionsOpened, 4);
     assert.equal(existsSync(tunnel.listenPath), false);
+    // Each closed connection is reported with its own byte counts.
+    const closedHere = (): Extract<TransportEvent, { type: 'tunnel-connection-closed' }>[] =>
+      srcEvents.filter(
+        (e) => e.type === 'tunnel-connection-closed' && e.migrationId === migrationId,
+      ) as Extract<TransportEvent, { type: 'tunnel-connection-closed' }>[];
+    await waitFor('4 close reports', () => closedHere().length === 4);
+    assert.deepEqual(
+      closedHere().map((e) => e.bytesFromQemu),
+      [64 * MiB + 8, 64 * MiB + 8, 64 * MiB + 8, 64 * MiB + 8],
+    );
     sink.close();
   });
 
