@@ -31,6 +31,8 @@ export function parseAgentEndpoint(text: string): AgentEndpoint {
   return { url: `https://${url.host}`, host, port: Number(url.port || 443) };
 }
 
+class StaleConnectionError extends Error {}
+
 /**
  * Talks to an agent's HTTPS API with this side's certificate (mutual TLS). Used by
  * the CLI and by agents talking to their peers. Error replies become typed errors.
@@ -69,7 +71,18 @@ export class AgentClient {
     this.agent.destroy();
   }
 
-  private call<T>(method: string, path: string, body: unknown, timeoutMs = 30_000): Promise<T> {
+  private async call<T>(method: string, path: string, body: unknown, timeoutMs = 30_000): Promise<T> {
+    try {
+      return await this.attempt<T>(method, path, body, timeoutMs);
+    } catch (err) {
+      // A kept-alive connection the server closed while idle fails before the request is read:
+      // sending again on a fresh connection is safe (Node's documented pattern, reusedSocket).
+      if (err instanceof StaleConnectionError) return this.attempt<T>(method, path, body, timeoutMs);
+      throw err;
+    }
+  }
+
+  private attempt<T>(method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise<T>((resolve, reject) => {
       let req: ClientRequest;
@@ -99,7 +112,11 @@ export class AgentClient {
           new PeerError(`agent ${this.endpoint.url} did not answer ${method} ${path} within ${timeoutMs} ms`),
         ),
       );
-      req.on('error', (err) => {
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+          reject(new StaleConnectionError());
+          return;
+        }
         if (err instanceof PeerError) reject(err);
         else
           reject(

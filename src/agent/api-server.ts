@@ -61,7 +61,9 @@ export class ApiServer {
   async listen(path: string): Promise<void> {
     rmSync(path, { force: true });
     const server = createServer((req, res) => void this.handle(req, res));
-    server.keepAliveTimeout = 5000;
+    // Only the front door's workers connect here; they keep connections open, and an idle
+    // connection closed by this side races their next request. Keep them for a day.
+    server.keepAliveTimeout = 24 * 3600 * 1000;
     server.requestTimeout = 0;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
