@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { describeError } from '../errors.js';
 import type { ResolvedOptions } from '../config/index.js';
@@ -47,6 +48,7 @@ export interface HostSummary {
   autoConverge: boolean;
   migrationCapabilities: string[];
   transports: string[];
+  cpus: number;
 }
 
 /**
@@ -186,6 +188,7 @@ export class Agent {
       autoConverge: h.autoConverge,
       migrationCapabilities: h.migrationCapabilities,
       transports: ['native', 'tunnelled'],
+      cpus: availableParallelism(),
     };
   }
 

@@ -8,6 +8,8 @@ export interface HostCapabilities {
   readonly postcopy: boolean;
   /** Auto-converge CPU throttling (source side). */
   readonly autoConverge: boolean;
+  /** CPUs of the host, when known: the default channel count is sized to them. */
+  readonly cpus?: number;
 }
 
 /** What QEMU 7.2 on a host with vmferry's certificates in place offers. */

@@ -364,3 +364,25 @@ describe('planMigration: the per-migration tls override', () => {
     );
   });
 });
+
+describe('planMigration: channels sized to the hosts', () => {
+  it('the default channel count shrinks to one per 2 CPUs of the smaller host, and says why', () => {
+    const small = { ...FULL_CAPABILITIES, cpus: 2 };
+    const p = plan({}, { source: { ...FULL_CAPABILITIES, cpus: 64 }, destination: small });
+    assert.equal(p.channels, 1);
+    assert.ok(p.reasons.some((r) => r.decision === 'channels' && /2 CPUs/.test(r.message)));
+    assert.equal(
+      plan(
+        {},
+        { source: { ...FULL_CAPABILITIES, cpus: 16 }, destination: { ...FULL_CAPABILITIES, cpus: 16 } },
+      ).channels,
+      4,
+    );
+  });
+
+  it('an explicit channel count is kept whatever the CPUs', () => {
+    const small = { ...FULL_CAPABILITIES, cpus: 2 };
+    assert.equal(plan({ 'vmferry.channels': 4 }, { source: small, destination: small }).channels, 4);
+    assert.equal(plan({}, { source: small, destination: small, overrides: { channels: 3 } }).channels, 3);
+  });
+});

@@ -319,6 +319,22 @@ export function planMigration(input: PlanInput): MigrationPlan {
       option: 'vmferry.channels',
       message: `${cite(o, 'vmferry.channels')}`,
     };
+    const cpus = Math.min(source.cpus ?? Infinity, destination.cpus ?? Infinity);
+    const fit = Math.max(1, Math.floor(cpus / 2));
+    if (Number.isFinite(cpus) && fit < requested) {
+      // Each channel is a sending and a receiving thread (plus, tunnelled, a relay on each side).
+      // QEMU 7.2's multifd sender also busy-waits for a free channel when channels are slower than
+      // it, burning a core: on 2-CPU hosts one stream measured faster than four (bench/README.md).
+      requested = fit;
+      channelsWhy = {
+        decision: 'channels',
+        option: 'vmferry.channels',
+        capability: 'source.cpus,destination.cpus',
+        message:
+          `${fit}: ${cite(o, 'vmferry.channels')} sized down to the smaller host's ${cpus} CPUs ` +
+          '(a channel per 2 CPUs; set vmferry.channels to choose)',
+      };
+    }
   }
   let channels = requested;
   let channelsExplained = false;

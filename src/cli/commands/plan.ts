@@ -11,23 +11,32 @@ import { printJson, printLines, type CliIo } from '../io.js';
 import { DEFAULT_NOVA_CONF, loadConfigFile } from './config.js';
 import type { CommandModule } from '../command.js';
 
-const CAPABILITY_KEYS: Record<string, keyof HostCapabilities> = {
+type BooleanCapability = Exclude<keyof HostCapabilities, 'cpus'>;
+
+const CAPABILITY_KEYS: Record<string, BooleanCapability> = {
   'native-tls': 'nativeTls',
   multifd: 'multifd',
   postcopy: 'postcopy',
   'auto-converge': 'autoConverge',
 };
 
-/** Parses `native-tls=no,multifd=yes`; keys not named keep QEMU 7.2's full set. */
+/** Parses `native-tls=no,multifd=yes,cpus=2`; keys not named keep QEMU 7.2's full set. */
 export function parseCapabilities(spec: string): HostCapabilities {
-  const caps: Record<keyof HostCapabilities, boolean> = { ...FULL_CAPABILITIES };
+  const caps: Record<BooleanCapability, boolean> & { cpus?: number } = { ...FULL_CAPABILITIES };
   for (const part of spec.split(',')) {
     if (part.trim() === '') continue;
     const [rawKey, rawValue = ''] = part.split('=', 2).map((s) => s.trim());
+    if (rawKey === 'cpus') {
+      const n = Number(rawValue);
+      if (!Number.isInteger(n) || n < 1)
+        throw new InvalidArgumentError(`cpus=${rawValue}: use a whole number >= 1`);
+      caps.cpus = n;
+      continue;
+    }
     const key = CAPABILITY_KEYS[rawKey ?? ''];
     if (key === undefined) {
       throw new InvalidArgumentError(
-        `unknown capability "${rawKey}"; known: ${Object.keys(CAPABILITY_KEYS).join(', ')}`,
+        `unknown capability "${rawKey}"; known: ${[...Object.keys(CAPABILITY_KEYS), 'cpus'].join(', ')}`,
       );
     }
     if (/^(yes|true|1|on)$/i.test(rawValue)) caps[key] = true;
