@@ -129,14 +129,16 @@ async function main(): Promise<void> {
       'memory-mib': { type: 'string', default: '1024' },
       runs: { type: 'string', default: '3' },
       transports: { type: 'string', default: Object.keys(TRANSPORTS).join(',') },
-      channels: { type: 'string', default: '4' },
+      channels: { type: 'string', default: 'auto' },
       out: { type: 'string', default: join(packageRoot(), 'bench', 'results') },
     },
   });
   const linkGbps = values['link-gbps'] !== undefined ? Number(values['link-gbps']) : undefined;
   const memoryMiB = Number(values['memory-mib']);
   const runs = Number(values.runs);
-  const channels = Number(values.channels);
+  const channels = values.channels === 'auto' ? undefined : Number(values.channels);
+  if (channels !== undefined && (!Number.isInteger(channels) || channels < 1))
+    throw new Error(`--channels must be auto or a positive integer, got ${values.channels}`);
   const transports = (values.transports ?? '').split(',').filter(Boolean);
   for (const t of transports)
     if (!(t in TRANSPORTS))
@@ -155,7 +157,7 @@ async function main(): Promise<void> {
     prefix: 'vmfb',
     subnet: 30,
     linkGbps,
-    novaConf: `[vmferry]\npermit_cleartext = True\nchannels = ${channels}\ndirty_rate_sample_seconds = 1\n`,
+    novaConf: `[vmferry]\npermit_cleartext = True\n${channels !== undefined ? `channels = ${channels}\n` : ''}dirty_rate_sample_seconds = 1\n`,
   });
   const byTransport = new Map<string, BenchRun[]>(transports.map((t) => [t, []]));
   try {
