@@ -10,7 +10,7 @@
 import { fork } from 'node:child_process';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { createTestPki } from '../src/transport/index.js';
+import { createTestPki } from '../src/pki/index.js';
 
 const SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
 
@@ -51,8 +51,8 @@ async function main(): Promise<void> {
   const mib = Number(option('mib', '1024'));
   const runs = Number(option('runs', '5'));
   const blockSize = Number(option('block', '65536'));
-  const pki = createTestPki();
-  const id = pki.issue('bench');
+  const pki = await createTestPki();
+  const id = await pki.issue('bench');
   const pem = { ca: id.ca.toString(), cert: id.cert.toString(), key: id.key.toString() };
   const child = fork(fileURLToPath(import.meta.url), ['receiver'], {
     env: { ...process.env, VMF_BENCH_ID: JSON.stringify(pem) },

@@ -14,7 +14,8 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TlsFrontend, createTestPki, type RelayTuning, type WorkerStats } from '../src/transport/index.js';
+import { createTestPki, type TestPki, type TlsIdentity } from '../src/pki/index.js';
+import { TlsFrontend, type RelayTuning, type WorkerStats } from '../src/transport/index.js';
 
 interface Variant {
   label: string;
@@ -94,10 +95,10 @@ function cpuSeconds(before: WorkerStats[], after: WorkerStats[]): number {
 async function runOnce(
   variant: Variant,
   defaults: { mib: number; channels: number; workers: number },
-  pki: ReturnType<typeof createTestPki>,
+  pki: TestPki,
   ids: {
-    a: ReturnType<ReturnType<typeof createTestPki>['issue']>;
-    b: ReturnType<ReturnType<typeof createTestPki>['issue']>;
+    a: TlsIdentity;
+    b: TlsIdentity;
   },
 ): Promise<{ gbps: number; dstCpuPerGiB: number; srcCpuPerGiB: number; faultsPerGiB: number; load: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'vmf-synth-'));
@@ -184,8 +185,8 @@ async function main(): Promise<void> {
     if (a === '--variant') variants.push(JSON.parse(process.argv[i + 1] ?? '{}') as Variant);
   });
   if (variants.length === 0) variants.push({ label: 'default' });
-  const pki = createTestPki();
-  const ids = { a: pki.issue('agent-a'), b: pki.issue('agent-b') };
+  const pki = await createTestPki();
+  const ids = { a: await pki.issue('agent-a'), b: await pki.issue('agent-b') };
   const rows: Record<string, string[]> = {};
   try {
     for (let r = 0; r < runs; r++) {

@@ -24,15 +24,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTwoHostNetwork, type TwoHostNetwork } from '../src/lab/netns.js';
+import { createTestPki, type TlsIdentity } from '../src/pki/index.js';
 import { QemuVm, runFiles } from '../src/qemu/index.js';
-import {
-  NaiveTunnel,
-  TlsFrontend,
-  createTestPki,
-  type PemIdentityBuffers,
-  type RelayTuning,
-  type SourceTunnel,
-} from '../src/transport/index.js';
+import { NaiveTunnel, TlsFrontend, type RelayTuning, type SourceTunnel } from '../src/transport/index.js';
 
 const QEMU = 'qemu-system-x86_64';
 const AGENT_PORT = 7443;
@@ -64,7 +58,7 @@ type AgentCommand =
 
 function agent(): void {
   let frontend: TlsFrontend | undefined;
-  let identity: PemIdentityBuffers | undefined;
+  let identity: TlsIdentity | undefined;
   let tuning: Partial<RelayTuning> = {};
   const open: { close(): Promise<unknown> }[] = [];
   const closeTunnels: (() => Promise<unknown>)[] = [];
@@ -473,8 +467,8 @@ async function main(): Promise<void> {
     subnet: 77,
     ...(linkGbps !== undefined ? { linkGbps } : {}),
   });
-  const pki = createTestPki('vmferry-bench-ca');
-  const pem = (id: PemIdentityBuffers): { ca: string; cert: string; key: string } => ({
+  const pki = await createTestPki('vmferry-bench-ca');
+  const pem = (id: TlsIdentity): { ca: string; cert: string; key: string } => ({
     ca: id.ca.toString(),
     cert: id.cert.toString(),
     key: id.key.toString(),
@@ -487,14 +481,14 @@ async function main(): Promise<void> {
     agentB = await AgentHandle.start(net.b.netns, cpus?.[1]);
     await agentA.call({
       cmd: 'start',
-      tls: pem(pki.issue('agent-a', [net.a.address])),
+      tls: pem(await pki.issue('agent-a', [net.a.address])),
       workers,
       tuning,
       dir,
     });
     await agentB.call({
       cmd: 'start',
-      tls: pem(pki.issue('agent-b', [net.b.address])),
+      tls: pem(await pki.issue('agent-b', [net.b.address])),
       listen: { host: net.b.address, port: AGENT_PORT },
       workers,
       tuning,

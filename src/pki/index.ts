@@ -36,3 +36,4 @@ export {
 export type { QemuTlsCredsDir, QemuTlsFile } from './qemu-tls-creds.js';
 export { mtlsClientOptions, mtlsServerOptions } from './tls-options.js';
 export type { MtlsClientOptions, MtlsServerOptions } from './tls-options.js';
+export { createTestPki, type TestPki } from './test-pki.js';

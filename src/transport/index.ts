@@ -16,4 +16,3 @@ export {
 export { NaiveTunnel, type NaiveTunnelStats } from './naive-tunnel.js';
 export { DEFAULT_CIPHER_SUITES, resolveTuning, type RelayTuning } from './relay-tuning.js';
 export { PEER_CN_HEADER, TOKEN_HEADER, TUNNEL_PROTOCOL, type TunnelRegistration } from './tunnel-policy.js';
-export { createTestPki, type TestPki, type PemIdentityBuffers } from './test-pki.js';

@@ -17,13 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import {
-  TlsFrontend,
-  createTestPki,
-  type PemIdentityBuffers,
-  type TestPki,
-  type TransportEvent,
-} from '../../src/transport/index.js';
+import { createTestPki, type TestPki, type TlsIdentity } from '../../src/pki/index.js';
+import { TlsFrontend, type TransportEvent } from '../../src/transport/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -158,10 +153,10 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
   let dir: string;
   let pki: TestPki;
   let rogue: TestPki;
-  let idA: PemIdentityBuffers;
-  let idB: PemIdentityBuffers;
-  let idC: PemIdentityBuffers;
-  let rogueA: PemIdentityBuffers;
+  let idA: TlsIdentity;
+  let idB: TlsIdentity;
+  let idC: TlsIdentity;
+  let rogueA: TlsIdentity;
   let api: HttpServer;
   const apiSeen: { method: string; url: string; headers: IncomingHttpHeaders; body: string }[] = [];
   let dst: TlsFrontend;
@@ -174,12 +169,12 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vmf-tunnel-'));
-    pki = createTestPki('vmferry-test-ca');
-    rogue = createTestPki('someone-else-ca');
-    idA = pki.issue('agent-a');
-    idB = pki.issue('agent-b');
-    idC = pki.issue('agent-c');
-    rogueA = rogue.issue('agent-a');
+    pki = await createTestPki('vmferry-test-ca');
+    rogue = await createTestPki('someone-else-ca');
+    idA = await pki.issue('agent-a');
+    idB = await pki.issue('agent-b');
+    idC = await pki.issue('agent-c');
+    rogueA = await rogue.issue('agent-a');
     api = createHttpServer((req, res) => {
       let body = '';
       req.on('data', (d: Buffer) => (body += d.toString()));
@@ -330,7 +325,7 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
   async function expectRefused(twist: {
     migrationId?: string;
     token?: string;
-    tls?: PemIdentityBuffers;
+    tls?: TlsIdentity;
     expectedPeerCommonName?: string;
   }): Promise<void> {
     const migrationId = nextId();

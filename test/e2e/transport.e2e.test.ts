@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { QemuVm, runFiles } from '../../src/qemu/index.js';
-import { TlsFrontend, createTestPki, type TestPki } from '../../src/transport/index.js';
+import { createTestPki, type TestPki } from '../../src/pki/index.js';
+import { TlsFrontend } from '../../src/transport/index.js';
 
 const QEMU = 'qemu-system-x86_64';
 const MEMORY_MIB = 256;
@@ -84,9 +85,9 @@ describe(
       dir = mkdtempSync(join(tmpdir(), 'vmf-qemu-tunnel-'));
       ramFile = join(dir, 'ram.bin');
       spawnSync('sh', ['-c', `head -c ${MEMORY_MIB}M /dev/urandom > ${ramFile}`]);
-      pki = createTestPki();
-      const idA = pki.issue('agent-a');
-      const idB = pki.issue('agent-b');
+      pki = await createTestPki();
+      const idA = await pki.issue('agent-a');
+      const idB = await pki.issue('agent-b');
       dst = await TlsFrontend.start({
         listen: { host: '127.0.0.1', port: 0 },
         tls: idB,
