@@ -119,6 +119,7 @@ export class Agent {
       tunnels: this.tunnels,
       qemuTlsDir: options.qemuTlsDir,
       dirtyRateSampleSeconds: this.migrationOptions['vmferry.dirty_rate_sample_seconds'].value,
+      sampleIntervalMs: this.migrationOptions['vmferry.sample_interval_ms'].value,
       log: this.log,
     });
     this.api = new ApiServer();

@@ -33,6 +33,8 @@ export interface OutgoingMigrationsOptions {
   qemuTlsDir: string | undefined;
   /** How long the forecast samples the guest dirty rate (calc-dirty-rate), seconds. */
   dirtyRateSampleSeconds: number;
+  /** How often the monitor loop polls QEMU and records a sample, ms. */
+  sampleIntervalMs: number;
   log: (line: string) => void;
 }
 
@@ -239,6 +241,7 @@ export class OutgoingMigrations {
       now: () => performance.now(),
       tlsCredsDir: this.options.qemuTlsDir,
       forecast: async () => (await this.estimate(vmName, to, settings)).forecast,
+      pollMs: this.options.sampleIntervalMs,
     });
     const done = driver.run().then(
       async (report) => this.finish(report),

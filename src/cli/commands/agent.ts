@@ -2,21 +2,22 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, loadMigrationOptions } from '../../agent/index.js';
+import type { ResolvedOptions } from '../../config/index.js';
 import { UsageError } from '../../errors.js';
 import { loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
 import type { CommandModule } from '../command.js';
 import type { CliIo } from '../io.js';
 
 interface AgentFlags {
+  config?: string;
   name?: string;
-  listen: string;
-  stateDir: string;
-  tlsDir: string;
+  listen?: string;
+  stateDir?: string;
+  tlsDir?: string;
   migrationAddress?: string;
-  accel: string;
+  accel?: string;
   qemu: string;
   qemuTls: boolean;
-  config?: string;
 }
 
 /** Splits HOST:PORT (IPv6 in brackets); names the bad value. */
@@ -24,33 +25,56 @@ export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
   const port = Number(m?.[3]);
   if (m === null || port > 65535) {
-    throw new UsageError(`--listen ${JSON.stringify(text)} is not HOST:PORT`, {
+    throw new UsageError(`listen address ${JSON.stringify(text)} is not HOST:PORT`, {
       hint: 'for example 198.18.0.1:7700 or [::1]:7700',
     });
   }
   return { host: m[1] ?? m[2] ?? '', port };
 }
 
-async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
-  const { host, port } = parseListen(flags.listen);
-  if (!['auto', 'kvm', 'tcg'].includes(flags.accel)) {
-    throw new UsageError(`--accel must be auto, kvm or tcg, got ${JSON.stringify(flags.accel)}`);
+/** The agent's settings: command-line flags first, then the [vmferry]/[libvirt] options of --config, then defaults. */
+export function agentSettings(flags: AgentFlags, options: ResolvedOptions) {
+  const tlsDir = flags.tlsDir ?? options['vmferry.tls_dir'].value ?? undefined;
+  if (tlsDir === undefined) {
+    throw new UsageError('the agent needs its identity: --tls-dir DIR or [vmferry] tls_dir in --config', {
+      hint: 'issue one with: vmferry ca issue CA_DIR --name HOST --ip ADDRESS',
+    });
   }
+  const accel = flags.accel ?? options['vmferry.accel'].value;
+  if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') {
+    throw new UsageError(`--accel must be auto, kvm or tcg, got ${JSON.stringify(accel)}`);
+  }
+  const workers = options['vmferry.workers'].value;
+  return {
+    name: flags.name ?? options['vmferry.agent_name'].value ?? hostname(),
+    ...parseListen(flags.listen ?? options['vmferry.listen'].value ?? '0.0.0.0:7700'),
+    stateDir: flags.stateDir ?? options['vmferry.state_dir'].value ?? '/var/lib/vmferry',
+    tlsDir,
+    migrationAddress:
+      flags.migrationAddress ?? options['libvirt.live_migration_inbound_addr'].value ?? undefined,
+    accel,
+    workers: workers > 0 ? workers : undefined,
+  } as const;
+}
+
+async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
   const migrationOptions = loadMigrationOptions(flags.config);
-  const tls = await loadTlsIdentity(flags.tlsDir);
+  const settings = agentSettings(flags, migrationOptions);
+  const tls = await loadTlsIdentity(settings.tlsDir);
   let qemuTlsDir: string | undefined;
   if (flags.qemuTls) {
-    qemuTlsDir = join(flags.stateDir, 'qemu-tls');
+    qemuTlsDir = join(settings.stateDir, 'qemu-tls');
     await writeQemuTlsCredsDir(qemuTlsDir, tls);
   }
   const agent = await Agent.start({
-    name: flags.name ?? hostname(),
-    listenHost: host,
-    listenPort: port,
-    stateDir: flags.stateDir,
+    name: settings.name,
+    listenHost: settings.host,
+    listenPort: settings.port,
+    stateDir: settings.stateDir,
     tls,
-    migrationAddress: flags.migrationAddress,
-    accel: flags.accel as 'auto' | 'kvm' | 'tcg',
+    migrationAddress: settings.migrationAddress,
+    accel: settings.accel,
+    workers: settings.workers,
     qemuBinary: flags.qemu,
     qemuTlsDir,
     migrationOptions,
@@ -72,23 +96,35 @@ export const agentCommand: CommandModule = {
       .description(
         "run the per-host agent: owns this host's VMs and migrates them to and from peer agents (mutual TLS)",
       )
-      .option('--name <name>', "this host's name, as in its certificate (default: the host name)")
-      .option('--listen <host:port>', 'address of the agent API and tunnel endpoint', '0.0.0.0:7700')
-      .option('--state-dir <dir>', 'VM run directories, journal, sockets', '/var/lib/vmferry')
-      .requiredOption(
+      .option(
+        '--config <nova.conf>',
+        'nova.conf: [libvirt] live_migration_* say how to migrate; [vmferry] agent_name, listen, state_dir, tls_dir, accel, workers set the agent',
+      )
+      .option(
+        '--name <name>',
+        "this host's name, as in its certificate (default: [vmferry] agent_name, else the host name)",
+      )
+      .option(
+        '--listen <host:port>',
+        'agent API and tunnel endpoint (default: [vmferry] listen, 0.0.0.0:7700)',
+      )
+      .option(
+        '--state-dir <dir>',
+        'VM run directories, journal, sockets (default: [vmferry] state_dir, /var/lib/vmferry)',
+      )
+      .option(
         '--tls-dir <dir>',
-        "this host's identity: ca.pem, cert.pem, key.pem (from vmferry ca issue)",
+        "this host's identity: ca.pem, cert.pem, key.pem (default: [vmferry] tls_dir)",
       )
       .option(
         '--migration-address <addr>',
-        'address incoming native migration streams arrive on (default: the --listen host)',
+        'address incoming native migration streams arrive on (default: [libvirt] live_migration_inbound_addr, else the listen host)',
       )
-      .option('--accel <auto|kvm|tcg>', 'accelerator; auto = KVM only if a probe guest really runs', 'auto')
-      .option('--qemu <binary>', 'QEMU system emulator', 'qemu-system-x86_64')
       .option(
-        '--config <nova.conf>',
-        'nova.conf whose [libvirt] live_migration_* and [vmferry] options say how to migrate',
+        '--accel <auto|kvm|tcg>',
+        'accelerator; auto = KVM only if a probe guest really runs (default: [vmferry] accel)',
       )
+      .option('--qemu <binary>', 'QEMU system emulator', 'qemu-system-x86_64')
       .option('--no-qemu-tls', 'do not give QEMU TLS credentials (disables native TLS)')
       .action((flags: AgentFlags) => runAgent(io, flags));
   },

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { checkConfig, optionsFrom } from '../../config/index.js';
+import { UsageError } from '../../errors.js';
+import { agentSettings, parseListen } from './agent.js';
+
+describe('agent settings', () => {
+  it('reads [vmferry] and [libvirt] from the config file', () => {
+    const check = checkConfig(
+      '[vmferry]\nagent_name = cmp-07\nlisten = 198.18.0.7:7711\nstate_dir = /srv/vmf\ntls_dir = /etc/vmferry/id\naccel = tcg\nworkers = 3\n' +
+        '[libvirt]\nlive_migration_inbound_addr = 198.18.1.7\n',
+      '/etc/nova/nova.conf',
+    );
+    assert.ok(check.options !== null && check.ok, check.errors.map((e) => e.message).join('; '));
+    const s = agentSettings({ qemu: 'q', qemuTls: true }, check.options);
+    assert.deepEqual(s, {
+      name: 'cmp-07',
+      host: '198.18.0.7',
+      port: 7711,
+      stateDir: '/srv/vmf',
+      tlsDir: '/etc/vmferry/id',
+      migrationAddress: '198.18.1.7',
+      accel: 'tcg',
+      workers: 3,
+    });
+  });
+
+  it('lets flags override the file', () => {
+    const options = optionsFrom({ 'vmferry.tls_dir': '/etc/a', 'vmferry.listen': '10.0.0.1:1' });
+    const s = agentSettings(
+      { qemu: 'q', qemuTls: true, tlsDir: '/etc/b', listen: '[::1]:7700', accel: 'kvm' },
+      options,
+    );
+    assert.equal(s.tlsDir, '/etc/b');
+    assert.equal(s.host, '::1');
+    assert.equal(s.port, 7700);
+    assert.equal(s.accel, 'kvm');
+    assert.equal(s.workers, undefined, '0 = one per CPU');
+  });
+
+  it('names what is missing or wrong', () => {
+    assert.throws(
+      () => agentSettings({ qemu: 'q', qemuTls: true }, optionsFrom({})),
+      (e: unknown) => e instanceof UsageError && /--tls-dir/.test(e.message),
+    );
+    assert.throws(
+      () => agentSettings({ qemu: 'q', qemuTls: true, tlsDir: '/x', accel: 'hvf' }, optionsFrom({})),
+      /--accel must be auto, kvm or tcg, got "hvf"/,
+    );
+    assert.throws(() => parseListen('198.18.0.1'), /"198\.18\.0\.1" is not HOST:PORT/);
+    assert.throws(() => parseListen('h:99999'), /not HOST:PORT/);
+  });
+});
