@@ -259,10 +259,6 @@ export class OutgoingMigrations {
     return { id, settings };
   }
 
-  isRunning(id: string): boolean {
-    return this.running.has(id);
-  }
-
   liveProgress(id: string): SourceMigration['progress'] | undefined {
     return this.running.get(id)?.driver.progress;
   }
@@ -280,11 +276,6 @@ export class OutgoingMigrations {
     const all = [...this.running.values()];
     for (const r of all) r.driver.abort(reason);
     await Promise.allSettled(all.map((r) => r.done));
-  }
-
-  /** Resolves when the migration has ended (for tests and graceful shutdown). */
-  async wait(id: string): Promise<MigrationReport | undefined> {
-    return this.running.get(id)?.done;
   }
 
   private get(id: string): Running {
