@@ -2,20 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { main } from '../main.js';
-
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(['node', 'vmferry', ...args], { stdout, stderr, env: {} });
-  return { code, stdout: out, stderr: err };
-}
+import { runMain as run } from '../_run-main.js';
 
 describe('vmferry ca', () => {
   let root: string;
@@ -29,15 +17,15 @@ describe('vmferry ca', () => {
   it('ca init --json prints the paths', async () => {
     const dir = join(root, 'ca');
     const r = await run('ca', 'init', dir, '--json');
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { dir, cert: join(dir, 'ca.pem'), key: join(dir, 'ca-key.pem') });
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(JSON.parse(r.out), { dir, cert: join(dir, 'ca.pem'), key: join(dir, 'ca-key.pem') });
   });
 
   it('ca init refuses an existing CA with message and hint', async () => {
     const r = await run('ca', 'init', join(root, 'ca'));
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^vmferry: error: a CA already exists: .*ca-key\.pem is present\nvmferry: hint: /);
-    assert.equal(r.stdout, '');
+    assert.match(r.err, /^vmferry: error: a CA already exists: .*ca-key\.pem is present\nvmferry: hint: /);
+    assert.equal(r.out, '');
   });
 
   it('ca issue --json prints paths and names; files land in CA/issued/NAME', async () => {
@@ -57,8 +45,8 @@ describe('vmferry ca', () => {
       '90',
       '--json',
     );
-    assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal(r.code, 0, r.err);
+    const out = JSON.parse(r.out) as Record<string, unknown>;
     const dir = join(root, 'ca', 'issued', 'host-a');
     assert.equal(out.dir, dir);
     assert.equal(out.cert, join(dir, 'cert.pem'));
@@ -71,9 +59,9 @@ describe('vmferry ca', () => {
 
   it('ca issue prints plain lines without --json', async () => {
     const r = await run('ca', 'issue', join(root, 'ca'), '--name', 'operator', '--out', join(root, 'op'));
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^issued certificate for operator in .*\/op\n/);
-    assert.match(r.stdout, /names +DNS:operator\n/);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^issued certificate for operator in .*\/op\n/);
+    assert.match(r.out, /names +DNS:operator\n/);
   });
 
   it('ca issue names the bad value', async () => {
@@ -84,10 +72,10 @@ describe('vmferry ca', () => {
     ] as const) {
       const r = await run('ca', 'issue', join(root, 'ca'), '--name', 'host-b', ...args);
       assert.equal(r.code, 1);
-      assert.ok(r.stderr.includes(bad), r.stderr);
+      assert.ok(r.err.includes(bad), r.err);
     }
     const missing = await run('ca', 'issue', join(root, 'ca'));
     assert.notEqual(missing.code, 0);
-    assert.match(missing.stderr, /--name/);
+    assert.match(missing.err, /--name/);
   });
 });

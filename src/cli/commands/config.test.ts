@@ -2,29 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { HAND_TUNED_CONF, MITAKA_COMPUTE_CONF, MODERN_CONF } from '../../config/sample-confs.fixture.js';
-import { main } from '../main.js';
-
-function sink(): Writable & { text: () => string } {
-  const chunks: string[] = [];
-  const w = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      chunks.push(chunk.toString());
-      cb();
-    },
-  }) as Writable & { text: () => string };
-  w.text = () => chunks.join('');
-  return w;
-}
-
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = sink();
-  const stderr = sink();
-  const code = await main(['node', 'vmferry', ...args], { stdout, stderr, env: {} });
-  return { code, out: stdout.text(), err: stderr.text() };
-}
+import { runMain as run } from '../_run-main.js';
 
 let dir = '';
 before(async () => {
