@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTwoHostNetwork, type TwoHostNetwork } from '../src/lab/netns.js';
 import { createTestPki, type TlsIdentity } from '../src/pki/index.js';
-import { QemuVm, runFiles } from '../src/qemu/index.js';
+import { QemuVm, memoryOnlyArgv } from '../src/qemu/index.js';
 import { NaiveTunnel, TlsFrontend, type RelayTuning, type SourceTunnel } from '../src/transport/index.js';
 
 const QEMU = 'qemu-system-x86_64';
@@ -234,7 +234,6 @@ async function startQemu(
   const runDir = join(dir, name);
   rmSync(runDir, { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
-  const { qmpSocket } = runFiles(runDir);
   const pin = cpu === undefined ? [] : ['-c', cpu, 'ip'];
   return QemuVm.start(name, runDir, cpu === undefined ? 'ip' : 'taskset', [
     ...pin,
@@ -242,24 +241,7 @@ async function startQemu(
     'exec',
     netns,
     QEMU,
-    '-name',
-    name,
-    '-accel',
-    'tcg',
-    '-machine',
-    'pc,memory-backend=m0',
-    '-nodefaults',
-    '-display',
-    'none',
-    '-m',
-    `${memoryMiB}M`,
-    '-S',
-    ...memory,
-    '-chardev',
-    `socket,id=qmp0,path=${qmpSocket},server=on,wait=off`,
-    '-mon',
-    'chardev=qmp0,mode=control',
-    ...extra,
+    ...memoryOnlyArgv({ name, runDir, memoryMiB, memory, extra }),
   ]);
 }
 

@@ -8,6 +8,7 @@ export {
 export { QemuVm, qemuLogTail, isQemuOf, DEFAULT_QEMU_BINARY, type QemuExit } from './qemu-process.js';
 export {
   buildQemuArgv,
+  memoryOnlyArgv,
   validateVmSpec,
   runFiles,
   RAM_BACKEND_ID,

@@ -197,3 +197,37 @@ export function buildQemuArgv(spec: VmSpec, options: LaunchOptions): string[] {
   if (options.incoming === 'defer') argv.push('-incoming', 'defer');
   return argv;
 }
+
+/**
+ * A machine with RAM and nothing else, its vCPUs never started (-S): what the
+ * transport tests and relay benchmarks migrate. `memory` declares the backend
+ * `m0` (e.g. a file filled from /dev/urandom, so every page is really sent).
+ */
+export function memoryOnlyArgv(o: {
+  name: string;
+  runDir: string;
+  memoryMiB: number;
+  memory: string[];
+  extra?: string[];
+}): string[] {
+  return [
+    '-name',
+    o.name,
+    '-accel',
+    'tcg',
+    '-machine',
+    'pc,memory-backend=m0',
+    '-nodefaults',
+    '-display',
+    'none',
+    '-m',
+    `${o.memoryMiB}M`,
+    '-S',
+    ...o.memory,
+    '-chardev',
+    `socket,id=qmp0,path=${runFiles(o.runDir).qmpSocket},server=on,wait=off`,
+    '-mon',
+    'chardev=qmp0,mode=control',
+    ...(o.extra ?? []),
+  ];
+}

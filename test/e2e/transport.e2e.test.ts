@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { QemuVm, runFiles } from '../../src/qemu/index.js';
+import { QemuVm, memoryOnlyArgv } from '../../src/qemu/index.js';
 import { createTestPki, type TestPki } from '../../src/pki/index.js';
 import { TlsFrontend } from '../../src/transport/index.js';
 
@@ -29,27 +29,12 @@ interface MigrationStatus {
 async function startQemu(dir: string, name: string, memory: string[], extra: string[]): Promise<QemuVm> {
   const runDir = join(dir, name);
   spawnSync('mkdir', ['-p', runDir]);
-  const { qmpSocket } = runFiles(runDir);
-  return QemuVm.start(name, runDir, QEMU, [
-    '-name',
+  return QemuVm.start(
     name,
-    '-accel',
-    'tcg',
-    '-machine',
-    'pc,memory-backend=m0',
-    '-nodefaults',
-    '-display',
-    'none',
-    '-m',
-    `${MEMORY_MIB}M`,
-    '-S',
-    ...memory,
-    '-chardev',
-    `socket,id=qmp0,path=${qmpSocket},server=on,wait=off`,
-    '-mon',
-    'chardev=qmp0,mode=control',
-    ...extra,
-  ]);
+    runDir,
+    QEMU,
+    memoryOnlyArgv({ name, runDir, memoryMiB: MEMORY_MIB, memory, extra }),
+  );
 }
 
 async function waitForMigration(vm: QemuVm, timeoutMs: number): Promise<MigrationStatus> {
