@@ -53,7 +53,11 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       const id = req.params.id ?? '';
       const record = d.journal.getMigration(id);
       if (record === undefined) throw new NotFoundError(`no migration ${id} on this host`);
-      return Promise.resolve({ ...record, live: d.outgoing.liveProgress(id) });
+      return Promise.resolve({
+        ...record,
+        events: d.journal.migrationEvents(id),
+        live: d.outgoing.liveProgress(id),
+      });
     })
     .route('GET', '/v1/migrations/:id/samples', (req) =>
       Promise.resolve({ samples: d.journal.samples(req.params.id ?? '') }),

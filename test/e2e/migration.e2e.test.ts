@@ -133,8 +133,16 @@ describe('live migration between two agents (real QEMU, real agents)', () => {
     const report = await migrationReport(a, id);
     assert.equal(report.status, 'cancelled');
     await assertSourceIntact('abortme', seq);
-    const record = await a.get<MigrationRecord>(`/v1/migrations/${id}`);
+    const record = await a.get<MigrationRecord & { events: { to: string }[] }>(`/v1/migrations/${id}`);
     assert.equal(record.state, 'cancelled');
+    assert.deepEqual(
+      record.events.map((e) => e.to).filter((s, i, all) => all.indexOf(s) === i),
+      ['preparing', 'migrating', 'cancelled'],
+      'the journal holds the state history',
+    );
+    const shown = await runCli(['migration', 'show', id], lab.cliEnv('a'));
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /migrating -> cancelled: migration cancelled: aborted by the operator/);
     await a.post('/v1/vms/abortme/stop');
   });
 

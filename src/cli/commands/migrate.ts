@@ -31,6 +31,7 @@ interface MigrateFlags extends AgentConnectionFlags {
 }
 
 interface MigrationView extends MigrationRecord {
+  events?: { time: number; from: string | null; to: string; message: string | null }[];
   live?: { state: MigrationState; sample: MigrationSample | undefined };
 }
 
@@ -241,6 +242,11 @@ export const migrationCommand: CommandModule = {
         if (view.live?.sample !== undefined)
           lines.push(`  ${progressLine(view.live.sample, view.live.state)}`);
         if (view.error !== null) lines.push(`  error: ${view.error}`);
+        for (const e of view.events ?? []) {
+          lines.push(
+            `  ${new Date(e.time).toISOString()}  ${e.from ?? '-'} -> ${e.to}${e.message ? `: ${e.message}` : ''}`,
+          );
+        }
         if (view.report !== null && view.report !== undefined)
           lines.push(...reportLines(view.report as MigrationReport));
         printLines(io, lines);
