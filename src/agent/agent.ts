@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { describeError } from '../errors.js';
+import { UsageError, describeError } from '../errors.js';
 import type { ResolvedOptions } from '../config/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
@@ -107,6 +107,11 @@ export class Agent {
       peerClient: (address) => this.peer(address),
       plan: async ({ vmMemoryMiB, destination, overrides }) => {
         const destinationHost = await destination.get<HostSummary>('/v1/host');
+        if (destinationHost.name === options.name) {
+          throw new UsageError(
+            `${destination.endpoint.url} is this host (${options.name}): a VM cannot migrate to itself`,
+          );
+        }
         const source = this.summary();
         return planSettings({
           options: this.migrationOptions,

@@ -98,6 +98,16 @@ describe('live migration between two agents (real QEMU, real agents)', () => {
     await waitForOkHeartbeats(b, 'mover', 3);
   });
 
+  it('refuses to migrate a VM to its own host, or one it does not have, saying why', async () => {
+    const self = await runCli(['migrate', 'mover', '--to', lab.agents.b.address], lab.cliEnv('b'));
+    assert.equal(self.code, 1);
+    assert.match(self.stderr, /is this host \(host-b\): a VM cannot migrate to itself/);
+    const missing = await runCli(['migrate', 'ghost', '--to', lab.agents.b.address], lab.cliEnv('a'));
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no VM named ghost on this host/);
+    assert.equal((await b.get<VmView>('/v1/vms/mover')).state, 'running');
+  });
+
   it('keeps knowing its VMs and migrations after an agent restart (reattaches to live QEMU)', async () => {
     const before = await b.get<VmView>('/v1/vms/mover');
     await lab.stopAgent('b');
