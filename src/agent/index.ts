@@ -1,4 +1,4 @@
-export { Agent, type AgentOptions, type HostSummary } from './agent.js';
+export { Agent, defaultRelayWorkers, type AgentOptions, type HostSummary } from './agent.js';
 export { AgentClient, parseAgentEndpoint, type AgentEndpoint } from './agent-client.js';
 export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from './api-server.js';
 export { openJournal, type Journal, type MigrationRecord, type VmRecord } from './journal.js';

@@ -304,7 +304,7 @@ export const OPTIONS = [
     default: 0,
     min: 0,
     max: 256,
-    help: 'Processes for TLS and tunnel relaying; 0 = one per CPU.',
+    help: 'Processes for TLS and tunnel relaying; 0 = one per 2 CPUs (the other half is left to QEMU).',
   },
   {
     section: 'vmferry',

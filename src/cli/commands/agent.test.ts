@@ -35,7 +35,7 @@ describe('agent settings', () => {
     assert.equal(s.host, '::1');
     assert.equal(s.port, 7700);
     assert.equal(s.accel, 'kvm');
-    assert.equal(s.workers, undefined, '0 = one per CPU');
+    assert.equal(s.workers, undefined, '0 = the default, one per 2 CPUs');
   });
 
   it('names what is missing or wrong', () => {
@@ -49,5 +49,14 @@ describe('agent settings', () => {
     );
     assert.throws(() => parseListen('198.18.0.1'), /"198\.18\.0\.1" is not HOST:PORT/);
     assert.throws(() => parseListen('h:99999'), /not HOST:PORT/);
+  });
+});
+
+describe('default relay workers', () => {
+  it('is one per 2 CPUs, at least one', async () => {
+    const { defaultRelayWorkers } = await import('../../agent/index.js');
+    assert.equal(defaultRelayWorkers(1), 1);
+    assert.equal(defaultRelayWorkers(2), 1);
+    assert.equal(defaultRelayWorkers(16), 8);
   });
 });
