@@ -62,7 +62,7 @@ class NamespaceCpu {
         const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
         const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
         const ticks = Number(fields[11]) + Number(fields[12]);
-        if (!this.first.has(pid)) this.first.set(pid, this.last.has(pid) ? ticks : ticks);
+        if (!this.first.has(pid)) this.first.set(pid, ticks);
         this.last.set(pid, ticks);
       } catch {
         // exited between listing and reading

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, describeError } from '../errors.js';
 import type { ResolvedOptions } from '../config/index.js';
+import { restoreSourceGuest } from '../migration/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
 import type { TlsIdentity } from '../pki/index.js';
@@ -249,34 +250,15 @@ export class Agent {
         continue;
       }
       if (this.registry.has(m.vm)) {
-        const vm = this.registry.get(m.vm);
-        const qmp = vm.qemu?.qmp;
-        try {
-          if (qmp !== undefined) {
-            const info = await qmp.execute<{ status?: string }>('query-migrate');
-            if (info.status === 'active' || info.status === 'setup' || info.status === 'postcopy-active') {
-              if (info.status === 'postcopy-active') {
-                this.log(
-                  `migration ${m.id} was in post-copy: the guest runs on ${m.peer}; not resuming here`,
-                );
-                continue;
-              }
-              await qmp.execute('migrate_cancel');
-              for (let i = 0; i < 50; i++) {
-                const s = await qmp.execute<{ status?: string }>('query-migrate');
-                if (s.status !== 'active' && s.status !== 'cancelling' && s.status !== 'setup') break;
-                await new Promise((r) => setTimeout(r, 100));
-              }
-            }
-            const status = await qmp.execute<{ running: boolean; status: string }>('query-status');
-            if (!status.running) await qmp.execute('cont');
-            this.registry.setState(m.vm, 'running');
-            this.log(
-              `migration ${m.id} interrupted by a restart: VM ${m.vm} runs here (was ${status.status})`,
-            );
+        const qmp = this.registry.get(m.vm).qemu?.qmp;
+        if (qmp !== undefined) {
+          const restored = await restoreSourceGuest(qmp);
+          if (restored.outcome === 'split') {
+            this.log(`migration ${m.id} was in post-copy: the guest runs on ${m.peer}; not resuming here`);
+            continue;
           }
-        } catch (err) {
-          this.log(`could not restore VM ${m.vm} after interrupted migration ${m.id}: ${describeError(err)}`);
+          if (restored.outcome === 'running') this.registry.setState(m.vm, 'running');
+          this.log(`migration ${m.id} interrupted by a restart: VM ${m.vm}: ${restored.message}`);
         }
       }
       try {

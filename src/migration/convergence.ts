@@ -1,7 +1,7 @@
 /**
  * Pure decisions the source monitor loop takes on every tick: which downtime
- * step applies, whether the completion timeout has passed, whether progress
- * has stalled. No clock and no I/O here; the loop passes the numbers in.
+ * step to send, whether progress has stalled, what a timeout does (the
+ * completion timeout itself is src/policy's completionTimeoutReached). No clock and no I/O here; the loop passes the numbers in.
  */
 
 import { downtimeStepAt, type DowntimeStep } from '../policy/index.js';

@@ -9,3 +9,4 @@ export {
   type SourceMigrationDeps,
 } from './source-migration.js';
 export { forecastPrecopy, ratesFromSamples, type Forecast, type ForecastInput } from './forecast.js';
+export { restoreSourceGuest, type SourceRestore } from './source-recovery.js';

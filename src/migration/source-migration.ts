@@ -1,8 +1,9 @@
-import { MigrationError, QmpCommandError, describeError } from '../errors.js';
+import { MigrationError, describeError } from '../errors.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import { completionTimeoutReached } from '../policy/index.js';
 import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
 import type { Forecast } from './forecast.js';
+import { restoreSourceGuest } from './source-recovery.js';
 import type {
   GuestVerdict,
   IncomingReply,
@@ -341,7 +342,7 @@ export class SourceMigration {
     } catch (err) {
       const cancelled = this.operatorAbort && switchedToPostcopy === undefined;
       const message = describeError(err);
-      const recovery = await this.recoverSource(switchedToPostcopy !== undefined);
+      const recovery = (await restoreSourceGuest(deps.qmp, switchedToPostcopy !== undefined)).message;
       if (destinationPrepared) {
         await deps.peer.abort(deps.id, message).catch((e: unknown) => {
           this.events.push(`destination cleanup failed: ${describeError(e)}`);
@@ -402,37 +403,6 @@ export class SourceMigration {
   private async guestRunning(): Promise<boolean> {
     const status = await this.deps.qmp.execute<{ status: string; running: boolean }>('query-status');
     return status.running;
-  }
-
-  /**
-   * Puts the source back as it was: cancels a migration still in flight and
-   * resumes the guest if the migration (or a forced completion) paused it.
-   */
-  private async recoverSource(postcopyStarted: boolean): Promise<string> {
-    const { qmp } = this.deps;
-    if (!qmp.connected) return 'the source QEMU is gone';
-    if (postcopyStarted) {
-      return 'post-copy had started: the guest state is split between the hosts; the source QEMU is kept paused for recovery';
-    }
-    try {
-      for (let i = 0; i < 100; i++) {
-        const info = await qmp.execute<QueryMigrate>('query-migrate');
-        const status = info.status ?? 'none';
-        if (!['active', 'setup', 'cancelling', 'pre-switchover', 'device', 'wait-unplug'].includes(status))
-          break;
-        if (status !== 'cancelling') await qmp.execute('migrate_cancel');
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      const state = await qmp.execute<{ status: string; running: boolean }>('query-status');
-      if (!state.running) {
-        await qmp.execute('cont');
-        return `the source guest was ${state.status} and has been resumed`;
-      }
-      return 'the source guest kept running';
-    } catch (err) {
-      if (err instanceof QmpCommandError) return `could not restore the source guest: ${err.message}`;
-      return `could not check the source guest: ${describeError(err)}`;
-    }
   }
 
   private tick(): Promise<void> {
