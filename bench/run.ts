@@ -5,7 +5,7 @@
  * run, alternating transports and directions. Needs root.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { AgentClient, MigrationOverrides, MigrationRecord } from '../src/agent/index.js';
@@ -13,6 +13,7 @@ import { guestAppend, guestKernelPath, guestRamMiB } from '../src/guest/index.js
 import { TwoHostLab, canUseNetns, type HostKey } from '../src/lab/index.js';
 import type { MigrationReport } from '../src/migration/index.js';
 import { packageRoot } from '../src/paths.js';
+import { CLK_TCK, cpuTicks } from './proc-cpu.js';
 import { resultSvg, resultTable, summarize, type BenchRun } from './report.js';
 
 /** How each benchmarked transport is asked for. */
@@ -22,8 +23,6 @@ const TRANSPORTS: Record<string, MigrationOverrides> = {
   tunnelled: { transport: 'tunnelled' },
   'naive-tunnel': { transport: 'tunnelled', tunnel: 'naive', channels: 1 },
 };
-
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 /** CPU time of every process in a network namespace, sampled often so processes that exit are still counted. */
 class NamespaceCpu {
@@ -59,9 +58,7 @@ class NamespaceCpu {
     }
     for (const pid of pids) {
       try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        const ticks = Number(fields[11]) + Number(fields[12]);
+        const ticks = cpuTicks(pid);
         if (!this.first.has(pid)) this.first.set(pid, ticks);
         this.last.set(pid, ticks);
       } catch {

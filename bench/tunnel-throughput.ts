@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { createTwoHostNetwork, type TwoHostNetwork } from '../src/lab/netns.js';
 import { createTestPki, type TlsIdentity } from '../src/pki/index.js';
 import { QemuVm, memoryOnlyArgv } from '../src/qemu/index.js';
+import { CLK_TCK, cpuTicks } from './proc-cpu.js';
 import { NaiveTunnel, TlsFrontend, type RelayTuning, type SourceTunnel } from '../src/transport/index.js';
 
 const QEMU = 'qemu-system-x86_64';
@@ -33,7 +34,6 @@ const AGENT_PORT = 7443;
 const NATIVE_PORT = 4444;
 const NAIVE_PORT = 7444;
 const TOKEN = 'bench-token-0123456789abcdef';
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || '100');
 
 type Transport = 'native' | 'native-1' | 'tunnelled' | 'tunnelled-1' | 'naive';
 
@@ -217,9 +217,7 @@ interface Cpu {
 }
 
 function qemuCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  return cpuTicks(pid) / CLK_TCK;
 }
 
 async function startQemu(
