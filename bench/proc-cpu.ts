@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 /** Clock ticks per second of /proc/<pid>/stat times. */
@@ -9,4 +9,41 @@ export function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
+}
+
+/** The processes a benchmark tells apart: a host's QEMUs, its agent's main process, its relay workers. */
+export type ProcessKind = 'qemu' | 'agent' | 'relay' | 'other';
+
+/** Which kind of process a command line belongs to (NUL-separated, as in /proc/<pid>/cmdline). */
+export function processKind(cmdline: string): ProcessKind {
+  const argv = cmdline.split('\0');
+  if (/qemu-system/.test(argv[0] ?? '')) return 'qemu';
+  if (argv.some((a) => /relay-worker\.js$/.test(a))) return 'relay';
+  if (argv.some((a) => /vmferry|agent/.test(a))) return 'agent';
+  return 'other';
+}
+
+/** The kind of a running process (throws if it is gone). */
+export function kindOf(pid: number): ProcessKind {
+  return processKind(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+}
+
+/**
+ * The processes in a named network namespace: those whose /proc/<pid>/ns/net is the
+ * namespace's inode. Reads /proc directly instead of forking `ip netns pids`, which
+ * costs a fork of the caller every call and disturbs what the benchmark measures.
+ */
+export function netnsPids(name: string): number[] {
+  const inode = statSync(`/run/netns/${name}`).ino;
+  const want = `net:[${inode}]`;
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/ns/net`) === want) pids.push(Number(entry));
+    } catch {
+      // exited, or a kernel thread without a namespace link
+    }
+  }
+  return pids;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { median, resultSvg, resultTable, summarize, type BenchRun } from './report.js';
+import { processKind } from './proc-cpu.js';
+import { cpuBreakdown, median, resultSvg, resultTable, summarize, type BenchRun } from './report.js';
 
 const GiB = 1024 ** 3;
 
@@ -17,6 +18,8 @@ function run(transport: string, gbps: number, cpuSource = 1, cpuDestination = 2)
     tls: true,
     cpuSourceSeconds: cpuSource,
     cpuDestinationSeconds: cpuDestination,
+    cpuSourceByKind: { qemu: cpuSource / 2, relay: cpuSource / 2 },
+    cpuDestinationByKind: { qemu: cpuDestination },
   };
 }
 
@@ -38,6 +41,17 @@ describe('benchmark report', () => {
     assert.equal(s.maxGbps, 6);
     assert.equal(s.cpuSourcePerGiB, 3);
     assert.equal(s.cpuDestinationPerGiB, 4);
+    assert.deepEqual(s.cpuSourcePerGiBByKind, { qemu: 1.5, relay: 1.5 });
+    assert.deepEqual(s.cpuDestinationPerGiBByKind, { qemu: 4 });
+    assert.equal(cpuBreakdown(s.cpuSourcePerGiBByKind), 'qemu 1.50 + relay 1.50');
+    assert.equal(cpuBreakdown({}), '-');
+  });
+
+  it('tells QEMU, relay workers and agents apart by command line', () => {
+    assert.equal(processKind('/usr/bin/qemu-system-x86_64\0-name\0g'), 'qemu');
+    assert.equal(processKind('/usr/bin/node\0/x/dist/src/transport/relay-worker.js'), 'relay');
+    assert.equal(processKind('node\0/x/bin/vmferry.js\0agent\0--name\0a'), 'agent');
+    assert.equal(processKind('sleep\0' + '1'), 'other');
   });
 
   it('tables each transport against native, the link and the naive baseline', () => {

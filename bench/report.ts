@@ -12,7 +12,13 @@ export interface BenchRun {
   tls: boolean;
   cpuSourceSeconds: number;
   cpuDestinationSeconds: number;
+  /** The same CPU seconds split by kind of process (QEMU, agent main process, relay workers). */
+  cpuSourceByKind: CpuByKind;
+  cpuDestinationByKind: CpuByKind;
 }
+
+/** CPU seconds per kind of process; kinds with no process are absent. */
+export type CpuByKind = Partial<Record<'qemu' | 'agent' | 'relay' | 'other', number>>;
 
 export interface BenchResult {
   transport: string;
@@ -23,6 +29,9 @@ export interface BenchResult {
   /** Median CPU seconds per GiB sent, source and destination side (QEMU + agent processes). */
   cpuSourcePerGiB: number;
   cpuDestinationPerGiB: number;
+  /** Median CPU seconds per GiB by kind of process, each side. */
+  cpuSourcePerGiBByKind: CpuByKind;
+  cpuDestinationPerGiBByKind: CpuByKind;
   runs: BenchRun[];
 }
 
@@ -37,6 +46,13 @@ export function summarize(transport: string, runs: readonly BenchRun[]): BenchRe
   const gbps = runs.map((r) => r.gbps);
   const perGiB = (cpu: (r: BenchRun) => number): number =>
     median(runs.map((r) => cpu(r) / (r.bytes / 1024 ** 3)));
+  const perGiBByKind = (side: (r: BenchRun) => CpuByKind): CpuByKind => {
+    const out: CpuByKind = {};
+    for (const kind of KINDS) {
+      if (runs.some((r) => side(r)[kind] !== undefined)) out[kind] = round(perGiB((r) => side(r)[kind] ?? 0));
+    }
+    return out;
+  };
   return {
     transport,
     gbps: round(median(gbps)),
@@ -44,8 +60,20 @@ export function summarize(transport: string, runs: readonly BenchRun[]): BenchRe
     maxGbps: round(Math.max(...gbps)),
     cpuSourcePerGiB: round(perGiB((r) => r.cpuSourceSeconds)),
     cpuDestinationPerGiB: round(perGiB((r) => r.cpuDestinationSeconds)),
+    cpuSourcePerGiBByKind: perGiBByKind((r) => r.cpuSourceByKind),
+    cpuDestinationPerGiBByKind: perGiBByKind((r) => r.cpuDestinationByKind),
     runs: [...runs],
   };
+}
+
+const KINDS = ['qemu', 'agent', 'relay', 'other'] as const;
+
+/** "qemu 1.10 + relay 0.90": where one side's CPU seconds per GiB went. */
+export function cpuBreakdown(byKind: CpuByKind): string {
+  const parts = KINDS.filter((k) => byKind[k] !== undefined && (byKind[k] ?? 0) >= 0.005).map(
+    (k) => `${k} ${(byKind[k] ?? 0).toFixed(2)}`,
+  );
+  return parts.length > 0 ? parts.join(' + ') : '-';
 }
 
 function round(v: number, digits = 2): number {
@@ -58,15 +86,15 @@ export function resultTable(results: readonly BenchResult[], linkGbps: number | 
   const native = results.find((r) => r.transport === 'native');
   const naive = results.find((r) => r.transport === 'naive-tunnel');
   const header = [
-    '| transport | Gbit/s (median) | range | % of native | % of link | x naive | CPU s/GiB source | CPU s/GiB dest |',
-    '|---|---|---|---|---|---|---|---|',
+    '| transport | Gbit/s (median) | range | % of native | % of link | x naive | CPU s/GiB source | CPU s/GiB dest | source by process | dest by process |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   const rows = results.map((r) => {
     const ofNative =
       native !== undefined && native.gbps > 0 ? `${((r.gbps / native.gbps) * 100).toFixed(0)}%` : '-';
     const ofLink = linkGbps !== undefined ? `${((r.gbps / linkGbps) * 100).toFixed(0)}%` : '-';
     const xNaive = naive !== undefined && naive.gbps > 0 ? `${(r.gbps / naive.gbps).toFixed(1)}x` : '-';
-    return `| ${r.transport} | ${r.gbps.toFixed(2)} | ${r.minGbps.toFixed(2)}-${r.maxGbps.toFixed(2)} | ${ofNative} | ${ofLink} | ${xNaive} | ${r.cpuSourcePerGiB.toFixed(2)} | ${r.cpuDestinationPerGiB.toFixed(2)} |`;
+    return `| ${r.transport} | ${r.gbps.toFixed(2)} | ${r.minGbps.toFixed(2)}-${r.maxGbps.toFixed(2)} | ${ofNative} | ${ofLink} | ${xNaive} | ${r.cpuSourcePerGiB.toFixed(2)} | ${r.cpuDestinationPerGiB.toFixed(2)} | ${cpuBreakdown(r.cpuSourcePerGiBByKind)} | ${cpuBreakdown(r.cpuDestinationPerGiBByKind)} |`;
   });
   return [...header, ...rows];
 }

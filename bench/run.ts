@@ -4,7 +4,6 @@
  * whose memory is filled with non-zero data, and each transport migrated several times in one
  * run, alternating transports and directions. Needs root.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,8 +12,8 @@ import { guestAppend, guestKernelPath, guestRamMiB } from '../src/guest/index.js
 import { TwoHostLab, canUseNetns, type HostKey } from '../src/lab/index.js';
 import type { MigrationReport } from '../src/migration/index.js';
 import { packageRoot } from '../src/paths.js';
-import { CLK_TCK, cpuTicks } from './proc-cpu.js';
-import { resultSvg, resultTable, summarize, type BenchRun } from './report.js';
+import { CLK_TCK, cpuTicks, kindOf, netnsPids, type ProcessKind } from './proc-cpu.js';
+import { resultSvg, resultTable, summarize, type BenchRun, type CpuByKind } from './report.js';
 
 /** How each benchmarked transport is asked for. */
 const TRANSPORTS: Record<string, MigrationOverrides> = {
@@ -24,10 +23,13 @@ const TRANSPORTS: Record<string, MigrationOverrides> = {
   'naive-tunnel': { transport: 'tunnelled', tunnel: 'naive', channels: 1 },
 };
 
-/** CPU time of every process in a network namespace, sampled often so processes that exit are still counted. */
+/** CPU time of every process in a network namespace, by kind, sampled often so processes that exit are still counted. */
 class NamespaceCpu {
   private readonly first = new Map<number, number>();
   private readonly last = new Map<number, number>();
+  private readonly kinds = new Map<number, ProcessKind>();
+  private pids: number[] = [];
+  private pidsAt = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly netns: string) {}
@@ -37,29 +39,39 @@ class NamespaceCpu {
     this.timer = setInterval(() => this.sample(), 100);
   }
 
-  stop(): number {
+  /** CPU seconds since start(), in all and per kind of process. */
+  stop(): { total: number; byKind: CpuByKind } {
     clearInterval(this.timer);
     this.sample();
-    let ticks = 0;
-    for (const [pid, last] of this.last) ticks += last - (this.first.get(pid) ?? 0);
-    return ticks / CLK_TCK;
+    const byKind: CpuByKind = {};
+    let total = 0;
+    for (const [pid, last] of this.last) {
+      const seconds = (last - (this.first.get(pid) ?? 0)) / CLK_TCK;
+      const kind = this.kinds.get(pid) ?? 'other';
+      byKind[kind] = (byKind[kind] ?? 0) + seconds;
+      total += seconds;
+    }
+    return { total, byKind };
   }
 
   private sample(): void {
-    let pids: number[];
-    try {
-      pids = execFileSync('ip', ['netns', 'pids', this.netns])
-        .toString()
-        .split('\n')
-        .filter(Boolean)
-        .map(Number);
-    } catch {
-      return;
+    // Listing the namespace's processes walks /proc: once a second is enough to see
+    // processes start; their CPU is read every 100 ms so one that exits loses little.
+    if (Date.now() - this.pidsAt >= 1000) {
+      try {
+        this.pids = netnsPids(this.netns);
+        this.pidsAt = Date.now();
+      } catch {
+        return;
+      }
     }
-    for (const pid of pids) {
+    for (const pid of this.pids) {
       try {
         const ticks = cpuTicks(pid);
-        if (!this.first.has(pid)) this.first.set(pid, ticks);
+        if (!this.first.has(pid)) {
+          this.first.set(pid, ticks);
+          this.kinds.set(pid, kindOf(pid));
+        }
         this.last.set(pid, ticks);
       } catch {
         // exited between listing and reading
@@ -97,10 +109,12 @@ async function migrateOnce(
     }
     if (['completed', 'failed', 'cancelled'].includes(m.state) && m.report !== null)
       report = m.report as MigrationReport;
-    else await new Promise((r) => setTimeout(r, 50));
+    // Poll often until the CPU window opens, then gently: each poll is a TLS request the agents serve.
+    else await new Promise((r) => setTimeout(r, measuring ? 250 : 50));
   }
-  const cpuSourceSeconds = measuring ? cpu.from.stop() : 0;
-  const cpuDestinationSeconds = measuring ? cpu.to.stop() : 0;
+  const none = { total: 0, byKind: {} };
+  const cpuSource = measuring ? cpu.from.stop() : none;
+  const cpuDestination = measuring ? cpu.to.stop() : none;
   if (report.status !== 'completed')
     throw new Error(`${transport} migration ${from}->${to} ${report.status}: ${report.error ?? ''}`);
   return {
@@ -113,8 +127,10 @@ async function migrateOnce(
     downtimeMs: report.downtimeMs,
     channels: report.channels,
     tls: report.tls,
-    cpuSourceSeconds,
-    cpuDestinationSeconds,
+    cpuSourceSeconds: cpuSource.total,
+    cpuDestinationSeconds: cpuDestination.total,
+    cpuSourceByKind: cpuSource.byKind,
+    cpuDestinationByKind: cpuDestination.byKind,
   };
 }
 
