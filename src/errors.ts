@@ -139,8 +139,16 @@ export class PlanError extends VmferryError {
 
 /** A peer agent could not be reached or answered with an error. */
 export class PeerError extends VmferryError {
-  constructor(message: string, options: VmferryErrorOptions = {}) {
+  /**
+   * True when the request certainly never reached the peer (no connection or TLS
+   * session was established), so the peer cannot have acted on it. False when it
+   * may have arrived: the peer may have done what was asked and only the answer is lost.
+   */
+  readonly notDelivered: boolean;
+
+  constructor(message: string, options: VmferryErrorOptions & { notDelivered?: boolean } = {}) {
     super('VMF_ERR_PEER', message, options);
+    this.notDelivered = options.notDelivered ?? false;
   }
 }
 

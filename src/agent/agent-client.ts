@@ -103,13 +103,27 @@ export class AgentClient {
         });
       } catch (err) {
         reject(
-          new PeerError(`cannot call agent ${this.endpoint.url}: ${describeError(err)}`, { cause: err }),
+          new PeerError(`cannot call agent ${this.endpoint.url}: ${describeError(err)}`, {
+            cause: err,
+            notDelivered: true,
+          }),
         );
         return;
       }
+      // Until the TLS session is up, the request cannot have been read by the agent.
+      let connected = false;
+      req.on('socket', (socket) => {
+        if (req.reusedSocket) connected = true;
+        else socket.once('secureConnect', () => (connected = true));
+      });
       req.setTimeout(timeoutMs, () =>
         req.destroy(
-          new PeerError(`agent ${this.endpoint.url} did not answer ${method} ${path} within ${timeoutMs} ms`),
+          new PeerError(
+            `agent ${this.endpoint.url} did not answer ${method} ${path} within ${timeoutMs} ms`,
+            {
+              notDelivered: !connected,
+            },
+          ),
         ),
       );
       req.on('error', (err: NodeJS.ErrnoException) => {
@@ -122,6 +136,7 @@ export class AgentClient {
           reject(
             new PeerError(`cannot reach agent ${this.endpoint.url}: ${describeError(err)}`, {
               cause: err,
+              notDelivered: !connected,
               hint: 'check that the agent runs, its address, and that your certificate is signed by the deployment CA',
             }),
           );

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, describeError } from '../errors.js';
 import type { ResolvedOptions } from '../config/index.js';
+import { activeFailpoints } from '../failpoints.js';
 import { restoreSourceGuest } from '../migration/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
@@ -170,6 +171,8 @@ export class Agent {
         `${JSON.stringify({ name: options.name, pid: process.pid, addresses: agent.addresses }, null, 2)}\n`,
       );
       agent.log(`listening on ${agent.addresses.join(' and ')} (accelerator ${host.accelerator})`);
+      for (const [point, ms] of activeFailpoints())
+        agent.log(`warning: test failpoint ${point} is set (${ms} ms delay): not for production`);
     } catch (err) {
       await agent.close();
       throw err;
@@ -241,8 +244,19 @@ export class Agent {
    */
   private async recover(): Promise<void> {
     await this.registry.reattach();
+    // Cut off during the hand-over: the destination may already run the guest. Settled
+    // with it in the background; the source guest stays paused until then.
+    const inDoubt = this.journal
+      .listMigrations({ active: true })
+      .filter((m) => m.role === 'source' && m.state === 'completing');
+    for (const m of inDoubt) {
+      this.outgoing.settleAfterRestart(m).catch((err: unknown) => {
+        this.log(`settling the hand-over of migration ${m.id}: ${describeError(err)}`);
+      });
+    }
     const interrupted = this.journal.failInFlightMigrations(
       'the agent restarted while the migration was in flight',
+      inDoubt.map((m) => m.id),
     );
     for (const m of interrupted) {
       if (m.role === 'destination') {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConflictError, MigrationError, NotFoundError, UsageError, describeError } from '../errors.js';
 import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
+import { failpoint } from '../failpoints.js';
 import { validateVmSpec } from '../qemu/index.js';
 import type { Journal } from './journal.js';
 import type { AgentTunnels } from './tunnels.js';
@@ -13,6 +14,8 @@ interface IncomingMigration {
   transport: IncomingRequest['transport'];
   /** A tunnel was registered for it (to close when it ends). */
   tunnel: boolean;
+  /** Set by the first complete(): a repeated call, or an abort, waits for its outcome. */
+  completing?: Promise<void>;
 }
 
 export interface IncomingMigrationsOptions {
@@ -144,10 +147,20 @@ export class IncomingMigrations {
     });
   }
 
-  /** The source finished sending: check QEMU agrees and start the guest. */
-  async complete(id: string): Promise<void> {
+  /**
+   * The source finished sending: check QEMU agrees and start the guest. A repeated
+   * call (the source lost the first answer) gets the first call's outcome.
+   */
+  complete(id: string): Promise<void> {
     const entry = this.get(id);
+    entry.completing ??= this.startGuest(entry);
+    return entry.completing;
+  }
+
+  private async startGuest(entry: IncomingMigration): Promise<void> {
+    const { id } = entry;
     const { registry, journal } = this.options;
+    await failpoint('incoming.complete');
     const vm = registry.get(entry.vmName);
     const qmp = vm.qemu!.qmp;
     const deadline = Date.now() + 10_000;
@@ -185,14 +198,40 @@ export class IncomingMigrations {
     return { state: health.state, reason: health.reason };
   }
 
-  /** The source gave up: drop the incoming VM. */
+  /**
+   * The source gave up: drop the incoming VM, unless the guest has already started
+   * here (hand-over done, or post-copy): then it is kept and a ConflictError says so,
+   * because the source must not resume its copy. Waits for a hand-over in progress,
+   * so a lost complete() answer and this call cannot both win.
+   */
   async abort(id: string, reason: string): Promise<void> {
-    if (!this.active.has(id)) {
+    const entry = this.active.get(id);
+    if (entry === undefined) {
       const record = this.options.journal.getMigration(id);
       if (record === undefined) throw new NotFoundError(`no incoming migration ${id} on this host`);
+      if (record.state === 'completed' || record.state === 'postcopy') throw this.runsHere(id);
       return;
     }
+    if (entry.completing !== undefined) await entry.completing.catch(() => undefined);
+    if (!this.active.has(id)) return this.abort(id, reason);
+    if (await this.guestStarted(entry)) throw this.runsHere(id);
     await this.fail(id, `source gave up: ${reason}`);
+  }
+
+  private runsHere(id: string): ConflictError {
+    return new ConflictError(
+      `migration ${id}: the guest already runs on ${this.options.hostName}; it is kept, not dropped`,
+    );
+  }
+
+  /** Whether the incoming guest has run here: post-copy resumed it, or its QEMU is running. */
+  private async guestStarted(entry: IncomingMigration): Promise<boolean> {
+    if (this.options.journal.getMigration(entry.id)?.state === 'postcopy') return true;
+    if (!this.options.registry.has(entry.vmName)) return false;
+    const qmp = this.options.registry.get(entry.vmName).qemu?.qmp;
+    if (qmp === undefined || !qmp.connected) return false;
+    const status = await qmp.execute<{ running: boolean }>('query-status').catch(() => ({ running: false }));
+    return status.running;
   }
 
   /** At start-up: incoming VMs left by a previous agent process cannot be trusted; drop them. */

@@ -369,6 +369,30 @@ describe('agent journal', () => {
     assert.deepEqual(journal.listMigrations({ active: true }), []);
   });
 
+  it('leaves the migrations it is told to keep in flight (a hand-over to settle)', () => {
+    for (const state of ['migrating', 'completing'] as const) {
+      journal.createMigration({
+        id: `k-${state}`,
+        vm: `vk-${state}`,
+        role: 'source',
+        peer: 'b',
+        transport: 'native',
+        plan: {},
+      });
+      journal.setMigrationState(`k-${state}`, state);
+    }
+    const interrupted = journal.failInFlightMigrations('restarted', ['k-completing']);
+    assert.deepEqual(
+      interrupted.map((m) => m.id),
+      ['k-migrating'],
+    );
+    assert.equal(journal.getMigration('k-completing')?.state, 'completing');
+    assert.deepEqual(
+      journal.listMigrations({ active: true }).map((m) => m.id),
+      ['k-completing'],
+    );
+  });
+
   it('refuses a journal from a newer vmferry, and a file that is not a database', async () => {
     journal.close();
     const db = new Database(path);

@@ -533,16 +533,17 @@ export class Journal {
    * At agent start-up: marks every migration that was not over as failed with
    * `reason`, and returns them with the state they were in, so the agent can
    * make sure each source VM runs (and each half-received destination is
-   * cleaned up). A migration cut off while 'completing' may have finished in
-   * QEMU: check the source QEMU's status before resuming it.
+   * cleaned up). Migrations named in `except` are left as they are (a source
+   * cut off during its hand-over is settled with its destination instead).
    */
-  failInFlightMigrations(reason: string): InterruptedMigration[] {
+  failInFlightMigrations(reason: string, except: readonly string[] = []): InterruptedMigration[] {
     return this.db.transaction(() => {
       const rows = this.db
         .prepare<[], MigrationRow>(
           `SELECT * FROM migrations WHERE state NOT IN ${TERMINAL_SQL} ORDER BY started_at, rowid`,
         )
-        .all();
+        .all()
+        .filter((row) => !except.includes(row.id));
       return rows.map((row) => {
         const current = migrationFromRow(row);
         this.transition(current, 'failed', reason, null, reason);

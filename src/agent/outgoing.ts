@@ -1,8 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { ConflictError, NotFoundError, UsageError, describeError } from '../errors.js';
+import {
+  ConflictError,
+  MigrationError,
+  NotFoundError,
+  UsageError,
+  VmferryError,
+  describeError,
+} from '../errors.js';
 import {
   SourceMigration,
   forecastPrecopy,
+  restoreSourceGuest,
+  settleHandOver,
   type Forecast,
   type DestinationPeer,
   type GuestVerdict,
@@ -14,7 +23,7 @@ import {
 } from '../migration/index.js';
 import type { AgentClient } from './agent-client.js';
 import type { AgentTunnels } from './tunnels.js';
-import type { Journal } from './journal.js';
+import type { Journal, MigrationRecord } from './journal.js';
 import type { VmRegistry } from './vm-registry.js';
 
 export interface OutgoingMigrationsOptions {
@@ -271,11 +280,61 @@ export class OutgoingMigrations {
     this.get(id).driver.forceComplete();
   }
 
-  /** Aborts every running migration and waits until each has put its VM back. */
-  async abortAll(reason: string): Promise<void> {
+  /**
+   * Aborts every running migration and waits until each has put its VM back, for
+   * up to `waitMs`: a hand-over in doubt cannot be aborted and waits for its
+   * destination; it stays 'completing' in the journal and is settled after the restart.
+   */
+  async abortAll(reason: string, waitMs = 20_000): Promise<void> {
     const all = [...this.running.values()];
     for (const r of all) r.driver.abort(reason);
-    await Promise.allSettled(all.map((r) => r.done));
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'timeout'>(
+      (resolve) => (timer = setTimeout(() => resolve('timeout'), waitMs)),
+    );
+    const settled = await Promise.race([Promise.allSettled(all.map((r) => r.done)), gaveUp]);
+    clearTimeout(timer);
+    if (settled === 'timeout') {
+      this.options.log(
+        `stopping with ${[...this.running.keys()].join(', ')} still settling; they are settled after the restart`,
+      );
+    }
+  }
+
+  /**
+   * After a restart: a migration cut off during its hand-over may have started the
+   * guest on the destination. Settles it with the destination (settleHandOver): the
+   * VM is forgotten here if it runs there, else the source guest resumes. The source
+   * guest stays paused until the destination answers.
+   */
+  async settleAfterRestart(m: MigrationRecord): Promise<void> {
+    const { journal, registry, log } = this.options;
+    const peer = peerOverApi(this.options.peerClient(m.peer), m.peer);
+    journal.setMigrationState(m.id, 'completing', {
+      message: `the agent restarted during the hand-over; settling it with ${m.peer}`,
+    });
+    const outcome = await settleHandOver({
+      peer,
+      migrationId: m.id,
+      cause: new MigrationError('the agent restarted during the hand-over'),
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms).unref()),
+      onWaiting: (message) => journal.setMigrationState(m.id, 'completing', { message }),
+    });
+    if (outcome === 'running') {
+      if (registry.has(m.vm)) await registry.destroy(m.vm);
+      journal.setMigrationState(m.id, 'completed', {
+        message: `settled after a restart: the VM runs on ${m.peer}`,
+      });
+      log(`migration ${m.id}: settled after a restart, ${m.vm} runs on ${m.peer}`);
+      return;
+    }
+    const qmp = registry.has(m.vm) ? registry.get(m.vm).qemu?.qmp : undefined;
+    const restored =
+      qmp !== undefined ? await restoreSourceGuest(qmp) : { outcome: 'gone', message: 'its QEMU is gone' };
+    if (restored.outcome === 'running') registry.setState(m.vm, 'running');
+    const reason = `the agent restarted during the hand-over and ${m.peer} ${outcome === 'dropped' ? 'dropped its copy' : 'never got the request to start the guest'}`;
+    journal.setMigrationState(m.id, 'failed', { message: `${reason}; ${restored.message}`, error: reason });
+    log(`migration ${m.id}: ${reason}; ${restored.message}`);
   }
 
   private get(id: string): Running {
@@ -341,7 +400,8 @@ export function reachableUri(uri: string, agentHost: string | undefined): string
   return `tcp:${agentHost.includes(':') ? `[${agentHost}]` : agentHost}:${m[2] ?? ''}`;
 }
 
-function peerOverApi(client: AgentClient, name: string): DestinationPeer {
+/** The destination agent, as the migration driver talks to it. */
+export function peerOverApi(client: AgentClient, name: string): DestinationPeer {
   return {
     name,
     prepare: (request) => client.post<IncomingReply>('/v1/incoming', request, { timeoutMs: 60_000 }),
@@ -349,13 +409,20 @@ function peerOverApi(client: AgentClient, name: string): DestinationPeer {
       await client.post(`/v1/incoming/${id}/resume`);
     },
     complete: async (id) => {
-      await client.post(`/v1/incoming/${id}/complete`, {}, { timeoutMs: 30_000 });
+      // The destination waits up to 10 s for its QEMU to confirm the stream is complete.
+      await client.post(`/v1/incoming/${id}/complete`, {}, { timeoutMs: 20_000 });
     },
-    migrationState: async (id) =>
-      (await client.get<{ state: string }>(`/v1/migrations/${id}`, { timeoutMs: 5000 })).state,
     guestHealth: (id) => client.get<GuestVerdict>(`/v1/incoming/${id}/guest`, { timeoutMs: 60_000 }),
     abort: async (id, reason) => {
-      await client.post(`/v1/incoming/${id}/abort`, { reason });
+      try {
+        await client.post(`/v1/incoming/${id}/abort`, { reason }, { timeoutMs: 15_000 });
+        return 'dropped';
+      } catch (err) {
+        // Nothing of it there: dropped already, or never prepared. A conflict: the guest runs there.
+        if (err instanceof VmferryError && err.code === 'VMF_ERR_NOT_FOUND') return 'dropped';
+        if (err instanceof VmferryError && err.code === 'VMF_ERR_CONFLICT') return 'running';
+        throw err;
+      }
     },
   };
 }

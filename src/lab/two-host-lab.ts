@@ -42,6 +42,8 @@ export interface TwoHostLabOptions {
   linkGbps?: number;
   /** Extra arguments for both agents. */
   agentArgs?: string[];
+  /** Extra environment per agent (e.g. VMFERRY_FAILPOINTS for a test). */
+  agentEnv?: Partial<Record<HostKey, NodeJS.ProcessEnv>>;
   /** A nova.conf both agents read (--config): [libvirt] live_migration_* and [vmferry] options. */
   novaConf?: string;
   /** Keep the working directory after close (for debugging). */
@@ -156,7 +158,10 @@ export class TwoHostLab {
     ];
     const full = agent.netns !== undefined ? inNetns(agent.netns, argv) : argv;
     const log = createWriteStream(agent.logFile, { flags: 'a' });
-    const child = spawn(full[0] ?? 'node', full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(full[0] ?? 'node', full.slice(1), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.options.agentEnv?.[key] },
+    });
     agent.process = child;
     child.stderr.pipe(log);
     await new Promise<void>((resolve, reject) => {

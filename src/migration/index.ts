@@ -10,3 +10,4 @@ export {
 } from './source-migration.js';
 export { forecastPrecopy, ratesFromSamples, type Forecast, type ForecastInput } from './forecast.js';
 export { restoreSourceGuest, type SourceRestore } from './source-recovery.js';
+export { settleHandOver, settleRetryDelayMs, type HandOverOutcome } from './handover.js';

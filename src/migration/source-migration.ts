@@ -3,6 +3,7 @@ import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import { completionTimeoutReached } from '../policy/index.js';
 import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
 import type { Forecast } from './forecast.js';
+import { settleHandOver } from './handover.js';
 import { restoreSourceGuest } from './source-recovery.js';
 import type {
   GuestVerdict,
@@ -22,12 +23,13 @@ export interface DestinationPeer {
   resume(migrationId: string): Promise<void>;
   /** Pre-copy completed: start the guest there. */
   complete(migrationId: string): Promise<void>;
-  /** What the destination recorded for this migration (to settle a lost hand-over answer). */
-  migrationState(migrationId: string): Promise<string>;
   /** The guest's own verdict on the destination after the move (waits for its heartbeats). */
   guestHealth(migrationId: string): Promise<GuestVerdict>;
-  /** Give up: the destination kills its incoming QEMU and forgets it. */
-  abort(migrationId: string, reason: string): Promise<void>;
+  /**
+   * Give up: the destination kills its incoming QEMU and forgets it ('dropped'), unless
+   * the guest already runs there ('running': hand-over done or post-copy); then it keeps it.
+   */
+  abort(migrationId: string, reason: string): Promise<'dropped' | 'running'>;
 }
 
 /** Where the source QEMU sends its stream: a URI, and what must be closed afterwards. */
@@ -61,6 +63,8 @@ export interface SourceMigrationDeps {
   pollMs?: number;
   /** Samples the guest and predicts convergence before the migration starts. */
   forecast?: () => Promise<Forecast>;
+  /** Waits between attempts to settle a hand-over in doubt (default: a timer). */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** Unlimited bandwidth: QEMU 7.2 caps max-bandwidth at 128 MiB/s unless told otherwise. */
@@ -344,9 +348,12 @@ export class SourceMigration {
       const message = describeError(err);
       const recovery = (await restoreSourceGuest(deps.qmp, switchedToPostcopy !== undefined)).message;
       if (destinationPrepared) {
-        await deps.peer.abort(deps.id, message).catch((e: unknown) => {
-          this.events.push(`destination cleanup failed: ${describeError(e)}`);
-        });
+        await deps.peer.abort(deps.id, message).then(
+          (outcome) => {
+            if (outcome === 'running') this.events.push(`${deps.peer.name} keeps the guest: it runs there`);
+          },
+          (e: unknown) => this.events.push(`destination cleanup failed: ${describeError(e)}`),
+        );
       }
       const status = cancelled ? 'cancelled' : 'failed';
       setState(status, `${message}; ${recovery}`);
@@ -370,8 +377,8 @@ export class SourceMigration {
 
   /**
    * Asks the destination to start the guest. If the answer is lost, the guest
-   * may already run there: ask again what became of the migration before
-   * giving up, so the source is never resumed beside a running copy.
+   * may already run there: settle it with the destination (settleHandOver) before
+   * anything else, so the source is never resumed beside a running copy.
    */
   private async handOver(): Promise<void> {
     const { peer, id } = this.deps;
@@ -379,18 +386,27 @@ export class SourceMigration {
       await peer.complete(id);
       return;
     } catch (err) {
-      for (let attempt = 0; attempt < 10; attempt++) {
-        const state = await peer.migrationState(id).catch(() => 'unreachable' as const);
-        if (state === 'completed') {
-          this.events.push(
-            `the hand-over answer was lost (${describeError(err)}), but the destination runs the guest`,
-          );
-          return;
-        }
-        if (state !== 'unreachable') break;
-        await new Promise((r) => setTimeout(r, 1000));
+      this.events.push(
+        `the hand-over answer was lost (${describeError(err)}); settling it with ${peer.name}`,
+      );
+      const outcome = await settleHandOver({
+        peer,
+        migrationId: id,
+        cause: err,
+        sleep: this.deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+        onWaiting: (message) => this.deps.recorder.state('completing', message),
+      });
+      if (outcome === 'running') {
+        this.events.push(`${peer.name} runs the guest: the hand-over had succeeded`);
+        return;
       }
-      throw err;
+      throw new MigrationError(
+        `the hand-over failed (${describeError(err)}) and ${
+          outcome === 'dropped'
+            ? `${peer.name} dropped its copy`
+            : `${peer.name} cannot be reached, but never got the request to start the guest`
+        }`,
+      );
     }
   }
 
