@@ -1,5 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { ConflictError, MigrationError, NotFoundError, UsageError, describeError } from '../errors.js';
+import {
+  AuthError,
+  ConflictError,
+  MigrationError,
+  NotFoundError,
+  UsageError,
+  describeError,
+} from '../errors.js';
 import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import { failpoint } from '../failpoints.js';
 import { validateVmSpec } from '../qemu/index.js';
@@ -14,6 +21,11 @@ interface IncomingMigration {
   transport: IncomingRequest['transport'];
   /** A tunnel was registered for it (to close when it ends). */
   tunnel: boolean;
+  tunnelMode: IncomingRequest['tunnel'];
+  /** The certificate name of the source agent that prepared it; only it may resume it. */
+  peerCommonName: string;
+  /** Post-copy recoveries so far (each listens on a fresh socket). */
+  recoveries: number;
   /** Set by the first complete(): a repeated call, or an abort, waits for its outcome. */
   completing?: Promise<void>;
 }
@@ -64,6 +76,9 @@ export class IncomingMigrations {
       sourceHost: request.sourceHost,
       transport: request.transport,
       tunnel: false,
+      tunnelMode: request.tunnel,
+      peerCommonName,
+      recoveries: 0,
     };
     try {
       const vm = await registry.prepareIncoming(spec, request.migrationId);
@@ -145,6 +160,49 @@ export class IncomingMigrations {
     this.options.journal.setMigrationState(id, 'postcopy', {
       message: 'guest resumed on the destination (post-copy)',
     });
+  }
+
+  /**
+   * Post-copy lost its stream (both QEMUs paused in post-copy, the guest here
+   * waiting for pages): listen again so the source can resume it (QEMU's
+   * migrate-recover), over a fresh socket and, tunnelled, a fresh token.
+   */
+  async recover(id: string, peerCommonName: string): Promise<IncomingReply> {
+    const entry = this.get(id);
+    if (peerCommonName !== entry.peerCommonName) {
+      throw new AuthError(`migration ${id} belongs to ${entry.peerCommonName}, not ${peerCommonName}`);
+    }
+    const qmp = this.options.registry.get(entry.vmName).qemu!.qmp;
+    const status = (await qmp.execute<{ status?: string }>('query-migrate')).status ?? 'unknown';
+    if (status !== 'postcopy-paused') {
+      throw new ConflictError(
+        `migration ${id} is ${status} here, not paused in post-copy: nothing to recover`,
+      );
+    }
+    entry.recoveries += 1;
+    const destinationHost = this.options.hostName;
+    this.options.journal.setMigrationState(id, 'postcopy', {
+      message: `post-copy stream broken: listening again for ${entry.peerCommonName} (recovery ${entry.recoveries})`,
+    });
+    if (entry.transport === 'native') {
+      await qmp.execute('migrate-recover', { uri: `tcp:${this.options.migrationAddress}:0` });
+      return { uri: `tcp:${this.options.migrationAddress}:${await listeningPort(qmp)}`, destinationHost };
+    }
+    if (entry.tunnel) await this.closeTunnel(id);
+    entry.tunnel = false;
+    const targetPath = `${this.options.tunnels.incomingPath(id)}.r${entry.recoveries}`;
+    await qmp.execute('migrate-recover', { uri: `unix:${targetPath}` });
+    const token = randomBytes(32).toString('base64url');
+    const { naivePort } = await this.options.tunnels.accept({
+      migrationId: id,
+      token,
+      peerCommonName,
+      targetPath,
+      channels: 1,
+      mode: entry.tunnelMode,
+    });
+    entry.tunnel = true;
+    return { tunnelToken: token, destinationHost, ...(naivePort !== undefined ? { naivePort } : {}) };
   }
 
   /**
@@ -270,9 +328,10 @@ export class IncomingMigrations {
   }
 }
 
+/** The port QEMU listens on for the stream: the newest inet address (migrate-recover adds one). */
 async function listeningPort(qmp: { execute<T>(c: string): Promise<T> }): Promise<number> {
   const info = await qmp.execute<{ 'socket-address'?: { type: string; port?: string }[] }>('query-migrate');
-  const port = Number(info['socket-address']?.find((a) => a.type === 'inet')?.port);
+  const port = Number(info['socket-address']?.filter((a) => a.type === 'inet').at(-1)?.port);
   if (!Number.isInteger(port) || port <= 0)
     throw new MigrationError('the destination QEMU did not report its listening port');
   return port;

@@ -408,6 +408,7 @@ export function peerOverApi(client: AgentClient, name: string): DestinationPeer 
     resume: async (id) => {
       await client.post(`/v1/incoming/${id}/resume`);
     },
+    recover: (id) => client.post<IncomingReply>(`/v1/incoming/${id}/recover`, {}, { timeoutMs: 15_000 }),
     complete: async (id) => {
       // The destination waits up to 10 s for its QEMU to confirm the stream is complete.
       await client.post(`/v1/incoming/${id}/complete`, {}, { timeoutMs: 20_000 });

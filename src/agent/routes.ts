@@ -75,6 +75,9 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       await d.incoming.resume(req.params.id ?? '');
       return {};
     })
+    .route('POST', '/v1/incoming/:id/recover', (req) =>
+      d.incoming.recover(req.params.id ?? '', req.peer.commonName),
+    )
     .route('POST', '/v1/incoming/:id/complete', async (req) => {
       await d.incoming.complete(req.params.id ?? '');
       return {};

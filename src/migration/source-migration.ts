@@ -3,7 +3,7 @@ import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import { completionTimeoutReached } from '../policy/index.js';
 import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
 import type { Forecast } from './forecast.js';
-import { settleHandOver } from './handover.js';
+import { settleHandOver, settleRetryDelayMs } from './handover.js';
 import { restoreSourceGuest } from './source-recovery.js';
 import type {
   GuestVerdict,
@@ -21,6 +21,8 @@ export interface DestinationPeer {
   prepare(request: IncomingRequest): Promise<IncomingReply>;
   /** Post-copy: the destination must run the guest as soon as the switch happened. */
   resume(migrationId: string): Promise<void>;
+  /** Post-copy lost its stream: the destination listens again; connect there to resume. */
+  recover(migrationId: string): Promise<IncomingReply>;
   /** Pre-copy completed: start the guest there. */
   complete(migrationId: string): Promise<void>;
   /** The guest's own verdict on the destination after the move (waits for its heartbeats). */
@@ -210,6 +212,8 @@ export class SourceMigration {
       await qmp.execute('migrate-set-parameters', {
         'max-bandwidth':
           settings.bandwidthMiBps > 0 ? settings.bandwidthMiBps * 1024 * 1024 : UNLIMITED_BYTES_PER_SECOND,
+        // The cap holds after a post-copy switch too (0: QEMU's default, unlimited).
+        'max-postcopy-bandwidth': settings.bandwidthMiBps > 0 ? settings.bandwidthMiBps * 1024 * 1024 : 0,
         ...(settings.channels > 1 ? { 'multifd-channels': settings.channels } : {}),
         ...(firstDowntime !== undefined ? { 'downtime-limit': firstDowntime } : {}),
         'tls-creds': tlsObject ?? '',
@@ -228,6 +232,8 @@ export class SourceMigration {
         );
         let stall: StallState | undefined;
         let timeoutHandled = false;
+        let recoveries = 0;
+        let nextRecoveryAt = 0;
         for (;;) {
           await this.tick();
           const info = await qmp.execute<QueryMigrate>('query-migrate');
@@ -254,6 +260,28 @@ export class SourceMigration {
             this.events.push(`post-copy started at ${elapsed.toFixed(1)} s`);
             await deps.peer.resume(deps.id);
             resumedDestinationAt = deps.now();
+          }
+          if (status === 'postcopy-paused' && deps.now() >= nextRecoveryAt) {
+            // The stream broke after the switch: the guest runs on the destination and
+            // waits there for pages only this QEMU has. Nothing but resuming can save it.
+            recoveries += 1;
+            try {
+              const again = await deps.peer.recover(deps.id);
+              if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
+              transport = undefined;
+              transport = await deps.openTransport(again);
+              await qmp.execute('migrate', { uri: transport.uri, resume: true });
+              this.events.push(
+                `post-copy stream broken at ${elapsed.toFixed(1)} s: resumed over a new connection (recovery ${recoveries})`,
+              );
+              setState('postcopy', `post-copy resumed over a new connection (recovery ${recoveries})`);
+            } catch (err) {
+              nextRecoveryAt = deps.now() + settleRetryDelayMs(recoveries - 1);
+              const message = `post-copy recovery ${recoveries} failed: ${describeError(err)}; trying again`;
+              if (recoveries <= 5 || recoveries % 30 === 0) this.events.push(message);
+              setState('postcopy', message);
+            }
+            continue;
           }
           if (this.abortController.signal.aborted) {
             if (switchedToPostcopy !== undefined) {

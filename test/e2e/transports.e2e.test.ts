@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import type { AgentClient, VmView } from '../../src/agent/index.js';
+import type { AgentClient, MigrationOverrides, VmView } from '../../src/agent/index.js';
 import { TwoHostLab, type HostKey } from '../../src/lab/index.js';
 import type { MigrationReport } from '../../src/migration/index.js';
 import { mtlsClientOptions } from '../../src/pki/index.js';
@@ -36,6 +36,25 @@ describe('each transport moves the guest intact; tunnels refuse strangers and fa
   after(async () => {
     await lab?.close();
   });
+
+  /** Kills an agent's relay workers: every tunnel connection they hold drops (the front door restarts them). */
+  function killRelayWorkers(host: HostKey): void {
+    const netns = lab.agents[host].netns;
+    const pids = execFileSync('pgrep', ['-f', 'relay-worker'])
+      .toString()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+      .filter(
+        (pid) =>
+          netns === undefined ||
+          execFileSync('ip', ['netns', 'identify', String(pid)])
+            .toString()
+            .trim() === netns,
+      );
+    assert.ok(pids.length > 0, 'relay workers found');
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+  }
 
   const cases: [string, Record<string, unknown>, Partial<MigrationReport>][] = [
     [
@@ -122,22 +141,7 @@ describe('each transport moves the guest intact; tunnels refuse strangers and fa
       options: { transport: 'tunnelled', bandwidthMiBps: 16 },
     });
     await waitUntilTransferring(client[from], id);
-    // Kill the destination's relay workers: every tunnel connection they hold drops.
-    const netns = lab.agents[to].netns;
-    const pids = execFileSync('pgrep', ['-f', 'relay-worker'])
-      .toString()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number)
-      .filter(
-        (pid) =>
-          netns === undefined ||
-          execFileSync('ip', ['netns', 'identify', String(pid)])
-            .toString()
-            .trim() === netns,
-      );
-    assert.ok(pids.length > 0, 'relay workers found');
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    killRelayWorkers(to);
     const report = await migrationReport(client[from], id);
     assert.equal(report.status, 'failed');
     assert.equal((await client[from].get<VmView>('/v1/vms/traveller')).state, 'running');
@@ -154,5 +158,58 @@ describe('each transport moves the guest intact; tunnels refuse strangers and fa
     const retry = await migrationReport(client[from], again.id);
     assert.equal(retry.status, 'completed', retry.error);
     assert.equal(retry.guest, 'ok');
+    where = to;
   });
+
+  /** Resets the source's TCP connections to the destination other than the agents' own port. */
+  function resetMigrationConnections(from: HostKey, to: HostKey): void {
+    const netns = lab.agents[from].netns;
+    assert.ok(netns !== undefined, 'needs the namespace lab');
+    const dest = new URL(lab.agents[to].address);
+    execFileSync(
+      'ip',
+      ['netns', 'exec', netns, 'ss', '-K', 'dst', dest.hostname, 'and', 'dport', '!=', `:${dest.port}`],
+      { stdio: 'ignore' },
+    );
+  }
+
+  const breakers: [string, MigrationOverrides, (from: HostKey, to: HostKey) => void][] = [
+    ['the tunnel (its relay workers die)', { transport: 'tunnelled' }, (_from, to) => killRelayWorkers(to)],
+    [
+      "QEMU's own connection (reset)",
+      { transport: 'native', tls: false },
+      (from, to) => resetMigrationConnections(from, to),
+    ],
+  ];
+  for (const [what, transport, cut] of breakers) {
+    it(`recovers post-copy when ${what} breaks after the switch: resumed over a new connection, guest OK`, async () => {
+      const from = where;
+      const to: HostKey = from === 'a' ? 'b' : 'a';
+      const { id } = await client[from].post<{ id: string }>('/v1/migrations', {
+        vm: 'traveller',
+        to: lab.agents[to].address,
+        // The cap holds after the switch too, so post-copy lasts long enough to break it.
+        options: { ...transport, postCopy: true, bandwidthMiBps: 16 },
+      });
+      await waitUntilTransferring(client[from], id);
+      await client[from].post(`/v1/migrations/${id}/force-complete`);
+      await waitFor('the switch to post-copy', async () =>
+        (await client[from].get<{ state: string }>(`/v1/migrations/${id}`)).state === 'postcopy'
+          ? true
+          : undefined,
+      );
+      // The guest now runs on the destination and fetches the rest from the source: cut the stream.
+      cut(from, to);
+      const report = await migrationReport(client[from], id);
+      assert.equal(report.status, 'completed', `${report.error ?? ''}\n${report.events.join('\n')}`);
+      assert.ok(
+        report.events.some((e) => /post-copy stream broken .*resumed over a new connection/.test(e)),
+        report.events.join('\n'),
+      );
+      assert.equal(report.guest, 'ok', report.guestDetail);
+      assert.equal((await client[to].get<VmView>('/v1/vms/traveller')).state, 'running');
+      assert.ok(!(await vmNames(client[from])).includes('traveller'));
+      where = to;
+    });
+  }
 });
