@@ -244,19 +244,27 @@ export class Agent {
    */
   private async recover(): Promise<void> {
     await this.registry.reattach();
-    // Cut off during the hand-over: the destination may already run the guest. Settled
-    // with it in the background; the source guest stays paused until then.
-    const inDoubt = this.journal
-      .listMigrations({ active: true })
-      .filter((m) => m.role === 'source' && m.state === 'completing');
-    for (const m of inDoubt) {
-      this.outgoing.settleAfterRestart(m).catch((err: unknown) => {
-        this.log(`settling the hand-over of migration ${m.id}: ${describeError(err)}`);
+    // Not every migration in flight can be called off. Cut off during the hand-over, the
+    // destination may already run the guest: settled with it, the source guest paused until
+    // then. In post-copy, the guest runs on the destination and needs pages from the source:
+    // finished, by both agents.
+    const inFlight = this.journal.listMigrations({ active: true });
+    const kept: string[] = [];
+    for (const m of inFlight) {
+      let carryOn: Promise<void> | undefined;
+      if (m.role === 'source' && m.state === 'completing') carryOn = this.outgoing.settleAfterRestart(m);
+      else if (m.role === 'source' && m.state === 'postcopy')
+        carryOn = this.outgoing.finishPostcopyAfterRestart(m);
+      else if (m.role === 'destination' && m.state === 'postcopy') this.incoming.adopt(m);
+      else continue;
+      kept.push(m.id);
+      carryOn?.catch((err: unknown) => {
+        this.log(`migration ${m.id} after the restart: ${describeError(err)}`);
       });
     }
     const interrupted = this.journal.failInFlightMigrations(
       'the agent restarted while the migration was in flight',
-      inDoubt.map((m) => m.id),
+      kept,
     );
     for (const m of interrupted) {
       if (m.role === 'destination') {

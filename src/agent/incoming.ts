@@ -10,7 +10,7 @@ import {
 import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import { failpoint } from '../failpoints.js';
 import { validateVmSpec } from '../qemu/index.js';
-import type { Journal } from './journal.js';
+import type { Journal, MigrationRecord } from './journal.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { VmRegistry } from './vm-registry.js';
 
@@ -67,7 +67,8 @@ export class IncomingMigrations {
       role: 'destination',
       peer: request.sourceHost,
       transport: request.transport,
-      plan: request,
+      // With the certificate name of the source agent: after a restart, only it may resume the migration.
+      plan: { ...request, peerCommonName },
       state: 'preparing',
     });
     const entry: IncomingMigration = {
@@ -157,9 +158,42 @@ export class IncomingMigrations {
     const entry = this.get(id);
     const vm = this.options.registry.get(entry.vmName);
     await vm.qemu!.qmp.execute('cont');
+    this.options.registry.setState(entry.vmName, 'running', id);
     this.options.journal.setMigrationState(id, 'postcopy', {
       message: 'guest resumed on the destination (post-copy)',
     });
+  }
+
+  /**
+   * After a restart: a migration that was in post-copy here keeps going, because
+   * the guest runs here and the source still holds pages it needs. Takes it back
+   * as active so the source can recover its stream and complete it.
+   */
+  adopt(record: MigrationRecord): void {
+    const request = validateIncoming(record.plan);
+    if (!this.options.registry.has(record.vm)) {
+      this.options.journal.setMigrationState(record.id, 'failed', {
+        message: 'the agent restarted during post-copy and the guest QEMU is gone',
+        error: 'the guest QEMU died during post-copy',
+      });
+      return;
+    }
+    this.active.set(record.id, {
+      id: record.id,
+      vmName: record.vm,
+      sourceHost: request.sourceHost,
+      transport: request.transport,
+      tunnel: false,
+      tunnelMode: request.tunnel,
+      peerCommonName: (record.plan as { peerCommonName?: string }).peerCommonName ?? record.peer,
+      recoveries: 0,
+    });
+    this.options.journal.setMigrationState(record.id, 'postcopy', {
+      message: 'the agent restarted during post-copy; the guest runs here, waiting for the source to finish',
+    });
+    this.options.log(
+      `migration ${record.id}: post-copy in progress, the guest runs here; kept after the restart`,
+    );
   }
 
   /**

@@ -11,7 +11,9 @@ import {
   SourceMigration,
   forecastPrecopy,
   restoreSourceGuest,
+  resumePostcopy,
   settleHandOver,
+  settleRetryDelayMs,
   type Forecast,
   type DestinationPeer,
   type GuestVerdict,
@@ -299,6 +301,76 @@ export class OutgoingMigrations {
         `stopping with ${[...this.running.keys()].join(', ')} still settling; they are settled after the restart`,
       );
     }
+  }
+
+  /**
+   * After a restart: a migration cut off in post-copy. The guest runs on the
+   * destination and this host's QEMU still holds pages it needs, so the migration
+   * is finished, not abandoned: the stream is recovered whenever it is broken (it
+   * is, if it went through this agent's tunnel), the destination is told once
+   * QEMU has sent everything, and only then is the source QEMU let go.
+   */
+  async finishPostcopyAfterRestart(m: MigrationRecord): Promise<void> {
+    const { journal, registry, log } = this.options;
+    const qmp = registry.has(m.vm) ? registry.get(m.vm).qemu?.qmp : undefined;
+    if (qmp === undefined) {
+      const error = 'the source QEMU died during post-copy: the guest on the destination lacks pages';
+      journal.setMigrationState(m.id, 'failed', { message: error, error });
+      log(`migration ${m.id}: ${error}`);
+      return;
+    }
+    const client = this.options.peerClient(m.peer);
+    const peer = peerOverApi(client, m.peer);
+    const settings = m.plan as MigrationSettings;
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+    journal.setMigrationState(m.id, 'postcopy', {
+      message: 'the agent restarted during post-copy; finishing it (the guest runs on the destination)',
+    });
+    let transport: TransportSession | undefined;
+    let attempt = 0;
+    try {
+      for (;;) {
+        const status = (await qmp.execute<{ status?: string }>('query-migrate')).status ?? 'none';
+        if (status === 'completed') break;
+        if (status === 'postcopy-paused') {
+          try {
+            if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
+            transport = undefined;
+            transport = await resumePostcopy({
+              qmp,
+              peer,
+              migrationId: m.id,
+              openTransport: (reply) => this.openTransport(m.id, settings, reply, client),
+            });
+            journal.setMigrationState(m.id, 'postcopy', {
+              message: 'post-copy resumed over a new connection after the restart',
+            });
+          } catch (err) {
+            if (attempt < 5 || attempt % 30 === 0)
+              log(`migration ${m.id}: post-copy recovery failed: ${describeError(err)}; trying again`);
+            await sleep(settleRetryDelayMs(attempt++));
+          }
+          continue;
+        }
+        if (!['postcopy-active', 'postcopy-recover'].includes(status)) {
+          const error = `the source QEMU reports ${status} during post-copy`;
+          journal.setMigrationState(m.id, 'failed', { message: error, error });
+          throw new MigrationError(error);
+        }
+        await sleep(this.options.sampleIntervalMs);
+      }
+    } finally {
+      if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
+    }
+    await peer.complete(m.id).catch(async (err: unknown) => {
+      // The guest runs there in post-copy: the destination cannot have dropped it.
+      await settleHandOver({ peer, migrationId: m.id, cause: err, sleep });
+    });
+    await registry.destroy(m.vm);
+    journal.setMigrationState(m.id, 'completed', {
+      message: `post-copy finished after a restart: the VM runs on ${m.peer}`,
+    });
+    log(`migration ${m.id}: post-copy finished after a restart, ${m.vm} runs on ${m.peer}`);
   }
 
   /**

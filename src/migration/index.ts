@@ -11,3 +11,4 @@ export {
 export { forecastPrecopy, ratesFromSamples, type Forecast, type ForecastInput } from './forecast.js';
 export { restoreSourceGuest, type SourceRestore } from './source-recovery.js';
 export { settleHandOver, settleRetryDelayMs, type HandOverOutcome } from './handover.js';
+export { resumePostcopy } from './postcopy.js';

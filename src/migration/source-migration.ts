@@ -4,6 +4,7 @@ import { completionTimeoutReached } from '../policy/index.js';
 import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
 import type { Forecast } from './forecast.js';
 import { settleHandOver, settleRetryDelayMs } from './handover.js';
+import { resumePostcopy } from './postcopy.js';
 import { restoreSourceGuest } from './source-recovery.js';
 import type {
   GuestVerdict,
@@ -266,11 +267,14 @@ export class SourceMigration {
             // waits there for pages only this QEMU has. Nothing but resuming can save it.
             recoveries += 1;
             try {
-              const again = await deps.peer.recover(deps.id);
               if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
               transport = undefined;
-              transport = await deps.openTransport(again);
-              await qmp.execute('migrate', { uri: transport.uri, resume: true });
+              transport = await resumePostcopy({
+                qmp,
+                peer: deps.peer,
+                migrationId: deps.id,
+                openTransport: deps.openTransport,
+              });
               this.events.push(
                 `post-copy stream broken at ${elapsed.toFixed(1)} s: resumed over a new connection (recovery ${recoveries})`,
               );

@@ -185,19 +185,7 @@ describe('each transport moves the guest intact; tunnels refuse strangers and fa
     it(`recovers post-copy when ${what} breaks after the switch: resumed over a new connection, guest OK`, async () => {
       const from = where;
       const to: HostKey = from === 'a' ? 'b' : 'a';
-      const { id } = await client[from].post<{ id: string }>('/v1/migrations', {
-        vm: 'traveller',
-        to: lab.agents[to].address,
-        // The cap holds after the switch too, so post-copy lasts long enough to break it.
-        options: { ...transport, postCopy: true, bandwidthMiBps: 16 },
-      });
-      await waitUntilTransferring(client[from], id);
-      await client[from].post(`/v1/migrations/${id}/force-complete`);
-      await waitFor('the switch to post-copy', async () =>
-        (await client[from].get<{ state: string }>(`/v1/migrations/${id}`)).state === 'postcopy'
-          ? true
-          : undefined,
-      );
+      const id = await switchToPostcopy(from, to, transport);
       // The guest now runs on the destination and fetches the rest from the source: cut the stream.
       cut(from, to);
       const report = await migrationReport(client[from], id);
@@ -209,6 +197,61 @@ describe('each transport moves the guest intact; tunnels refuse strangers and fa
       assert.equal(report.guest, 'ok', report.guestDetail);
       assert.equal((await client[to].get<VmView>('/v1/vms/traveller')).state, 'running');
       assert.ok(!(await vmNames(client[from])).includes('traveller'));
+      where = to;
+    });
+  }
+
+  /** Starts a post-copy migration of the traveller, capped so post-copy lasts, and waits for the switch. */
+  async function switchToPostcopy(
+    from: HostKey,
+    to: HostKey,
+    transport: MigrationOverrides,
+  ): Promise<string> {
+    const { id } = await client[from].post<{ id: string }>('/v1/migrations', {
+      vm: 'traveller',
+      to: lab.agents[to].address,
+      options: { ...transport, postCopy: true, bandwidthMiBps: 16 },
+    });
+    await waitUntilTransferring(client[from], id);
+    await client[from].post(`/v1/migrations/${id}/force-complete`);
+    await waitFor('the switch to post-copy', async () =>
+      (await client[from].get<{ state: string }>(`/v1/migrations/${id}`)).state === 'postcopy'
+        ? true
+        : undefined,
+    );
+    return id;
+  }
+
+  for (const side of ['destination', 'source'] as const) {
+    it(`finishes a tunnelled post-copy migration whose ${side} agent is killed and restarted after the switch`, async () => {
+      const from = where;
+      const to: HostKey = from === 'a' ? 'b' : 'a';
+      const id = await switchToPostcopy(from, to, { transport: 'tunnelled' });
+      const restarted = side === 'source' ? from : to;
+      await lab.stopAgent(restarted, 'SIGKILL');
+      await lab.startAgent(restarted);
+      const done = await waitFor(
+        `${id} to finish on the source`,
+        async () => {
+          const m = await client[from].get<{ state: string; error: string | null }>(`/v1/migrations/${id}`);
+          return ['completed', 'failed', 'cancelled'].includes(m.state) ? m : undefined;
+        },
+        120_000,
+      );
+      assert.equal(done.state, 'completed', done.error ?? '');
+      const events = async (host: HostKey): Promise<string> =>
+        (await client[host].get<{ events: { message: string | null }[] }>(`/v1/migrations/${id}`)).events
+          .map((e) => e.message ?? '')
+          .join('\n');
+      const restartNote =
+        side === 'source'
+          ? /the agent restarted during post-copy; finishing it/
+          : /the agent restarted during post-copy; the guest runs here/;
+      assert.match(await events(restarted), restartNote);
+      assert.equal((await client[to].get<{ state: string }>(`/v1/migrations/${id}`)).state, 'completed');
+      assert.equal((await client[to].get<VmView>('/v1/vms/traveller')).state, 'running');
+      await waitForOkHeartbeats(client[to], 'traveller', 3);
+      assert.ok(!(await vmNames(client[from])).includes('traveller'), 'the source let its copy go');
       where = to;
     });
   }
