@@ -95,8 +95,11 @@ interface QueryMigrate {
  * Drives one outgoing live migration from the source host: asks the destination
  * to prepare, sets QEMU up, starts the migration, watches it (downtime steps,
  * completion timeout, stall detection, operator abort and force-complete), and
- * finishes it. On every failure the source guest is left running and the
- * destination is told to clean up.
+ * finishes it. On every failure before the guest may have started on the
+ * destination, the source guest is left running and the destination is told to
+ * clean up. After that point it is finished, not undone: a lost hand-over answer
+ * is settled with the destination (settleHandOver) and a broken post-copy stream
+ * is resumed (resumePostcopy).
  */
 export class SourceMigration {
   private readonly deps: SourceMigrationDeps;
