@@ -258,7 +258,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
       decision: 'tls',
       capability: 'source.nativeTls,destination.nativeTls',
       message:
-        'QEMU TLS (tls-creds-x509 with vmferry certificates) on both hosts, each multifd channel encrypted by QEMU',
+        'QEMU TLS (tls-creds-x509 with vmferry certificates) on both hosts, every channel encrypted by QEMU itself',
     });
   } else {
     transport = 'tunnelled';
@@ -331,7 +331,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
         option: 'vmferry.channels',
         capability: 'source.cpus,destination.cpus',
         message:
-          `${fit}: ${cite(o, 'vmferry.channels')} sized down to the smaller host's ${cpus} CPUs ` +
+          `${cite(o, 'vmferry.channels')} sized down to ${fit} for the smaller host's ${cpus} CPUs ` +
           '(a channel per 2 CPUs; set vmferry.channels to choose)',
       };
     }

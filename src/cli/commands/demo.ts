@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
+import { MigrationError } from '../../errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../guest/index.js';
 import { TwoHostLab, type HostKey } from '../../lab/index.js';
 import type { MigrationReport, MigrationSettings } from '../../migration/index.js';
 import type { CommandModule } from '../command.js';
 import { reportLines } from '../format.js';
 import { printJson, type CliIo } from '../io.js';
-import { followMigration } from './migrate.js';
+import { followMigration, isReport } from './migrate.js';
 
 interface DemoFlags {
   memoryMib: string;
@@ -70,7 +71,10 @@ async function runDemo(io: CliIo, flags: DemoFlags): Promise<void> {
           to: lab.agents[to].address,
         },
       );
-      const report = await followMigration(io, clients[from], started.id, { quiet: flags.json === true });
+      const end = await followMigration(io, clients[from], started.id, { quiet: flags.json === true });
+      if (!isReport(end))
+        throw new MigrationError(`migration ${end.id} ${end.state} without a report: ${end.message}`);
+      const report = end;
       if (flags.json !== true) io.stdout.write(`${reportLines(report).join('\n')}\n\n`);
       migrations.push({
         from: lab.agents[from].name,

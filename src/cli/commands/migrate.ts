@@ -76,25 +76,46 @@ export function overridesFromFlags(flags: MigrateFlags): MigrationOverrides {
   return o;
 }
 
-/** Polls the source agent until the migration ends, drawing progress; returns the report. */
+/**
+ * How a migration ended when its agent has no report for it: it was settled or
+ * finished by an agent that restarted midway (the process that measured it is gone).
+ */
+export interface ReportlessEnd {
+  id: string;
+  state: MigrationState;
+  message: string;
+}
+
+/**
+ * Polls the source agent until the migration ends, drawing progress and printing
+ * each state change with its reason; returns the report (or, after an agent
+ * restart, how it ended).
+ */
 export async function followMigration(
   io: CliIo,
   client: AgentClient,
   id: string,
   options: { quiet: boolean },
-): Promise<MigrationReport> {
+): Promise<MigrationReport | ReportlessEnd> {
   const interactive = isInteractive(io) && !options.quiet;
   let lastPlain = 0;
   let lastState: string | undefined;
+  let eventsShown = 0;
   for (;;) {
     const view = await client.get<MigrationView>(`/v1/migrations/${id}`);
-    if (
-      view.report !== null &&
-      view.report !== undefined &&
-      ['completed', 'failed', 'cancelled'].includes(view.state)
-    ) {
+    const events = view.events ?? [];
+    if (!options.quiet) {
+      for (const e of events.slice(eventsShown)) {
+        if (e.message === null || e.message === '') continue;
+        if (interactive) io.stderr.write('\r\x1b[K');
+        io.stderr.write(`${e.to}: ${e.message}\n`);
+      }
+    }
+    eventsShown = events.length;
+    if (['completed', 'failed', 'cancelled'].includes(view.state)) {
       if (interactive) io.stderr.write('\r\x1b[K');
-      return view.report as MigrationReport;
+      if (view.report !== null && view.report !== undefined) return view.report as MigrationReport;
+      return { id, state: view.state, message: events.at(-1)?.message ?? view.error ?? view.state };
     }
     const sample = view.live?.sample;
     const state = view.live?.state ?? view.state;
@@ -105,8 +126,6 @@ export async function followMigration(
         io.stderr.write(`${line}\n`);
         lastPlain = Date.now();
       }
-    } else if (!options.quiet && state !== lastState) {
-      io.stderr.write(`${state}\n`);
     }
     lastState = state;
     if (io.signal.aborted) {
@@ -117,6 +136,11 @@ export async function followMigration(
     }
     await sleep(interactive ? 250 : 500);
   }
+}
+
+/** Whether followMigration ended with a report. */
+export function isReport(end: MigrationReport | ReportlessEnd): end is MigrationReport {
+  return 'status' in end;
 }
 
 export const migrateCommand: CommandModule = {
@@ -186,10 +210,17 @@ export const migrateCommand: CommandModule = {
             `migration ${started.id}: ${s.transport}${s.tls ? ' + TLS' : ''}, ${s.channels} channel(s)\n`,
           );
         }
-        const report = await followMigration(io, client, started.id, { quiet: flags.json === true });
-        if (flags.json === true) printJson(io, report);
-        else printLines(io, reportLines(report));
-        if (report.status !== 'completed') io.exitCode = 1;
+        const end = await followMigration(io, client, started.id, { quiet: flags.json === true });
+        if (!isReport(end)) {
+          // Finished by an agent that restarted midway: no measurements, only the outcome.
+          if (flags.json === true) printJson(io, end);
+          else printLines(io, [`migration ${end.id} ${end.state}: ${end.message}`]);
+          if (end.state !== 'completed') io.exitCode = 1;
+          return;
+        }
+        if (flags.json === true) printJson(io, end);
+        else printLines(io, reportLines(end));
+        if (end.status !== 'completed') io.exitCode = 1;
       } finally {
         client.close();
       }
