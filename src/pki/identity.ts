@@ -1,17 +1,23 @@
 import { createPrivateKey } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CertificateError, NotFoundError } from '../errors.js';
 import { type CertificateInfo, certificateInfo, parseCertificate } from './certificate-info.js';
 
-/** The files of a TLS identity directory, as `vmferry ca issue` writes them. */
-export const IDENTITY_FILES = { ca: 'ca.pem', cert: 'cert.pem', key: 'key.pem' } as const;
+/**
+ * The files of a TLS identity directory, as `vmferry ca issue` writes them; `crl.pem`
+ * (the CA's revocation list, from `vmferry ca revoke`) is optional.
+ */
+export const IDENTITY_FILES = { ca: 'ca.pem', cert: 'cert.pem', key: 'key.pem', crl: 'crl.pem' } as const;
 
 /** A host's or operator's TLS identity: the CA it trusts, its certificate and its private key (PEM). */
 export interface TlsIdentity {
   ca: Buffer;
   cert: Buffer;
   key: Buffer;
+  /** Certificates the CA revoked (a PEM CRL): peers presenting one are refused. */
+  crl?: Buffer;
 }
 
 /**
@@ -41,11 +47,28 @@ export async function loadTlsIdentity(
       });
     }
   };
-  const identity = {
+  const identity: TlsIdentity = {
     ca: await read(IDENTITY_FILES.ca),
     cert: await read(IDENTITY_FILES.cert),
     key: await read(IDENTITY_FILES.key),
   };
+  const crlPath = join(abs, IDENTITY_FILES.crl);
+  const crl = await readFile(crlPath).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw new CertificateError(`cannot read ${crlPath}: ${err.message}`, { file: crlPath, cause: err });
+  });
+  if (crl !== undefined) {
+    try {
+      createSecureContext({ ca: identity.ca, crl });
+    } catch (err) {
+      throw new CertificateError(`${crlPath} is not a PEM certificate revocation list`, {
+        file: crlPath,
+        hint: 'copy crl.pem as vmferry ca revoke wrote it, or remove it',
+        cause: err,
+      });
+    }
+    identity.crl = crl;
+  }
   checkTlsIdentity(identity, { now, source: abs });
   return identity;
 }

@@ -9,6 +9,9 @@
  *     CA_DIR/issued/NAME/ca.pem        copy of the CA certificate
  *     CA_DIR/issued/NAME/cert.pem      certificate, CN=NAME
  *     CA_DIR/issued/NAME/key.pem       its key
+ *     CA_DIR/crl.pem                   revocation list (`ca revoke`), also copied as
+ *     CA_DIR/issued/NAME/crl.pem       into each identity; agents refuse revoked peers
+ *     CA_DIR/revoked.json              what was revoked, from which each CRL is made
  *
  * An issued directory (or any `--out` directory) is a TLS identity: copy it
  * to the host and point the agent (or CLI) at it; {@link loadTlsIdentity}
@@ -21,6 +24,8 @@ export type { CertificateInfo } from './certificate-info.js';
 export { IDENTITY_FILES, checkTlsIdentity, loadTlsIdentity } from './identity.js';
 export type { TlsIdentity } from './identity.js';
 export { DEFAULT_LEAF_DAYS, ISSUED_DIR, issueCertificate, issuedIdentityDir } from './issue.js';
+export { CRL_FILE, revokeCertificate } from './revoke.js';
+export type { RevokeOptions, RevokeResult, RevokedCertificate } from './revoke.js';
 export type { IssueOptions, IssuedIdentity } from './issue.js';
 export { validateCertName, validateDays, validateDnsName, validateIpAddress } from './names.js';
 export { createOpensslRunner, runOpenssl } from './openssl.js';

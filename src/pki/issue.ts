@@ -130,6 +130,12 @@ export async function issueCertificate(caDir: string, options: IssueOptions): Pr
     await publishFile(out.keyPath, await readFile(key), KEY_MODE, { exclusive });
     await publishFile(out.certPath, certPem, CERT_MODE, { exclusive });
     await publishFile(out.caPath, ca.certPem, CERT_MODE, { exclusive: false });
+    // A new identity starts with the CA's current revocation list, if it has one.
+    const crlPath = join(ca.dir, IDENTITY_FILES.crl);
+    if (await exists(crlPath))
+      await publishFile(join(dir, IDENTITY_FILES.crl), await readFile(crlPath), CERT_MODE, {
+        exclusive: false,
+      });
     return certificateInfo(parseCertificate(certPem, out.certPath));
   });
 

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, publishFile } from './files.js';
 import type { TlsIdentity } from './identity.js';
@@ -18,6 +18,9 @@ export const QEMU_TLS_FILES = {
 } as const;
 
 export type QemuTlsFile = keyof typeof QEMU_TLS_FILES;
+
+/** The CA's revocation list, which tls-creds-x509 loads when present (optional). */
+export const QEMU_CRL_FILE = 'ca-crl.pem';
 
 export interface QemuTlsCredsDir {
   dir: string;
@@ -50,6 +53,10 @@ export async function writeQemuTlsCredsDir(dir: string, identity: TlsIdentity): 
     [files.clientKey, identity.key, KEY_MODE],
   ];
   for (const [path, data, mode] of contents) await publishFile(path, data, mode, { exclusive: false });
+  // QEMU loads the CA's revocation list from ca-crl.pem when it is there.
+  const crlPath = join(abs, QEMU_CRL_FILE);
+  if (identity.crl !== undefined) await publishFile(crlPath, identity.crl, CERT_MODE, { exclusive: false });
+  else await rm(crlPath, { force: true });
   return { dir: abs, files };
 }
 

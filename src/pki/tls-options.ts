@@ -10,6 +10,7 @@ export interface MtlsServerOptions {
   ca: Buffer;
   cert: Buffer;
   key: Buffer;
+  crl?: Buffer;
   requestCert: true;
   rejectUnauthorized: true;
   minVersion: 'TLSv1.3';
@@ -20,6 +21,7 @@ export interface MtlsClientOptions {
   ca: Buffer;
   cert: Buffer;
   key: Buffer;
+  crl?: Buffer;
   rejectUnauthorized: true;
   minVersion: 'TLSv1.3';
   servername?: string;
@@ -31,6 +33,7 @@ export function mtlsServerOptions(identity: TlsIdentity): MtlsServerOptions {
     ca: identity.ca,
     cert: identity.cert,
     key: identity.key,
+    ...(identity.crl !== undefined ? { crl: identity.crl } : {}),
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: 'TLSv1.3',
@@ -51,6 +54,7 @@ export function mtlsClientOptions(
     ca: identity.ca,
     cert: identity.cert,
     key: identity.key,
+    ...(identity.crl !== undefined ? { crl: identity.crl } : {}),
     rejectUnauthorized: true,
     minVersion: 'TLSv1.3',
     checkServerIdentity: (host, cert) => checkServerIdentity(peerName ?? host, cert),

@@ -6,6 +6,8 @@ export interface PemIdentity {
   ca: string;
   cert: string;
   key: string;
+  /** The CA's revocation list, when there is one. */
+  crl?: string;
 }
 
 /** Where a source worker connects: the remote agent's TLS port, or its local socket. */

@@ -71,6 +71,7 @@ export class NaiveTunnel {
       ca: options.tls.ca,
       cert: options.tls.cert,
       key: options.tls.key,
+      ...(options.tls.crl !== undefined ? { crl: options.tls.crl } : {}),
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.3',
@@ -123,6 +124,7 @@ export class NaiveTunnel {
       ca: options.tls.ca,
       cert: options.tls.cert,
       key: options.tls.key,
+      ...(options.tls.crl !== undefined ? { crl: options.tls.crl } : {}),
       minVersion: 'TLSv1.3',
       ...(options.cipherSuites !== undefined ? { ciphers: options.cipherSuites } : {}),
     });

@@ -13,6 +13,8 @@ export interface TlsIdentity {
   ca: Buffer | string;
   cert: Buffer | string;
   key: Buffer | string;
+  /** The CA's revocation list (PEM): certificates on it are refused. */
+  crl?: Buffer | string | undefined;
 }
 
 /** Something the transport reports for the agent's log, tagged with the worker it came from. */
@@ -96,7 +98,12 @@ export class WorkerPool {
   private constructor(options: WorkerPoolOptions) {
     this.size = resolveWorkerCount(options.workers, availableParallelism());
     this.tuning = resolveTuning(options.tuning);
-    this.identity = { ca: pem(options.tls.ca), cert: pem(options.tls.cert), key: pem(options.tls.key) };
+    this.identity = {
+      ca: pem(options.tls.ca),
+      cert: pem(options.tls.cert),
+      key: pem(options.tls.key),
+      ...(options.tls.crl !== undefined ? { crl: pem(options.tls.crl) } : {}),
+    };
     this.internalApiPath = options.internalApiPath;
     this.onEvent = options.onEvent ?? (() => undefined);
     this.execArgv = options.execArgv ?? ['--enable-source-maps'];

@@ -197,4 +197,23 @@ describe('live migration between two agents (real QEMU, real agents)', () => {
     assert.match(r.stderr, /cannot reach agent|certificate|alert/i);
     assert.ok(existsSync(lab.operatorDir));
   });
+
+  it('refuses a certificate the CA revoked, once the agent loads the new CRL (vmferry ca revoke)', async () => {
+    const caDir = join(lab.dir, 'ca');
+    await issueCertificate(caDir, { name: 'mallory' });
+    const mallory = lab.clientWith('a', await loadTlsIdentity(join(caDir, 'issued', 'mallory')));
+    await mallory.get('/v1/vms');
+    const r = await runCli(['ca', 'revoke', caDir, '--name', 'mallory', '--json'], lab.cliEnv('a'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { newlyRevoked: boolean }).newlyRevoked, true);
+    assert.ok(
+      existsSync(join(caDir, 'issued', lab.agents.a.name, 'crl.pem')),
+      "the CRL is in A's TLS directory",
+    );
+    await lab.stopAgent('a');
+    await lab.startAgent('a');
+    const refusedNow = lab.clientWith('a', await loadTlsIdentity(join(caDir, 'issued', 'mallory')));
+    await assert.rejects(refusedNow.get('/v1/vms'), PeerError);
+    await a.get('/v1/vms'); // the operator's certificate is not revoked
+  });
 });

@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
-import { DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, initCa, issueCertificate } from '../../pki/index.js';
+import {
+  DEFAULT_CA_DAYS,
+  DEFAULT_LEAF_DAYS,
+  initCa,
+  issueCertificate,
+  revokeCertificate,
+} from '../../pki/index.js';
 import { type CliIo, printJson, printLines } from '../io.js';
 import type { CommandModule } from '../command.js';
 
@@ -77,7 +83,33 @@ async function runIssue(io: CliIo, dir: string, flags: IssueFlags): Promise<void
   ]);
 }
 
-/** `vmferry ca init|issue`: the deployment's private certificate authority. */
+interface RevokeFlags {
+  name?: string;
+  cert?: string;
+  json?: boolean;
+}
+
+async function runRevoke(io: CliIo, dir: string, flags: RevokeFlags): Promise<void> {
+  if ((flags.name === undefined) === (flags.cert === undefined))
+    throw new UsageError('give exactly one of --name NAME or --cert FILE');
+  const r = await revokeCertificate(dir, {
+    ...(flags.name !== undefined ? { name: flags.name } : {}),
+    ...(flags.cert !== undefined ? { certPath: flags.cert } : {}),
+  });
+  if (flags.json === true) {
+    printJson(io, r);
+    return;
+  }
+  printLines(io, [
+    `${r.newlyRevoked ? 'revoked' : 'already revoked'}: ${r.subject} (serial ${r.serial})`,
+    `  CRL          ${r.crlPath} (${r.revokedCount} revoked in all)`,
+    ...r.copiedTo.map((d) => `  copied to    ${d}`),
+    'copy crl.pem into the TLS directory of every host and operator, then restart the agents',
+    '(running VMs are not affected by an agent restart)',
+  ]);
+}
+
+/** `vmferry ca init|issue|revoke`: the deployment's private certificate authority. */
 export const caCommand: CommandModule = {
   name: 'ca',
   register(program: Command, io: CliIo): void {
@@ -106,5 +138,16 @@ export const caCommand: CommandModule = {
       .option('--force', 'replace a certificate already issued in that directory')
       .option('--json', 'print the paths and names as JSON')
       .action(async (dir: string, flags: IssueFlags) => runIssue(io, dir, flags));
+
+    ca.command('revoke')
+      .description(
+        'revoke a certificate the CA in DIR issued: DIR/crl.pem is made anew (and copied into every ' +
+          'DIR/issued/* directory); agents that load it refuse that certificate as client and as server',
+      )
+      .argument('<dir>', 'the CA directory (from ca init)')
+      .option('--name <name>', 'the certificate issued under this name (DIR/issued/NAME/cert.pem)')
+      .option('--cert <file>', 'the certificate in this file')
+      .option('--json', 'print the result as JSON')
+      .action(async (dir: string, flags: RevokeFlags) => runRevoke(io, dir, flags));
   },
 };
