@@ -28,6 +28,8 @@ interface IncomingMigration {
   recoveries: number;
   /** Set by the first complete(): a repeated call, or an abort, waits for its outcome. */
   completing?: Promise<void>;
+  /** Set by abort() once it decided to drop the copy: complete() may no longer start the guest. */
+  dropping?: boolean;
 }
 
 export interface IncomingMigrationsOptions {
@@ -245,6 +247,9 @@ export class IncomingMigrations {
    */
   complete(id: string): Promise<void> {
     const entry = this.get(id);
+    if (entry.dropping === true && entry.completing === undefined) {
+      return Promise.reject(new ConflictError(`migration ${id} is being dropped here: the source gave up`));
+    }
     entry.completing ??= this.startGuest(entry);
     return entry.completing;
   }
@@ -306,7 +311,12 @@ export class IncomingMigrations {
     }
     if (entry.completing !== undefined) await entry.completing.catch(() => undefined);
     if (!this.active.has(id)) return this.abort(id, reason);
-    if (await this.guestStarted(entry)) throw this.runsHere(id);
+    // No await between the check above and this: a complete() arriving from now on cannot start the guest.
+    entry.dropping = true;
+    if (await this.guestStarted(entry)) {
+      entry.dropping = false;
+      throw this.runsHere(id);
+    }
     await this.fail(id, `source gave up: ${reason}`);
   }
 
