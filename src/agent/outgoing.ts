@@ -274,8 +274,18 @@ export class OutgoingMigrations {
     return this.running.get(id)?.driver.progress;
   }
 
+  /** Operator abort; refused once the guest may run on the destination (hand-over or post-copy). */
   abort(id: string): void {
-    this.get(id).driver.abort();
+    const { driver, to } = this.get(id);
+    const { state } = driver.progress;
+    if (state === 'completing' || state === 'postcopy') {
+      throw new ConflictError(
+        `migration ${id} cannot be aborted: it is ${state === 'postcopy' ? 'in post-copy' : 'handing over'}, ` +
+          `the guest ${state === 'postcopy' ? 'runs' : 'may already run'} on ${to}`,
+        { hint: 'it finishes on its own; vmferry migration show ID says how far it is' },
+      );
+    }
+    driver.abort();
   }
 
   forceComplete(id: string): void {

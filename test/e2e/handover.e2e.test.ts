@@ -8,6 +8,7 @@ import {
   guestSpec,
   migrationReport,
   qemuPidsMatching,
+  runCli,
   vmNames,
   waitFor,
   waitForOkHeartbeats,
@@ -82,6 +83,9 @@ describe('hand-over in doubt (real QEMU, real agents)', () => {
   it('keeps the source paused while the answer is lost, then finishes on B where the guest runs', async () => {
     const id = await migrateUntilHandOver('doubt');
     await assertSourcePaused('doubt');
+    const abort = await runCli(['migrate', '--abort', id], lab.cliEnv('a'));
+    assert.notEqual(abort.code, 0, 'an abort during the hand-over is refused');
+    assert.match(abort.stderr, /cannot be aborted: it is handing over, the guest may already run on/);
     const report = await migrationReport(a, id);
     assert.equal(report.status, 'completed', report.error);
     assert.ok(
