@@ -262,8 +262,15 @@ export class SourceMigration {
             switchedToPostcopy = elapsed;
             setState('postcopy', `switched to post-copy after ${elapsed.toFixed(1)} s`);
             this.events.push(`post-copy started at ${elapsed.toFixed(1)} s`);
-            await deps.peer.resume(deps.id);
-            resumedDestinationAt = deps.now();
+            // If the destination cannot be told now, its guest starts at the hand-over instead
+            // (complete() resumes it): the migration goes on either way.
+            await deps.peer.resume(deps.id).then(
+              () => (resumedDestinationAt = deps.now()),
+              (err: unknown) =>
+                this.events.push(
+                  `could not resume the guest on ${deps.peer.name} at the switch (${describeError(err)}); it starts at the hand-over`,
+                ),
+            );
           }
           if (status === 'postcopy-paused' && deps.now() >= nextRecoveryAt) {
             // The stream broke after the switch: the guest runs on the destination and
@@ -382,7 +389,10 @@ export class SourceMigration {
       const cancelled = this.operatorAbort && switchedToPostcopy === undefined;
       const message = describeError(err);
       const recovery = (await restoreSourceGuest(deps.qmp, switchedToPostcopy !== undefined)).message;
-      if (destinationPrepared) {
+      if (switchedToPostcopy !== undefined) {
+        // The destination holds the guest's newest CPU and device state: it must not drop it.
+        this.events.push(`post-copy had started: ${deps.peer.name} keeps its copy of the guest`);
+      } else if (destinationPrepared) {
         await deps.peer.abort(deps.id, message).then(
           (outcome) => {
             if (outcome === 'running') this.events.push(`${deps.peer.name} keeps the guest: it runs there`);
