@@ -199,15 +199,30 @@ export class IncomingMigrations {
   }
 
   /**
+   * Only the source agent that prepared a migration may drive it here (resume,
+   * recover, complete, abort, ask for its guest), known by its certificate name.
+   * An id unknown here passes: the action itself answers that it does not exist.
+   */
+  authorize(id: string, peerCommonName: string): void {
+    let owner = this.active.get(id)?.peerCommonName;
+    if (owner === undefined) {
+      const record = this.options.journal.getMigration(id);
+      if (record?.role === 'destination')
+        owner = (record.plan as { peerCommonName?: string } | null)?.peerCommonName ?? record.peer;
+    }
+    if (owner !== undefined && owner !== peerCommonName) {
+      throw new AuthError(`migration ${id} belongs to ${owner}; ${peerCommonName} may not drive it`);
+    }
+  }
+
+  /**
    * Post-copy lost its stream (both QEMUs paused in post-copy, the guest here
    * waiting for pages): listen again so the source can resume it (QEMU's
    * migrate-recover), over a fresh socket and, tunnelled, a fresh token.
    */
   async recover(id: string, peerCommonName: string): Promise<IncomingReply> {
+    this.authorize(id, peerCommonName);
     const entry = this.get(id);
-    if (peerCommonName !== entry.peerCommonName) {
-      throw new AuthError(`migration ${id} belongs to ${entry.peerCommonName}, not ${peerCommonName}`);
-    }
     const qmp = this.options.registry.get(entry.vmName).qemu!.qmp;
     const status = (await qmp.execute<{ status?: string }>('query-migrate')).status ?? 'unknown';
     if (status !== 'postcopy-paused') {

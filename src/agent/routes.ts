@@ -72,6 +72,7 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
     })
     .route('POST', '/v1/incoming', (req) => d.incoming.prepare(req.body, req.peer.commonName))
     .route('POST', '/v1/incoming/:id/resume', async (req) => {
+      d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
       await d.incoming.resume(req.params.id ?? '');
       return {};
     })
@@ -79,11 +80,16 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       d.incoming.recover(req.params.id ?? '', req.peer.commonName),
     )
     .route('POST', '/v1/incoming/:id/complete', async (req) => {
+      d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
       await d.incoming.complete(req.params.id ?? '');
       return {};
     })
-    .route('GET', '/v1/incoming/:id/guest', (req) => d.incoming.guestHealth(req.params.id ?? ''))
+    .route('GET', '/v1/incoming/:id/guest', (req) => {
+      d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
+      return d.incoming.guestHealth(req.params.id ?? '');
+    })
     .route('POST', '/v1/incoming/:id/abort', async (req) => {
+      d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
       const reason = (req.body as { reason?: unknown } | undefined)?.reason;
       await d.incoming.abort(req.params.id ?? '', typeof reason === 'string' ? reason : 'no reason given');
       return {};

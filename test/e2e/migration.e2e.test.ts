@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AgentClient, MigrationRecord, VmView } from '../../src/agent/index.js';
-import { PeerError } from '../../src/errors.js';
+import { PeerError, VmferryError } from '../../src/errors.js';
 import { TwoHostLab } from '../../src/lab/index.js';
 import type { MigrationReport } from '../../src/migration/index.js';
 import { initCa, issueCertificate, loadTlsIdentity } from '../../src/pki/index.js';
@@ -215,5 +215,22 @@ describe('live migration between two agents (real QEMU, real agents)', () => {
     const refusedNow = lab.clientWith('a', await loadTlsIdentity(join(caDir, 'issued', 'mallory')));
     await assert.rejects(refusedNow.get('/v1/vms'), PeerError);
     await a.get('/v1/vms'); // the operator's certificate is not revoked
+  });
+
+  it('lets only the source agent that prepared a migration drive it on the destination, not another valid certificate', async () => {
+    const { migrations } = await b.get<{ migrations: MigrationRecord[] }>('/v1/migrations');
+    const incoming = migrations.find((m) => m.role === 'destination');
+    assert.ok(incoming !== undefined, 'B received a migration earlier in this file');
+    for (const action of ['abort', 'complete', 'resume', 'recover']) {
+      await assert.rejects(
+        b.post(`/v1/incoming/${incoming.id}/${action}`, { reason: 'not mine' }),
+        (err: unknown) =>
+          err instanceof VmferryError &&
+          err.code === 'VMF_ERR_AUTH' &&
+          err.message.includes(`belongs to ${lab.agents.a.name}; operator may not drive it`),
+      );
+    }
+    const still = await b.get<MigrationRecord>(`/v1/migrations/${incoming.id}`);
+    assert.equal(still.state, incoming.state, 'nothing changed');
   });
 });
