@@ -7,7 +7,7 @@ import { activeFailpoints } from '../failpoints.js';
 import { restoreSourceGuest } from '../migration/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
-import type { TlsIdentity } from '../pki/index.js';
+import { checkTlsIdentity, type TlsIdentity } from '../pki/index.js';
 import { ApiServer } from './api-server.js';
 import { IncomingMigrations } from './incoming.js';
 import { openJournal, type Journal } from './journal.js';
@@ -141,6 +141,17 @@ export class Agent {
 
   /** Probes the host, reattaches to surviving VMs, settles interrupted migrations, and starts serving. */
   static async start(options: AgentOptions): Promise<Agent> {
+    // Peers check this name against the certificate (tunnel, QEMU TLS, the destination API):
+    // a mismatch would only show at the first migration, so refuse it now.
+    const cert = checkTlsIdentity(options.tls);
+    if (cert.commonName !== options.name) {
+      throw new UsageError(
+        `agent name ${JSON.stringify(options.name)} is not the name in its certificate (CN=${cert.commonName})`,
+        {
+          hint: `run the agent as --name ${cert.commonName} ([vmferry] agent_name), or issue a certificate for it: vmferry ca issue CA_DIR --name ${options.name}`,
+        },
+      );
+    }
     const host = await probeHost({ qemuBinary: options.qemuBinary, tlsCredsDir: options.qemuTlsDir });
     if (options.accel !== 'auto' && options.accel !== host.accelerator) {
       host.acceleratorReason = `forced by configuration (probe said: ${host.acceleratorReason})`;

@@ -59,6 +59,11 @@ export class IncomingMigrations {
 
   async prepare(body: unknown, peerCommonName: string): Promise<IncomingReply> {
     const request = validateIncoming(body);
+    if (request.sourceHost !== peerCommonName) {
+      throw new AuthError(
+        `a migration from ${request.sourceHost} must be asked for by that agent, not by ${peerCommonName}`,
+      );
+    }
     const { registry, journal } = this.options;
     if (this.active.has(request.migrationId))
       throw new ConflictError(`migration ${request.migrationId} is already prepared`);

@@ -266,7 +266,7 @@ export const OPTIONS = [
     name: 'agent_name',
     type: 'string',
     default: null,
-    help: "This host's agent name: the CN of its certificate (default: the host name). `vmferry agent --name` overrides it.",
+    help: "This host's agent name: the CN of its certificate (default: that CN; the agent refuses to start under another name). `vmferry agent --name` overrides it.",
   },
   {
     section: 'vmferry',

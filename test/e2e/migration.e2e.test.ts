@@ -233,4 +233,44 @@ describe('live migration between two agents (real QEMU, real agents)', () => {
     const still = await b.get<MigrationRecord>(`/v1/migrations/${incoming.id}`);
     assert.equal(still.state, incoming.state, 'nothing changed');
   });
+
+  it('refuses to start an agent under a name its certificate does not carry, and asks only its own source for a migration', async () => {
+    const r = await runCli(
+      [
+        'agent',
+        '--name',
+        'not-host-a',
+        '--tls-dir',
+        join(lab.dir, 'ca', 'issued', lab.agents.a.name),
+        '--state-dir',
+        join(lab.dir, 'wrong-name'),
+        '--listen',
+        '127.0.0.1:0',
+      ],
+      lab.cliEnv('a'),
+    );
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.stderr,
+      new RegExp(`agent name "not-host-a" is not the name in its certificate \\(CN=${lab.agents.a.name}\\)`),
+    );
+    // A valid certificate claiming to be another host's agent cannot prepare a migration from it.
+    await assert.rejects(
+      b.post('/v1/incoming', {
+        migrationId: '11111111-2222-3333-4444-555555555555',
+        sourceHost: lab.agents.a.name,
+        spec: guestSpec('impostor'),
+        transport: 'native',
+        tls: true,
+        channels: 1,
+        tunnel: 'multi',
+        postCopy: false,
+      }),
+      (err: unknown) =>
+        err instanceof VmferryError &&
+        err.code === 'VMF_ERR_AUTH' &&
+        /must be asked for by that agent, not by operator/.test(err.message),
+    );
+    assert.ok(!(await vmNames(b)).includes('impostor'));
+  });
 });

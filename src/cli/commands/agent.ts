@@ -1,10 +1,9 @@
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, loadMigrationOptions } from '../../agent/index.js';
 import type { ResolvedOptions } from '../../config/index.js';
 import { UsageError } from '../../errors.js';
-import { loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
+import { checkTlsIdentity, loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
 import type { CommandModule } from '../command.js';
 import type { CliIo } from '../io.js';
 
@@ -46,7 +45,8 @@ export function agentSettings(flags: AgentFlags, options: ResolvedOptions) {
   }
   const workers = options['vmferry.workers'].value;
   return {
-    name: flags.name ?? options['vmferry.agent_name'].value ?? hostname(),
+    // Unset: the name in the agent's certificate (peers check it against the certificate).
+    name: flags.name ?? options['vmferry.agent_name'].value ?? undefined,
     ...parseListen(flags.listen ?? options['vmferry.listen'].value ?? '0.0.0.0:7700'),
     stateDir: flags.stateDir ?? options['vmferry.state_dir'].value ?? '/var/lib/vmferry',
     tlsDir,
@@ -61,13 +61,14 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
   const migrationOptions = loadMigrationOptions(flags.config);
   const settings = agentSettings(flags, migrationOptions);
   const tls = await loadTlsIdentity(settings.tlsDir);
+  const name = settings.name ?? checkTlsIdentity(tls).commonName;
   let qemuTlsDir: string | undefined;
   if (flags.qemuTls) {
     qemuTlsDir = join(settings.stateDir, 'qemu-tls');
     await writeQemuTlsCredsDir(qemuTlsDir, tls);
   }
   const agent = await Agent.start({
-    name: settings.name,
+    name,
     listenHost: settings.host,
     listenPort: settings.port,
     stateDir: settings.stateDir,
@@ -102,7 +103,7 @@ export const agentCommand: CommandModule = {
       )
       .option(
         '--name <name>',
-        "this host's name, as in its certificate (default: [vmferry] agent_name, else the host name)",
+        "this host's name, the CN of its certificate (default: [vmferry] agent_name, else that CN)",
       )
       .option(
         '--listen <host:port>',
