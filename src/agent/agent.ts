@@ -7,7 +7,7 @@ import { activeFailpoints } from '../failpoints.js';
 import { restoreSourceGuest } from '../migration/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
-import { checkTlsIdentity, type TlsIdentity } from '../pki/index.js';
+import { checkTlsIdentity, writeQemuTlsCredsDir, type TlsIdentity } from '../pki/index.js';
 import { ApiServer } from './api-server.js';
 import { IncomingMigrations } from './incoming.js';
 import { openJournal, type Journal } from './journal.js';
@@ -226,6 +226,30 @@ export class Agent {
     for (const client of this.peers.values()) client.close();
     this.registry.detachAll();
     this.journal.close();
+  }
+
+  /**
+   * Takes a new TLS identity from the same directory (a rotated certificate, a new
+   * CRL from `vmferry ca revoke`) without a restart: peers, the front door's workers
+   * and QEMU's TLS files use it from now on; established connections keep theirs.
+   * Refused, keeping the old one, if it is broken or names another host.
+   */
+  async reloadTls(tls: TlsIdentity): Promise<void> {
+    const cert = checkTlsIdentity(tls);
+    if (cert.commonName !== this.options.name) {
+      throw new UsageError(
+        `the new certificate names ${cert.commonName}, not this agent (${this.options.name}): not reloaded`,
+      );
+    }
+    this.options.tls = tls;
+    this.tunnels.setTls(tls);
+    for (const client of this.peers.values()) client.close();
+    this.peers.clear();
+    await this.frontend().reloadTls(tls);
+    if (this.options.qemuTlsDir !== undefined) await writeQemuTlsCredsDir(this.options.qemuTlsDir, tls);
+    this.log(
+      `TLS identity reloaded: ${cert.commonName}, expires ${cert.notAfter.toISOString()}${tls.crl !== undefined ? ', with a CRL' : ''}`,
+    );
   }
 
   private frontend(): TlsFrontend {

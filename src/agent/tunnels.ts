@@ -23,6 +23,11 @@ export class AgentTunnels {
     private readonly options: { stateDir: string; tls: TlsIdentity; listenHost: string },
   ) {}
 
+  /** The identity the naive tunnel uses from now on (after a reload). */
+  setTls(tls: TlsIdentity): void {
+    this.options.tls = tls;
+  }
+
   private socketPath(migrationId: string, end: 'in' | 'out'): string {
     const dir = join(this.options.stateDir, 'tunnels');
     mkdirSync(dir, { recursive: true, mode: 0o700 });

@@ -53,8 +53,9 @@ const LIST_FILE = 'revoked.json';
  * the CA), also copied as `crl.pem` into every identity directory under
  * `<caDir>/issued/`. Agents load `crl.pem` from their TLS directory at start-up
  * and then refuse the revoked certificate, as client and as server; QEMU's TLS
- * gets it as `ca-crl.pem`. Copy the new `crl.pem` to every host and restart
- * the agents (running VMs are not affected).
+ * gets it as `ca-crl.pem`. Copy the new `crl.pem` to every host and send the
+ * agents SIGHUP (they reload their TLS directory; established connections keep
+ * their session).
  */
 export async function revokeCertificate(caDir: string, options: RevokeOptions): Promise<RevokeResult> {
   const now = options.now ?? new Date();

@@ -36,6 +36,8 @@ export type ToWorker =
   | { type: 'accept-tunnel'; id: number; registration: TunnelRegistration }
   | { type: 'close-tunnel'; id: number; migrationId: string }
   | { type: 'register-source'; id: number; registration: SourceRegistration }
+  /** New certificate, key, CA or CRL: new connections use them; open ones keep theirs. */
+  | { type: 'reload-tls'; id: number; tls: PemIdentity }
   | { type: 'close-source'; id: number; tunnelId: string }
   | { type: 'stats'; id: number }
   | { type: 'claim-result'; id: number; granted: boolean }

@@ -363,6 +363,13 @@ function handle(message: ToWorker, socket: Socket | undefined): void {
       send({ type: 'ack', id: message.id });
       return;
     }
+    case 'reload-tls': {
+      identity = message.tls;
+      ownContext = contextFor(identity);
+      server.setSecureContext({ ...identity, minVersion: 'TLSv1.3', ciphers: tuning.cipherSuites });
+      send({ type: 'ack', id: message.id });
+      return;
+    }
     case 'frontend-connection': {
       if (socket === undefined) return;
       socket.setNoDelay(tuning.noDelay);

@@ -10,7 +10,13 @@ import {
   type TunnelStats,
 } from './source-tunnel.js';
 import { validateRegistration, type TunnelRegistration } from './tunnel-policy.js';
-import { WorkerPool, type TransportEvent, type WorkerPoolOptions, type WorkerStats } from './worker-pool.js';
+import {
+  WorkerPool,
+  type TlsIdentity,
+  type TransportEvent,
+  type WorkerPoolOptions,
+  type WorkerStats,
+} from './worker-pool.js';
 
 export interface TlsFrontendOptions extends Omit<WorkerPoolOptions, 'internalApiPath'> {
   /** The agent's public port (mutual TLS). Port 0 picks a free one; see {@link TlsFrontend.address}. */
@@ -42,6 +48,11 @@ export class TlsFrontend {
   private constructor(pool: WorkerPool, onEvent: (event: TransportEvent) => void) {
     this.pool = pool;
     this.onEvent = onEvent;
+  }
+
+  /** New TLS identity (rotated certificate, new CRL) for new connections; see WorkerPool.reloadTls. */
+  reloadTls(tls: TlsIdentity): Promise<void> {
+    return this.pool.reloadTls(tls);
   }
 
   static async start(options: TlsFrontendOptions): Promise<TlsFrontend> {

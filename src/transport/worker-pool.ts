@@ -71,6 +71,15 @@ function pem(value: Buffer | string): string {
   return typeof value === 'string' ? value : value.toString('utf8');
 }
 
+function pemIdentity(tls: TlsIdentity): PemIdentity {
+  return {
+    ca: pem(tls.ca),
+    cert: pem(tls.cert),
+    key: pem(tls.key),
+    ...(tls.crl !== undefined ? { crl: pem(tls.crl) } : {}),
+  };
+}
+
 /**
  * The agent's transport worker processes. Connections are handed to them
  * round-robin with their file descriptors; tunnel registrations are sent to
@@ -81,7 +90,7 @@ export class WorkerPool {
   readonly size: number;
   readonly tuning: RelayTuning;
   private readonly slots: Slot[] = [];
-  private readonly identity: PemIdentity;
+  private identity: PemIdentity;
   private readonly internalApiPath: string | undefined;
   private readonly onEvent: (event: TransportEvent) => void;
   private readonly execArgv: string[];
@@ -98,12 +107,7 @@ export class WorkerPool {
   private constructor(options: WorkerPoolOptions) {
     this.size = resolveWorkerCount(options.workers, availableParallelism());
     this.tuning = resolveTuning(options.tuning);
-    this.identity = {
-      ca: pem(options.tls.ca),
-      cert: pem(options.tls.cert),
-      key: pem(options.tls.key),
-      ...(options.tls.crl !== undefined ? { crl: pem(options.tls.crl) } : {}),
-    };
+    this.identity = pemIdentity(options.tls);
     this.internalApiPath = options.internalApiPath;
     this.onEvent = options.onEvent ?? (() => undefined);
     this.execArgv = options.execArgv ?? ['--enable-source-maps'];
@@ -123,6 +127,15 @@ export class WorkerPool {
       throw err;
     }
     return pool;
+  }
+
+  /**
+   * Replaces the TLS identity (rotated certificate, new CRL) in every worker and for
+   * workers started later. New connections use it; established ones keep theirs.
+   */
+  async reloadTls(tls: TlsIdentity): Promise<void> {
+    this.identity = pemIdentity(tls);
+    await this.broadcast({ type: 'reload-tls', id: 0, tls: this.identity });
   }
 
   /** The identity workers use for outgoing tunnel connections unless a tunnel brings its own. */

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, loadMigrationOptions } from '../../agent/index.js';
 import type { ResolvedOptions } from '../../config/index.js';
-import { UsageError } from '../../errors.js';
+import { UsageError, describeError } from '../../errors.js';
 import { checkTlsIdentity, loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
 import type { CommandModule } from '../command.js';
 import type { CliIo } from '../io.js';
@@ -82,10 +82,25 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
     log: (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
   });
   io.stdout.write(`vmferry-agent ready name=${agent.options.name} addresses=${agent.addresses.join(',')}\n`);
-  await new Promise<void>((resolve) => {
-    if (io.signal.aborted) resolve();
-    else io.signal.addEventListener('abort', () => resolve(), { once: true });
-  });
+  // SIGHUP: read the TLS directory again (a renewed certificate, a new crl.pem) without a restart.
+  const reload = (): void => {
+    loadTlsIdentity(settings.tlsDir)
+      .then((fresh) => agent.reloadTls(fresh))
+      .catch((err: unknown) =>
+        io.stderr.write(
+          `${new Date().toISOString()} TLS reload refused, keeping the old identity: ${describeError(err)}\n`,
+        ),
+      );
+  };
+  process.on('SIGHUP', reload);
+  try {
+    await new Promise<void>((resolve) => {
+      if (io.signal.aborted) resolve();
+      else io.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+  } finally {
+    process.off('SIGHUP', reload);
+  }
   await agent.shutdown();
 }
 

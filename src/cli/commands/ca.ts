@@ -104,8 +104,8 @@ async function runRevoke(io: CliIo, dir: string, flags: RevokeFlags): Promise<vo
     `${r.newlyRevoked ? 'revoked' : 'already revoked'}: ${r.subject} (serial ${r.serial})`,
     `  CRL          ${r.crlPath} (${r.revokedCount} revoked in all)`,
     ...r.copiedTo.map((d) => `  copied to    ${d}`),
-    'copy crl.pem into the TLS directory of every host and operator, then restart the agents',
-    '(running VMs are not affected by an agent restart)',
+    'copy crl.pem into the TLS directory of every host and operator, then send each agent SIGHUP',
+    '(it reloads its TLS directory; a restart works too and leaves running VMs alone)',
   ]);
 }
 
