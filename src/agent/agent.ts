@@ -69,6 +69,7 @@ export class Agent {
   private readonly log: (line: string) => void;
   private readonly tunnels: AgentTunnels;
   private frontendInstance: TlsFrontend | undefined;
+  private orphanTimer: NodeJS.Timeout | undefined;
   private readonly migrationOptions: ResolvedOptions;
   addresses: string[] = [];
 
@@ -101,12 +102,15 @@ export class Agent {
       tunnels: this.tunnels,
       qemuTlsDir: options.qemuTlsDir,
       log: this.log,
+      sourceClient: (address, peerName) => new AgentClient(address, this.options.tls, { peerName }),
+      orphanCheckMs: this.migrationOptions['vmferry.orphan_check_seconds'].value * 1000,
     });
     this.outgoing = new OutgoingMigrations({
       hostName: options.name,
       registry: this.registry,
       journal: this.journal,
       peerClient: (address) => this.peer(address),
+      sourceAddress: () => this.publicAddress(),
       plan: async ({ vmMemoryMiB, destination, overrides }) => {
         const destinationHost = await destination.get<HostSummary>('/v1/host');
         if (destinationHost.name === options.name) {
@@ -182,6 +186,18 @@ export class Agent {
         `${JSON.stringify({ name: options.name, pid: process.pid, addresses: agent.addresses }, null, 2)}\n`,
       );
       agent.log(`listening on ${agent.addresses.join(' and ')} (accelerator ${host.accelerator})`);
+      const orphanCheckMs = agent.migrationOptions['vmferry.orphan_check_seconds'].value * 1000;
+      if (orphanCheckMs > 0) {
+        agent.orphanTimer = setInterval(
+          () => {
+            agent.incoming.checkOrphans().catch((err: unknown) => {
+              agent.log(`checking incoming copies with their sources: ${describeError(err)}`);
+            });
+          },
+          Math.max(1000, orphanCheckMs / 2),
+        );
+        agent.orphanTimer.unref();
+      }
       for (const [point, ms] of activeFailpoints())
         agent.log(`warning: test failpoint ${point} is set (${ms} ms delay): not for production`);
     } catch (err) {
@@ -221,6 +237,7 @@ export class Agent {
 
   /** Stops serving; VMs keep running (their QEMU processes belong to the host). */
   async close(): Promise<void> {
+    clearInterval(this.orphanTimer);
     await this.frontendInstance?.close();
     await this.api.close();
     for (const client of this.peers.values()) client.close();
@@ -249,6 +266,13 @@ export class Agent {
     if (this.options.qemuTlsDir !== undefined) await writeQemuTlsCredsDir(this.options.qemuTlsDir, tls);
     this.log(
       `TLS identity reloaded: ${cert.commonName}, expires ${cert.notAfter.toISOString()}${tls.crl !== undefined ? ', with a CRL' : ''}`,
+    );
+  }
+
+  /** This agent's address as peers reach it, unless it listens on a wildcard address. */
+  private publicAddress(): string | undefined {
+    return this.addresses.find(
+      (a) => a.startsWith('https://') && !/^https:\/\/(0\.0\.0\.0|\[::\])[:/]/.test(a),
     );
   }
 

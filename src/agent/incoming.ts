@@ -5,11 +5,13 @@ import {
   MigrationError,
   NotFoundError,
   UsageError,
+  VmferryError,
   describeError,
 } from '../errors.js';
 import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import { failpoint } from '../failpoints.js';
 import { validateVmSpec } from '../qemu/index.js';
+import type { AgentClient } from './agent-client.js';
 import type { Journal, MigrationRecord } from './journal.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { VmRegistry } from './vm-registry.js';
@@ -26,6 +28,9 @@ interface IncomingMigration {
   peerCommonName: string;
   /** Post-copy recoveries so far (each listens on a fresh socket). */
   recoveries: number;
+  /** Where to ask the source agent about it, and since when it waits here (ms). */
+  sourceAddress?: string;
+  preparedAt?: number;
   /** Set by the first complete(): a repeated call, or an abort, waits for its outcome. */
   completing?: Promise<void>;
   /** Set by abort() once it decided to drop the copy: complete() may no longer start the guest. */
@@ -42,6 +47,20 @@ export interface IncomingMigrationsOptions {
   tunnels: AgentTunnels;
   qemuTlsDir: string | undefined;
   log: (line: string) => void;
+  /** A client for the source agent at `address`, whose certificate must name `peerName`. */
+  sourceClient?: (address: string, peerName: string) => AgentClient;
+  /** How long an incoming copy may wait before the source is asked about it (ms); 0: never. */
+  orphanCheckMs?: number;
+}
+
+/**
+ * What to do with an incoming copy that was neither started nor dropped, from what
+ * its source agent says of the migration: drop it when the source ended it without
+ * the guest starting here, or never had it; keep it otherwise (in progress,
+ * settling, or the source cannot be asked).
+ */
+export function orphanVerdict(sourceState: string): 'drop' | 'keep' {
+  return ['failed', 'cancelled', 'unknown-there'].includes(sourceState) ? 'drop' : 'keep';
 }
 
 /**
@@ -87,6 +106,8 @@ export class IncomingMigrations {
       tunnelMode: request.tunnel,
       peerCommonName,
       recoveries: 0,
+      ...(request.sourceAddress !== undefined ? { sourceAddress: request.sourceAddress } : {}),
+      preparedAt: Date.now(),
     };
     try {
       const vm = await registry.prepareIncoming(spec, request.migrationId);
@@ -356,6 +377,42 @@ export class IncomingMigrations {
     return status.running;
   }
 
+  /**
+   * Asks the source agent about every incoming copy that has waited here longer
+   * than orphanCheckMs without being started or dropped, and drops those it ended
+   * or does not know (orphanVerdict): a source that gave up while it could not
+   * reach this host never told it. Runs on a timer the agent starts.
+   */
+  async checkOrphans(now = Date.now()): Promise<void> {
+    const { sourceClient, orphanCheckMs = 0 } = this.options;
+    if (sourceClient === undefined || orphanCheckMs <= 0) return;
+    for (const entry of [...this.active.values()]) {
+      if (entry.sourceAddress === undefined || entry.completing !== undefined || entry.dropping === true)
+        continue;
+      if (now - (entry.preparedAt ?? now) < orphanCheckMs) continue;
+      if (await this.guestStarted(entry)) continue;
+      const client = sourceClient(entry.sourceAddress, entry.peerCommonName);
+      let state: string;
+      try {
+        state = (await client.get<{ state: string }>(`/v1/migrations/${entry.id}`, { timeoutMs: 5000 }))
+          .state;
+      } catch (err) {
+        state =
+          err instanceof VmferryError && err.code === 'VMF_ERR_NOT_FOUND' ? 'unknown-there' : 'unreachable';
+      } finally {
+        client.close();
+      }
+      if (orphanVerdict(state) === 'keep' || !this.active.has(entry.id)) continue;
+      const why =
+        state === 'unknown-there'
+          ? `${entry.peerCommonName} does not know this migration`
+          : `${entry.peerCommonName} ended this migration (${state}) without telling this host`;
+      await this.abort(entry.id, `${why}; nobody will finish this copy`).catch((err: unknown) => {
+        this.options.log(`migration ${entry.id}: keeping the incoming copy: ${describeError(err)}`);
+      });
+    }
+  }
+
   /** At start-up: incoming VMs left by a previous agent process cannot be trusted; drop them. */
   async dropLeftovers(migrationIds: readonly { id: string; vm: string }[]): Promise<void> {
     for (const m of migrationIds) {
@@ -427,5 +484,8 @@ function validateIncoming(body: unknown): IncomingRequest {
     channels,
     postCopy: b.postCopy === true,
     sourceHost: typeof b.sourceHost === 'string' ? b.sourceHost : 'unknown',
+    ...(typeof b.sourceAddress === 'string' && /^https:\/\/[^/]+$/.test(b.sourceAddress)
+      ? { sourceAddress: b.sourceAddress }
+      : {}),
   };
 }

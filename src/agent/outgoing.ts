@@ -34,6 +34,8 @@ export interface OutgoingMigrationsOptions {
   journal: Journal;
   /** A client for the agent at `address` (cached by the caller). */
   peerClient: (address: string) => AgentClient;
+  /** This agent's address as destinations reach it (undefined on a wildcard listener). */
+  sourceAddress?: () => string | undefined;
   /** Decides transport, TLS, channels, convergence aids for one migration. */
   plan: (input: {
     vmMemoryMiB: number;
@@ -225,6 +227,8 @@ export class OutgoingMigrations {
       tunnel: settings.tunnel,
       postCopy: settings.postCopy,
     };
+    const sourceAddress = this.options.sourceAddress?.();
+    if (sourceAddress !== undefined) request.sourceAddress = sourceAddress;
     const driver = new SourceMigration({
       id,
       sourceHost: this.options.hostName,

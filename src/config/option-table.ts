@@ -243,6 +243,18 @@ export const OPTIONS = [
   },
   {
     section: 'vmferry',
+    name: 'orphan_check_seconds',
+    type: 'int',
+    default: 60,
+    min: 0,
+    unit: 's',
+    help:
+      'A destination asks the source agent, this often, about incoming copies that were neither started nor dropped, ' +
+      'and drops those the source ended or does not know (a copy left by a source that gave up while it could not ' +
+      'reach this host); 0 disables.',
+  },
+  {
+    section: 'vmferry',
     name: 'sample_interval_ms',
     type: 'int',
     default: 500,

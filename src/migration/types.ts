@@ -68,6 +68,11 @@ export interface IncomingRequest {
   postCopy: boolean;
   /** The source host's agent name, for logs and tunnel authorization. */
   sourceHost: string;
+  /**
+   * The source agent's API address (https://HOST:PORT), so the destination can ask
+   * it about a copy nobody finished; absent when the source listens on a wildcard.
+   */
+  sourceAddress?: string;
 }
 
 /** The destination's answer: where the source QEMU must send the stream. */

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentClient, MigrationRecord, VmView } from '../../src/agent/index.js';
 import { TwoHostLab } from '../../src/lab/index.js';
+import { loadTlsIdentity } from '../../src/pki/index.js';
 import {
   guestSpec,
   migrationReport,
@@ -30,6 +32,8 @@ describe('hand-over in doubt (real QEMU, real agents)', () => {
       prefix: 'vmh',
       subnet: 60,
       agentEnv: { b: { VMFERRY_FAILPOINTS: 'incoming.complete=30000' } },
+      // Incoming copies nobody finishes are checked with their source after 2 s (default 60).
+      novaConf: '[vmferry]\norphan_check_seconds = 2\n',
     });
     await lab.start();
     a = lab.client('a');
@@ -117,5 +121,46 @@ describe('hand-over in doubt (real QEMU, real agents)', () => {
     assert.match(settled.events.at(-1)?.message ?? '', /settled after a restart: the VM runs on/);
     await assertRunsOnlyOnB('restart');
     await b.post('/v1/vms/restart/stop');
+  });
+
+  it('drops an incoming copy its source agent does not know (left by a source that could not reach B)', async () => {
+    // Host A's own certificate asks B to prepare a migration A has no record of, as a source
+    // that gave up and lost track of it would have left it.
+    const hostA = lab.clientWith(
+      'b',
+      await loadTlsIdentity(join(lab.dir, 'ca', 'issued', lab.agents.a.name)),
+    );
+    const id = randomUUID();
+    await hostA.post(
+      '/v1/incoming',
+      {
+        migrationId: id,
+        sourceHost: lab.agents.a.name,
+        sourceAddress: lab.agents.a.address,
+        spec: guestSpec('forgotten'),
+        transport: 'native',
+        tls: true,
+        channels: 1,
+        tunnel: 'multi',
+        postCopy: false,
+      },
+      { timeoutMs: 60_000 },
+    );
+    assert.ok((await vmNames(b)).includes('forgotten'), 'B holds the incoming copy');
+    const dropped = await waitFor(
+      'B to drop the copy A does not know',
+      async () => {
+        const m = await b.get<MigrationRecord>(`/v1/migrations/${id}`);
+        return m.state === 'failed' ? m : undefined;
+      },
+      30_000,
+    );
+    assert.match(dropped.error ?? '', new RegExp(`${lab.agents.a.name} does not know this migration`));
+    assert.ok(!(await vmNames(b)).includes('forgotten'));
+    await waitFor(`B's QEMU for the copy to be gone`, async () =>
+      (await qemuPidsMatching(join(lab.agents.b.stateDir, 'vms', 'forgotten'))).length === 0
+        ? true
+        : undefined,
+    );
   });
 });
