@@ -218,30 +218,49 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
     return a;
   }
 
-  it('relays 4 channels of 64 MiB byte for byte, replies too, main channel first', async () => {
-    const migrationId = nextId();
-    const received: Promise<{ bytes: number; sha: string; head: Buffer }>[] = [];
-    const replies: Promise<string>[] = [];
-    const sink = await listenSink(join(dir, `${migrationId}-in.sock`), (s) => {
-      received.push(receiveStream(s));
-      // The destination talks back on every channel (QEMU's return path does, a little).
-      replies.push(sendStream(s, `reply-${received.length}`, 8 * MiB, false));
-      void Promise.all([received.at(-1), replies.at(-1)]).then(() => s.end());
-    });
+  /** A sink standing in for the destination QEMU, and the destination agent expecting tunnels into it. */
+  async function acceptInto(
+    migrationId: string,
+    maxConnections: number,
+    onConnection?: (s: Socket) => void,
+  ): Promise<Sink> {
+    const sink = await listenSink(join(dir, `${migrationId}-in.sock`), onConnection);
     await dst.acceptTunnel({
       migrationId,
       token,
       peerCommonName: 'agent-a',
       targetPath: sink.path,
-      maxConnections: 4,
+      maxConnections,
     });
-    const tunnel = await src.openSourceTunnel({
-      migrationId,
-      token,
+    return sink;
+  }
+
+  /** The source agent's tunnel for a migration; a twist changes what it presents. */
+  function openSource(
+    migrationId: string,
+    twist: { migrationId?: string; token?: string; tls?: TlsIdentity; expectedPeerCommonName?: string } = {},
+  ): ReturnType<TlsFrontend['openSourceTunnel']> {
+    return src.openSourceTunnel({
+      migrationId: twist.migrationId ?? migrationId,
+      token: twist.token ?? token,
       listenPath: join(dir, `${migrationId}-out.sock`),
       remote: remote(),
-      expectedPeerCommonName: 'agent-b',
+      expectedPeerCommonName: twist.expectedPeerCommonName ?? 'agent-b',
+      ...(twist.tls !== undefined ? { tls: twist.tls } : {}),
     });
+  }
+
+  it('relays 4 channels of 64 MiB byte for byte, replies too, main channel first', async () => {
+    const migrationId = nextId();
+    const received: Promise<{ bytes: number; sha: string; head: Buffer }>[] = [];
+    const replies: Promise<string>[] = [];
+    const sink = await acceptInto(migrationId, 4, (s) => {
+      received.push(receiveStream(s));
+      // The destination talks back on every channel (QEMU's return path does, a little).
+      replies.push(sendStream(s, `reply-${received.length}`, 8 * MiB, false));
+      void Promise.all([received.at(-1), replies.at(-1)]).then(() => s.end());
+    });
+    const tunnel = await openSource(migrationId);
     const channels = await Promise.all([0, 1, 2, 3].map(() => connectUnix(tunnel.listenPath)));
     const back = channels.map((c) => receiveStream(c));
     const sent = await Promise.all(
@@ -329,23 +348,9 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
     expectedPeerCommonName?: string;
   }): Promise<void> {
     const migrationId = nextId();
-    const sink = await listenSink(join(dir, `${migrationId}-in.sock`));
-    await dst.acceptTunnel({
-      migrationId,
-      token,
-      peerCommonName: 'agent-a',
-      targetPath: sink.path,
-      maxConnections: 4,
-    });
+    const sink = await acceptInto(migrationId, 4);
     const failuresBefore = srcEvents.filter((e) => e.type === 'source-connect-failed').length;
-    const tunnel = await src.openSourceTunnel({
-      migrationId: twist.migrationId ?? migrationId,
-      token: twist.token ?? token,
-      listenPath: join(dir, `${migrationId}-out.sock`),
-      remote: remote(),
-      expectedPeerCommonName: twist.expectedPeerCommonName ?? 'agent-b',
-      ...(twist.tls !== undefined ? { tls: twist.tls } : {}),
-    });
+    const tunnel = await openSource(migrationId, twist);
     const qemu = await connectUnix(tunnel.listenPath);
     qemu.on('error', () => undefined);
     qemu.resume();
@@ -413,21 +418,8 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
 
   it('refuses connections beyond the budget of a tunnel', async () => {
     const migrationId = nextId();
-    const sink = await listenSink(join(dir, `${migrationId}-in.sock`));
-    await dst.acceptTunnel({
-      migrationId,
-      token,
-      peerCommonName: 'agent-a',
-      targetPath: sink.path,
-      maxConnections: 1,
-    });
-    const tunnel = await src.openSourceTunnel({
-      migrationId,
-      token,
-      listenPath: join(dir, `${migrationId}-out.sock`),
-      remote: remote(),
-      expectedPeerCommonName: 'agent-b',
-    });
+    const sink = await acceptInto(migrationId, 1);
+    const tunnel = await openSource(migrationId);
     const first = await connectUnix(tunnel.listenPath);
     await waitFor('the first connection', () => sink.connections.length === 1);
     const second = await connectUnix(tunnel.listenPath);
@@ -446,7 +438,7 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
   it('closes the QEMU-side connection promptly when the destination side breaks midway', async () => {
     const migrationId = nextId();
     let killed = false;
-    const sink = await listenSink(join(dir, `${migrationId}-in.sock`), (s) => {
+    const sink = await acceptInto(migrationId, 2, (s) => {
       let n = 0;
       s.on('data', (d: Buffer) => {
         n += d.length;
@@ -456,20 +448,7 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
         }
       });
     });
-    await dst.acceptTunnel({
-      migrationId,
-      token,
-      peerCommonName: 'agent-a',
-      targetPath: sink.path,
-      maxConnections: 2,
-    });
-    const tunnel = await src.openSourceTunnel({
-      migrationId,
-      token,
-      listenPath: join(dir, `${migrationId}-out.sock`),
-      remote: remote(),
-      expectedPeerCommonName: 'agent-b',
-    });
+    const tunnel = await openSource(migrationId);
     const qemu = await connectUnix(tunnel.listenPath);
     qemu.on('error', () => undefined);
     // Like QEMU: keeps writing until the socket fails, never ends by itself.
@@ -491,21 +470,8 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
 
   it('tears down live connections on closeTunnel, and SourceTunnel.close removes its socket', async () => {
     const migrationId = nextId();
-    const sink = await listenSink(join(dir, `${migrationId}-in.sock`));
-    await dst.acceptTunnel({
-      migrationId,
-      token,
-      peerCommonName: 'agent-a',
-      targetPath: sink.path,
-      maxConnections: 4,
-    });
-    const tunnel = await src.openSourceTunnel({
-      migrationId,
-      token,
-      listenPath: join(dir, `${migrationId}-out.sock`),
-      remote: remote(),
-      expectedPeerCommonName: 'agent-b',
-    });
+    const sink = await acceptInto(migrationId, 4);
+    const tunnel = await openSource(migrationId);
     const qemus = await Promise.all([0, 1, 2].map(() => connectUnix(tunnel.listenPath)));
     for (const q of qemus) q.on('error', () => undefined);
     await waitFor('3 connections', () => sink.connections.length === 3);
@@ -526,28 +492,15 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
 
   it('restarts a worker that dies, with the tunnels it must know', async () => {
     const migrationId = nextId();
-    const sink = await listenSink(join(dir, `${migrationId}-in.sock`), (s) => {
+    const sink = await acceptInto(migrationId, 8, (s) => {
       s.pipe(s);
-    });
-    await dst.acceptTunnel({
-      migrationId,
-      token,
-      peerCommonName: 'agent-a',
-      targetPath: sink.path,
-      maxConnections: 8,
     });
     const victim = dst.pool.pids[0];
     assert.ok(victim !== undefined);
     process.kill(victim, 'SIGKILL');
     await waitFor('the restart', () => dst.pool.pids[0] !== undefined && dst.pool.pids[0] !== victim);
     assert.ok(dstEvents.some((e) => e.type === 'worker-exited' && e.pid === victim));
-    const tunnel = await src.openSourceTunnel({
-      migrationId,
-      token,
-      listenPath: join(dir, `${migrationId}-out.sock`),
-      remote: remote(),
-      expectedPeerCommonName: 'agent-b',
-    });
+    const tunnel = await openSource(migrationId);
     // Connections go round-robin, so some of these land on the new worker.
     for (let i = 0; i < 4; i++) {
       const q = await connectUnix(tunnel.listenPath);
