@@ -113,10 +113,14 @@ describe(
       return { source, destination };
     }
 
-    it('migrates 256 MiB of random RAM over 4 tunnelled channels, byte for byte', async () => {
-      const { source, destination } = await pair('ok');
-      const migrationId = 'qemu-ok';
-      const incoming = join(dir, 'ok-incoming.sock');
+    /**
+     * A source and a destination QEMU with multifd, the destination agent expecting the
+     * tunnel, and the source migrating into its source tunnel with these parameters.
+     */
+    async function migrateThroughTunnel(name: string, sourceParameters: Record<string, number>) {
+      const { source, destination } = await pair(name);
+      const migrationId = `qemu-${name}`;
+      const incoming = join(dir, `${name}-incoming.sock`);
       await dst.acceptTunnel({
         migrationId,
         token,
@@ -129,12 +133,20 @@ describe(
       const tunnel = await src.openSourceTunnel({
         migrationId,
         token,
-        listenPath: join(dir, 'ok-outgoing.sock'),
+        listenPath: join(dir, `${name}-outgoing.sock`),
         remote: dst.address ?? { host: '', port: 0 },
         expectedPeerCommonName: 'agent-b',
       });
-      await prepareMultifd(source, { 'max-bandwidth': 64 * 1024 * 1024 * 1024, 'downtime-limit': 2000 });
+      await prepareMultifd(source, sourceParameters);
       await source.qmp.execute('migrate', { uri: `unix:${tunnel.listenPath}` });
+      return { source, destination, migrationId, tunnel };
+    }
+
+    it('migrates 256 MiB of random RAM over 4 tunnelled channels, byte for byte', async () => {
+      const { source, destination, migrationId, tunnel } = await migrateThroughTunnel('ok', {
+        'max-bandwidth': 64 * 1024 * 1024 * 1024,
+        'downtime-limit': 2000,
+      });
       const done = await waitForMigration(source, 60_000);
       assert.equal(done.status, 'completed', done['error-desc']);
       const arrived = await waitForMigration(destination, 10_000);
@@ -160,28 +172,10 @@ describe(
     });
 
     it('fails the migration cleanly, source intact, when the tunnel is torn down midway', async () => {
-      const { source, destination } = await pair('cut');
-      const migrationId = 'qemu-cut';
-      const incoming = join(dir, 'cut-incoming.sock');
-      await dst.acceptTunnel({
-        migrationId,
-        token,
-        peerCommonName: 'agent-a',
-        targetPath: incoming,
-        maxConnections: 1 + CHANNELS,
-      });
-      await prepareMultifd(destination, {});
-      await destination.qmp.execute('migrate-incoming', { uri: `unix:${incoming}` });
-      const tunnel = await src.openSourceTunnel({
-        migrationId,
-        token,
-        listenPath: join(dir, 'cut-outgoing.sock'),
-        remote: dst.address ?? { host: '', port: 0 },
-        expectedPeerCommonName: 'agent-b',
-      });
       // Slow enough (about 8 s for all of it) that the cut lands in the middle.
-      await prepareMultifd(source, { 'max-bandwidth': 32 * 1024 * 1024 });
-      await source.qmp.execute('migrate', { uri: `unix:${tunnel.listenPath}` });
+      const { source, migrationId, tunnel } = await migrateThroughTunnel('cut', {
+        'max-bandwidth': 32 * 1024 * 1024,
+      });
       await new Promise((r) => setTimeout(r, 1000));
       const live = await tunnel.stats();
       assert.ok(live.bytesFromQemu > 0 && live.connectionsOpen === 1 + CHANNELS);
