@@ -7,7 +7,12 @@ import { activeFailpoints } from '../failpoints.js';
 import { restoreSourceGuest } from '../migration/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
-import { checkTlsIdentity, writeQemuTlsCredsDir, type TlsIdentity } from '../pki/index.js';
+import {
+  checkTlsIdentity,
+  writeQemuTlsCredsDir,
+  type CertificateInfo,
+  type TlsIdentity,
+} from '../pki/index.js';
 import { ApiServer } from './api-server.js';
 import { IncomingMigrations } from './incoming.js';
 import { openJournal, type Journal } from './journal.js';
@@ -69,7 +74,6 @@ export class Agent {
   private readonly log: (line: string) => void;
   private readonly tunnels: AgentTunnels;
   private frontendInstance: TlsFrontend | undefined;
-  private orphanTimer: NodeJS.Timeout | undefined;
   private readonly migrationOptions: ResolvedOptions;
   addresses: string[] = [];
 
@@ -145,17 +149,7 @@ export class Agent {
 
   /** Probes the host, reattaches to surviving VMs, settles interrupted migrations, and starts serving. */
   static async start(options: AgentOptions): Promise<Agent> {
-    // Peers check this name against the certificate (tunnel, QEMU TLS, the destination API):
-    // a mismatch would only show at the first migration, so refuse it now.
-    const cert = checkTlsIdentity(options.tls);
-    if (cert.commonName !== options.name) {
-      throw new UsageError(
-        `agent name ${JSON.stringify(options.name)} is not the name in its certificate (CN=${cert.commonName})`,
-        {
-          hint: `run the agent as --name ${cert.commonName} ([vmferry] agent_name), or issue a certificate for it: vmferry ca issue CA_DIR --name ${options.name}`,
-        },
-      );
-    }
+    checkOwnCertificate(options.tls, options.name);
     const host = await probeHost({ qemuBinary: options.qemuBinary, tlsCredsDir: options.qemuTlsDir });
     if (options.accel !== 'auto' && options.accel !== host.accelerator) {
       host.acceleratorReason = `forced by configuration (probe said: ${host.acceleratorReason})`;
@@ -186,18 +180,7 @@ export class Agent {
         `${JSON.stringify({ name: options.name, pid: process.pid, addresses: agent.addresses }, null, 2)}\n`,
       );
       agent.log(`listening on ${agent.addresses.join(' and ')} (accelerator ${host.accelerator})`);
-      const orphanCheckMs = agent.migrationOptions['vmferry.orphan_check_seconds'].value * 1000;
-      if (orphanCheckMs > 0) {
-        agent.orphanTimer = setInterval(
-          () => {
-            agent.incoming.checkOrphans().catch((err: unknown) => {
-              agent.log(`checking incoming copies with their sources: ${describeError(err)}`);
-            });
-          },
-          Math.max(1000, orphanCheckMs / 2),
-        );
-        agent.orphanTimer.unref();
-      }
+      agent.incoming.watchOrphans();
       for (const [point, ms] of activeFailpoints())
         agent.log(`warning: test failpoint ${point} is set (${ms} ms delay): not for production`);
     } catch (err) {
@@ -237,7 +220,7 @@ export class Agent {
 
   /** Stops serving; VMs keep running (their QEMU processes belong to the host). */
   async close(): Promise<void> {
-    clearInterval(this.orphanTimer);
+    this.incoming.stopWatchingOrphans();
     await this.frontendInstance?.close();
     await this.api.close();
     for (const client of this.peers.values()) client.close();
@@ -252,12 +235,7 @@ export class Agent {
    * Refused, keeping the old one, if it is broken or names another host.
    */
   async reloadTls(tls: TlsIdentity): Promise<void> {
-    const cert = checkTlsIdentity(tls);
-    if (cert.commonName !== this.options.name) {
-      throw new UsageError(
-        `the new certificate names ${cert.commonName}, not this agent (${this.options.name}): not reloaded`,
-      );
-    }
+    const cert = checkOwnCertificate(tls, this.options.name);
     this.options.tls = tls;
     this.tunnels.setTls(tls);
     for (const client of this.peers.values()) client.close();
@@ -330,17 +308,15 @@ export class Agent {
         await this.incoming.dropLeftovers([{ id: m.id, vm: m.vm }]);
         continue;
       }
-      if (this.registry.has(m.vm)) {
-        const qmp = this.registry.get(m.vm).qemu?.qmp;
-        if (qmp !== undefined) {
-          const restored = await restoreSourceGuest(qmp);
-          if (restored.outcome === 'split') {
-            this.log(`migration ${m.id} was in post-copy: the guest runs on ${m.peer}; not resuming here`);
-            continue;
-          }
-          if (restored.outcome === 'running') this.registry.setState(m.vm, 'running');
-          this.log(`migration ${m.id} interrupted by a restart: VM ${m.vm}: ${restored.message}`);
+      const qmp = this.registry.qmpOf(m.vm);
+      if (qmp !== undefined) {
+        const restored = await restoreSourceGuest(qmp);
+        if (restored.outcome === 'split') {
+          this.log(`migration ${m.id} was in post-copy: the guest runs on ${m.peer}; not resuming here`);
+          continue;
         }
+        if (restored.outcome === 'running') this.registry.setState(m.vm, 'running');
+        this.log(`migration ${m.id} interrupted by a restart: VM ${m.vm}: ${restored.message}`);
       }
       try {
         await this.peer(m.peer).post(
@@ -353,6 +329,24 @@ export class Agent {
       }
     }
   }
+}
+
+/**
+ * Checks an agent's TLS identity and that its certificate carries the agent's name:
+ * peers check the name against the certificate (tunnel, QEMU TLS, the destination
+ * API), so a mismatch would otherwise only show at the first migration.
+ */
+function checkOwnCertificate(tls: TlsIdentity, name: string): CertificateInfo {
+  const cert = checkTlsIdentity(tls);
+  if (cert.commonName !== name) {
+    throw new UsageError(
+      `agent name ${JSON.stringify(name)} is not the name in its certificate (CN=${cert.commonName})`,
+      {
+        hint: `run the agent as --name ${cert.commonName} ([vmferry] agent_name), or issue a certificate for it: vmferry ca issue CA_DIR --name ${name}`,
+      },
+    );
+  }
+  return cert;
 }
 
 /**

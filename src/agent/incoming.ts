@@ -70,6 +70,7 @@ export function orphanVerdict(sourceState: string): 'drop' | 'keep' {
  */
 export class IncomingMigrations {
   private readonly active = new Map<string, IncomingMigration>();
+  private orphanTimer: NodeJS.Timeout | undefined;
   private readonly options: IncomingMigrationsOptions;
 
   constructor(options: IncomingMigrationsOptions) {
@@ -213,7 +214,7 @@ export class IncomingMigrations {
       transport: request.transport,
       tunnel: false,
       tunnelMode: request.tunnel,
-      peerCommonName: (record.plan as { peerCommonName?: string }).peerCommonName ?? record.peer,
+      peerCommonName: ownerOf(record),
       recoveries: 0,
     });
     this.options.journal.setMigrationState(record.id, 'postcopy', {
@@ -233,8 +234,7 @@ export class IncomingMigrations {
     let owner = this.active.get(id)?.peerCommonName;
     if (owner === undefined) {
       const record = this.options.journal.getMigration(id);
-      if (record?.role === 'destination')
-        owner = (record.plan as { peerCommonName?: string } | null)?.peerCommonName ?? record.peer;
+      if (record?.role === 'destination') owner = ownerOf(record);
     }
     if (owner !== undefined && owner !== peerCommonName) {
       throw new AuthError(`migration ${id} belongs to ${owner}; ${peerCommonName} may not drive it`);
@@ -370,8 +370,7 @@ export class IncomingMigrations {
   /** Whether the incoming guest has run here: post-copy resumed it, or its QEMU is running. */
   private async guestStarted(entry: IncomingMigration): Promise<boolean> {
     if (this.options.journal.getMigration(entry.id)?.state === 'postcopy') return true;
-    if (!this.options.registry.has(entry.vmName)) return false;
-    const qmp = this.options.registry.get(entry.vmName).qemu?.qmp;
+    const qmp = this.options.registry.qmpOf(entry.vmName);
     if (qmp === undefined || !qmp.connected) return false;
     const status = await qmp.execute<{ running: boolean }>('query-status').catch(() => ({ running: false }));
     return status.running;
@@ -413,6 +412,26 @@ export class IncomingMigrations {
     }
   }
 
+  /** Runs checkOrphans twice per orphanCheckMs until stopWatchingOrphans (nothing when it is 0). */
+  watchOrphans(): void {
+    const { orphanCheckMs = 0 } = this.options;
+    if (orphanCheckMs <= 0 || this.orphanTimer !== undefined) return;
+    this.orphanTimer = setInterval(
+      () => {
+        this.checkOrphans().catch((err: unknown) => {
+          this.options.log(`checking incoming copies with their sources: ${describeError(err)}`);
+        });
+      },
+      Math.max(1000, orphanCheckMs / 2),
+    );
+    this.orphanTimer.unref();
+  }
+
+  stopWatchingOrphans(): void {
+    clearInterval(this.orphanTimer);
+    this.orphanTimer = undefined;
+  }
+
   /** At start-up: incoming VMs left by a previous agent process cannot be trusted; drop them. */
   async dropLeftovers(migrationIds: readonly { id: string; vm: string }[]): Promise<void> {
     for (const m of migrationIds) {
@@ -447,6 +466,14 @@ export class IncomingMigrations {
     this.options.journal.setMigrationState(id, 'failed', { message: reason, error: reason });
     this.options.log(`incoming migration ${id} failed: ${reason}`);
   }
+}
+
+/**
+ * The certificate name of the source agent that prepared an incoming migration, as
+ * prepare() journals it with the request (older records: the source host it named).
+ */
+function ownerOf(record: MigrationRecord): string {
+  return (record.plan as { peerCommonName?: string } | null)?.peerCommonName ?? record.peer;
 }
 
 /** The port QEMU listens on for the stream: the newest inet address (migrate-recover adds one). */

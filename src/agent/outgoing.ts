@@ -9,6 +9,7 @@ import {
 } from '../errors.js';
 import {
   SourceMigration,
+  closeTransport,
   forecastPrecopy,
   restoreSourceGuest,
   resumePostcopy,
@@ -326,7 +327,7 @@ export class OutgoingMigrations {
    */
   async finishPostcopyAfterRestart(m: MigrationRecord): Promise<void> {
     const { journal, registry, log } = this.options;
-    const qmp = registry.has(m.vm) ? registry.get(m.vm).qemu?.qmp : undefined;
+    const qmp = registry.qmpOf(m.vm);
     if (qmp === undefined) {
       const error = 'the source QEMU died during post-copy: the guest on the destination lacks pages';
       journal.setMigrationState(m.id, 'failed', { message: error, error });
@@ -336,7 +337,6 @@ export class OutgoingMigrations {
     const client = this.options.peerClient(m.peer);
     const peer = peerOverApi(client, m.peer);
     const settings = m.plan as MigrationSettings;
-    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
     journal.setMigrationState(m.id, 'postcopy', {
       message: 'the agent restarted during post-copy; finishing it (the guest runs on the destination)',
     });
@@ -348,9 +348,10 @@ export class OutgoingMigrations {
         if (status === 'completed') break;
         if (status === 'postcopy-paused') {
           try {
-            if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
+            const previous = transport;
             transport = undefined;
             transport = await resumePostcopy({
+              previous,
               qmp,
               peer,
               migrationId: m.id,
@@ -362,7 +363,7 @@ export class OutgoingMigrations {
           } catch (err) {
             if (attempt < 5 || attempt % 30 === 0)
               log(`migration ${m.id}: post-copy recovery failed: ${describeError(err)}; trying again`);
-            await sleep(settleRetryDelayMs(attempt++));
+            await sleepInBackground(settleRetryDelayMs(attempt++));
           }
           continue;
         }
@@ -371,14 +372,14 @@ export class OutgoingMigrations {
           journal.setMigrationState(m.id, 'failed', { message: error, error });
           throw new MigrationError(error);
         }
-        await sleep(this.options.sampleIntervalMs);
+        await sleepInBackground(this.options.sampleIntervalMs);
       }
     } finally {
-      if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
+      await closeTransport(transport);
     }
     await peer.complete(m.id).catch(async (err: unknown) => {
       // The guest runs there in post-copy: the destination cannot have dropped it.
-      await settleHandOver({ peer, migrationId: m.id, cause: err, sleep });
+      await settleHandOver({ peer, migrationId: m.id, cause: err, sleep: sleepInBackground });
     });
     await registry.destroy(m.vm);
     journal.setMigrationState(m.id, 'completed', {
@@ -403,7 +404,7 @@ export class OutgoingMigrations {
       peer,
       migrationId: m.id,
       cause: new MigrationError('the agent restarted during the hand-over'),
-      sleep: (ms) => new Promise((r) => setTimeout(r, ms).unref()),
+      sleep: sleepInBackground,
       onWaiting: (message) => journal.setMigrationState(m.id, 'completing', { message }),
     });
     if (outcome === 'running') {
@@ -414,7 +415,7 @@ export class OutgoingMigrations {
       log(`migration ${m.id}: settled after a restart, ${m.vm} runs on ${m.peer}`);
       return;
     }
-    const qmp = registry.has(m.vm) ? registry.get(m.vm).qemu?.qmp : undefined;
+    const qmp = registry.qmpOf(m.vm);
     const restored =
       qmp !== undefined ? await restoreSourceGuest(qmp) : { outcome: 'gone', message: 'its QEMU is gone' };
     if (restored.outcome === 'running') registry.setState(m.vm, 'running');
@@ -477,6 +478,11 @@ export class OutgoingMigrations {
     );
     return report;
   }
+}
+
+/** A wait that does not keep the process alive (for work the agent carries on after a restart). */
+function sleepInBackground(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 /** A destination listening on a wildcard address is reached at the address we reach its agent on. */

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConflictError, NotFoundError, QemuProcessError, describeError } from '../errors.js';
-import { QemuVm, runFiles, type Accelerator, type VmSpec } from '../qemu/index.js';
+import { QemuVm, runFiles, type Accelerator, type QmpClient, type VmSpec } from '../qemu/index.js';
 import { GuestWatcher } from './guest-watcher.js';
 import type { Journal, VmState } from './journal.js';
 
@@ -70,6 +70,11 @@ export class VmRegistry {
 
   has(name: string): boolean {
     return this.vms.has(name);
+  }
+
+  /** The monitor of a VM's QEMU, if the VM is known here and its QEMU is attached. */
+  qmpOf(name: string): QmpClient | undefined {
+    return this.vms.get(name)?.qemu?.qmp;
   }
 
   list(): ManagedVm[] {

@@ -19,6 +19,18 @@ function destination(script: ('dropped' | 'running' | Error)[]) {
   };
 }
 
+/** A sleep that returns at once and records how long it was asked to wait. */
+function recordingSleep(): { slept: number[]; sleep: (ms: number) => Promise<void> } {
+  const slept: number[] = [];
+  return {
+    slept,
+    sleep: (ms) => {
+      slept.push(ms);
+      return Promise.resolve();
+    },
+  };
+}
+
 const unreachable = (): PeerError => new PeerError('cannot reach agent: connect ECONNREFUSED');
 const mayHaveArrived = new PeerError('agent did not answer POST /complete within 20000 ms');
 const neverArrived = new PeerError('cannot reach agent: connect ECONNREFUSED', { notDelivered: true });
@@ -27,16 +39,8 @@ describe('settling a hand-over whose answer was lost', () => {
   it('believes the destination: it runs the guest, or it dropped its copy', async () => {
     for (const answer of ['running', 'dropped'] as const) {
       const d = destination([answer]);
-      const slept: number[] = [];
-      const outcome = await settleHandOver({
-        peer: d.peer,
-        migrationId: 'm1',
-        cause: mayHaveArrived,
-        sleep: (ms) => {
-          slept.push(ms);
-          return Promise.resolve();
-        },
-      });
+      const { slept, sleep } = recordingSleep();
+      const outcome = await settleHandOver({ peer: d.peer, migrationId: 'm1', cause: mayHaveArrived, sleep });
       assert.equal(outcome, answer);
       assert.deepEqual(d.calls, ['m1']);
       assert.deepEqual(slept, []);
@@ -57,16 +61,13 @@ describe('settling a hand-over whose answer was lost', () => {
   it('keeps asking, with back-off and the source paused, while the request may have arrived', async () => {
     const failures = Array.from({ length: 40 }, unreachable);
     const d = destination([...failures, 'running']);
-    const slept: number[] = [];
+    const { slept, sleep } = recordingSleep();
     const said: string[] = [];
     const outcome = await settleHandOver({
       peer: d.peer,
       migrationId: 'm3',
       cause: mayHaveArrived,
-      sleep: (ms) => {
-        slept.push(ms);
-        return Promise.resolve();
-      },
+      sleep,
       onWaiting: (m) => said.push(m),
     });
     assert.equal(outcome, 'running');

@@ -3,8 +3,6 @@ export * from './convergence.js';
 export {
   SourceMigration,
   type DestinationPeer,
-  type TransportSession,
-  type TransportFactory,
   type MigrationRecorder,
   type SourceMigrationDeps,
 } from './source-migration.js';
@@ -12,3 +10,4 @@ export { forecastPrecopy, ratesFromSamples, type Forecast, type ForecastInput } 
 export { restoreSourceGuest, type SourceRestore } from './source-recovery.js';
 export { settleHandOver, settleRetryDelayMs, type HandOverOutcome } from './handover.js';
 export { resumePostcopy } from './postcopy.js';
+export { closeTransport, type TransportFactory, type TransportSession } from './transport-session.js';

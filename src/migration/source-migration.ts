@@ -5,6 +5,7 @@ import { downtimeChange, timeoutResponse, trackProgress, type StallState } from 
 import type { Forecast } from './forecast.js';
 import { settleHandOver, settleRetryDelayMs } from './handover.js';
 import { resumePostcopy } from './postcopy.js';
+import { closeTransport, type TransportFactory, type TransportSession } from './transport-session.js';
 import { restoreSourceGuest } from './source-recovery.js';
 import type {
   GuestVerdict,
@@ -34,14 +35,6 @@ export interface DestinationPeer {
    */
   abort(migrationId: string, reason: string): Promise<'dropped' | 'running'>;
 }
-
-/** Where the source QEMU sends its stream: a URI, and what must be closed afterwards. */
-export interface TransportSession {
-  uri: string;
-  close(): Promise<void> | void;
-}
-
-export type TransportFactory = (reply: IncomingReply) => Promise<TransportSession>;
 
 /** Receives state changes and samples (the agent writes them to its journal). */
 export interface MigrationRecorder {
@@ -213,11 +206,11 @@ export class SourceMigration {
       }
       const firstDowntime = downtimeChange(settings.downtimeSteps, 0, undefined);
       let appliedDowntime = firstDowntime;
+      const capBytesPerSecond = settings.bandwidthMiBps * 1024 * 1024;
       await qmp.execute('migrate-set-parameters', {
-        'max-bandwidth':
-          settings.bandwidthMiBps > 0 ? settings.bandwidthMiBps * 1024 * 1024 : UNLIMITED_BYTES_PER_SECOND,
+        'max-bandwidth': capBytesPerSecond > 0 ? capBytesPerSecond : UNLIMITED_BYTES_PER_SECOND,
         // The cap holds after a post-copy switch too (0: QEMU's default, unlimited).
-        'max-postcopy-bandwidth': settings.bandwidthMiBps > 0 ? settings.bandwidthMiBps * 1024 * 1024 : 0,
+        'max-postcopy-bandwidth': capBytesPerSecond,
         ...(settings.channels > 1 ? { 'multifd-channels': settings.channels } : {}),
         ...(firstDowntime !== undefined ? { 'downtime-limit': firstDowntime } : {}),
         'tls-creds': tlsObject ?? '',
@@ -277,9 +270,10 @@ export class SourceMigration {
             // waits there for pages only this QEMU has. Nothing but resuming can save it.
             recoveries += 1;
             try {
-              if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
+              const previous = transport;
               transport = undefined;
               transport = await resumePostcopy({
+                previous,
                 qmp,
                 peer: deps.peer,
                 migrationId: deps.id,
@@ -415,7 +409,7 @@ export class SourceMigration {
         error: message,
       });
     } finally {
-      if (transport !== undefined) await Promise.resolve(transport.close()).catch(() => undefined);
+      await closeTransport(transport);
       if (tlsObject !== undefined) await qmp.execute('object-del', { id: tlsObject }).catch(() => undefined);
     }
   }
