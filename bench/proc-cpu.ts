@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import type { ProcessKind } from './report.js';
 
 /** Clock ticks per second of /proc/<pid>/stat times. */
 export const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
@@ -10,9 +11,6 @@ export function cpuTicks(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
 }
-
-/** The processes a benchmark tells apart: a host's QEMUs, its agent's main process, its relay workers. */
-export type ProcessKind = 'qemu' | 'agent' | 'relay' | 'other';
 
 /** Which kind of process a command line belongs to (NUL-separated, as in /proc/<pid>/cmdline). */
 export function processKind(cmdline: string): ProcessKind {

@@ -17,8 +17,12 @@ export interface BenchRun {
   cpuDestinationByKind: CpuByKind;
 }
 
+/** The processes a benchmark tells apart: a host's QEMUs, its agent's main process, its relay workers. */
+export const PROCESS_KINDS = ['qemu', 'agent', 'relay', 'other'] as const;
+export type ProcessKind = (typeof PROCESS_KINDS)[number];
+
 /** CPU seconds per kind of process; kinds with no process are absent. */
-export type CpuByKind = Partial<Record<'qemu' | 'agent' | 'relay' | 'other', number>>;
+export type CpuByKind = Partial<Record<ProcessKind, number>>;
 
 export interface BenchResult {
   transport: string;
@@ -48,7 +52,7 @@ export function summarize(transport: string, runs: readonly BenchRun[]): BenchRe
     median(runs.map((r) => cpu(r) / (r.bytes / 1024 ** 3)));
   const perGiBByKind = (side: (r: BenchRun) => CpuByKind): CpuByKind => {
     const out: CpuByKind = {};
-    for (const kind of KINDS) {
+    for (const kind of PROCESS_KINDS) {
       if (runs.some((r) => side(r)[kind] !== undefined)) out[kind] = round(perGiB((r) => side(r)[kind] ?? 0));
     }
     return out;
@@ -66,11 +70,9 @@ export function summarize(transport: string, runs: readonly BenchRun[]): BenchRe
   };
 }
 
-const KINDS = ['qemu', 'agent', 'relay', 'other'] as const;
-
 /** "qemu 1.10 + relay 0.90": where one side's CPU seconds per GiB went. */
 export function cpuBreakdown(byKind: CpuByKind): string {
-  const parts = KINDS.filter((k) => byKind[k] !== undefined && (byKind[k] ?? 0) >= 0.005).map(
+  const parts = PROCESS_KINDS.filter((k) => byKind[k] !== undefined && (byKind[k] ?? 0) >= 0.005).map(
     (k) => `${k} ${(byKind[k] ?? 0).toFixed(2)}`,
   );
   return parts.length > 0 ? parts.join(' + ') : '-';

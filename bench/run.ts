@@ -12,8 +12,15 @@ import { guestAppend, guestKernelPath, guestRamMiB } from '../src/guest/index.js
 import { TwoHostLab, canUseNetns, type HostKey } from '../src/lab/index.js';
 import type { MigrationReport } from '../src/migration/index.js';
 import { packageRoot } from '../src/paths.js';
-import { CLK_TCK, cpuTicks, kindOf, netnsPids, type ProcessKind } from './proc-cpu.js';
-import { resultSvg, resultTable, summarize, type BenchRun, type CpuByKind } from './report.js';
+import { CLK_TCK, cpuTicks, kindOf, netnsPids } from './proc-cpu.js';
+import {
+  resultSvg,
+  resultTable,
+  summarize,
+  type BenchRun,
+  type CpuByKind,
+  type ProcessKind,
+} from './report.js';
 
 /** How each benchmarked transport is asked for. */
 const TRANSPORTS: Record<string, MigrationOverrides> = {

@@ -24,7 +24,7 @@ export type { CertificateInfo } from './certificate-info.js';
 export { IDENTITY_FILES, checkTlsIdentity, loadTlsIdentity } from './identity.js';
 export type { TlsIdentity } from './identity.js';
 export { DEFAULT_LEAF_DAYS, ISSUED_DIR, issueCertificate, issuedIdentityDir } from './issue.js';
-export { CRL_FILE, revokeCertificate } from './revoke.js';
+export { revokeCertificate } from './revoke.js';
 export type { RevokeOptions, RevokeResult, RevokedCertificate } from './revoke.js';
 export type { IssueOptions, IssuedIdentity } from './issue.js';
 export { validateCertName, validateDays, validateDnsName, validateIpAddress } from './names.js';

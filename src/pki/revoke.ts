@@ -44,7 +44,6 @@ export interface RevokeResult {
   revokedCount: number;
 }
 
-export const CRL_FILE = 'crl.pem';
 const LIST_FILE = 'revoked.json';
 
 /**
@@ -101,7 +100,7 @@ export async function revokeCertificate(caDir: string, options: RevokeOptions): 
     const index = join(scratch, 'index.txt');
     const crlNumber = join(scratch, 'crlnumber');
     const config = join(scratch, 'ca.cnf');
-    const out = join(scratch, CRL_FILE);
+    const out = join(scratch, IDENTITY_FILES.crl);
     await writeFile(
       index,
       list.revoked
@@ -141,7 +140,7 @@ export async function revokeCertificate(caDir: string, options: RevokeOptions): 
     return readFile(out);
   });
 
-  const crlPath = join(ca.dir, CRL_FILE);
+  const crlPath = join(ca.dir, IDENTITY_FILES.crl);
   await publishFile(crlPath, crlPem, CERT_MODE, { exclusive: false });
   const copiedTo: string[] = [];
   const issuedRoot = join(ca.dir, ISSUED_DIR);
@@ -149,7 +148,7 @@ export async function revokeCertificate(caDir: string, options: RevokeOptions): 
     for (const entry of await readdir(issuedRoot, { withFileTypes: true })) {
       const dir = join(issuedRoot, entry.name);
       if (!entry.isDirectory() || !(await exists(join(dir, IDENTITY_FILES.ca)))) continue;
-      await publishFile(join(dir, CRL_FILE), crlPem, CERT_MODE, { exclusive: false });
+      await publishFile(join(dir, IDENTITY_FILES.crl), crlPem, CERT_MODE, { exclusive: false });
       copiedTo.push(dir);
     }
   }
