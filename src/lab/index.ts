@@ -8,6 +8,7 @@ export {
 export {
   createTwoHostNetwork,
   canUseNetns,
+  labTag,
   removeNetns,
   inNetns,
   type TwoHostNetwork,

@@ -59,6 +59,21 @@ export function removeNetns(name: string): void {
 }
 
 /**
+ * `VMFERRY_LAB_TAG` (up to 3 lowercase letters or digits) is added to every
+ * namespace and link name, so test runs from two checkouts on one machine do not
+ * remove each other's hosts.
+ */
+export function labTag(): string {
+  const tag = process.env.VMFERRY_LAB_TAG ?? '';
+  if (!/^[a-z0-9]{0,3}$/.test(tag)) {
+    throw new UsageError(
+      `VMFERRY_LAB_TAG must be up to 3 lowercase letters or digits, got ${JSON.stringify(tag)}`,
+    );
+  }
+  return tag;
+}
+
+/**
  * Builds two "hosts" on this machine: network namespaces `<prefix>a` and
  * `<prefix>b` joined by a veth pair, addresses 198.18.<subnet>.1 and .2, loopback
  * up in each, optionally shaped with tc. Needs root.
@@ -68,10 +83,10 @@ export function createTwoHostNetwork(options: {
   subnet?: number;
   linkGbps?: number;
 }): TwoHostNetwork {
-  const { prefix } = options;
-  if (!/^[a-z][a-z0-9-]{0,8}$/.test(prefix)) {
+  const prefix = `${options.prefix}${labTag()}`;
+  if (!/^[a-z][a-z0-9-]{0,10}$/.test(prefix)) {
     throw new UsageError(
-      `namespace prefix ${JSON.stringify(prefix)} must be 1-9 lowercase letters, digits or dashes`,
+      `namespace prefix ${JSON.stringify(prefix)} must be 1-11 lowercase letters, digits or dashes`,
     );
   }
   const subnet = options.subnet ?? 0;
