@@ -150,11 +150,11 @@ export class Agent {
   /** Probes the host, reattaches to surviving VMs, settles interrupted migrations, and starts serving. */
   static async start(options: AgentOptions): Promise<Agent> {
     checkOwnCertificate(options.tls, options.name);
-    const host = await probeHost({ qemuBinary: options.qemuBinary, tlsCredsDir: options.qemuTlsDir });
-    if (options.accel !== 'auto' && options.accel !== host.accelerator) {
-      host.acceleratorReason = `forced by configuration (probe said: ${host.acceleratorReason})`;
-      host.accelerator = options.accel;
-    }
+    const host = await probeHost({
+      qemuBinary: options.qemuBinary,
+      tlsCredsDir: options.qemuTlsDir,
+      accel: options.accel,
+    });
     const agent = new Agent(options, host);
     try {
       await agent.recover();

@@ -1,5 +1,6 @@
 import { guestKernelPath } from '../guest/index.js';
 import { probeAccelerator, type AcceleratorProbe } from './accel-probe.js';
+import type { Accelerator } from './vm-spec.js';
 import { probeQemuCapabilities, type QemuCapabilities } from './host-capabilities.js';
 import { DEFAULT_QEMU_BINARY } from './qemu-process.js';
 
@@ -9,6 +10,8 @@ export interface HostInfo extends QemuCapabilities {
   accelerator: AcceleratorProbe['accelerator'];
   acceleratorReason: string;
   kvm: AcceleratorProbe['kvm'];
+  /** The probe guest under TCG, when KVM was timed against it. */
+  tcg?: AcceleratorProbe['tcg'];
   /** QEMU can encrypt migration itself with the given credentials (native TLS usable). */
   nativeTls: boolean;
   multifd: boolean;
@@ -17,12 +20,24 @@ export interface HostInfo extends QemuCapabilities {
 }
 
 export async function probeHost(
-  options: { qemuBinary?: string; tlsCredsDir?: string; guestKernel?: string; kvmDevice?: string } = {},
+  options: {
+    qemuBinary?: string;
+    tlsCredsDir?: string;
+    guestKernel?: string;
+    kvmDevice?: string;
+    /** kvm or tcg: the operator's choice, not probed. */
+    accel?: Accelerator | 'auto';
+  } = {},
 ): Promise<HostInfo> {
   const qemuBinary = options.qemuBinary ?? DEFAULT_QEMU_BINARY;
   const guestKernel = options.guestKernel ?? guestKernelPath();
   const caps = await probeQemuCapabilities({ qemuBinary, tlsCredsDir: options.tlsCredsDir });
-  const accel = await probeAccelerator({ guestKernel, qemuBinary, kvmDevice: options.kvmDevice });
+  const accel = await probeAccelerator({
+    guestKernel,
+    qemuBinary,
+    kvmDevice: options.kvmDevice,
+    accel: options.accel,
+  });
   const has = (name: string): boolean => caps.migrationCapabilities.includes(name);
   return {
     qemuBinary,
@@ -30,6 +45,7 @@ export async function probeHost(
     accelerator: accel.accelerator,
     acceleratorReason: accel.reason,
     kvm: accel.kvm,
+    ...(accel.tcg !== undefined ? { tcg: accel.tcg } : {}),
     nativeTls: caps.tls.supported && caps.tls.credentials?.usable === true,
     multifd: has('multifd'),
     postcopy: has('postcopy-ram'),

@@ -18,7 +18,17 @@ export {
   type LaunchOptions,
   type Accelerator,
 } from './vm-spec.js';
-export { probeAccelerator, type AcceleratorProbe, type ProbeOptions } from './accel-probe.js';
+export {
+  probeAccelerator,
+  chooseAccelerator,
+  describeTiming,
+  KVM_SLOWER_FACTOR,
+  PROBE_TOUCH_MIB,
+  type AcceleratorProbe,
+  type GuestTiming,
+  type KvmEvidence,
+  type ProbeOptions,
+} from './accel-probe.js';
 export { probeQemuCapabilities, type QemuCapabilities } from './host-capabilities.js';
 export { followFile, type FileFollower } from './file-follower.js';
 export { probeHost, type HostInfo } from './host-info.js';

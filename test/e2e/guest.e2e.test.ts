@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,7 +12,16 @@ import {
   guestRamMiB,
   type GuestHeartbeatEvent,
 } from '../../src/guest/index.js';
-import { QemuVm, followFile, runFiles, type FileFollower, type VmSpec } from '../../src/qemu/index.js';
+import {
+  KVM_SLOWER_FACTOR,
+  QemuVm,
+  describeTiming,
+  followFile,
+  runFiles,
+  type FileFollower,
+  type HostInfo,
+  type VmSpec,
+} from '../../src/qemu/index.js';
 import { runCli, waitFor } from './helpers.js';
 
 /** A real QEMU running the guest under TCG, with its heartbeats collected as they arrive. */
@@ -155,19 +164,42 @@ describe('the guest workload under real QEMU (TCG)', () => {
     }
   });
 
-  it('vmferry host info --json reports TCG, the QEMU version and its migration capabilities', async () => {
+  it('vmferry host info --json reports the accelerator its own probe evidence supports, the QEMU version and its migration capabilities', async () => {
     const r = await runCli(['host', 'info', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    const info = JSON.parse(r.stdout) as {
-      accelerator: string;
-      qemuVersion: string;
-      migrationCapabilities: string[];
-      tls: { supported: boolean };
-    };
-    assert.equal(info.accelerator, 'tcg');
+    const info = JSON.parse(r.stdout) as HostInfo;
     assert.match(info.qemuVersion, /^\d+\.\d+\.\d+$/);
     for (const cap of ['multifd', 'postcopy-ram', 'auto-converge'])
       assert.ok(info.migrationCapabilities.includes(cap), cap);
     assert.equal(typeof info.tls.supported, 'boolean');
+    // Whatever this machine's KVM does, the answer must follow from what the probe saw.
+    assert.equal(info.kvm.device, existsSync('/dev/kvm'));
+    if (!info.kvm.device) {
+      assert.equal(info.accelerator, 'tcg');
+      assert.equal(info.acceleratorReason, '/dev/kvm does not exist: using TCG (software emulation)');
+      return;
+    }
+    const tcg = info.tcg?.timing;
+    assert.ok(tcg !== undefined && !tcg.estimated, 'the probe guest always runs under TCG');
+    assert.ok(tcg.bootMs > 0 && tcg.totalMs >= tcg.bootMs && tcg.touchMiBps > 0);
+    if (info.kvm.probe === 'failed') {
+      assert.equal(info.accelerator, 'tcg');
+      assert.equal(info.acceleratorReason, `${info.kvm.detail ?? ''}: using TCG`);
+      return;
+    }
+    assert.equal(info.kvm.probe, 'passed');
+    const kvm = info.kvm.timing;
+    assert.ok(kvm !== undefined && kvm.bootMs > 0 && kvm.touchMiBps > 0);
+    const figures = `under KVM ${describeTiming(kvm)}, under TCG ${describeTiming(tcg)}`;
+    if (kvm.totalMs > KVM_SLOWER_FACTOR * tcg.totalMs) {
+      assert.equal(info.accelerator, 'tcg');
+      assert.equal(
+        info.acceleratorReason,
+        `KVM works but is slower than TCG here (nested virtualization?): ${figures}: using TCG`,
+      );
+    } else {
+      assert.equal(info.accelerator, 'kvm');
+      assert.equal(info.acceleratorReason, `a probe guest ran under KVM: ${figures}`);
+    }
   });
 });
