@@ -2,9 +2,41 @@
  * vmferry's error types. Every error the program raises on purpose is a
  * VmferryError with a stable `code` (VMF_ERR_*), an optional `hint` that says
  * how to fix it, and the `cause` it came from. The agent API turns them into
- * `{code, message, hint}` with the HTTP status from {@link httpStatusFor}; the
- * CLI prints message and hint.
+ * `{code, message, hint}` with the HTTP status of its code in {@link ERROR_CODES};
+ * the CLI prints message and hint.
  */
+
+/**
+ * Every error code vmferry raises, with the HTTP status the agent API (and the
+ * tunnel, for its refusals) answers it with. The one registry: codes are this
+ * table's keys, so a code not listed here does not compile.
+ */
+export const ERROR_CODES = {
+  VMF_ERR_USAGE: 400,
+  VMF_ERR_CONFIG: 400,
+  VMF_ERR_AUTH: 403,
+  VMF_ERR_NOT_FOUND: 404,
+  VMF_ERR_CONFLICT: 409,
+  VMF_ERR_PLAN: 422,
+  VMF_ERR_LIMIT: 429,
+  VMF_ERR_MIGRATION: 500,
+  VMF_ERR_QEMU_PROCESS: 500,
+  VMF_ERR_HOST_SETUP: 500,
+  VMF_ERR_CERTIFICATE: 500,
+  VMF_ERR_JOURNAL: 500,
+  VMF_ERR_INTERNAL: 500,
+  VMF_ERR_QMP_COMMAND: 502,
+  VMF_ERR_QMP_CONNECTION: 502,
+  VMF_ERR_PEER: 502,
+  VMF_ERR_UNAVAILABLE: 503,
+  VMF_ERR_QMP_TIMEOUT: 504,
+} as const satisfies Record<`VMF_ERR_${string}`, number>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
 
 export interface VmferryErrorOptions {
   hint?: string | undefined;
@@ -12,17 +44,22 @@ export interface VmferryErrorOptions {
 }
 
 export class VmferryError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
 
-  constructor(code: string, message: string, options: VmferryErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: VmferryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.hint = options.hint;
   }
 
-  toJSON(): { code: string; message: string; hint?: string } {
+  /** The HTTP status the agent API answers this error with. */
+  get httpStatus(): number {
+    return ERROR_CODES[this.code];
+  }
+
+  toJSON(): { code: ErrorCode; message: string; hint?: string } {
     return this.hint === undefined
       ? { code: this.code, message: this.message }
       : { code: this.code, message: this.message, hint: this.hint };
@@ -172,40 +209,70 @@ export class JournalError extends VmferryError {
   }
 }
 
-const HTTP_STATUS: Record<string, number> = {
-  VMF_ERR_USAGE: 400,
-  VMF_ERR_CONFIG: 400,
-  VMF_ERR_PLAN: 422,
-  VMF_ERR_AUTH: 403,
-  VMF_ERR_NOT_FOUND: 404,
-  VMF_ERR_CONFLICT: 409,
-  VMF_ERR_QMP_COMMAND: 502,
-  VMF_ERR_QMP_CONNECTION: 502,
-  VMF_ERR_QMP_TIMEOUT: 504,
-  VMF_ERR_PEER: 502,
-  VMF_ERR_MIGRATION: 500,
-  VMF_ERR_QEMU_PROCESS: 500,
-  VMF_ERR_HOST_SETUP: 500,
-  VMF_ERR_CERTIFICATE: 500,
-  VMF_ERR_JOURNAL: 500,
-};
-
-/** The HTTP status the agent API answers with for an error code. */
-export function httpStatusFor(code: string): number {
-  return HTTP_STATUS[code] ?? 500;
+/** A request beyond a limit: more tunnel connections than a migration's channels need. */
+export class LimitError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_LIMIT', message, options);
+  }
 }
 
-/** Rebuilds a typed error from an API error body `{code, message, hint}`. */
+/** This endpoint does not serve that request here (an agent port with no API behind it). */
+export class UnavailableError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_UNAVAILABLE', message, options);
+  }
+}
+
+/** A fault vmferry did not raise on purpose (a bug): the API answers it as 500 with its message. */
+export class InternalError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_INTERNAL', message, options);
+  }
+}
+
+type Rebuild = (message: string, options: VmferryErrorOptions) => VmferryError;
+
+/**
+ * How an error that came over the API is rebuilt, so callers test it with
+ * instanceof. Errors whose class carries local details (file, QMP command) come
+ * back as a VmferryError with their code: those details stay with the agent.
+ */
+const REBUILD: Record<ErrorCode, Rebuild> = {
+  VMF_ERR_USAGE: (m, o) => new UsageError(m, o),
+  VMF_ERR_CONFIG: (m, o) => new VmferryError('VMF_ERR_CONFIG', m, o),
+  VMF_ERR_AUTH: (m, o) => new AuthError(m, o),
+  VMF_ERR_NOT_FOUND: (m, o) => new NotFoundError(m, o),
+  VMF_ERR_CONFLICT: (m, o) => new ConflictError(m, o),
+  VMF_ERR_PLAN: (m, o) => new PlanError(m, o),
+  VMF_ERR_LIMIT: (m, o) => new LimitError(m, o),
+  VMF_ERR_MIGRATION: (m, o) => new MigrationError(m, o),
+  VMF_ERR_QEMU_PROCESS: (m, o) => new QemuProcessError(m, o),
+  VMF_ERR_HOST_SETUP: (m, o) => new HostSetupError(m, o),
+  VMF_ERR_CERTIFICATE: (m, o) => new CertificateError(m, o),
+  VMF_ERR_JOURNAL: (m, o) => new VmferryError('VMF_ERR_JOURNAL', m, o),
+  VMF_ERR_INTERNAL: (m, o) => new InternalError(m, o),
+  VMF_ERR_QMP_COMMAND: (m, o) => new VmferryError('VMF_ERR_QMP_COMMAND', m, o),
+  VMF_ERR_QMP_CONNECTION: (m, o) => new QmpConnectionError(m, o),
+  VMF_ERR_PEER: (m, o) => new PeerError(m, o),
+  VMF_ERR_UNAVAILABLE: (m, o) => new UnavailableError(m, o),
+  VMF_ERR_QMP_TIMEOUT: (m, o) => new VmferryError('VMF_ERR_QMP_TIMEOUT', m, o),
+};
+
+/**
+ * Rebuilds a typed error from an API error body `{code, message, hint}`. A body
+ * that is not one, or names a code this vmferry does not know, is the peer's
+ * fault: a PeerError (with the peer's message when there is one).
+ */
 export function errorFromBody(body: unknown, fallback: string): VmferryError {
   if (typeof body === 'object' && body !== null) {
     const b = body as { code?: unknown; message?: unknown; hint?: unknown };
-    if (typeof b.code === 'string' && typeof b.message === 'string') {
-      return new VmferryError(b.code, b.message, {
-        hint: typeof b.hint === 'string' ? b.hint : undefined,
-      });
+    if (typeof b.message === 'string') {
+      const options = { hint: typeof b.hint === 'string' ? b.hint : undefined };
+      if (isErrorCode(b.code)) return REBUILD[b.code](b.message, options);
+      return new PeerError(`${fallback}: ${b.message}`, options);
     }
   }
-  return new VmferryError('VMF_ERR_PEER', fallback);
+  return new PeerError(fallback);
 }
 
 /** The message of anything thrown, for logs and reports. */

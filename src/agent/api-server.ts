@@ -1,6 +1,6 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { UsageError, VmferryError, describeError, httpStatusFor, NotFoundError } from '../errors.js';
+import { InternalError, NotFoundError, UsageError, VmferryError, describeError } from '../errors.js';
 import { PEER_CN_HEADER } from '../transport/index.js';
 
 /** Who is calling, from their client certificate (already verified against the deployment CA). */
@@ -41,7 +41,7 @@ const MAX_BODY_BYTES = 1024 * 1024;
  * front door (src/transport) can reach. The front door terminates mutual TLS
  * (a client without a certificate from the deployment CA never gets here) and
  * names the caller in a header it sets itself. Errors are answered as
- * `{code, message, hint}` with the status from errors.ts.
+ * `{code, message, hint}` with the status of their code (errors.ts).
  */
 export class ApiServer {
   private readonly routes: Route[] = [];
@@ -105,7 +105,7 @@ export class ApiServer {
       }
       if (route === undefined || match === null) {
         throw pathKnown
-          ? new VmferryError('VMF_ERR_USAGE', `${method} is not allowed on ${url.pathname}`)
+          ? new UsageError(`${method} is not allowed on ${url.pathname}`)
           : new NotFoundError(`no API endpoint ${method} ${url.pathname}`);
       }
       const params: Record<string, string> = {};
@@ -126,8 +126,8 @@ export class ApiServer {
       const e =
         err instanceof VmferryError
           ? err
-          : new VmferryError('VMF_ERR_INTERNAL', `internal error: ${describeError(err)}`);
-      send(res, httpStatusFor(e.code), e.toJSON());
+          : new InternalError(`internal error: ${describeError(err)}`, { cause: err });
+      send(res, e.httpStatus, e.toJSON());
     }
   }
 }

@@ -5,7 +5,6 @@ import {
   MigrationError,
   NotFoundError,
   UsageError,
-  VmferryError,
   describeError,
 } from '../errors.js';
 import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
@@ -396,8 +395,7 @@ export class IncomingMigrations {
         state = (await client.get<{ state: string }>(`/v1/migrations/${entry.id}`, { timeoutMs: 5000 }))
           .state;
       } catch (err) {
-        state =
-          err instanceof VmferryError && err.code === 'VMF_ERR_NOT_FOUND' ? 'unknown-there' : 'unreachable';
+        state = err instanceof NotFoundError ? 'unknown-there' : 'unreachable';
       } finally {
         client.close();
       }

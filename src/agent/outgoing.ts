@@ -1,12 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import {
-  ConflictError,
-  MigrationError,
-  NotFoundError,
-  UsageError,
-  VmferryError,
-  describeError,
-} from '../errors.js';
+import { ConflictError, MigrationError, NotFoundError, PeerError, describeError } from '../errors.js';
 import {
   SourceMigration,
   closeTransport,
@@ -442,10 +435,10 @@ export class OutgoingMigrations {
   ): Promise<TransportSession> {
     if (settings.transport === 'native') {
       if (reply.uri === undefined)
-        throw new UsageError('the destination did not say where to send the stream');
+        throw new PeerError('the destination did not say where to send the stream');
       return { uri: reachableUri(reply.uri, client.endpoint.host), close: () => undefined };
     }
-    if (reply.tunnelToken === undefined) throw new UsageError('the destination did not give a tunnel token');
+    if (reply.tunnelToken === undefined) throw new PeerError('the destination did not give a tunnel token');
     return this.options.tunnels.open({
       migrationId: id,
       token: reply.tunnelToken,
@@ -512,8 +505,8 @@ export function peerOverApi(client: AgentClient, name: string): DestinationPeer 
         return 'dropped';
       } catch (err) {
         // Nothing of it there: dropped already, or never prepared. A conflict: the guest runs there.
-        if (err instanceof VmferryError && err.code === 'VMF_ERR_NOT_FOUND') return 'dropped';
-        if (err instanceof VmferryError && err.code === 'VMF_ERR_CONFLICT') return 'running';
+        if (err instanceof NotFoundError) return 'dropped';
+        if (err instanceof ConflictError) return 'running';
         throw err;
       }
     },

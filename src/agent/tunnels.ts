@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { MigrationError, UsageError } from '../errors.js';
+import { MigrationError, PeerError, UsageError } from '../errors.js';
 import type { TransportSession } from '../migration/index.js';
 import type { TlsIdentity } from '../pki/index.js';
 import { NaiveTunnel, type TlsFrontend } from '../transport/index.js';
@@ -97,8 +97,7 @@ export class AgentTunnels {
     }
     const listenPath = this.socketPath(t.migrationId, 'out');
     if (t.mode === 'naive') {
-      if (t.naivePort === undefined)
-        throw new MigrationError('the destination did not open a naive tunnel port');
+      if (t.naivePort === undefined) throw new PeerError('the destination did not open a naive tunnel port');
       const tunnel = await NaiveTunnel.openSource({
         listenPath,
         remote: { host: endpoint.host, port: t.naivePort },

@@ -4,6 +4,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type TLSSocket } from 'node:tls';
+import { PeerError } from '../errors.js';
 import type { TunnelRemote } from './ipc-protocol.js';
 import { closeServer, removeStaleSocket } from './source-tunnel.js';
 import { openTunnelConnection } from './tunnel-client.js';
@@ -87,11 +88,13 @@ export class NaiveTunnel {
         registrations,
       });
       if (!decision.accept) {
-        socket.end(refusal(decision.status, decision.status === 403 ? 'tunnel refused' : decision.reason));
+        socket.end(refusal(decision.error));
         return;
       }
       const target = netConnect({ path: registration.targetPath });
-      target.once('error', () => socket.end(refusal(502, 'cannot connect to the destination QEMU')));
+      target.once('error', () =>
+        socket.end(refusal(new PeerError('cannot connect to the destination QEMU'))),
+      );
       target.once('connect', () => {
         socket.write(SWITCHING_PROTOCOLS);
         if (head.length > 0) target.write(head);

@@ -16,7 +16,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
-import { describeError } from '../errors.js';
+import { LimitError, PeerError, UnavailableError, describeError, type VmferryError } from '../errors.js';
 import {
   isToWorker,
   type FromWorker,
@@ -36,6 +36,7 @@ import {
   proxyRequestHeaders,
   proxyResponseHeaders,
   refusal,
+  tunnelRefused,
   type TunnelRegistration,
 } from './tunnel-policy.js';
 
@@ -129,8 +130,8 @@ function destroyTunnel(tunnel: Tunnel): void {
   tunnel.pending.clear();
 }
 
-function refuse(socket: Duplex, status: number, publicMessage: string): void {
-  if (socket.writable) socket.end(refusal(status, publicMessage));
+function refuse(socket: Duplex, error: VmferryError): void {
+  if (socket.writable) socket.end(refusal(error));
   const t = setTimeout(() => socket.destroy(), 2000);
   t.unref();
   socket.once('close', () => clearTimeout(t));
@@ -151,18 +152,25 @@ function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const peerCommonName = commonNameOf(tlsSocket.getPeerCertificate().subject);
   const decision = decideTunnelRequest({ url: req.url, headers: req.headers, peerCommonName, registrations });
   const remoteAddress = remoteAddressOf(socket);
-  const refuseAndReport = (status: number, reason: string, migrationId: string | undefined): void => {
-    report({ type: 'tunnel-refused', migrationId, status, reason, peerCommonName, remoteAddress });
-    refuse(socket, status, status === 403 ? 'tunnel refused' : reason);
+  const refuseAndReport = (error: VmferryError, reason: string, migrationId: string | undefined): void => {
+    report({
+      type: 'tunnel-refused',
+      migrationId,
+      status: error.httpStatus,
+      reason,
+      peerCommonName,
+      remoteAddress,
+    });
+    refuse(socket, error);
   };
   if (!decision.accept) {
-    refuseAndReport(decision.status, decision.reason, undefined);
+    refuseAndReport(decision.error, decision.reason, undefined);
     return;
   }
   const { migrationId } = decision.registration;
   const tunnel = destinations.get(migrationId);
   if (tunnel === undefined) {
-    refuseAndReport(403, `migration ${migrationId} has no prepared tunnel`, migrationId);
+    refuseAndReport(tunnelRefused(), `migration ${migrationId} has no prepared tunnel`, migrationId);
     return;
   }
   socket.pause();
@@ -177,7 +185,8 @@ function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     }
     if (!granted) {
       tunnel.pending.delete(socket);
-      refuseAndReport(429, `migration ${migrationId} already has all its tunnel connections`, migrationId);
+      const reason = `migration ${migrationId} already has all its tunnel connections`;
+      refuseAndReport(new LimitError(reason), reason, migrationId);
       return;
     }
     // Socket options reach stream.Duplex; @types/node does not list the high-water marks.
@@ -191,7 +200,8 @@ function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
       tunnel.pending.delete(socket);
       tunnel.pending.delete(target);
       target.destroy();
-      refuseAndReport(502, `cannot connect to the destination QEMU: ${err.message}`, migrationId);
+      const reason = `cannot connect to the destination QEMU: ${err.message}`;
+      refuseAndReport(new PeerError(reason), reason, migrationId);
     };
     target.once('error', failConnect);
     target.once('connect', () => {
@@ -222,10 +232,10 @@ function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
 // ---- everything else on the agent's port: the internal API, behind this TLS ----
 
 function onRequest(req: IncomingMessage, res: ServerResponse): void {
-  const fail = (status: number, message: string): void => {
+  const fail = (error: VmferryError): void => {
     if (!res.headersSent) {
-      const body = `${JSON.stringify({ code: 'VMF_ERR_PEER', message })}\n`;
-      res.writeHead(status, {
+      const body = `${JSON.stringify(error.toJSON())}\n`;
+      res.writeHead(error.httpStatus, {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(body),
       });
@@ -235,7 +245,7 @@ function onRequest(req: IncomingMessage, res: ServerResponse): void {
     }
   };
   if (internalApiPath === undefined) {
-    fail(503, 'this agent serves no API on this port');
+    fail(new UnavailableError('this agent serves no API on this port'));
     return;
   }
   const peerCommonName = commonNameOf((req.socket as TLSSocket).getPeerCertificate().subject);
@@ -253,7 +263,7 @@ function onRequest(req: IncomingMessage, res: ServerResponse): void {
   });
   upstream.on('error', (err) => {
     report({ type: 'proxy-failed', reason: describeError(err) });
-    fail(502, `the agent's internal API did not answer: ${err.message}`);
+    fail(new PeerError(`the agent's internal API did not answer: ${err.message}`));
   });
   res.on('close', () => {
     if (!res.writableFinished) upstream.destroy();

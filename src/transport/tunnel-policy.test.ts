@@ -13,6 +13,7 @@ import {
   refusal,
   tokensEqual,
   tunnelIdFromPath,
+  tunnelRefused,
   tunnelRequest,
   validateRegistration,
   type TunnelRegistration,
@@ -77,7 +78,10 @@ describe('tunnel request decisions', () => {
     ]) {
       const d = decideTunnelRequest(r);
       assert.equal(d.accept, false);
-      if (!d.accept) assert.equal(d.status, 403);
+      if (!d.accept) {
+        assert.equal(d.status, 403);
+        assert.equal(d.error.message, 'tunnel refused');
+      }
     }
   });
 
@@ -180,7 +184,7 @@ describe('tunnel handshake text', () => {
   });
 
   it('reads a refusal with its body, and gives up on an endless head', () => {
-    const r = parseUpgradeResponse(Buffer.from(refusal(403, 'tunnel refused')));
+    const r = parseUpgradeResponse(Buffer.from(refusal(tunnelRefused())));
     assert.ok(r.complete && r.status === 403 && r.body.includes('VMF_ERR_AUTH'));
     const junk = parseUpgradeResponse(Buffer.alloc(20_000, 0x41));
     assert.ok(junk.complete && junk.status === 0);

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { UsageError } from '../errors.js';
+import { STATUS_CODES } from 'node:http';
+import { AuthError, NotFoundError, UsageError, type VmferryError } from '../errors.js';
 
 /** The HTTP Upgrade protocol token of a tunnel request. */
 export const TUNNEL_PROTOCOL = 'vmferry-tunnel';
@@ -22,7 +23,18 @@ export interface TunnelRegistration {
 
 export type TunnelDecision =
   | { accept: true; registration: TunnelRegistration }
-  | { accept: false; status: 400 | 403 | 404 | 429; reason: string };
+  | {
+      accept: false;
+      /** What the client is told: the error's code and status; its message stays vague for a 403. */
+      error: UsageError | AuthError | NotFoundError;
+      status: number;
+      /** For the agent's log only. */
+      reason: string;
+    };
+
+function refuse(error: UsageError | AuthError | NotFoundError, reason: string): TunnelDecision {
+  return { accept: false, error, status: error.httpStatus, reason };
+}
 
 /** Compares two secrets in time independent of where they differ (and of their lengths). */
 export function tokensEqual(given: string, expected: string): boolean {
@@ -48,6 +60,11 @@ function headerValue(value: string | string[] | undefined): string {
   return Array.isArray(value) ? (value[0] ?? '') : (value ?? '');
 }
 
+/** The one answer to a wrong migration id, token or peer. */
+export function tunnelRefused(): AuthError {
+  return new AuthError('tunnel refused');
+}
+
 /**
  * Decides whether an upgrade request may become a tunnel connection. Every
  * refusal has the same 403 for a wrong id, token or peer, so a caller cannot
@@ -60,30 +77,27 @@ export function decideTunnelRequest(request: {
   registrations: ReadonlyMap<string, TunnelRegistration>;
 }): TunnelDecision {
   if (headerValue(request.headers.upgrade).toLowerCase() !== TUNNEL_PROTOCOL) {
-    return {
-      accept: false,
-      status: 400,
-      reason: `unsupported upgrade ${JSON.stringify(request.headers.upgrade)}`,
-    };
+    const reason = `unsupported upgrade ${JSON.stringify(request.headers.upgrade)}`;
+    return refuse(new UsageError(reason), reason);
   }
   const migrationId = tunnelIdFromPath(request.url);
   if (migrationId === undefined) {
-    return { accept: false, status: 404, reason: `no tunnel endpoint ${JSON.stringify(request.url)}` };
+    const reason = `no tunnel endpoint ${JSON.stringify(request.url)}`;
+    return refuse(new NotFoundError(reason), reason);
   }
   const registration = request.registrations.get(migrationId);
   const token = headerValue(request.headers[TOKEN_HEADER]);
   if (registration === undefined) {
-    return { accept: false, status: 403, reason: `migration ${migrationId} has no prepared tunnel` };
+    return refuse(tunnelRefused(), `migration ${migrationId} has no prepared tunnel`);
   }
   if (!tokensEqual(token, registration.token)) {
-    return { accept: false, status: 403, reason: `wrong tunnel token for migration ${migrationId}` };
+    return refuse(tunnelRefused(), `wrong tunnel token for migration ${migrationId}`);
   }
   if (request.peerCommonName !== registration.peerCommonName) {
-    return {
-      accept: false,
-      status: 403,
-      reason: `peer ${JSON.stringify(request.peerCommonName)} is not ${JSON.stringify(registration.peerCommonName)}, the peer of migration ${migrationId}`,
-    };
+    return refuse(
+      tunnelRefused(),
+      `peer ${JSON.stringify(request.peerCommonName)} is not ${JSON.stringify(registration.peerCommonName)}, the peer of migration ${migrationId}`,
+    );
   }
   return { accept: true, registration };
 }
@@ -165,21 +179,15 @@ export function tunnelRequest(migrationId: string, token: string, host: string):
 
 export const SWITCHING_PROTOCOLS = `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`;
 
-const REFUSALS: Record<number, { phrase: string; code: string }> = {
-  400: { phrase: 'Bad Request', code: 'VMF_ERR_USAGE' },
-  403: { phrase: 'Forbidden', code: 'VMF_ERR_AUTH' },
-  404: { phrase: 'Not Found', code: 'VMF_ERR_NOT_FOUND' },
-  429: { phrase: 'Too Many Requests', code: 'VMF_ERR_CONFLICT' },
-  502: { phrase: 'Bad Gateway', code: 'VMF_ERR_PEER' },
-  503: { phrase: 'Service Unavailable', code: 'VMF_ERR_PEER' },
-};
-
-/** A short HTTP reply, with an agent API error body, that refuses a request and closes the connection. */
-export function refusal(status: number, message: string): string {
-  const r = REFUSALS[status] ?? { phrase: 'Error', code: 'VMF_ERR_PEER' };
-  const text = `${JSON.stringify({ code: r.code, message })}\n`;
+/**
+ * A short HTTP reply that refuses a request and closes the connection: the
+ * error's status (errors.ts) and its `{code, message, hint}` body.
+ */
+export function refusal(error: VmferryError): string {
+  const text = `${JSON.stringify(error.toJSON())}\n`;
+  const status = error.httpStatus;
   return (
-    `HTTP/1.1 ${status} ${r.phrase}\r\nConnection: close\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\n` +
     `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`
   );
 }
