@@ -7,10 +7,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AgentClient, MigrationOverrides, MigrationRecord } from '../src/agent/index.js';
+import type { AgentClient, MigrationRecord } from '../src/agent/index.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../src/guest/index.js';
 import { TwoHostLab, canUseNetns, type HostKey } from '../src/lab/index.js';
-import type { MigrationReport } from '../src/migration/index.js';
+import { isTerminalMigrationState, type MigrationReport } from '../src/migration/index.js';
+import type { MigrationOverrides } from '../src/policy/index.js';
 import { packageRoot } from '../src/paths.js';
 import { CLK_TCK, cpuTicks, kindOf, netnsPids } from './proc-cpu.js';
 import {
@@ -114,8 +115,7 @@ async function migrateOnce(
       cpu.to.start();
       measuring = true;
     }
-    if (['completed', 'failed', 'cancelled'].includes(m.state) && m.report !== null)
-      report = m.report as MigrationReport;
+    if (isTerminalMigrationState(m.state) && m.report !== null) report = m.report as MigrationReport;
     // Poll often until the CPU window opens, then gently: each poll is a TLS request the agents serve.
     else await new Promise((r) => setTimeout(r, measuring ? 250 : 50));
   }

@@ -35,7 +35,8 @@ const NATIVE_PORT = 4444;
 const NAIVE_PORT = 7444;
 const TOKEN = 'bench-token-0123456789abcdef';
 
-type Transport = 'native' | 'native-1' | 'tunnelled' | 'tunnelled-1' | 'naive';
+/** What one run measures: a transport, and for some a channel count. */
+type Variant = 'native' | 'native-1' | 'tunnelled' | 'tunnelled-1' | 'naive';
 
 // ---------------------------------------------------------------- agent side
 
@@ -244,7 +245,7 @@ async function startQemu(
 }
 
 interface RunResult {
-  transport: Transport;
+  transport: Variant;
   gbps: number;
   seconds: number;
   transferredMiB: number;
@@ -254,7 +255,7 @@ interface RunResult {
 }
 
 async function migrateOnce(
-  transport: Transport,
+  transport: Variant,
   ctx: {
     dir: string;
     net: TwoHostNetwork;
@@ -265,7 +266,7 @@ async function migrateOnce(
     agentB: AgentHandle;
     run: number;
     prealloc: string;
-    maxBandwidth: Partial<Record<Transport, number>>;
+    maxBandwidth: Partial<Record<Variant, number>>;
     cpus: [string, string] | undefined;
   },
 ): Promise<RunResult> {
@@ -421,15 +422,15 @@ async function main(): Promise<void> {
   const workers = Number(option('workers') ?? '2');
   const linkText = option('link-gbps');
   const linkGbps = linkText === undefined ? undefined : Number(linkText);
-  const transports = (option('transports') ?? 'native,tunnelled,naive').split(',') as Transport[];
+  const transports = (option('transports') ?? 'native,tunnelled,naive').split(',') as Variant[];
   const tuning = JSON.parse(option('tuning') ?? '{}') as Partial<RelayTuning>;
   const json = process.argv.includes('--json');
   // --pin: each "host" gets its own CPU (host A: cpu 0, host B: cpu 1) instead of both sharing all of them.
   const cpus: [string, string] | undefined = process.argv.includes('--pin') ? ['0', '1'] : undefined;
   // QEMU 7.2's multifd sender busy-waits for a free channel when the channels are slower than it:
   // a bandwidth cap just above what the path carries turns that spinning into sleeping.
-  const maxBandwidth = JSON.parse(option('max-bandwidth-mbs') ?? '{}') as Partial<Record<Transport, number>>;
-  for (const k of Object.keys(maxBandwidth) as Transport[])
+  const maxBandwidth = JSON.parse(option('max-bandwidth-mbs') ?? '{}') as Partial<Record<Variant, number>>;
+  for (const k of Object.keys(maxBandwidth) as Variant[])
     maxBandwidth[k] = (maxBandwidth[k] ?? 0) * 1024 * 1024;
   // Fault all guest RAM in at start (both sides), so the runs measure the transport, not page faults.
   const prealloc = process.argv.includes('--prealloc') ? ',prealloc=on' : '';

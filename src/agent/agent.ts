@@ -5,6 +5,7 @@ import { UsageError, describeError } from '../errors.js';
 import type { ResolvedOptions } from '../config/index.js';
 import { activeFailpoints } from '../failpoints.js';
 import { restoreSourceGuest } from '../migration/index.js';
+import type { HostCapabilities } from '../policy/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
 import {
@@ -43,16 +44,12 @@ export interface AgentOptions {
   log?: (line: string) => void;
 }
 
-/** What an agent tells peers and operators about its host (GET /v1/host). */
-export interface HostSummary {
+/** What an agent tells peers and operators about its host (GET /v1/host): its capabilities and more. */
+export interface HostSummary extends HostCapabilities {
   name: string;
   accelerator: Accelerator;
   acceleratorReason: string;
   qemuVersion: string;
-  nativeTls: boolean;
-  multifd: boolean;
-  postcopy: boolean;
-  autoConverge: boolean;
   migrationCapabilities: string[];
   transports: string[];
   cpus: number;

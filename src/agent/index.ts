@@ -3,5 +3,5 @@ export { AgentClient, parseAgentEndpoint, type AgentEndpoint } from './agent-cli
 export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from './api-server.js';
 export { openJournal, type Journal, type MigrationRecord, type VmRecord } from './journal.js';
 export type { VmView, VmState } from './vm-registry.js';
-export type { DryRun, MigrationOverrides } from './outgoing.js';
+export type { DryRun } from './outgoing.js';
 export { loadMigrationOptions, planSettings } from './migration-settings.js';

@@ -5,26 +5,23 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { ConflictError, JournalError, NotFoundError, UsageError } from '../errors.js';
-import {
-  JOURNAL_SCHEMA_VERSION,
-  type Journal,
-  type MigrationSample,
-  type MigrationState,
-  openJournal,
-} from './journal.js';
+import type { MigrationSample, MigrationState } from '../migration/index.js';
+import { JOURNAL_SCHEMA_VERSION, type Journal, openJournal } from './journal.js';
 
 function sample(time: number, transferred: number, pass = 1): MigrationSample {
   return {
     time,
+    elapsedMs: time - 50,
     status: 'active',
-    transferred,
-    remaining: 1000 - transferred,
-    total: 1000,
-    dirtyRate: 12.5,
+    transferredBytes: transferred,
+    remainingBytes: 1000 - transferred,
+    totalBytes: 1000,
+    dirtyRateBps: 12.5,
     throughputMbps: 9400.5,
     pass,
-    expectedDowntimeMs: null,
+    expectedDowntimeMs: 0,
     cpuThrottlePct: 0,
+    downtimeLimitMs: undefined,
   };
 }
 
@@ -52,13 +49,16 @@ describe('agent journal', () => {
 
   it('opens in WAL mode with full sync, at the current schema version', () => {
     assert.equal(journal.schemaVersion(), JOURNAL_SCHEMA_VERSION);
-    assert.equal(JOURNAL_SCHEMA_VERSION, 1);
+    assert.equal(JOURNAL_SCHEMA_VERSION, 2);
     journal.close();
     const db = new Database(path, { readonly: true });
     try {
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
       const applied = db.prepare('SELECT version, applied_at FROM schema_version').all();
-      assert.deepEqual(applied, [{ version: 1, applied_at: clock }]);
+      assert.deepEqual(applied, [
+        { version: 1, applied_at: clock },
+        { version: 2, applied_at: clock },
+      ]);
     } finally {
       db.close();
     }
@@ -252,14 +252,15 @@ describe('agent journal', () => {
     journal.addSample('m3', {
       ...sample(300, 650, 2),
       status: 'device',
-      dirtyRate: null,
-      throughputMbps: null,
-      cpuThrottlePct: null,
+      dirtyRateBps: 0,
+      throughputMbps: 0,
+      cpuThrottlePct: 30,
       expectedDowntimeMs: 12.5,
+      downtimeLimitMs: 300,
     });
     const got = journal.samples('m3');
     assert.deepEqual(
-      got.map((s) => [s.time, s.transferred]),
+      got.map((s) => [s.time, s.transferredBytes]),
       [
         [100, 200],
         [200, 400],
@@ -269,8 +270,9 @@ describe('agent journal', () => {
     );
     assert.deepEqual(got[0], sample(100, 200));
     assert.equal(got[3]?.status, 'device');
-    assert.equal(got[3]?.dirtyRate, null);
+    assert.equal(got[3]?.cpuThrottlePct, 30);
     assert.equal(got[3]?.expectedDowntimeMs, 12.5);
+    assert.equal(got[3]?.downtimeLimitMs, 300);
     assert.deepEqual(journal.samples('other'), []);
     assert.throws(() => journal.addSample('other', sample(1, 1)), NotFoundError);
   });
@@ -312,7 +314,7 @@ describe('agent journal', () => {
       },
       before,
     );
-    assert.equal(journal.schemaVersion(), 1);
+    assert.equal(journal.schemaVersion(), JOURNAL_SCHEMA_VERSION);
   });
 
   it('fails only the migrations that were in flight, reporting the state they were in', () => {
@@ -391,6 +393,51 @@ describe('agent journal', () => {
       journal.listMigrations({ active: true }).map((m) => m.id),
       ['k-completing'],
     );
+  });
+
+  it('upgrades a version 1 journal: its samples count their elapsed time from the start of the migration', () => {
+    journal.close();
+    const old = join(root, 'version-1.sqlite');
+    const db = new Database(old);
+    db.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+    db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (1, 0)').run();
+    db.exec(`
+      CREATE TABLE vms (name TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,
+        qmp_socket TEXT NOT NULL, serial_log TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) STRICT;
+      CREATE TABLE migrations (id TEXT PRIMARY KEY, vm TEXT NOT NULL, role TEXT NOT NULL, peer TEXT NOT NULL,
+        transport TEXT NOT NULL, plan TEXT NOT NULL, state TEXT NOT NULL, error TEXT, report TEXT,
+        started_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER) STRICT;
+      CREATE TABLE migration_events (seq INTEGER PRIMARY KEY, migration_id TEXT NOT NULL REFERENCES migrations (id)
+        ON DELETE CASCADE, time INTEGER NOT NULL, from_state TEXT, to_state TEXT NOT NULL, message TEXT) STRICT;
+      CREATE TABLE migration_samples (seq INTEGER PRIMARY KEY, migration_id TEXT NOT NULL REFERENCES migrations (id)
+        ON DELETE CASCADE, time INTEGER NOT NULL, status TEXT NOT NULL, transferred INTEGER NOT NULL,
+        remaining INTEGER NOT NULL, total INTEGER NOT NULL, dirty_rate REAL, throughput_mbps REAL,
+        pass INTEGER NOT NULL, expected_downtime_ms REAL, cpu_throttle_pct REAL) STRICT;
+      INSERT INTO migrations VALUES ('m-old', 'vm1', 'source', 'host-b', 'native', '{}', 'completed', NULL, NULL,
+        1000, 3000, 3000);
+      INSERT INTO migration_samples (migration_id, time, status, transferred, remaining, total, dirty_rate,
+        throughput_mbps, pass, expected_downtime_ms, cpu_throttle_pct)
+        VALUES ('m-old', 2500, 'active', 10, 90, 100, NULL, 800, 1, NULL, 0);
+    `);
+    db.close();
+    journal = openJournal(old, { now });
+    assert.equal(journal.schemaVersion(), 2);
+    assert.deepEqual(journal.samples('m-old'), [
+      {
+        time: 2500,
+        elapsedMs: 1500,
+        status: 'active',
+        transferredBytes: 10,
+        remainingBytes: 90,
+        totalBytes: 100,
+        dirtyRateBps: 0,
+        throughputMbps: 800,
+        pass: 1,
+        expectedDowntimeMs: 0,
+        cpuThrottlePct: 0,
+        downtimeLimitMs: undefined,
+      },
+    ]);
   });
 
   it('refuses a journal from a newer vmferry, and a file that is not a database', async () => {

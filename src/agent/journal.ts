@@ -16,6 +16,13 @@
  */
 import Database from 'better-sqlite3';
 import { ConflictError, JournalError, NotFoundError, UsageError, describeError } from '../errors.js';
+import {
+  MIGRATION_STATES,
+  TERMINAL_MIGRATION_STATES,
+  isTerminalMigrationState,
+  type MigrationSample,
+  type MigrationState,
+} from '../migration/index.js';
 
 /** Milliseconds since the Unix epoch. */
 export type Clock = () => number;
@@ -32,18 +39,7 @@ export const VM_STATES = [
 ] as const;
 export type VmState = (typeof VM_STATES)[number];
 
-import { MIGRATION_STATES, type MigrationState } from '../migration/types.js';
-
-export { MIGRATION_STATES, type MigrationState };
-
-/** A migration in one of these states is over; its state never changes again. */
-export const TERMINAL_MIGRATION_STATES: readonly MigrationState[] = ['completed', 'failed', 'cancelled'];
-
 export type MigrationRole = 'source' | 'destination';
-
-export function isTerminalMigrationState(state: MigrationState): boolean {
-  return TERMINAL_MIGRATION_STATES.includes(state);
-}
 
 export interface VmInput {
   name: string;
@@ -102,26 +98,6 @@ export interface MigrationEvent {
   from: MigrationState | null;
   to: MigrationState;
   message: string | null;
-}
-
-/** One progress reading of a migration, as polled from QEMU's query-migrate. */
-export interface MigrationSample {
-  time: number;
-  /** QEMU's migration status at that moment (active, device, completed...). */
-  status: string;
-  /** Bytes sent so far. */
-  transferred: number;
-  /** Bytes of RAM still to send. */
-  remaining: number;
-  /** Bytes of guest RAM. */
-  total: number;
-  /** Bytes per second the guest dirties. */
-  dirtyRate: number | null;
-  throughputMbps: number | null;
-  /** Pass over guest memory (QEMU's dirty-sync-count). */
-  pass: number;
-  expectedDowntimeMs: number | null;
-  cpuThrottlePct: number | null;
 }
 
 export interface StateChange {
@@ -200,6 +176,14 @@ const SCHEMA_STEPS: readonly { version: number; sql: string }[] = [
       CREATE INDEX migration_samples_by_migration ON migration_samples (migration_id, time, seq);
     `,
   },
+  {
+    // Samples keep everything the driver saw (one sample type): older rows count from the migration's start.
+    version: 2,
+    sql: `
+      ALTER TABLE migration_samples ADD COLUMN elapsed_ms REAL;
+      ALTER TABLE migration_samples ADD COLUMN downtime_limit_ms REAL;
+    `,
+  },
 ];
 
 /** The schema version this code writes. */
@@ -240,6 +224,8 @@ interface EventRow {
 
 interface SampleRow {
   time: number;
+  elapsed_ms: number;
+  downtime_limit_ms: number | null;
   status: string;
   transferred: number;
   remaining: number;
@@ -487,22 +473,24 @@ export class Journal {
     if (this.getMigration(id) === undefined) throw new NotFoundError(`no migration '${id}' in the journal`);
     this.db
       .prepare(
-        `INSERT INTO migration_samples (migration_id, time, status, transferred, remaining, total, dirty_rate,
-           throughput_mbps, pass, expected_downtime_ms, cpu_throttle_pct)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO migration_samples (migration_id, time, elapsed_ms, status, transferred, remaining, total,
+           dirty_rate, throughput_mbps, pass, expected_downtime_ms, cpu_throttle_pct, downtime_limit_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         id,
         sample.time,
+        sample.elapsedMs,
         sample.status,
-        sample.transferred,
-        sample.remaining,
-        sample.total,
-        sample.dirtyRate,
+        sample.transferredBytes,
+        sample.remainingBytes,
+        sample.totalBytes,
+        sample.dirtyRateBps,
         sample.throughputMbps,
         sample.pass,
         sample.expectedDowntimeMs,
         sample.cpuThrottlePct,
+        sample.downtimeLimitMs ?? null,
       );
   }
 
@@ -510,22 +498,26 @@ export class Journal {
   samples(id: string): MigrationSample[] {
     return this.db
       .prepare<[string], SampleRow>(
-        `SELECT time, status, transferred, remaining, total, dirty_rate, throughput_mbps, pass,
-           expected_downtime_ms, cpu_throttle_pct
-         FROM migration_samples WHERE migration_id = ? ORDER BY time, seq`,
+        `SELECT s.time, COALESCE(s.elapsed_ms, s.time - m.started_at) AS elapsed_ms, s.status, s.transferred,
+           s.remaining, s.total, s.dirty_rate, s.throughput_mbps, s.pass, s.expected_downtime_ms,
+           s.cpu_throttle_pct, s.downtime_limit_ms
+         FROM migration_samples s JOIN migrations m ON m.id = s.migration_id
+         WHERE s.migration_id = ? ORDER BY s.time, s.seq`,
       )
       .all(id)
       .map((row) => ({
         time: row.time,
+        elapsedMs: row.elapsed_ms,
         status: row.status,
-        transferred: row.transferred,
-        remaining: row.remaining,
-        total: row.total,
-        dirtyRate: row.dirty_rate,
-        throughputMbps: row.throughput_mbps,
+        transferredBytes: row.transferred,
+        remainingBytes: row.remaining,
+        totalBytes: row.total,
+        dirtyRateBps: row.dirty_rate ?? 0,
+        throughputMbps: row.throughput_mbps ?? 0,
         pass: row.pass,
-        expectedDowntimeMs: row.expected_downtime_ms,
-        cpuThrottlePct: row.cpu_throttle_pct,
+        expectedDowntimeMs: row.expected_downtime_ms ?? 0,
+        cpuThrottlePct: row.cpu_throttle_pct ?? 0,
+        downtimeLimitMs: row.downtime_limit_ms ?? undefined,
       }));
   }
 

@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { checkConfig, optionsFrom, type ResolvedOptions } from '../config/index.js';
 import { ConfigError } from '../errors.js';
-import type { MigrationSettings } from '../migration/index.js';
-import { planMigration, type HostCapabilities } from '../policy/index.js';
-import type { MigrationOverrides } from './outgoing.js';
+import {
+  planMigration,
+  type HostCapabilities,
+  type MigrationOverrides,
+  type MigrationSettings,
+} from '../policy/index.js';
 
 /** Reads the operator's nova.conf ([libvirt] and [vmferry]); refuses a file nova would refuse. */
 export function loadMigrationOptions(file: string | undefined): ResolvedOptions {
@@ -46,7 +49,7 @@ export function planSettings(input: {
       ...(o.channels !== undefined ? { channels: o.channels } : {}),
       ...(o.postCopy !== undefined ? { postCopy: o.postCopy } : {}),
       ...(o.autoConverge !== undefined ? { autoConverge: o.autoConverge } : {}),
-      ...(o.bandwidthMiBps !== undefined ? { bandwidthMiBs: o.bandwidthMiBps } : {}),
+      ...(o.bandwidthMiBps !== undefined ? { bandwidthMiBps: o.bandwidthMiBps } : {}),
     },
   });
   const reasons = plan.reasons.map((r) => r.message);
@@ -69,7 +72,8 @@ export function planSettings(input: {
     tls: plan.tls,
     channels: o.tunnel === 'naive' ? 1 : plan.channels,
     tunnel: o.tunnel ?? 'multi',
-    bandwidthMiBps: plan.bandwidthMiBs,
+    bandwidthMiBps: plan.bandwidthMiBps,
+    maxBandwidthBytes: plan.qemuMaxBandwidthBytes,
     downtimeSteps: plan.downtimeSteps,
     completionTimeoutSeconds: o.completionTimeoutSeconds ?? plan.completionTimeoutSeconds,
     timeoutAction: o.timeoutAction ?? plan.timeoutAction,

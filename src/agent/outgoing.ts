@@ -14,9 +14,9 @@ import {
   type IncomingReply,
   type IncomingRequest,
   type MigrationReport,
-  type MigrationSettings,
   type TransportSession,
 } from '../migration/index.js';
+import type { MigrationOverrides, MigrationSettings } from '../policy/index.js';
 import type { AgentClient } from './agent-client.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord } from './journal.js';
@@ -56,22 +56,6 @@ export interface DryRun {
   throughputSource: string;
   downtimeLimitMs: number;
   forecast: Forecast;
-}
-
-/** Per-migration choices an operator may pass to `vmferry migrate`. */
-export interface MigrationOverrides {
-  transport?: 'native' | 'tunnelled';
-  /** false asks for clear text (refused unless [vmferry] permit_cleartext). */
-  tls?: boolean;
-  /** `naive`: the single-connection, single-threaded relay (the benchmark's baseline). */
-  tunnel?: 'multi' | 'naive';
-  channels?: number;
-  bandwidthMiBps?: number;
-  completionTimeoutSeconds?: number;
-  timeoutAction?: 'abort' | 'force_complete';
-  autoConverge?: boolean;
-  postCopy?: boolean;
-  stallSeconds?: number;
 }
 
 interface Running {
@@ -233,19 +217,7 @@ export class OutgoingMigrations {
       openTransport: (reply) => this.openTransport(id, settings, reply, client),
       recorder: {
         state: (state, message) => journal.setMigrationState(id, state, { message }),
-        sample: (s) =>
-          journal.addSample(id, {
-            time: Date.now(),
-            status: s.status,
-            transferred: s.transferredBytes,
-            remaining: s.remainingBytes,
-            total: s.totalBytes,
-            dirtyRate: s.dirtyRateBps,
-            throughputMbps: s.throughputMbps,
-            pass: s.iteration,
-            expectedDowntimeMs: s.expectedDowntimeMs,
-            cpuThrottlePct: s.cpuThrottlePct,
-          }),
+        sample: (s) => journal.addSample(id, s),
       },
       now: () => performance.now(),
       tlsCredsDir: this.options.qemuTlsDir,

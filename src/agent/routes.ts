@@ -3,7 +3,8 @@ import { validateVmSpec } from '../qemu/index.js';
 import { Reply, type ApiServer } from './api-server.js';
 import type { IncomingMigrations } from './incoming.js';
 import type { Journal } from './journal.js';
-import type { MigrationOverrides, OutgoingMigrations } from './outgoing.js';
+import type { MigrationOverrides } from '../policy/index.js';
+import type { OutgoingMigrations } from './outgoing.js';
 import type { VmRegistry } from './vm-registry.js';
 
 export interface RouteDeps {

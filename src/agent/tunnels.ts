@@ -2,11 +2,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MigrationError, PeerError, UsageError } from '../errors.js';
 import type { TransportSession } from '../migration/index.js';
+import type { TunnelMode } from '../policy/index.js';
 import type { TlsIdentity } from '../pki/index.js';
 import { NaiveTunnel, type TlsFrontend } from '../transport/index.js';
 import type { AgentClient } from './agent-client.js';
-
-export type TunnelMode = 'multi' | 'naive';
 
 /**
  * The agent's two tunnel ends. `multi` is the product: every QEMU connection

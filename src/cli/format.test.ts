@@ -6,6 +6,7 @@ import { formatBytes, percentSent, progressLine, reportLines } from './format.js
 const MiB = 1024 * 1024;
 
 const sample: MigrationSample = {
+  time: 1_700_000_012_345,
   elapsedMs: 12_345,
   status: 'active',
   transferredBytes: 700 * MiB,
@@ -13,7 +14,7 @@ const sample: MigrationSample = {
   totalBytes: 1024 * MiB,
   dirtyRateBps: 64 * MiB,
   throughputMbps: 2500,
-  iteration: 3,
+  pass: 3,
   expectedDowntimeMs: 120,
   cpuThrottlePct: 30,
   downtimeLimitMs: 300,

@@ -26,7 +26,7 @@ export function progressLine(sample: MigrationSample, state: string, width = 24)
     `${(sample.throughputMbps / 1000).toFixed(2)} Gbit/s`,
     `remaining ${formatBytes(sample.remainingBytes)}`,
     `dirty ${formatBytes(sample.dirtyRateBps)}/s`,
-    `pass ${sample.iteration}`,
+    `pass ${sample.pass}`,
   ];
   if (sample.cpuThrottlePct > 0) parts.push(`throttle ${sample.cpuThrottlePct}%`);
   parts.push(`${(sample.elapsedMs / 1000).toFixed(1)} s`, state);

@@ -13,9 +13,10 @@ import type {
   IncomingRequest,
   MigrationReport,
   MigrationSample,
-  MigrationSettings,
   MigrationState,
 } from './types.js';
+import { isTerminalMigrationState } from './types.js';
+import type { MigrationSettings } from '../policy/index.js';
 
 /** The destination agent, as the source driver sees it. */
 export interface DestinationPeer {
@@ -54,6 +55,8 @@ export interface SourceMigrationDeps {
   recorder: MigrationRecorder;
   /** Milliseconds, monotonic. */
   now: () => number;
+  /** Milliseconds since the Unix epoch, for the time of each sample (default Date.now). */
+  epochNow?: () => number;
   /** QEMU's tls-creds-x509 directory on this host (native TLS). */
   tlsCredsDir?: string;
   pollMs?: number;
@@ -62,9 +65,6 @@ export interface SourceMigrationDeps {
   /** Waits between attempts to settle a hand-over in doubt (default: a timer). */
   sleep?: (ms: number) => Promise<void>;
 }
-
-/** Unlimited bandwidth: QEMU 7.2 caps max-bandwidth at 128 MiB/s unless told otherwise. */
-const UNLIMITED_BYTES_PER_SECOND = 1024 ** 4;
 
 interface QueryMigrate {
   status?: string;
@@ -152,8 +152,7 @@ export class SourceMigration {
     // Terminal states are recorded by the caller, together with the report.
     const setState = (state: MigrationState, message: string): void => {
       this.state = state;
-      if (state !== 'completed' && state !== 'failed' && state !== 'cancelled')
-        deps.recorder.state(state, message);
+      if (!isTerminalMigrationState(state)) deps.recorder.state(state, message);
     };
 
     try {
@@ -206,11 +205,10 @@ export class SourceMigration {
       }
       const firstDowntime = downtimeChange(settings.downtimeSteps, 0, undefined);
       let appliedDowntime = firstDowntime;
-      const capBytesPerSecond = settings.bandwidthMiBps * 1024 * 1024;
       await qmp.execute('migrate-set-parameters', {
-        'max-bandwidth': capBytesPerSecond > 0 ? capBytesPerSecond : UNLIMITED_BYTES_PER_SECOND,
+        'max-bandwidth': settings.maxBandwidthBytes,
         // The cap holds after a post-copy switch too (0: QEMU's default, unlimited).
-        'max-postcopy-bandwidth': capBytesPerSecond,
+        'max-postcopy-bandwidth': settings.bandwidthMiBps * 1024 * 1024,
         ...(settings.channels > 1 ? { 'multifd-channels': settings.channels } : {}),
         ...(firstDowntime !== undefined ? { 'downtime-limit': firstDowntime } : {}),
         'tls-creds': tlsObject ?? '',
@@ -238,7 +236,7 @@ export class SourceMigration {
           lastInfo = info.ram === undefined ? { ...info, ram: lastInfo.ram } : info;
           const status = lastInfo.status ?? 'none';
           const elapsed = elapsedSeconds();
-          const sample = toSample(lastInfo, elapsed * 1000, appliedDowntime);
+          const sample = toSample(lastInfo, elapsed * 1000, appliedDowntime, (deps.epochNow ?? Date.now)());
           maxThrottle = Math.max(maxThrottle, sample.cpuThrottlePct);
           this.latest = sample;
           deps.recorder.sample(sample);
@@ -529,9 +527,11 @@ function toSample(
   info: QueryMigrate,
   elapsedMs: number,
   downtimeLimitMs: number | undefined,
+  time: number,
 ): MigrationSample {
   const ram = info.ram ?? {};
   return {
+    time,
     elapsedMs,
     status: info.status ?? 'none',
     transferredBytes: ram.transferred ?? 0,
@@ -539,7 +539,7 @@ function toSample(
     totalBytes: ram.total ?? 0,
     dirtyRateBps: (ram['dirty-pages-rate'] ?? 0) * (ram['page-size'] ?? 4096),
     throughputMbps: ram.mbps ?? 0,
-    iteration: ram['dirty-sync-count'] ?? 0,
+    pass: ram['dirty-sync-count'] ?? 0,
     expectedDowntimeMs: info['expected-downtime'] ?? 0,
     cpuThrottlePct: info['cpu-throttle-percentage'] ?? 0,
     downtimeLimitMs,

@@ -1,30 +1,5 @@
+import type { Transport, TunnelMode } from '../policy/index.js';
 import type { VmSpec } from '../qemu/index.js';
-import type { DowntimeSteps } from './convergence.js';
-
-export type TransportKind = 'native' | 'tunnelled';
-
-/** How one migration is carried out: the migration plan, reduced to what the driver acts on. */
-export interface MigrationSettings {
-  transport: TransportKind;
-  /** Encrypted: QEMU's own TLS for native, the agents' TLS for tunnelled. */
-  tls: boolean;
-  /** multifd channels; 1 means a single stream without multifd. */
-  channels: number;
-  /** Tunnelled only: `multi` (vmferry's relay) or `naive` (one connection, one thread: the benchmark baseline). */
-  tunnel: 'multi' | 'naive';
-  /** MiB/s; 0 means unlimited (QEMU's built-in 128 MiB/s cap is lifted explicitly). */
-  bandwidthMiBps: number;
-  downtimeSteps: DowntimeSteps;
-  /** 0 disables the completion timeout. */
-  completionTimeoutSeconds: number;
-  timeoutAction: 'abort' | 'force_complete';
-  postCopy: boolean;
-  autoConverge: boolean;
-  /** No fall in remaining memory for this long counts as a timeout; 0 disables. */
-  stallSeconds: number;
-  /** Why each of the above was chosen, for the report. */
-  reasons: string[];
-}
 
 /** A migration's life, as the journal records it. */
 export const MIGRATION_STATES = [
@@ -39,9 +14,19 @@ export const MIGRATION_STATES = [
 ] as const;
 export type MigrationState = (typeof MIGRATION_STATES)[number];
 
-/** One look at QEMU's progress, as recorded in the journal and shown by the CLI. */
+/** A migration in one of these states is over; its state never changes again. */
+export const TERMINAL_MIGRATION_STATES = ['completed', 'failed', 'cancelled'] as const;
+export type TerminalMigrationState = (typeof TERMINAL_MIGRATION_STATES)[number];
+
+export function isTerminalMigrationState(state: string): state is TerminalMigrationState {
+  return (TERMINAL_MIGRATION_STATES as readonly string[]).includes(state);
+}
+
+/** One look at QEMU's progress (query-migrate): what the driver acts on, the journal keeps and the CLI shows. */
 export interface MigrationSample {
-  /** Milliseconds since the migration started. */
+  /** When it was taken, milliseconds since the Unix epoch. */
+  time: number;
+  /** Milliseconds since QEMU started sending. */
   elapsedMs: number;
   status: string;
   transferredBytes: number;
@@ -50,8 +35,8 @@ export interface MigrationSample {
   /** Guest dirty rate in bytes/s as QEMU measures it (0 before the first pass ends). */
   dirtyRateBps: number;
   throughputMbps: number;
-  /** QEMU's dirty-sync-count: the pass number. */
-  iteration: number;
+  /** QEMU's dirty-sync-count: the pass over guest memory. */
+  pass: number;
   expectedDowntimeMs: number;
   cpuThrottlePct: number;
   downtimeLimitMs: number | undefined;
@@ -61,10 +46,10 @@ export interface MigrationSample {
 export interface IncomingRequest {
   migrationId: string;
   spec: VmSpec;
-  transport: TransportKind;
+  transport: Transport;
   tls: boolean;
   channels: number;
-  tunnel: 'multi' | 'naive';
+  tunnel: TunnelMode;
   postCopy: boolean;
   /** The source host's agent name, for logs and tunnel authorization. */
   sourceHost: string;
@@ -99,8 +84,8 @@ export interface MigrationReport {
   vm: string;
   from: string;
   to: string;
-  status: 'completed' | 'failed' | 'cancelled';
-  transport: TransportKind;
+  status: TerminalMigrationState;
+  transport: Transport;
   tls: boolean;
   channels: number;
   postCopy: boolean;

@@ -11,12 +11,19 @@ export {
 export {
   UNLIMITED_BANDWIDTH_BYTES,
   planMigration,
-  type Encryption,
   type MigrationKind,
   type MigrationPlan,
-  type PlanDecision,
   type PlanInput,
   type PlanOverrides,
-  type PlanReason,
-  type Transport,
 } from './migration-plan.js';
+export type {
+  Decided,
+  Encryption,
+  MigrationOverrides,
+  MigrationSettings,
+  PlanDecision,
+  PlanReason,
+  TimeoutAction,
+  Transport,
+  TunnelMode,
+} from './types.js';

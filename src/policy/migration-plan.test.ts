@@ -306,7 +306,7 @@ describe('planMigration: schedule, timeouts, bandwidth', () => {
 
   it('never leaves QEMU at its default bandwidth cap by accident', () => {
     const p = plan({});
-    assert.equal(p.bandwidthMiBs, 0);
+    assert.equal(p.bandwidthMiBps, 0);
     assert.equal(p.qemuMaxBandwidthBytes, UNLIMITED_BANDWIDTH_BYTES);
     assert.match(reason(p, 'bandwidth'), /128 MiB\/s/);
     assert.equal(plan({ 'libvirt.live_migration_bandwidth': 100 }).qemuMaxBandwidthBytes, 100 * 1024 * 1024);

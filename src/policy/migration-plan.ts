@@ -14,33 +14,9 @@ import {
   type DowntimeStep,
 } from './downtime-steps.js';
 import type { HostCapabilities } from './host-capabilities.js';
+import type { Encryption, PlanReason, Transport } from './types.js';
 
 export type MigrationKind = 'live' | 'block';
-export type Transport = 'native' | 'tunnelled';
-/** Who encrypts the stream between the hosts. */
-export type Encryption = 'qemu-tls' | 'agent-tls' | 'none';
-
-export type PlanDecision =
-  | 'transport'
-  | 'tls'
-  | 'channels'
-  | 'postCopy'
-  | 'autoConverge'
-  | 'flags'
-  | 'dataSize'
-  | 'downtimeSteps'
-  | 'completionTimeout'
-  | 'timeoutAction'
-  | 'bandwidth'
-  | 'stallTimeout';
-
-/** Why the plan decided something; names the option or capability (or override) that drove it. */
-export interface PlanReason {
-  readonly decision: PlanDecision;
-  readonly option?: string;
-  readonly capability?: string;
-  readonly message: string;
-}
 
 /** Per-migration choices that beat the configuration (API request, CLI flags). */
 export interface PlanOverrides {
@@ -48,7 +24,7 @@ export interface PlanOverrides {
   readonly channels?: number;
   readonly postCopy?: boolean;
   readonly autoConverge?: boolean;
-  readonly bandwidthMiBs?: number;
+  readonly bandwidthMiBps?: number;
   /** false: clear text (only with [vmferry] permit_cleartext); true: encrypted or refuse. */
   readonly tls?: boolean;
 }
@@ -82,7 +58,7 @@ export interface MigrationPlan {
   readonly completionTimeoutSeconds: number;
   readonly timeoutAction: 'abort' | 'force_complete';
   /** 0 = unlimited. */
-  readonly bandwidthMiBs: number;
+  readonly bandwidthMiBps: number;
   /** The value for QEMU's max-bandwidth (bytes/s): never QEMU's own 128 MiB/s default by accident. */
   readonly qemuMaxBandwidthBytes: number;
   /** No fall in remaining memory for this long is handled like the completion timeout; 0 = off. */
@@ -125,8 +101,8 @@ function validate(input: PlanInput): void {
   if (o.channels !== undefined && (!Number.isInteger(o.channels) || o.channels < 1 || o.channels > 255)) {
     throw new UsageError(`channels must be a whole number from 1 to 255, got ${o.channels}`);
   }
-  if (o.bandwidthMiBs !== undefined && (!Number.isInteger(o.bandwidthMiBs) || o.bandwidthMiBs < 0)) {
-    throw new UsageError(`bandwidthMiBs must be a whole number >= 0, got ${o.bandwidthMiBs}`);
+  if (o.bandwidthMiBps !== undefined && (!Number.isInteger(o.bandwidthMiBps) || o.bandwidthMiBps < 0)) {
+    throw new UsageError(`bandwidthMiBps must be a whole number >= 0, got ${o.bandwidthMiBps}`);
   }
 }
 
@@ -351,7 +327,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
   }
 
   // Post-copy.
-  const bandwidth = overrides.bandwidthMiBs ?? o['libvirt.live_migration_bandwidth'].value;
+  const bandwidth = overrides.bandwidthMiBps ?? o['libvirt.live_migration_bandwidth'].value;
   const postCopyOption: string =
     legacy && !o['libvirt.live_migration_permit_post_copy'].value
       ? listOption
@@ -550,12 +526,12 @@ export function planMigration(input: PlanInput): MigrationPlan {
   });
   why({
     decision: 'bandwidth',
-    option: overrides.bandwidthMiBs === undefined ? 'libvirt.live_migration_bandwidth' : undefined,
+    option: overrides.bandwidthMiBps === undefined ? 'libvirt.live_migration_bandwidth' : undefined,
     message:
       bandwidth === 0
         ? 'unlimited: QEMU max-bandwidth is set to its largest value, since QEMU 7.2 otherwise caps a migration at 128 MiB/s'
         : `${bandwidth} MiB/s` +
-          (overrides.bandwidthMiBs === undefined
+          (overrides.bandwidthMiBps === undefined
             ? `: ${cite(o, 'libvirt.live_migration_bandwidth')}`
             : ' (override)'),
   });
@@ -582,7 +558,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
     downtimeSteps: steps,
     completionTimeoutSeconds: timeout,
     timeoutAction,
-    bandwidthMiBs: bandwidth,
+    bandwidthMiBps: bandwidth,
     qemuMaxBandwidthBytes: bandwidth === 0 ? UNLIMITED_BANDWIDTH_BYTES : bandwidth * MiB,
     stallTimeoutSeconds: stall,
     reasons,

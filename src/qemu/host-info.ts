@@ -1,22 +1,18 @@
 import { guestKernelPath } from '../guest/index.js';
 import { probeAccelerator, type AcceleratorProbe } from './accel-probe.js';
 import type { Accelerator } from './vm-spec.js';
-import { probeQemuCapabilities, type QemuCapabilities } from './host-capabilities.js';
+import type { HostCapabilities } from '../policy/index.js';
+import { probeQemuFeatures, type QemuFeatures } from './qemu-features.js';
 import { DEFAULT_QEMU_BINARY } from './qemu-process.js';
 
 /** Everything `vmferry host info` and an agent report about a host. */
-export interface HostInfo extends QemuCapabilities {
+export interface HostInfo extends QemuFeatures, HostCapabilities {
   qemuBinary: string;
   accelerator: AcceleratorProbe['accelerator'];
   acceleratorReason: string;
   kvm: AcceleratorProbe['kvm'];
   /** The probe guest under TCG, when KVM was timed against it. */
   tcg?: AcceleratorProbe['tcg'];
-  /** QEMU can encrypt migration itself with the given credentials (native TLS usable). */
-  nativeTls: boolean;
-  multifd: boolean;
-  postcopy: boolean;
-  autoConverge: boolean;
 }
 
 export async function probeHost(
@@ -31,7 +27,7 @@ export async function probeHost(
 ): Promise<HostInfo> {
   const qemuBinary = options.qemuBinary ?? DEFAULT_QEMU_BINARY;
   const guestKernel = options.guestKernel ?? guestKernelPath();
-  const caps = await probeQemuCapabilities({ qemuBinary, tlsCredsDir: options.tlsCredsDir });
+  const caps = await probeQemuFeatures({ qemuBinary, tlsCredsDir: options.tlsCredsDir });
   const accel = await probeAccelerator({
     guestKernel,
     qemuBinary,

@@ -29,6 +29,6 @@ export {
   type KvmEvidence,
   type ProbeOptions,
 } from './accel-probe.js';
-export { probeQemuCapabilities, type QemuCapabilities } from './host-capabilities.js';
+export { probeQemuFeatures, type QemuFeatures } from './qemu-features.js';
 export { followFile, type FileFollower } from './file-follower.js';
 export { probeHost, type HostInfo } from './host-info.js';

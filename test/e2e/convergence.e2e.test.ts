@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AgentClient, DryRun, VmView } from '../../src/agent/index.js';
 import { TwoHostLab, canUseNetns } from '../../src/lab/index.js';
-import type { MigrationOverrides } from '../../src/agent/index.js';
+import type { MigrationOverrides } from '../../src/policy/index.js';
 import type { MigrationReport } from '../../src/migration/index.js';
 import { guestSpec, migrationReport, runCli, waitForOkHeartbeats } from './helpers.js';
 

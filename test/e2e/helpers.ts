@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentClient, MigrationRecord, VmView } from '../../src/agent/index.js';
 import { describeError } from '../../src/errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../src/guest/index.js';
-import type { MigrationReport } from '../../src/migration/index.js';
+import { isTerminalMigrationState, type MigrationReport } from '../../src/migration/index.js';
 import { packageRoot } from '../../src/paths.js';
 import type { VmSpec } from '../../src/qemu/index.js';
 
@@ -78,7 +78,7 @@ export async function migrationReport(
     `migration ${id} to end`,
     async () => {
       const m = await client.get<MigrationRecord>(`/v1/migrations/${id}`);
-      return ['completed', 'failed', 'cancelled'].includes(m.state) && m.report !== null
+      return isTerminalMigrationState(m.state) && m.report !== null
         ? (m.report as MigrationReport)
         : undefined;
     },
@@ -96,8 +96,7 @@ export async function waitUntilTransferring(
     const m = await client.get<{ state: string; live?: { sample?: { transferredBytes: number } } }>(
       `/v1/migrations/${id}`,
     );
-    if (['completed', 'failed', 'cancelled'].includes(m.state))
-      throw new Error(`migration ended early: ${m.state}`);
+    if (isTerminalMigrationState(m.state)) throw new Error(`migration ended early: ${m.state}`);
     return (m.live?.sample?.transferredBytes ?? 0) >= minBytes ? true : undefined;
   });
 }

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import type { AgentClient, MigrationOverrides, VmView } from '../../src/agent/index.js';
+import type { AgentClient, VmView } from '../../src/agent/index.js';
+import type { MigrationOverrides } from '../../src/policy/index.js';
 import { TwoHostLab, type HostKey } from '../../src/lab/index.js';
-import type { MigrationReport } from '../../src/migration/index.js';
+import { isTerminalMigrationState, type MigrationReport } from '../../src/migration/index.js';
 import { mtlsClientOptions } from '../../src/pki/index.js';
 import { TOKEN_HEADER, TUNNEL_PROTOCOL } from '../../src/transport/index.js';
 import {
@@ -234,7 +235,7 @@ describe('each transport moves the guest intact; tunnels refuse strangers and fa
         `${id} to finish on the source`,
         async () => {
           const m = await client[from].get<{ state: string; error: string | null }>(`/v1/migrations/${id}`);
-          return ['completed', 'failed', 'cancelled'].includes(m.state) ? m : undefined;
+          return isTerminalMigrationState(m.state) ? m : undefined;
         },
         120_000,
       );

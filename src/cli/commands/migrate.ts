@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import type { AgentClient, DryRun, MigrationOverrides, MigrationRecord } from '../../agent/index.js';
+import type { AgentClient, DryRun, MigrationRecord } from '../../agent/index.js';
+import type { MigrationOverrides, MigrationSettings } from '../../policy/index.js';
 import { UsageError } from '../../errors.js';
-import type {
-  MigrationReport,
-  MigrationSample,
-  MigrationSettings,
-  MigrationState,
+import {
+  isTerminalMigrationState,
+  type MigrationReport,
+  type MigrationSample,
+  type MigrationState,
 } from '../../migration/index.js';
 import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
 import type { CommandModule } from '../command.js';
@@ -112,7 +113,7 @@ export async function followMigration(
       }
     }
     eventsShown = events.length;
-    if (['completed', 'failed', 'cancelled'].includes(view.state)) {
+    if (isTerminalMigrationState(view.state)) {
       if (interactive) io.stderr.write('\r\x1b[K');
       if (view.report !== null && view.report !== undefined) return view.report as MigrationReport;
       return { id, state: view.state, message: events.at(-1)?.message ?? view.error ?? view.state };

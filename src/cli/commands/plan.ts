@@ -90,7 +90,7 @@ function describe(plan: MigrationPlan, memoryMiB: number): string[] {
     `  flags           ${plan.flags.join(' ')}`,
     `  downtime steps  ${steps}`,
     `  timeout         ${plan.completionTimeoutSeconds === 0 ? 'none' : `${plan.completionTimeoutSeconds} s, then ${plan.timeoutAction}`}`,
-    `  bandwidth       ${plan.bandwidthMiBs === 0 ? 'unlimited' : `${plan.bandwidthMiBs} MiB/s`}`,
+    `  bandwidth       ${plan.bandwidthMiBps === 0 ? 'unlimited' : `${plan.bandwidthMiBps} MiB/s`}`,
     `  stall timeout   ${plan.stallTimeoutSeconds === 0 ? 'off' : `${plan.stallTimeoutSeconds} s`}`,
     'why:',
     ...plan.reasons.map((r) => `  ${r.decision}: ${r.message}`),
@@ -123,7 +123,7 @@ async function runPlan(io: CliIo, flags: PlanFlags): Promise<void> {
     overrides: {
       ...(flags.transport === undefined ? {} : { transport: flags.transport }),
       ...(flags.channels === undefined ? {} : { channels: flags.channels }),
-      ...(flags.bandwidth === undefined ? {} : { bandwidthMiBs: flags.bandwidth }),
+      ...(flags.bandwidth === undefined ? {} : { bandwidthMiBps: flags.bandwidth }),
     },
   });
   if (flags.json === true) printJson(io, plan);

@@ -5,8 +5,8 @@ import { describeError } from '../errors.js';
 import { DEFAULT_QEMU_BINARY, QemuVm } from './qemu-process.js';
 import { runFiles } from './vm-spec.js';
 
-/** What this host's QEMU can do for migration, read from QEMU itself. */
-export interface QemuCapabilities {
+/** What this host's QEMU binary offers for migration, read from QEMU itself. */
+export interface QemuFeatures {
   qemuVersion: string;
   qemuPackage: string;
   /** Names listed by query-migrate-capabilities (multifd, postcopy-ram, auto-converge...). */
@@ -25,9 +25,9 @@ export interface QemuCapabilities {
  * Starts a machine-less QEMU and asks it what it supports. When `tlsCredsDir` is
  * given, also checks that QEMU loads those x509 credentials as client and server.
  */
-export async function probeQemuCapabilities(
+export async function probeQemuFeatures(
   options: { qemuBinary?: string; tlsCredsDir?: string } = {},
-): Promise<QemuCapabilities> {
+): Promise<QemuFeatures> {
   const runDir = mkdtempSync(join(tmpdir(), 'vmf-caps-'));
   const qmpSocket = runFiles(runDir).qmpSocket;
   const argv = [
@@ -57,7 +57,7 @@ export async function probeQemuCapabilities(
     const params = await vm.qmp.execute<Record<string, unknown>>('query-migrate-parameters');
     const types = await vm.qmp.execute<{ name: string }[]>('qom-list-types', { implements: 'tls-creds' });
     const supported = types.some((t) => t.name === 'tls-creds-x509');
-    const result: QemuCapabilities = {
+    const result: QemuFeatures = {
       qemuVersion: `${version.qemu.major}.${version.qemu.minor}.${version.qemu.micro}`,
       qemuPackage: version.package.trim(),
       migrationCapabilities: caps.map((c) => c.capability).sort(),
