@@ -17,6 +17,7 @@ import {
 import { ApiServer } from './api-server.js';
 import { IncomingMigrations } from './incoming.js';
 import { openJournal, type Journal } from './journal.js';
+import { keepJournalTrimmed } from './journal-retention.js';
 import { loadMigrationOptions, planSettings } from './migration-settings.js';
 import { OutgoingMigrations } from './outgoing.js';
 import { registerRoutes } from './routes.js';
@@ -72,6 +73,7 @@ export class Agent {
   private readonly tunnels: AgentTunnels;
   private frontendInstance: TlsFrontend | undefined;
   private readonly migrationOptions: ResolvedOptions;
+  private stopRetention: () => void = () => undefined;
   addresses: string[] = [];
 
   private constructor(options: AgentOptions, host: HostInfo) {
@@ -155,6 +157,10 @@ export class Agent {
     const agent = new Agent(options, host);
     try {
       await agent.recover();
+      agent.stopRetention = keepJournalTrimmed(agent.journal, {
+        days: agent.migrationOptions['vmferry.journal_retention_days'].value,
+        log: agent.log,
+      });
       const internalApiPath = join(options.stateDir, 'api.sock');
       await agent.api.listen(internalApiPath);
       const frontend = await TlsFrontend.start({
@@ -218,6 +224,7 @@ export class Agent {
   /** Stops serving; VMs keep running (their QEMU processes belong to the host). */
   async close(): Promise<void> {
     this.incoming.stopWatchingOrphans();
+    this.stopRetention();
     await this.frontendInstance?.close();
     await this.api.close();
     for (const client of this.peers.values()) client.close();

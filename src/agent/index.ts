@@ -1,7 +1,14 @@
 export { Agent, defaultRelayWorkers, type AgentOptions, type HostSummary } from './agent.js';
 export { AgentClient, parseAgentEndpoint, type AgentEndpoint } from './agent-client.js';
 export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from './api-server.js';
-export { openJournal, type Journal, type MigrationRecord, type VmRecord } from './journal.js';
+export {
+  openJournal,
+  type Journal,
+  type MigrationEvent,
+  type MigrationRecord,
+  type MigrationSample as JournalSample,
+  type VmRecord,
+} from './journal.js';
 export type { VmView, VmState } from './vm-registry.js';
 export type { DryRun } from './outgoing.js';
 export { loadMigrationOptions, planSettings } from './migration-settings.js';

@@ -111,6 +111,14 @@ export interface InterruptedMigration extends MigrationRecord {
   previousState: MigrationState;
 }
 
+/** What {@link Journal.prune} removed. */
+export interface PruneResult {
+  migrations: number;
+  samples: number;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+
 export interface ListMigrationsFilter {
   vm?: string;
   /** true: only non-terminal; false: only terminal. */
@@ -541,6 +549,29 @@ export class Journal {
         this.transition(current, 'failed', reason, null, reason);
         return { ...this.requireMigration(current.id), previousState: current.state };
       });
+    })();
+  }
+
+  /**
+   * Forgets what is older than `retentionDays` (by the journal's clock): finished
+   * migrations that ended before then, with their events and samples, and any
+   * sample taken before then. Migrations still in flight are kept. 0 keeps all.
+   */
+  prune(retentionDays: number): PruneResult {
+    if (!Number.isFinite(retentionDays) || retentionDays < 0)
+      throw new UsageError(`journal retention must be a number of days >= 0, got ${retentionDays}`);
+    if (retentionDays === 0) return { migrations: 0, samples: 0 };
+    const cutoff = this.now() - retentionDays * DAY_MS;
+    return this.db.transaction(() => {
+      const old = `SELECT id FROM migrations WHERE state IN ${TERMINAL_SQL} AND finished_at < ?`;
+      const samples =
+        this.db.prepare(`DELETE FROM migration_samples WHERE migration_id IN (${old})`).run(cutoff).changes +
+        this.db.prepare('DELETE FROM migration_samples WHERE time < ?').run(cutoff).changes;
+      this.db.prepare(`DELETE FROM migration_events WHERE migration_id IN (${old})`).run(cutoff);
+      const migrations = this.db
+        .prepare(`DELETE FROM migrations WHERE state IN ${TERMINAL_SQL} AND finished_at < ?`)
+        .run(cutoff).changes;
+      return { migrations, samples };
     })();
   }
 

@@ -265,6 +265,18 @@ export const OPTIONS = [
   },
   {
     section: 'vmferry',
+    name: 'journal_retention_days',
+    type: 'int',
+    default: 30,
+    min: 0,
+    max: 36500,
+    unit: 'days',
+    help:
+      "How long an agent's journal keeps finished migrations (their events and samples, which charts are " +
+      'drawn from); pruned at start-up and daily. 0 keeps everything.',
+  },
+  {
+    section: 'vmferry',
     name: 'dirty_rate_sample_seconds',
     type: 'int',
     default: 3,

@@ -1,0 +1,36 @@
+import type { JournalSample, MigrationEvent, MigrationRecord } from '../agent/index.js';
+import type { MigrationReport, MigrationSettings } from '../migration/index.js';
+import type { ChartSample, MigrationChartInput } from './migration-chart.js';
+
+/** A journaled sample as the chart reads it. */
+export function chartSample(s: JournalSample): ChartSample {
+  return {
+    time: s.time,
+    throughputMbps: s.throughputMbps,
+    remainingBytes: s.remaining,
+    totalBytes: s.total,
+    dirtyRateBps: s.dirtyRate,
+    pass: s.pass,
+    cpuThrottlePct: s.cpuThrottlePct,
+    expectedDowntimeMs: s.expectedDowntimeMs,
+  };
+}
+
+/** The chart of a migration from what the agent's API returns for it. */
+export function chartInput(
+  record: Pick<MigrationRecord, 'id' | 'vm' | 'startedAt' | 'finishedAt' | 'plan' | 'report'>,
+  events: readonly MigrationEvent[],
+  samples: readonly JournalSample[],
+): MigrationChartInput {
+  const plan = record.plan as Partial<MigrationSettings> | null;
+  return {
+    id: record.id,
+    vm: record.vm,
+    startedAt: record.startedAt,
+    finishedAt: record.finishedAt,
+    events,
+    samples: samples.map(chartSample),
+    report: (record.report as MigrationReport | null) ?? null,
+    downtimeSteps: Array.isArray(plan?.downtimeSteps) ? plan.downtimeSteps : [],
+  };
+}

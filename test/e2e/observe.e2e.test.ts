@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { AgentClient, JournalSample, MigrationRecord } from '../../src/agent/index.js';
+import { TwoHostLab } from '../../src/lab/index.js';
+import { packageRoot } from '../../src/paths.js';
+import { guestSpec, migrationReport, runCli, waitForOkHeartbeats } from './helpers.js';
+
+/** Where this file's tests leave what a person may want to look at (charts, screenshots). */
+const OUTPUT_DIR = join(packageRoot(), 'test-output', 'observe');
+
+describe('seeing what migrations do: charts (real QEMU, real agents)', () => {
+  let lab: TwoHostLab;
+  let a: AgentClient;
+
+  before(async () => {
+    mkdirSync(OUTPUT_DIR, { recursive: true });
+    lab = await TwoHostLab.create({ prefix: 'vmo', subnet: 70 });
+    await lab.start();
+    a = lab.client('a');
+  });
+  after(async () => {
+    await lab?.close();
+  });
+
+  it('draws the SVG chart of a real migration: every series and its phase marks, the report in the title', async () => {
+    await a.post('/v1/vms', guestSpec('charted', 128, 4), { timeoutMs: 60_000 });
+    await waitForOkHeartbeats(a, 'charted', 2);
+    // Capped so that it lasts a few seconds and several samples are journaled.
+    const { id } = await a.post<{ id: string }>('/v1/migrations', {
+      vm: 'charted',
+      to: lab.agents.b.address,
+      options: { bandwidthMiBps: 48 },
+    });
+    const report = await migrationReport(a, id);
+    assert.equal(report.status, 'completed', report.error);
+    const { samples } = await a.get<{ samples: JournalSample[] }>(`/v1/migrations/${id}/samples`);
+    assert.ok(samples.length >= 3, `only ${samples.length} samples journaled`);
+
+    const svgFile = join(OUTPUT_DIR, 'migration-chart.svg');
+    const htmlFile = join(OUTPUT_DIR, 'migration-chart.html');
+    const r = await runCli(['migration', 'show', id, '--svg', svgFile, '--html', htmlFile], lab.cliEnv('a'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      `chart of migration ${id} written to ${svgFile}\nchart of migration ${id} written to ${htmlFile}\n`,
+    );
+    const svg = readFileSync(svgFile, 'utf8');
+    assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+
+    // One point per journaled sample in each sampled series.
+    for (const series of ['throughput', 'remaining-ram']) {
+      const d = new RegExp(`<path data-series="${series}" d="([^"]*)"`).exec(svg)?.[1];
+      assert.ok(d !== undefined, `no ${series} series`);
+      assert.equal(d.split(' ').filter((c) => /^[ML]/.test(c)).length, samples.length, series);
+    }
+    assert.match(svg, /<path data-series="dirty-rate" d="M/);
+    assert.match(svg, /<path data-series="cpu-throttle" d="M/);
+    assert.match(svg, /<path data-series="downtime-limit" d="M[^"]*H/, 'the downtime limit is a step line');
+    assert.ok(!svg.includes('data-series="remaining-disk"'), 'no disk is copied');
+
+    // Phase marks in the order the migration went through them, the end at the right edge.
+    const marks = [...svg.matchAll(/<line data-phase="([a-z]+)" data-t="([^"]+)" x1="([^"]+)"/g)].map(
+      (m) => ({
+        kind: m[1] ?? '',
+        t: Number(m[2]),
+        x: Number(m[3]),
+      }),
+    );
+    const main = marks.filter((m) => m.kind !== 'pass');
+    assert.deepEqual(
+      main.map((m) => m.kind),
+      ['setup', 'precopy', 'handover', 'end'],
+    );
+    for (let i = 1; i < marks.length; i++)
+      assert.ok((marks[i]?.x ?? 0) >= (marks[i - 1]?.x ?? 0), 'marks left to right in time');
+    const view = await a.get<MigrationRecord & { events: { time: number; to: string }[] }>(
+      `/v1/migrations/${id}`,
+    );
+    const handoverAt = view.events.find((e) => e.to === 'completing')?.time ?? 0;
+    assert.equal(main[2]?.t, (handoverAt - view.startedAt) / 1000, 'hand-over placed at its journaled time');
+    // A pass mark wherever a sample shows the pass counter risen (samples may skip a short pass).
+    let seen = 1;
+    const passStarts = samples.filter((s) => s.pass > seen && (seen = s.pass) > 0);
+    assert.deepEqual(
+      marks.filter((m) => m.kind === 'pass').map((m) => m.t),
+      passStarts.map((s) => (s.time - view.startedAt) / 1000),
+    );
+
+    const headline = /data-role="headline">([^<]*)</.exec(svg)?.[1] ?? '';
+    assert.ok(headline.startsWith('completed · native + TLS · '), headline);
+    assert.ok(headline.includes(`= ${report.gbps.toFixed(2)} Gbit/s`), headline);
+    assert.ok(headline.includes(`downtime ${report.downtimeMs} ms`), headline);
+    assert.match(svg, new RegExp(`data-role="title">migration ${id} · charted · host-a → host-b<`));
+
+    const html = readFileSync(htmlFile, 'utf8');
+    assert.ok(html.includes('<svg xmlns="http://www.w3.org/2000/svg"'));
+    assert.match(html, /preparing → migrating/);
+  });
+
+  it('says which migration it does not know instead of writing an empty chart', async () => {
+    const r = await runCli(
+      ['migration', 'show', 'no-such-id', '--svg', join(OUTPUT_DIR, 'none.svg')],
+      lab.cliEnv('a'),
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no migration no-such-id on this host/);
+  });
+});
