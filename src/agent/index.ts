@@ -6,7 +6,6 @@ export {
   type Journal,
   type MigrationEvent,
   type MigrationRecord,
-  type MigrationSample as JournalSample,
   type VmRecord,
 } from './journal.js';
 export type { VmView, VmState } from './vm-registry.js';

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { UsageError } from '../errors.js';
-import { openJournal, type Journal, type MigrationSample } from './journal.js';
+import type { MigrationSample } from '../migration/index.js';
+import { openJournal, type Journal } from './journal.js';
 import { RETENTION_SWEEP_MS, keepJournalTrimmed } from './journal-retention.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -12,15 +13,17 @@ const DAY = 24 * 3600 * 1000;
 function sample(time: number): MigrationSample {
   return {
     time,
+    elapsedMs: 0,
     status: 'active',
-    transferred: 1,
-    remaining: 1,
-    total: 2,
-    dirtyRate: null,
-    throughputMbps: null,
+    transferredBytes: 1,
+    remainingBytes: 1,
+    totalBytes: 2,
+    dirtyRateBps: 0,
+    throughputMbps: 0,
     pass: 1,
-    expectedDowntimeMs: null,
-    cpuThrottlePct: null,
+    expectedDowntimeMs: 0,
+    cpuThrottlePct: 0,
+    downtimeLimitMs: undefined,
   };
 }
 

@@ -1,18 +1,20 @@
-import type { JournalSample, MigrationEvent, MigrationRecord } from '../agent/index.js';
-import type { MigrationReport, MigrationSettings } from '../migration/index.js';
+import type { MigrationEvent, MigrationRecord } from '../agent/index.js';
+import type { MigrationReport, MigrationSample } from '../migration/index.js';
+import type { MigrationSettings } from '../policy/index.js';
 import type { ChartSample, MigrationChartInput } from './migration-chart.js';
 
 /** A journaled sample as the chart reads it. */
-export function chartSample(s: JournalSample): ChartSample {
+export function chartSample(s: MigrationSample): ChartSample {
   return {
     time: s.time,
     throughputMbps: s.throughputMbps,
-    remainingBytes: s.remaining,
-    totalBytes: s.total,
-    dirtyRateBps: s.dirtyRate,
+    remainingBytes: s.remainingBytes,
+    totalBytes: s.totalBytes,
+    dirtyRateBps: s.dirtyRateBps,
     pass: s.pass,
     cpuThrottlePct: s.cpuThrottlePct,
     expectedDowntimeMs: s.expectedDowntimeMs,
+    downtimeLimitMs: s.downtimeLimitMs ?? null,
   };
 }
 
@@ -20,7 +22,7 @@ export function chartSample(s: JournalSample): ChartSample {
 export function chartInput(
   record: Pick<MigrationRecord, 'id' | 'vm' | 'startedAt' | 'finishedAt' | 'plan' | 'report'>,
   events: readonly MigrationEvent[],
-  samples: readonly JournalSample[],
+  samples: readonly MigrationSample[],
 ): MigrationChartInput {
   const plan = record.plan as Partial<MigrationSettings> | null;
   return {

@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
-import type { AgentClient, JournalSample, MigrationEvent, MigrationRecord } from '../agent/index.js';
+import type { AgentClient, MigrationEvent, MigrationRecord } from '../agent/index.js';
+import type { MigrationSample } from '../migration/index.js';
 import {
   chartInput,
   renderMigrationHtml,
@@ -13,7 +14,7 @@ export async function fetchChartInput(client: AgentClient, id: string): Promise<
   const path = `/v1/migrations/${encodeURIComponent(id)}`;
   const [view, { samples }] = await Promise.all([
     client.get<MigrationRecord & { events?: MigrationEvent[] }>(path),
-    client.get<{ samples: JournalSample[] }>(`${path}/samples`),
+    client.get<{ samples: MigrationSample[] }>(`${path}/samples`),
   ]);
   return chartInput(view, view.events ?? [], samples);
 }

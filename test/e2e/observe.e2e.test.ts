@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AgentClient, JournalSample, MigrationRecord } from '../../src/agent/index.js';
+import type { AgentClient, MigrationRecord } from '../../src/agent/index.js';
+import type { MigrationSample } from '../../src/migration/index.js';
 import { TwoHostLab } from '../../src/lab/index.js';
 import { packageRoot } from '../../src/paths.js';
 import { guestSpec, migrationReport, runCli, waitForOkHeartbeats } from './helpers.js';
@@ -35,7 +36,7 @@ describe('seeing what migrations do: charts (real QEMU, real agents)', () => {
     });
     const report = await migrationReport(a, id);
     assert.equal(report.status, 'completed', report.error);
-    const { samples } = await a.get<{ samples: JournalSample[] }>(`/v1/migrations/${id}/samples`);
+    const { samples } = await a.get<{ samples: MigrationSample[] }>(`/v1/migrations/${id}/samples`);
     assert.ok(samples.length >= 3, `only ${samples.length} samples journaled`);
 
     const svgFile = join(OUTPUT_DIR, 'migration-chart.svg');
