@@ -2,12 +2,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, describeError } from '../errors.js';
-import type { ResolvedOptions } from '../config/index.js';
+import { loadMigrationOptions, type ResolvedOptions } from '../config/index.js';
 import { activeFailpoints } from '../failpoints.js';
 import { restoreSourceGuest } from '../migration/index.js';
-import type { HostCapabilities } from '../policy/index.js';
+import { decideRelayWorkers } from '../policy/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
+import type { HostSummary } from './api-client.js';
 import {
   checkTlsIdentity,
   writeQemuTlsCredsDir,
@@ -18,7 +19,6 @@ import { ApiServer } from './api-server.js';
 import { IncomingMigrations } from './incoming.js';
 import { openJournal, type Journal } from './journal.js';
 import { keepJournalTrimmed } from './journal-retention.js';
-import { loadMigrationOptions, planSettings } from './migration-settings.js';
 import { OutgoingMigrations } from './outgoing.js';
 import { registerRoutes } from './routes.js';
 import { AgentTunnels } from './tunnels.js';
@@ -40,20 +40,9 @@ export interface AgentOptions {
   qemuTlsDir?: string;
   /** The operator's nova.conf options ([libvirt] and [vmferry]): how migrations run. */
   migrationOptions?: ResolvedOptions;
-  /** Processes for TLS and tunnel relaying (default: {@link defaultRelayWorkers}). */
+  /** Processes for TLS and tunnel relaying (default: the policy's decideRelayWorkers). */
   workers?: number;
   log?: (line: string) => void;
-}
-
-/** What an agent tells peers and operators about its host (GET /v1/host): its capabilities and more. */
-export interface HostSummary extends HostCapabilities {
-  name: string;
-  accelerator: Accelerator;
-  acceleratorReason: string;
-  qemuVersion: string;
-  migrationCapabilities: string[];
-  transports: string[];
-  cpus: number;
 }
 
 /**
@@ -114,22 +103,8 @@ export class Agent {
       journal: this.journal,
       peerClient: (address) => this.peer(address),
       sourceAddress: () => this.publicAddress(),
-      plan: async ({ vmMemoryMiB, destination, overrides }) => {
-        const destinationHost = await destination.get<HostSummary>('/v1/host');
-        if (destinationHost.name === options.name) {
-          throw new UsageError(
-            `${destination.endpoint.url} is this host (${options.name}): a VM cannot migrate to itself`,
-          );
-        }
-        const source = this.summary();
-        return planSettings({
-          options: this.migrationOptions,
-          memoryMiB: vmMemoryMiB,
-          source,
-          destination: destinationHost,
-          overrides,
-        });
-      },
+      migrationOptions: this.migrationOptions,
+      hostSummary: () => this.summary(),
       tunnels: this.tunnels,
       qemuTlsDir: options.qemuTlsDir,
       dirtyRateSampleSeconds: this.migrationOptions['vmferry.dirty_rate_sample_seconds'].value,
@@ -168,7 +143,7 @@ export class Agent {
         listen: { host: options.listenHost, port: options.listenPort },
         localPath: join(options.stateDir, 'agent.sock'),
         internalApiPath,
-        workers: options.workers ?? defaultRelayWorkers(availableParallelism()),
+        workers: decideRelayWorkers({ cpus: availableParallelism(), configured: options.workers }).value,
         onEvent: (e) => agent.onTransportEvent(e),
       });
       agent.frontendInstance = frontend;
@@ -351,13 +326,4 @@ function checkOwnCertificate(tls: TlsIdentity, name: string): CertificateInfo {
     );
   }
   return cert;
-}
-
-/**
- * Relay processes for a host with `cpus` CPUs: one per 2 CPUs, like the default
- * channel count, leaving the other half to QEMU. On this project's 2-CPU hosts
- * one worker measured faster than two (tunnelled 1.59 vs 1.32 Gbit/s, bench/README).
- */
-export function defaultRelayWorkers(cpus: number): number {
-  return Math.max(1, Math.floor(cpus / 2));
 }

@@ -9,6 +9,7 @@ import {
 } from '../errors.js';
 import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import { failpoint } from '../failpoints.js';
+import { checkChannels } from '../policy/index.js';
 import { validateVmSpec } from '../qemu/index.js';
 import type { AgentClient } from './agent-client.js';
 import type { Journal, MigrationRecord } from './journal.js';
@@ -493,10 +494,7 @@ function validateIncoming(body: unknown): IncomingRequest {
   if (b.transport !== 'native' && b.transport !== 'tunnelled') {
     throw new UsageError(`transport must be native or tunnelled, got ${JSON.stringify(b.transport)}`);
   }
-  const channels = b.channels;
-  if (typeof channels !== 'number' || !Number.isInteger(channels) || channels < 1 || channels > 64) {
-    throw new UsageError(`channels must be an integer from 1 to 64, got ${JSON.stringify(channels)}`);
-  }
+  const channels = checkChannels(b.channels);
   if (b.tunnel !== undefined && b.tunnel !== 'multi' && b.tunnel !== 'naive') {
     throw new UsageError(`tunnel must be multi or naive, got ${JSON.stringify(b.tunnel)}`);
   }

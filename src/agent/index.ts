@@ -1,4 +1,5 @@
-export { Agent, defaultRelayWorkers, type AgentOptions, type HostSummary } from './agent.js';
+export { Agent, type AgentOptions } from './agent.js';
+export type { HostSummary } from './api-client.js';
 export { AgentClient, parseAgentEndpoint, type AgentEndpoint } from './agent-client.js';
 export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from './api-server.js';
 export {
@@ -10,4 +11,3 @@ export {
 } from './journal.js';
 export type { VmView, VmState } from './vm-registry.js';
 export type { DryRun } from './outgoing.js';
-export { loadMigrationOptions, planSettings } from './migration-settings.js';

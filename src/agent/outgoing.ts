@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { ConflictError, MigrationError, NotFoundError, PeerError, describeError } from '../errors.js';
+import {
+  ConflictError,
+  MigrationError,
+  NotFoundError,
+  PeerError,
+  UsageError,
+  describeError,
+} from '../errors.js';
 import {
   SourceMigration,
   closeTransport,
@@ -16,7 +23,14 @@ import {
   type MigrationReport,
   type TransportSession,
 } from '../migration/index.js';
-import type { MigrationOverrides, MigrationSettings } from '../policy/index.js';
+import type { ResolvedOptions } from '../config/index.js';
+import {
+  migrationSettings,
+  planMigration,
+  type MigrationOverrides,
+  type MigrationSettings,
+} from '../policy/index.js';
+import type { HostSummary } from './api-client.js';
 import type { AgentClient } from './agent-client.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord } from './journal.js';
@@ -30,12 +44,10 @@ export interface OutgoingMigrationsOptions {
   peerClient: (address: string) => AgentClient;
   /** This agent's address as destinations reach it (undefined on a wildcard listener). */
   sourceAddress?: () => string | undefined;
-  /** Decides transport, TLS, channels, convergence aids for one migration. */
-  plan: (input: {
-    vmMemoryMiB: number;
-    destination: AgentClient;
-    overrides: MigrationOverrides;
-  }) => Promise<MigrationSettings>;
+  /** The operator's nova.conf: what the plan is made of. */
+  migrationOptions: ResolvedOptions;
+  /** This host, as the plan sees the source. */
+  hostSummary: () => HostSummary;
   tunnels: AgentTunnels;
   qemuTlsDir: string | undefined;
   /** How long the forecast samples the guest dirty rate (calc-dirty-rate), seconds. */
@@ -81,14 +93,36 @@ export class OutgoingMigrations {
    */
   async dryRun(vmName: string, to: string, overrides: MigrationOverrides): Promise<DryRun> {
     const vm = this.options.registry.get(vmName);
-    const client = this.options.peerClient(to);
-    const settings = await this.options.plan({
-      vmMemoryMiB: vm.spec.memoryMiB,
-      destination: client,
-      overrides,
-    });
+    const settings = await this.plan(vm.spec.memoryMiB, this.options.peerClient(to), overrides);
     const estimate = await this.estimate(vmName, to, settings);
     return { vm: vmName, to, settings, ...estimate };
+  }
+
+  /**
+   * The plan for a migration to the agent behind `destination`: asks it what its
+   * host can do (refusing this host itself), then decides (src/policy).
+   */
+  private async plan(
+    memoryMiB: number,
+    destination: AgentClient,
+    overrides: MigrationOverrides,
+  ): Promise<MigrationSettings> {
+    const source = this.options.hostSummary();
+    const target = await destination.get<HostSummary>('/v1/host');
+    if (target.name === source.name) {
+      throw new UsageError(
+        `${destination.endpoint.url} is this host (${source.name}): a VM cannot migrate to itself`,
+      );
+    }
+    const plan = planMigration({
+      options: this.options.migrationOptions,
+      kind: 'live',
+      memoryMiB,
+      source,
+      destination: target,
+      overrides,
+    });
+    return migrationSettings(plan);
   }
 
   /** Samples the guest's dirty rate and forecasts pre-copy for these settings. */
@@ -178,11 +212,7 @@ export class OutgoingMigrations {
       );
     }
     const client = this.options.peerClient(to);
-    const settings = await this.options.plan({
-      vmMemoryMiB: vm.spec.memoryMiB,
-      destination: client,
-      overrides,
-    });
+    const settings = await this.plan(vm.spec.memoryMiB, client, overrides);
     const id = randomUUID();
     const qemu = vm.qemu;
     if (qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);

@@ -28,6 +28,7 @@ export {
   type MigrationFlags,
 } from './migration-flags.js';
 export { checkConfig, configCheckJson, type ConfigCheck } from './config-check.js';
+export { loadMigrationOptions } from './load-options.js';
 export {
   upgradeConfig,
   type ConfigUpgrade,

@@ -8,14 +8,10 @@ export {
   migrationDataGiB,
   type DowntimeStep,
 } from './downtime-steps.js';
-export {
-  UNLIMITED_BANDWIDTH_BYTES,
-  planMigration,
-  type MigrationKind,
-  type MigrationPlan,
-  type PlanInput,
-  type PlanOverrides,
-} from './migration-plan.js';
+export { UNLIMITED_BANDWIDTH_BYTES } from './decide-limits.js';
+export { migrationSettings, planMigration, type MigrationPlan } from './migration-plan.js';
+export { CHANNEL_RANGE, checkChannels, type MigrationKind, type PlanInput } from './plan-input.js';
+export { RELAY_WORKER_RANGE, decideRelayWorkers } from './relay-workers.js';
 export type {
   Decided,
   Encryption,

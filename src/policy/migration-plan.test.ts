@@ -3,12 +3,9 @@ import { describe, it } from 'node:test';
 import { checkConfig, optionsFrom, type OptionValues, type ResolvedOptions } from '../config/index.js';
 import { PlanError } from '../errors.js';
 import { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';
-import {
-  UNLIMITED_BANDWIDTH_BYTES,
-  planMigration,
-  type MigrationPlan,
-  type PlanInput,
-} from './migration-plan.js';
+import { UNLIMITED_BANDWIDTH_BYTES } from './decide-limits.js';
+import { planMigration, type MigrationPlan } from './migration-plan.js';
+import type { PlanInput } from './plan-input.js';
 
 const NO_TLS: HostCapabilities = { ...FULL_CAPABILITIES, nativeTls: false };
 
@@ -384,5 +381,46 @@ describe('planMigration: channels sized to the hosts', () => {
     const small = { ...FULL_CAPABILITIES, cpus: 2 };
     assert.equal(plan({ 'vmferry.channels': 4 }, { source: small, destination: small }).channels, 4);
     assert.equal(plan({}, { source: small, destination: small, overrides: { channels: 3 } }).channels, 3);
+  });
+});
+
+describe('planMigration: the other per-migration overrides', () => {
+  const tunnelled = { 'libvirt.live_migration_tunnelled': true } as const;
+
+  it('decides timeouts, stall detection and the naive tunnel, each explained as an override', () => {
+    const p = plan(tunnelled, {
+      overrides: {
+        completionTimeoutSeconds: 5,
+        timeoutAction: 'force_complete',
+        stallSeconds: 7,
+        tunnel: 'naive',
+      },
+    });
+    assert.deepEqual(
+      [p.completionTimeoutSeconds, p.timeoutAction, p.stallTimeoutSeconds, p.tunnel, p.channels],
+      [5, 'force_complete', 7, 'naive', 1],
+    );
+    assert.match(reason(p, 'completionTimeout'), /^5 s: requested for this migration \(override\)$/);
+    assert.match(reason(p, 'timeoutAction'), /pause the guest.*\(override\)$/);
+    assert.match(reason(p, 'stallTimeout'), /^7 s .*\(override\)$/);
+    assert.match(reason(p, 'tunnel'), /naive tunnel: one connection/);
+    assert.match(reason(p, 'channels'), /naive tunnel carries one connection/);
+  });
+
+  it('explains the relay workers of the source agent for the tunnel, not for native', () => {
+    const small = { ...FULL_CAPABILITIES, cpus: 4 };
+    const p = plan(tunnelled, { source: small, destination: small });
+    assert.equal(p.relayWorkers, 2);
+    assert.match(reason(p, 'relayWorkers'), /one per 2 of the host's 4 CPUs/);
+    assert.equal(plan({ 'vmferry.workers': 3, ...tunnelled }, { source: small }).relayWorkers, 3);
+    assert.equal(plan({}, { source: small, destination: small }).relayWorkers, undefined);
+  });
+
+  it('refuses an override of the wrong kind, naming it', () => {
+    const bad = (overrides: Record<string, unknown>): unknown => plan({}, { overrides });
+    assert.throws(() => bad({ transport: 'carrier-pigeon' }), /transport must be native or tunnelled/);
+    assert.throws(() => bad({ timeoutAction: 'panic' }), /timeoutAction must be abort or force_complete/);
+    assert.throws(() => bad({ stallSeconds: -1 }), /stallSeconds must be a whole number >= 0, got -1/);
+    assert.throws(() => bad({ postCopy: 'yes' }), /postCopy must be true or false, got "yes"/);
   });
 });

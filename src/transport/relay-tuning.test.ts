@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UsageError } from '../errors.js';
-import { DEFAULT_CIPHER_SUITES, resolveTuning, resolveWorkerCount, restartDelayMs } from './relay-tuning.js';
+import { DEFAULT_CIPHER_SUITES, resolveTuning, restartDelayMs } from './relay-tuning.js';
 
 describe('relay tuning', () => {
   it('fills in defaults', () => {
@@ -25,14 +25,6 @@ describe('relay tuning', () => {
     assert.throws(() => resolveTuning({ cipherSuites: 'AES128-GCM-SHA256' }), /cipherSuites/);
     assert.throws(() => resolveTuning({ noDelay: 'yes' as unknown as boolean }), /noDelay/);
     assert.throws(() => resolveTuning({ chunkSize: 1 } as never), /unknown transport option chunkSize/);
-  });
-
-  it('runs one worker per CPU unless told, at least one', () => {
-    assert.equal(resolveWorkerCount(undefined, 8), 8);
-    assert.equal(resolveWorkerCount(undefined, 0), 1);
-    assert.equal(resolveWorkerCount(3, 8), 3);
-    assert.throws(() => resolveWorkerCount(0, 8), /workers/);
-    assert.throws(() => resolveWorkerCount(2.5, 8), /workers/);
   });
 
   it('restarts at once, then backs off up to 5 s', () => {

@@ -97,15 +97,6 @@ export function resolveTuning(given: Partial<RelayTuning> = {}): RelayTuning {
   return out as unknown as RelayTuning;
 }
 
-/** How many workers to run: the given count, else one per CPU; at least one. */
-export function resolveWorkerCount(given: number | undefined, cpus: number): number {
-  if (given === undefined) return Math.max(1, cpus);
-  if (!Number.isInteger(given) || given < 1 || given > 256) {
-    throw new UsageError(`transport option workers must be an integer from 1 to 256, got ${given}`);
-  }
-  return given;
-}
-
 /**
  * Delay before restarting a worker that died: immediate the first time, then
  * doubling with each death within the last minute, capped at 5 s, so a worker

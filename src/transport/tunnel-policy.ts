@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { AuthError, NotFoundError, UsageError, type VmferryError } from '../errors.js';
+import { CHANNEL_RANGE } from '../policy/index.js';
 
 /** The HTTP Upgrade protocol token of a tunnel request. */
 export const TUNNEL_PROTOCOL = 'vmferry-tunnel';
@@ -241,8 +242,10 @@ export function validateRegistration(r: TunnelRegistration): TunnelRegistration 
   if (typeof r.targetPath !== 'string' || !r.targetPath.startsWith('/')) {
     bad('targetPath', 'an absolute unix socket path', r.targetPath);
   }
-  if (!Number.isInteger(r.maxConnections) || r.maxConnections < 1 || r.maxConnections > 256) {
-    bad('maxConnections', 'an integer from 1 to 256', r.maxConnections);
+  // QEMU opens a main connection and one per multifd channel.
+  const most = CHANNEL_RANGE.max + 1;
+  if (!Number.isInteger(r.maxConnections) || r.maxConnections < 1 || r.maxConnections > most) {
+    bad('maxConnections', `an integer from 1 to ${most}`, r.maxConnections);
   }
   return r;
 }

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { HostSetupError, describeError } from '../errors.js';
 import type { FromWorker, PemIdentity, ToWorker, WorkerEvent, WorkerStatsReply } from './ipc-protocol.js';
 import { isFromWorker } from './ipc-protocol.js';
-import { resolveTuning, resolveWorkerCount, restartDelayMs, type RelayTuning } from './relay-tuning.js';
+import { decideRelayWorkers } from '../policy/index.js';
+import { resolveTuning, restartDelayMs, type RelayTuning } from './relay-tuning.js';
 import { admitConnection, nextWorkerIndex, type TunnelRegistration } from './tunnel-policy.js';
 
 /** A TLS identity: PEM text or buffers of the deployment CA, this agent's certificate and key. */
@@ -29,7 +30,7 @@ export interface WorkerPoolOptions {
   tls: TlsIdentity;
   /** The agent's internal plain-HTTP API (unix socket); non-tunnel requests are proxied there. */
   internalApiPath?: string;
-  /** Worker processes; default one per CPU. */
+  /** Worker processes; default: the policy's decideRelayWorkers (one per 2 CPUs). */
   workers?: number;
   tuning?: Partial<RelayTuning>;
   /** Receives refusals, handshake failures, worker restarts... for the agent's log. */
@@ -105,7 +106,7 @@ export class WorkerPool {
   private closing = false;
 
   private constructor(options: WorkerPoolOptions) {
-    this.size = resolveWorkerCount(options.workers, availableParallelism());
+    this.size = decideRelayWorkers({ cpus: availableParallelism(), configured: options.workers }).value;
     this.tuning = resolveTuning(options.tuning);
     this.identity = pemIdentity(options.tls);
     this.internalApiPath = options.internalApiPath;

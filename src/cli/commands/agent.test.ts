@@ -51,12 +51,3 @@ describe('agent settings', () => {
     assert.throws(() => parseListen('h:99999'), /not HOST:PORT/);
   });
 });
-
-describe('default relay workers', () => {
-  it('is one per 2 CPUs, at least one', async () => {
-    const { defaultRelayWorkers } = await import('../../agent/index.js');
-    assert.equal(defaultRelayWorkers(1), 1);
-    assert.equal(defaultRelayWorkers(2), 1);
-    assert.equal(defaultRelayWorkers(16), 8);
-  });
-});

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Agent, loadMigrationOptions } from '../../agent/index.js';
-import type { ResolvedOptions } from '../../config/index.js';
+import { Agent } from '../../agent/index.js';
+import { loadMigrationOptions, type ResolvedOptions } from '../../config/index.js';
 import { UsageError, describeError } from '../../errors.js';
 import { checkTlsIdentity, loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
 import type { CommandModule } from '../command.js';

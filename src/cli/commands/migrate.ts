@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { AgentClient, DryRun, MigrationRecord } from '../../agent/index.js';
-import type { MigrationOverrides, MigrationSettings } from '../../policy/index.js';
+import { checkChannels, type MigrationOverrides, type MigrationSettings } from '../../policy/index.js';
 import { UsageError } from '../../errors.js';
 import {
   isTerminalMigrationState,
@@ -54,11 +54,7 @@ export function overridesFromFlags(flags: MigrateFlags): MigrationOverrides {
     o.transport = flags.transport;
   }
   const channels = nonNegative(flags.channels, '--channels');
-  if (channels !== undefined) {
-    if (channels < 1 || channels > 64)
-      throw new UsageError(`--channels must be from 1 to 64, got ${channels}`);
-    o.channels = channels;
-  }
+  if (channels !== undefined) o.channels = checkChannels(channels, '--channels');
   const bandwidth = nonNegative(flags.bandwidth, '--bandwidth');
   if (bandwidth !== undefined) o.bandwidthMiBps = bandwidth;
   const timeout = nonNegative(flags.completionTimeout, '--completion-timeout');

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ConfigError, UsageError } from '../../errors.js';
 import {
+  CHANNEL_RANGE,
   FULL_CAPABILITIES,
   planMigration,
   type HostCapabilities,
@@ -83,15 +84,18 @@ function describe(plan: MigrationPlan, memoryMiB: number): string[] {
   const steps = plan.downtimeSteps.map(([s, ms]) => `${ms} ms@${s}s`).join(', ');
   return [
     `plan: ${plan.kind} migration of ${memoryMiB} MiB (${plan.dataGiB} GiB to move)`,
-    `  transport       ${plan.transport} (${enc})`,
+    `  transport       ${plan.transport} (${enc})${plan.tunnel === 'naive' ? ', naive tunnel' : ''}`,
     `  channels        ${plan.channels}${plan.channels === 1 ? ' (no multifd)' : ' (multifd)'}`,
     `  post-copy       ${plan.postCopy ? 'on' : 'off'}`,
     `  auto-converge   ${plan.autoConverge ? 'on' : 'off'}`,
     `  flags           ${plan.flags.join(' ')}`,
     `  downtime steps  ${steps}`,
     `  timeout         ${plan.completionTimeoutSeconds === 0 ? 'none' : `${plan.completionTimeoutSeconds} s, then ${plan.timeoutAction}`}`,
-    `  bandwidth       ${plan.bandwidthMiBps === 0 ? 'unlimited' : `${plan.bandwidthMiBps} MiB/s`}`,
+    `  bandwidth       ${plan.bandwidthMiBps === 0 ? 'unlimited' : `${plan.bandwidthMiBps} MiB/s`} (QEMU max-bandwidth ${plan.qemuMaxBandwidthBytes} bytes/s)`,
     `  stall timeout   ${plan.stallTimeoutSeconds === 0 ? 'off' : `${plan.stallTimeoutSeconds} s`}`,
+    ...(plan.relayWorkers === undefined
+      ? []
+      : [`  relay workers   ${plan.relayWorkers} on the source agent`]),
     'why:',
     ...plan.reasons.map((r) => `  ${r.decision}: ${r.message}`),
   ];
@@ -158,7 +162,11 @@ export const planCommand: CommandModule = {
         if (v !== 'native' && v !== 'tunnelled') throw new InvalidArgumentError('use native or tunnelled');
         return v;
       })
-      .option('--channels <n>', 'override: multifd channels (1-255)', wholeNumber)
+      .option(
+        '--channels <n>',
+        `override: multifd channels (${CHANNEL_RANGE.min}-${CHANNEL_RANGE.max})`,
+        wholeNumber,
+      )
       .option('--bandwidth <mibs>', 'override: MiB/s, 0 = unlimited', wholeNumber)
       .option('--json', 'print the plan as JSON')
       .action((flags: PlanFlags) => runPlan(io, flags));

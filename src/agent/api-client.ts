@@ -1,0 +1,189 @@
+import type { GuestHealth } from '../guest/index.js';
+import type { Forecast, GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
+import type { MigrationSample, MigrationState } from '../migration/index.js';
+import type { HostCapabilities, MigrationOverrides, MigrationSettings } from '../policy/index.js';
+import type { Accelerator, VmSpec } from '../qemu/index.js';
+import type { AgentClient } from './agent-client.js';
+import type { MigrationEvent, MigrationRecord } from './journal.js';
+import type { VmView } from './vm-registry.js';
+
+/** The agent API's endpoints, each once: routes.ts serves them, {@link AgentApi} calls them. */
+export const API = {
+  host: 'GET /v1/host',
+  vms: 'GET /v1/vms',
+  startVm: 'POST /v1/vms',
+  vm: 'GET /v1/vms/:name',
+  vmHealth: 'GET /v1/vms/:name/health',
+  stopVm: 'POST /v1/vms/:name/stop',
+  migrations: 'GET /v1/migrations',
+  startMigration: 'POST /v1/migrations',
+  dryRun: 'POST /v1/migrations/dry-run',
+  migration: 'GET /v1/migrations/:id',
+  samples: 'GET /v1/migrations/:id/samples',
+  abortMigration: 'POST /v1/migrations/:id/abort',
+  forceComplete: 'POST /v1/migrations/:id/force-complete',
+  prepareIncoming: 'POST /v1/incoming',
+  resumeIncoming: 'POST /v1/incoming/:id/resume',
+  recoverIncoming: 'POST /v1/incoming/:id/recover',
+  completeIncoming: 'POST /v1/incoming/:id/complete',
+  incomingGuest: 'GET /v1/incoming/:id/guest',
+  abortIncoming: 'POST /v1/incoming/:id/abort',
+} as const;
+
+export type Endpoint = (typeof API)[keyof typeof API];
+
+/** An endpoint's method and path. */
+export function routeOf(endpoint: Endpoint): { method: 'GET' | 'POST'; path: string } {
+  const [method, path] = endpoint.split(' ') as ['GET' | 'POST', string];
+  return { method, path };
+}
+
+/** An endpoint's path with its `:params` filled in (URI-encoded). */
+export function pathOf(endpoint: Endpoint, params: Record<string, string> = {}): string {
+  return routeOf(endpoint).path.replace(/:([A-Za-z]+)/g, (_m, name: string) =>
+    encodeURIComponent(params[name] ?? ''),
+  );
+}
+
+/** What an agent tells peers and operators about its host (GET /v1/host): its capabilities and more. */
+export interface HostSummary extends HostCapabilities {
+  name: string;
+  accelerator: Accelerator;
+  acceleratorReason: string;
+  qemuVersion: string;
+  migrationCapabilities: string[];
+  transports: string[];
+  cpus: number;
+}
+
+/** POST /v1/migrations and /v1/migrations/dry-run. */
+export interface MigrationRequest {
+  vm: string;
+  /** The destination agent, as the source agent reaches it: https://HOST:PORT. */
+  to: string;
+  options?: MigrationOverrides;
+}
+
+export interface StartedMigration {
+  id: string;
+  settings: MigrationSettings;
+}
+
+/** `vmferry migrate --dry-run`: the plan and the forecast, nothing started. */
+export interface DryRun {
+  vm: string;
+  to: string;
+  settings: MigrationSettings;
+  dirtyRateBps: number;
+  dirtyRateSampleSeconds: number;
+  throughputBps: number;
+  throughputSource: string;
+  downtimeLimitMs: number;
+  forecast: Forecast;
+}
+
+/** GET /v1/migrations/:id: the journal's record, its events, and while it runs here the driver's view. */
+export interface MigrationView extends MigrationRecord {
+  events: MigrationEvent[];
+  live: { state: MigrationState; sample: MigrationSample | undefined } | undefined;
+}
+
+/**
+ * An agent's API, typed: the one place that knows its paths and bodies on the
+ * calling side (the CLI, the lab, peers). Timeouts are the ones each call needs.
+ */
+export class AgentApi {
+  constructor(readonly client: AgentClient) {}
+
+  host(): Promise<HostSummary> {
+    return this.client.get(pathOf(API.host));
+  }
+
+  async vms(): Promise<VmView[]> {
+    return (await this.client.get<{ vms: VmView[] }>(pathOf(API.vms))).vms;
+  }
+
+  startVm(spec: VmSpec | Record<string, unknown>): Promise<VmView> {
+    return this.client.post(pathOf(API.startVm), spec, { timeoutMs: 60_000 });
+  }
+
+  vm(name: string): Promise<VmView> {
+    return this.client.get(pathOf(API.vm, { name }));
+  }
+
+  /** Waits (up to `waitMs`, at most 2 minutes) for `minOk` good heartbeats after `afterSeq`. */
+  vmHealth(
+    name: string,
+    q: { minOk?: number; waitMs?: number; afterSeq?: number } = {},
+  ): Promise<GuestHealth> {
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) query.set(k, String(v));
+    const path = `${pathOf(API.vmHealth, { name })}${query.size > 0 ? `?${query.toString()}` : ''}`;
+    return this.client.get(path, { timeoutMs: (q.waitMs ?? 0) + 10_000 });
+  }
+
+  async stopVm(name: string): Promise<void> {
+    await this.client.post(pathOf(API.stopVm, { name }), {}, { timeoutMs: 30_000 });
+  }
+
+  async migrations(): Promise<MigrationRecord[]> {
+    return (await this.client.get<{ migrations: MigrationRecord[] }>(pathOf(API.migrations))).migrations;
+  }
+
+  startMigration(request: MigrationRequest): Promise<StartedMigration> {
+    return this.client.post(pathOf(API.startMigration), request, { timeoutMs: 60_000 });
+  }
+
+  /** Samples the guest's dirty rate first: takes that long and more. */
+  dryRun(request: MigrationRequest): Promise<DryRun> {
+    return this.client.post(pathOf(API.dryRun), request, { timeoutMs: 120_000 });
+  }
+
+  migration(id: string, options: { timeoutMs?: number } = {}): Promise<MigrationView> {
+    return this.client.get(pathOf(API.migration, { id }), options);
+  }
+
+  async samples(id: string): Promise<MigrationSample[]> {
+    return (await this.client.get<{ samples: MigrationSample[] }>(pathOf(API.samples, { id }))).samples;
+  }
+
+  async abortMigration(id: string): Promise<void> {
+    await this.client.post(pathOf(API.abortMigration, { id }));
+  }
+
+  async forceComplete(id: string): Promise<void> {
+    await this.client.post(pathOf(API.forceComplete, { id }));
+  }
+
+  // The destination's half, called by the source agent that prepared the migration.
+
+  prepareIncoming(request: IncomingRequest): Promise<IncomingReply> {
+    return this.client.post(pathOf(API.prepareIncoming), request, { timeoutMs: 60_000 });
+  }
+
+  async resumeIncoming(id: string): Promise<void> {
+    await this.client.post(pathOf(API.resumeIncoming, { id }));
+  }
+
+  recoverIncoming(id: string): Promise<IncomingReply> {
+    return this.client.post(pathOf(API.recoverIncoming, { id }), {}, { timeoutMs: 15_000 });
+  }
+
+  /** The destination waits up to 10 s for its QEMU to confirm the stream is complete. */
+  async completeIncoming(id: string): Promise<void> {
+    await this.client.post(pathOf(API.completeIncoming, { id }), {}, { timeoutMs: 20_000 });
+  }
+
+  /** Waits there for the guest's first heartbeats (up to 20 s). */
+  incomingGuest(id: string): Promise<GuestVerdict> {
+    return this.client.get(pathOf(API.incomingGuest, { id }), { timeoutMs: 60_000 });
+  }
+
+  async abortIncoming(id: string, reason: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    await this.client.post(pathOf(API.abortIncoming, { id }), { reason }, { timeoutMs: 15_000, ...options });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
