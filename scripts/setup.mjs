@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // Brings a fresh machine to the point where vmferry runs: npm packages, QEMU
-// from Debian, the TypeScript build and the guest build. Only Node built-ins
-// here: this runs before node_modules exists. A second run changes nothing.
+// from Debian, the TypeScript build, the guest build and the Linux test guest
+// (scripts/build-linux-guest.mjs). Only Node built-ins here: this runs before
+// node_modules exists. A second run changes nothing.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LinuxGuestBuildError, buildLinuxGuest, findTool } from './build-linux-guest.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quiet = process.argv.includes('--quiet');
@@ -58,6 +60,10 @@ const debianNeeds = [
   { pkg: 'gcc', present: () => has('gcc') },
   { pkg: 'binutils', present: () => has('ld') },
   { pkg: 'make', present: () => has('make') },
+  // The Linux guest's boot disk: a FAT image (mkfs.fat, mcopy) with syslinux.
+  { pkg: 'syslinux', present: () => has('syslinux', ['--version']) },
+  { pkg: 'mtools', present: () => has('mcopy') },
+  { pkg: 'dosfstools', present: () => findTool('mkfs.fat') !== undefined },
 ];
 const missing = debianNeeds.filter((n) => !n.present()).map((n) => n.pkg);
 if (missing.length > 0) {
@@ -86,5 +92,13 @@ if (missing.length > 0) {
 {
   const r = run('make', ['-s', '-C', 'guest'], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (!r.ok) fail(`building the guest failed (${r.why})`, 'run make -C guest to see why');
+}
+// The Linux test guest: kernel and busybox from Debian (apt-get download, not
+// installed), initramfs and boot disk; quick when its stamp matches.
+try {
+  buildLinuxGuest({ say });
+} catch (err) {
+  if (!(err instanceof LinuxGuestBuildError)) throw err;
+  fail(`building the Linux guest failed: ${err.message}`, err.hint);
 }
 say('ready');

@@ -11,6 +11,34 @@ function bad(seq: number, page: number): GuestHeartbeatEvent {
   return { kind: 'heartbeat', seq, written: 0, verified: seq * 10, status: 'corrupt', corruptPage: page };
 }
 
+/** A Linux guest heartbeat: memory, disk and network checked. */
+function linux(
+  seq: number,
+  parts: {
+    disk?: 'ok' | 'corrupt' | 'error';
+    block?: number;
+    diskVerified?: number;
+    net?: 'ok' | 'down';
+  } = {},
+): GuestHeartbeatEvent {
+  const disk = parts.disk ?? 'ok';
+  return {
+    kind: 'heartbeat',
+    seq,
+    written: 0,
+    verified: seq * 100,
+    status: disk === 'corrupt' ? 'corrupt' : 'ok',
+    mem: 'ok',
+    disk: {
+      status: disk,
+      written: seq,
+      verified: parts.diskVerified ?? seq * 10,
+      ...(parts.block !== undefined ? { corruptBlock: parts.block } : {}),
+    },
+    net: parts.net ?? 'ok',
+  };
+}
+
 describe('assessGuestHealth', () => {
   it('is ok after three advancing OK heartbeats', () => {
     const h = assessGuestHealth([hb(1, 10), hb(2, 20), hb(3, 30)]);
@@ -61,6 +89,57 @@ describe('assessGuestHealth', () => {
     assert.equal(h.state, 'corrupt');
     assert.equal(h.corruptPage, 42);
     assert.match(h.reason, /page 42.*seq=2/);
+  });
+
+  it('says nothing of parts for the freestanding guest', () => {
+    const h = assessGuestHealth([hb(1, 10), hb(2, 20), hb(3, 30)]);
+    assert.equal(h.parts, undefined);
+    assert.equal(h.corruptBlock, undefined);
+  });
+
+  it('is ok for a Linux guest with memory, disk and network OK, and says so', () => {
+    const h = assessGuestHealth([linux(1), linux(2), linux(3)]);
+    assert.equal(h.state, 'ok');
+    assert.deepEqual(h.parts, { mem: 'ok', disk: 'ok', net: 'ok' });
+    assert.match(h.reason, /verified=300, disk verified=30, net OK/);
+  });
+
+  it('is corrupt when the disk is, naming the block', () => {
+    const h = assessGuestHealth([linux(1), linux(2, { disk: 'corrupt', block: 17 }), linux(3), linux(4)]);
+    assert.equal(h.state, 'corrupt');
+    assert.equal(h.corruptBlock, 17);
+    assert.equal(h.corruptPage, undefined);
+    assert.equal(h.parts?.disk, 'corrupt');
+    assert.match(h.reason, /disk block 17 corrupt at heartbeat seq=2/);
+  });
+
+  it('is stalled while the network is down, and ok once replies come back', () => {
+    const down = assessGuestHealth([linux(1), linux(2), linux(3, { net: 'down' })]);
+    assert.equal(down.state, 'stalled');
+    assert.equal(down.advancing, 0);
+    assert.deepEqual(down.parts, { mem: 'ok', disk: 'ok', net: 'down' });
+    assert.match(down.reason, /net DOWN \(no ping reply\) at seq=3/);
+    const earlier = assessGuestHealth([linux(1, { net: 'down' }), linux(2), linux(3)]);
+    assert.equal(earlier.state, 'stalled');
+    assert.equal(earlier.advancing, 2);
+    assert.match(earlier.reason, /net DOWN .* at seq=1/);
+    const back = assessGuestHealth([linux(1, { net: 'down' }), linux(2), linux(3), linux(4)]);
+    assert.equal(back.state, 'ok');
+  });
+
+  it('is stalled after a disk I/O error, and when disk verification stops', () => {
+    const error = assessGuestHealth([linux(1), linux(2, { disk: 'error' }), linux(3), linux(4)], {
+      minOk: 3,
+    });
+    assert.equal(error.state, 'stalled');
+    assert.match(error.reason, /disk ERROR .* at seq=2/);
+    const stuck = assessGuestHealth([
+      linux(1, { diskVerified: 50 }),
+      linux(2, { diskVerified: 50 }),
+      linux(3, { diskVerified: 60 }),
+    ]);
+    assert.equal(stuck.state, 'stalled');
+    assert.match(stuck.reason, /disk_verified stayed at 50 from seq=1 to seq=2/);
   });
 
   it('rejects a bad minOk', () => {

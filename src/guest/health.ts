@@ -1,4 +1,4 @@
-import type { GuestHeartbeatEvent } from './heartbeat-parser.js';
+import type { GuestDiskStatus, GuestHeartbeatEvent } from './heartbeat-parser.js';
 
 export type GuestHealthState = 'ok' | 'corrupt' | 'stalled';
 
@@ -9,8 +9,21 @@ export interface GuestHealth {
   /** Heartbeats at the end of the window in which seq and verified (and written, if required) kept advancing. */
   advancing: number;
   lastSeq: number | undefined;
-  /** Set when state is 'corrupt': the first bad page the guest reported. */
+  /** Set when state is 'corrupt' because of memory: the first bad page the guest reported. */
   corruptPage: number | undefined;
+  /** Set when state is 'corrupt' because of the disk (Linux guest): the first bad block. */
+  corruptBlock: number | undefined;
+  /** What the newest heartbeat judged says of each part (Linux guest); undefined for the freestanding guest. */
+  parts: GuestParts | undefined;
+}
+
+/** The Linux guest's per-part status, as its heartbeat reports it. */
+export interface GuestParts {
+  mem: 'ok' | 'corrupt';
+  /** Absent when the guest checks no disk. */
+  disk?: GuestDiskStatus['status'];
+  /** Absent when the guest pings nobody. */
+  net?: 'ok' | 'down';
 }
 
 export interface GuestHealthOptions {
@@ -18,17 +31,35 @@ export interface GuestHealthOptions {
   minOk?: number | undefined;
   /** Only judge heartbeats with a seq above this one (e.g. the last seen before a migration). */
   afterSeq?: number | undefined;
-  /** Also require the written count to advance (for a workload with a dirty rate). Default false. */
+  /** Also require the written count (memory pages) to advance (for a workload with a dirty rate). Default false. */
   requireWrites?: boolean | undefined;
+}
+
+function partsOf(h: GuestHeartbeatEvent | undefined): GuestParts | undefined {
+  if (h?.mem === undefined) return undefined;
+  const parts: GuestParts = { mem: h.mem };
+  if (h.disk) parts.disk = h.disk.status;
+  if (h.net) parts.net = h.net;
+  return parts;
+}
+
+/** Why a heartbeat that is not corrupt still is not a healthy one (Linux guest's disk or network). */
+function unwell(h: GuestHeartbeatEvent): string | undefined {
+  if (h.disk?.status === 'error') return `disk ERROR (an I/O error) at seq=${h.seq}`;
+  if (h.net === 'down') return `net DOWN (no ping reply) at seq=${h.seq}`;
+  return undefined;
 }
 
 /**
  * Judges the guest from the heartbeats observed, oldest first. 'corrupt' as
- * soon as any heartbeat in the window says so; 'ok' when the last `minOk`
- * heartbeats are OK and each one's seq and verified count are above the one
- * before; 'stalled' otherwise (too few heartbeats, counters that stopped, or
- * a seq that went back, as after a guest reboot). Call it once enough time
- * has passed for `minOk` heartbeats (about one a second) to have arrived.
+ * soon as any heartbeat in the window says so (memory or disk data wrong);
+ * 'ok' when the last `minOk` heartbeats are OK (and, from the Linux guest,
+ * report disk and net OK where they report them) and each one's seq and
+ * verified counts (pages, and disk blocks) are above the one before;
+ * 'stalled' otherwise (too few heartbeats, counters that stopped, a seq that
+ * went back as after a guest reboot, a disk I/O error, the network down).
+ * Call it once enough time has passed for `minOk` heartbeats (about one a
+ * second) to have arrived.
  */
 export function assessGuestHealth(
   heartbeats: readonly GuestHeartbeatEvent[],
@@ -43,14 +74,23 @@ export function assessGuestHealth(
   const last = window.at(-1);
   const lastSeq = last?.seq;
 
+  const parts = partsOf(last);
+
   const bad = window.find((h) => h.status === 'corrupt');
   if (bad) {
+    const block = bad.disk?.corruptBlock;
+    const found: string[] = [];
+    if (bad.corruptPage !== undefined) found.push(`page ${bad.corruptPage}`);
+    if (block !== undefined) found.push(`disk block ${block}`);
+    const what = found.length > 0 ? found.join(' and ') : 'page ?';
     return {
       state: 'corrupt',
-      reason: `guest reported page ${bad.corruptPage ?? '?'} corrupt at heartbeat seq=${bad.seq}`,
+      reason: `guest reported ${what} corrupt at heartbeat seq=${bad.seq}`,
       advancing: 0,
       lastSeq,
       corruptPage: bad.corruptPage,
+      corruptBlock: block,
+      parts: partsOf(bad),
     };
   }
   if (!last) {
@@ -61,15 +101,22 @@ export function assessGuestHealth(
       advancing: 0,
       lastSeq,
       corruptPage: undefined,
+      corruptBlock: undefined,
+      parts,
     };
   }
 
-  let advancing = 1;
-  let why = '';
-  for (let i = window.length - 1; i > 0 && advancing < minOk; i--) {
+  let why = unwell(last) ?? '';
+  let advancing = why === '' ? 1 : 0;
+  for (let i = window.length - 1; i > 0 && advancing < minOk && why === ''; i--) {
     const cur = window[i];
     const prev = window[i - 1];
     if (!cur || !prev) break;
+    const prevUnwell = unwell(prev);
+    if (prevUnwell !== undefined) {
+      why = prevUnwell;
+      break;
+    }
     if (cur.seq <= prev.seq) {
       why = `seq went from ${prev.seq} to ${cur.seq}`;
       break;
@@ -82,15 +129,25 @@ export function assessGuestHealth(
       why = `written stayed at ${prev.written} from seq=${prev.seq} to seq=${cur.seq}`;
       break;
     }
+    if (cur.disk && prev.disk && cur.disk.verified <= prev.disk.verified) {
+      why = `disk_verified stayed at ${prev.disk.verified} from seq=${prev.seq} to seq=${cur.seq}`;
+      break;
+    }
     advancing++;
   }
   if (advancing >= minOk) {
+    const more = [
+      ...(last.disk ? [`disk verified=${last.disk.verified}`] : []),
+      ...(last.net ? ['net OK'] : []),
+    ];
     return {
       state: 'ok',
-      reason: `${advancing} advancing OK heartbeats up to seq=${last.seq} (verified=${last.verified})`,
+      reason: `${advancing} advancing OK heartbeats up to seq=${last.seq} (verified=${last.verified}${more.map((m) => `, ${m}`).join('')})`,
       advancing,
       lastSeq,
       corruptPage: undefined,
+      corruptBlock: undefined,
+      parts,
     };
   }
   const detail = why !== '' ? why : `only ${window.length} heartbeat(s)`;
@@ -100,5 +157,7 @@ export function assessGuestHealth(
     advancing,
     lastSeq,
     corruptPage: undefined,
+    corruptBlock: undefined,
+    parts,
   };
 }

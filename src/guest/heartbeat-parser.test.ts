@@ -73,6 +73,121 @@ describe('parseGuestLine', () => {
   });
 });
 
+describe("parseGuestLine: the Linux guest's heartbeat", () => {
+  const LINUX_OK =
+    'vmferry-hb seq=12 written=4096 verified=98304 status=OK mem=OK disk=OK disk_written=40 disk_verified=1200 net=OK';
+
+  it('reads memory, disk and network status', () => {
+    assert.deepEqual(parseGuestLine(LINUX_OK), {
+      kind: 'heartbeat',
+      seq: 12,
+      written: 4096,
+      verified: 98304,
+      status: 'ok',
+      mem: 'ok',
+      disk: { status: 'ok', written: 40, verified: 1200 },
+      net: 'ok',
+    });
+  });
+
+  it('reads a heartbeat without disk or network (neither checked)', () => {
+    assert.deepEqual(parseGuestLine('vmferry-hb seq=1 written=0 verified=5 status=OK mem=OK'), {
+      kind: 'heartbeat',
+      seq: 1,
+      written: 0,
+      verified: 5,
+      status: 'ok',
+      mem: 'ok',
+    });
+  });
+
+  it('reads corrupt memory (page= where the freestanding guest puts it), corrupt disk, disk error, net down', () => {
+    assert.deepEqual(
+      parseGuestLine(
+        'vmferry-hb seq=3 written=1 verified=2 status=CORRUPT page=77 mem=CORRUPT disk=OK disk_written=0 disk_verified=9',
+      ),
+      {
+        kind: 'heartbeat',
+        seq: 3,
+        written: 1,
+        verified: 2,
+        status: 'corrupt',
+        corruptPage: 77,
+        mem: 'corrupt',
+        disk: { status: 'ok', written: 0, verified: 9 },
+      },
+    );
+    const disk = parseGuestLine(
+      'vmferry-hb seq=4 written=1 verified=2 status=CORRUPT mem=OK disk=CORRUPT block=17 disk_written=3 disk_verified=9 net=DOWN',
+    );
+    assert.deepEqual(disk, {
+      kind: 'heartbeat',
+      seq: 4,
+      written: 1,
+      verified: 2,
+      status: 'corrupt',
+      mem: 'ok',
+      disk: { status: 'corrupt', written: 3, verified: 9, corruptBlock: 17 },
+      net: 'down',
+    });
+    const error = parseGuestLine(
+      'vmferry-hb seq=5 written=1 verified=2 status=OK mem=OK disk=ERROR disk_written=3 disk_verified=9',
+    );
+    assert.equal(error?.kind === 'heartbeat' && error.disk?.status, 'error');
+    assert.equal(error?.kind === 'heartbeat' && error.status, 'ok');
+  });
+
+  it('takes the fields in any order and skips unknown ones', () => {
+    const e = parseGuestLine(
+      'vmferry-hb seq=2 written=0 verified=7 status=OK net=OK rtt_us=420 disk_verified=5 disk_written=1 disk=OK mem=OK',
+    );
+    assert.deepEqual(e?.kind === 'heartbeat' && [e.net, e.disk, e.mem], [
+      'ok',
+      { status: 'ok', written: 1, verified: 5 },
+      'ok',
+    ]);
+  });
+
+  it('finds the marker after noise, and the second of two torn heartbeats', () => {
+    assert.equal(parseGuestLine(`\x1b[2J${LINUX_OK}`)?.kind, 'heartbeat');
+    const torn = parseGuestLine(`vmferry-hb seq=11 written=1 verified=2 status=OK mem=OK disk=O${LINUX_OK}`);
+    assert.equal(torn?.kind === 'heartbeat' && torn.seq, 12);
+  });
+
+  it('refuses lines whose fields are missing, malformed or contradict each other', () => {
+    for (const line of [
+      // status says OK, a part says CORRUPT (or the other way round)
+      'vmferry-hb seq=1 written=0 verified=1 status=OK page=3 mem=CORRUPT',
+      'vmferry-hb seq=1 written=0 verified=1 status=CORRUPT mem=OK disk=OK disk_written=0 disk_verified=1',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=CORRUPT block=2 disk_written=0 disk_verified=1',
+      // the corrupt page or block, or a disk counter, missing
+      'vmferry-hb seq=1 written=0 verified=1 status=CORRUPT mem=CORRUPT',
+      'vmferry-hb seq=1 written=0 verified=1 status=CORRUPT mem=OK disk=CORRUPT disk_written=0 disk_verified=1',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=OK disk_verified=1',
+      // unknown values, a field twice, a line cut inside the fields, trailing words
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=FINE',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK net=UP',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=BAD disk_written=0 disk_verified=1',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK mem=OK',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=OK disk_written=0 disk_verified=x',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=OK disk_written=0 disk_verified=99999999999999999999',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK net=O',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK net=OK and more',
+    ]) {
+      assert.equal(parseGuestLine(line), undefined, line);
+    }
+  });
+
+  it("leaves the freestanding guest's lines as they were (no per-part fields)", () => {
+    const old = parseGuestLine(`${HB1} trailing words`);
+    assert.deepEqual(old, { kind: 'heartbeat', seq: 1, written: 16384, verified: 150000, status: 'ok' });
+    assert.equal(
+      parseGuestLine('vmferry-hb seq=9 written=0 verified=77 status=CORRUPT page=12345 x=1')?.kind,
+      'heartbeat',
+    );
+  });
+});
+
 describe('GuestSerialParser', () => {
   it('joins lines split across chunks, at any byte', () => {
     const text = `${READY}\n${HB1}\n${HB2}\n`;

@@ -8,6 +8,18 @@ export interface GuestReadyEvent {
   pages: number;
 }
 
+/** The Linux guest's disk check, from `disk=... disk_written=.. disk_verified=..`. */
+export interface GuestDiskStatus {
+  /** 'corrupt': a block read back differs from what was written; 'error': the device failed a read or write. Both stay. */
+  status: 'ok' | 'corrupt' | 'error';
+  /** Blocks rewritten since the workload started (the initial fill not counted). */
+  written: number;
+  /** Blocks read back and checked since the workload started. */
+  verified: number;
+  /** The first block that failed verification; set when status is 'corrupt'. */
+  corruptBlock?: number;
+}
+
 /** `vmferry-hb ...`: printed about once a second; counters survive migration. */
 export interface GuestHeartbeatEvent {
   kind: 'heartbeat';
@@ -16,9 +28,16 @@ export interface GuestHeartbeatEvent {
   written: number;
   /** Pages verified since the guest was ready. */
   verified: number;
+  /** 'corrupt' when memory or (Linux guest) disk data was found wrong. */
   status: 'ok' | 'corrupt';
-  /** The first page that failed verification; set when status is 'corrupt'. */
+  /** The first page that failed verification; set when memory is corrupt. */
   corruptPage?: number;
+  /** The Linux guest's per-part status (`mem=`); absent from the freestanding guest's heartbeats. */
+  mem?: 'ok' | 'corrupt';
+  /** The Linux guest's disk check; absent when it checks no disk. */
+  disk?: GuestDiskStatus;
+  /** The Linux guest's ping of its peer: 'down' when no reply came in the last 3 s; absent when it pings nobody. */
+  net?: 'ok' | 'down';
 }
 
 /**
@@ -36,6 +55,9 @@ export type GuestEvent = GuestReadyEvent | GuestHeartbeatEvent | GuestMessageEve
 
 const HEARTBEAT_RE =
   /vmferry-hb seq=(\d+) written=(\d+) verified=(\d+) status=(?:(OK)|CORRUPT page=(\d+))(?=\s|$)/;
+// The Linux guest adds `mem=` and more `key=value` fields after the status, up to the end of the line.
+const EXTENDED_RE =
+  /vmferry-hb seq=(\d+) written=(\d+) verified=(\d+) status=(OK|CORRUPT)((?: [a-z_]+=[A-Za-z0-9]+)*)\s*$/;
 const READY_RE = /vmferry-guest ready mem=(\d+) dirty=(\d+) base=0x([0-9a-fA-F]+) pages=(\d+)(?=\s|$)/;
 const MESSAGE_RE = /vmferry-guest ([a-z]+):?(?=\s|$).*$/;
 
@@ -55,7 +77,11 @@ function integers(texts: readonly (string | undefined)[], radix = 10): number[] 
  * firmware output); a line cut short does not match.
  */
 export function parseGuestLine(line: string): GuestEvent | undefined {
+  const ext = EXTENDED_RE.exec(line);
+  if (ext && / mem=/.test(ext[5] ?? '')) return extendedHeartbeat(ext);
   const hb = HEARTBEAT_RE.exec(line);
+  // A Linux guest's heartbeat that did not read above must not pass for one without parts.
+  if (hb && /\smem=/.test(line.slice(hb.index + hb[0].length))) return undefined;
   if (hb) {
     const ok = hb[4] !== undefined;
     const n = integers(ok ? [hb[1], hb[2], hb[3]] : [hb[1], hb[2], hb[3], hb[5]]);
@@ -78,6 +104,67 @@ export function parseGuestLine(line: string): GuestEvent | undefined {
     return { kind: 'message', topic: msg[1] ?? '', text: msg[0].trimEnd() };
   }
   return undefined;
+}
+
+const MEM_STATES = { OK: 'ok', CORRUPT: 'corrupt' } as const;
+const DISK_STATES = { OK: 'ok', CORRUPT: 'corrupt', ERROR: 'error' } as const;
+const NET_STATES = { OK: 'ok', DOWN: 'down' } as const;
+
+function pick<T extends Record<string, string>>(table: T, value: string | undefined): T[keyof T] | undefined {
+  return value !== undefined && Object.hasOwn(table, value) ? table[value as keyof T] : undefined;
+}
+
+/**
+ * `status=OK|CORRUPT` followed by `mem=OK|CORRUPT` (with `page=N` when
+ * corrupt), optionally `disk=OK|CORRUPT|ERROR` (with `block=N` when corrupt)
+ * `disk_written=N disk_verified=N`, and `net=OK|DOWN`. Fields may come in any
+ * order; unknown ones are skipped. A line whose fields contradict each other
+ * (status=OK with mem=CORRUPT, a field twice, a number missing) is not read.
+ */
+function extendedHeartbeat(m: RegExpExecArray): GuestHeartbeatEvent | undefined {
+  const fields = new Map<string, string>();
+  for (const pair of (m[5] ?? '').trim().split(' ')) {
+    const [key = '', value = ''] = pair.split('=');
+    if (fields.has(key)) return undefined;
+    fields.set(key, value);
+  }
+  const base = integers([m[1], m[2], m[3]]);
+  if (!base) return undefined;
+  const [seq = 0, written = 0, verified = 0] = base;
+  const number = (key: string): number | undefined => {
+    const v = fields.get(key);
+    return v !== undefined && /^\d+$/.test(v) ? integers([v])?.[0] : undefined;
+  };
+
+  const event: GuestHeartbeatEvent = { kind: 'heartbeat', seq, written, verified, status: 'ok' };
+  const mem = pick(MEM_STATES, fields.get('mem'));
+  if (mem === undefined) return undefined;
+  event.mem = mem;
+  if (mem === 'corrupt') {
+    event.corruptPage = number('page');
+    if (event.corruptPage === undefined) return undefined;
+  }
+  if (fields.has('disk')) {
+    const status = pick(DISK_STATES, fields.get('disk'));
+    const dw = number('disk_written');
+    const dv = number('disk_verified');
+    if (status === undefined || dw === undefined || dv === undefined) return undefined;
+    const disk: GuestDiskStatus = { status, written: dw, verified: dv };
+    if (status === 'corrupt') {
+      disk.corruptBlock = number('block');
+      if (disk.corruptBlock === undefined) return undefined;
+    }
+    event.disk = disk;
+  }
+  if (fields.has('net')) {
+    const net = pick(NET_STATES, fields.get('net'));
+    if (net === undefined) return undefined;
+    event.net = net;
+  }
+  const corrupt = mem === 'corrupt' || event.disk?.status === 'corrupt';
+  if (corrupt !== (m[4] === 'CORRUPT')) return undefined;
+  if (corrupt) event.status = 'corrupt';
+  return event;
 }
 
 /** Longest line kept; longer runs without a newline are noise and are dropped. */

@@ -29,6 +29,11 @@
  * over 256 MiB takes about half a second under TCG). With a dirty rate the
  * guest may rewrite the page first and heal it; corrupt with dirty=0 to be sure.
  *
+ * The Linux guest (guest/linux/, built by scripts/build-linux-guest.mjs):
+ * Debian's cloud kernel with an initramfs whose workload checks memory, a
+ * virtio data disk and a ping to a peer, and prints the same heartbeat with
+ * `mem= disk= net=` fields; see linux-guest.ts and guest/linux/README.md.
+ *
  * Live migration under TCG with QEMU < 9.0 (Debian 12 has 7.2) loses writes to
  * pages the vCPU keeps in its TLB when the RAM size is a multiple of 256 KiB;
  * the guest then reports CORRUPT or stops after the switch-over. Give both
@@ -37,6 +42,7 @@
 export {
   GuestSerialParser,
   parseGuestLine,
+  type GuestDiskStatus,
   type GuestEvent,
   type GuestHeartbeatEvent,
   type GuestMessageEvent,
@@ -47,6 +53,7 @@ export {
   type GuestHealth,
   type GuestHealthOptions,
   type GuestHealthState,
+  type GuestParts,
 } from './health.js';
 export {
   GUEST_GENERATION_TABLE,
@@ -65,3 +72,16 @@ export {
   guestKernelPath,
   type GuestWorkload,
 } from './workload.js';
+export {
+  LINUX_GUEST_BLOCK_MAGIC,
+  LINUX_GUEST_BLOCK_SIZE,
+  checkLinuxGuest,
+  linuxGuestAppend,
+  linuxGuestBlockContent,
+  linuxGuestFiles,
+  linuxGuestRamMiB,
+  writeLinuxGuestBootDisk,
+  type LinuxGuestFiles,
+  type LinuxGuestManifest,
+  type LinuxGuestWorkload,
+} from './linux-guest.js';
