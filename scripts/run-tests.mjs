@@ -40,6 +40,14 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// Tests that drive a real browser need Debian's chromium: installed only when they are about to run.
+if (files.some((f) => f.endsWith('dashboard.e2e.test.js'))) {
+  spawnSync(process.execPath, [join(root, 'scripts', 'setup.mjs'), '--browser'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+}
+
 const r = spawnSync(
   process.execPath,
   ['--enable-source-maps', '--test', '--test-reporter=tap', '--test-concurrency=2', ...files],

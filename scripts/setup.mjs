@@ -34,6 +34,23 @@ function has(cmd, args = ['--version']) {
   return !r.error && r.status === 0;
 }
 
+// `--browser`: only Debian's chromium, for the tests that drive a real browser (the dashboard's).
+// Never fatal: where it cannot be installed those tests skip and say why.
+if (process.argv.includes('--browser')) {
+  if (has('chromium', ['--version'])) process.exit(0);
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot || !has('apt-get', ['--version'])) {
+    say('chromium is missing; the browser tests will be skipped (as root: apt-get install -y chromium)');
+    process.exit(0);
+  }
+  say('installing chromium from Debian for the browser tests (apt-get update first)');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let r = run('apt-get', ['update', '-qq'], { env });
+  if (r.ok) r = run('apt-get', ['install', '-y', '-qq', 'chromium'], { env });
+  if (!r.ok) say(`apt-get could not install chromium (${r.why}); the browser tests will be skipped`);
+  process.exit(0);
+}
+
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 20 || (major === 20 && minor < 10)) {
   fail(`Node.js ${process.versions.node} is too old`, 'install Node.js 20.10 or newer');

@@ -22,4 +22,4 @@ export {
   type PhaseMark,
   type SeriesKey,
 } from './migration-chart.js';
-export { chartInput, chartSample } from './chart-input.js';
+export { chartInput, chartSample, fetchChartInput } from './chart-input.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { AgentClient } from '../agent/index.js';
 import { UsageError } from '../errors.js';
-import { loadTlsIdentity } from '../pki/index.js';
+import { loadTlsIdentity, type TlsIdentity } from '../pki/index.js';
 import type { CliIo } from './io.js';
 
 export interface AgentConnectionFlags {
@@ -19,14 +19,23 @@ export function withAgentOptions(command: Command): Command {
     .option('--tls-dir <dir>', 'your client identity: ca.pem, cert.pem, key.pem (env VMFERRY_TLS_DIR)');
 }
 
-/** A client for the agent named by the flags or the environment. */
-export async function connectAgent(io: CliIo, flags: AgentConnectionFlags): Promise<AgentClient> {
-  const address = flags.agent ?? io.env.VMFERRY_AGENT ?? 'unix:/var/lib/vmferry/agent.sock';
+/** The operator's certificate, from --tls-dir or VMFERRY_TLS_DIR. */
+export async function operatorIdentity(io: CliIo, flags: { tlsDir?: string }): Promise<TlsIdentity> {
   const tlsDir = flags.tlsDir ?? io.env.VMFERRY_TLS_DIR;
   if (tlsDir === undefined) {
     throw new UsageError('no client certificate: pass --tls-dir DIR or set VMFERRY_TLS_DIR', {
       hint: 'issue one with: vmferry ca issue CA_DIR --name operator',
     });
   }
-  return new AgentClient(address, await loadTlsIdentity(tlsDir));
+  return loadTlsIdentity(tlsDir);
+}
+
+/** The agent named by --agent, VMFERRY_AGENT, or the local agent's socket. */
+export function agentAddress(io: CliIo, flags: { agent?: string }): string {
+  return flags.agent ?? io.env.VMFERRY_AGENT ?? 'unix:/var/lib/vmferry/agent.sock';
+}
+
+/** A client for the agent named by the flags or the environment. */
+export async function connectAgent(io: CliIo, flags: AgentConnectionFlags): Promise<AgentClient> {
+  return new AgentClient(agentAddress(io, flags), await operatorIdentity(io, flags));
 }

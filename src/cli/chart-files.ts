@@ -1,23 +1,6 @@
 import { writeFile } from 'node:fs/promises';
-import type { AgentClient, MigrationEvent, MigrationRecord } from '../agent/index.js';
-import type { MigrationSample } from '../migration/index.js';
-import {
-  chartInput,
-  renderMigrationHtml,
-  renderMigrationSvg,
-  type MigrationChartInput,
-} from '../chart/index.js';
+import { renderMigrationHtml, renderMigrationSvg, type MigrationChartInput } from '../chart/index.js';
 import { UsageError, describeError } from '../errors.js';
-
-/** Everything the chart of migration `id` needs, from its agent's journal. */
-export async function fetchChartInput(client: AgentClient, id: string): Promise<MigrationChartInput> {
-  const path = `/v1/migrations/${encodeURIComponent(id)}`;
-  const [view, { samples }] = await Promise.all([
-    client.get<MigrationRecord & { events?: MigrationEvent[] }>(path),
-    client.get<{ samples: MigrationSample[] }>(`${path}/samples`),
-  ]);
-  return chartInput(view, view.events ?? [], samples);
-}
 
 /** Writes the chart as SVG and/or HTML; returns the files written. */
 export async function writeChartFiles(

@@ -2,6 +2,7 @@ import type { CommandModule } from '../command.js';
 import { agentCommand } from './agent.js';
 import { caCommand } from './ca.js';
 import { configCommand } from './config.js';
+import { dashboardCommand } from './dashboard.js';
 import { demoCommand } from './demo.js';
 import { hostCommand } from './host.js';
 import { migrateCommand, migrationCommand } from './migrate.js';
@@ -17,6 +18,7 @@ export const commands: readonly CommandModule[] = [
   vmCommand,
   migrateCommand,
   migrationCommand,
+  dashboardCommand,
   planCommand,
   configCommand,
   hostCommand,

@@ -10,7 +10,8 @@ import {
   type MigrationState,
 } from '../../migration/index.js';
 import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
-import { fetchChartInput, writeChartFiles } from '../chart-files.js';
+import { fetchChartInput } from '../../chart/index.js';
+import { writeChartFiles } from '../chart-files.js';
 import type { CommandModule } from '../command.js';
 import { dryRunLines, progressLine, reportLines } from '../format.js';
 import { isInteractive, printJson, printLines, type CliIo } from '../io.js';
