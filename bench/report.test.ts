@@ -60,9 +60,10 @@ describe('benchmark report', () => {
       summarize('tunnelled', [run('tunnelled', 6)]),
       summarize('naive-tunnel', [run('naive-tunnel', 1.5)]),
     ];
-    const table = resultTable(results, 10);
-    assert.match(table[2] ?? '', /^\| native \| 8\.00 \| 8\.00-8\.00 \| 100% \| 80% \| 5\.3x \|/);
-    assert.match(table[3] ?? '', /^\| tunnelled \| 6\.00 \| .* \| 75% \| 60% \| 4\.0x \|/);
+    const table = resultTable(results, 10, 'tcg');
+    assert.match(table[0] ?? '', /^\| transport \| accel \| Gbit\/s/);
+    assert.match(table[2] ?? '', /^\| native \| tcg \| 8\.00 \| 8\.00-8\.00 \| 100% \| 80% \| 5\.3x \|/);
+    assert.match(table[3] ?? '', /^\| tunnelled \| tcg \| 6\.00 \| .* \| 75% \| 60% \| 4\.0x \|/);
     const svg = resultSvg(results, 'a <title>');
     assert.match(svg, /^<svg /);
     assert.match(svg, /a &lt;title&gt;/);

@@ -84,19 +84,23 @@ function round(v: number, digits = 2): number {
 }
 
 /** The table README.md shows: Gbit/s median and range, share of the link (or of native), CPU s/GiB per side. */
-export function resultTable(results: readonly BenchResult[], linkGbps: number | undefined): string[] {
+export function resultTable(
+  results: readonly BenchResult[],
+  linkGbps: number | undefined,
+  accelerator: string,
+): string[] {
   const native = results.find((r) => r.transport === 'native');
   const naive = results.find((r) => r.transport === 'naive-tunnel');
   const header = [
-    '| transport | Gbit/s (median) | range | % of native | % of link | x naive | CPU s/GiB source | CPU s/GiB dest | source by process | dest by process |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| transport | accel | Gbit/s (median) | range | % of native | % of link | x naive | CPU s/GiB source | CPU s/GiB dest | source by process | dest by process |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   const rows = results.map((r) => {
     const ofNative =
       native !== undefined && native.gbps > 0 ? `${((r.gbps / native.gbps) * 100).toFixed(0)}%` : '-';
     const ofLink = linkGbps !== undefined ? `${((r.gbps / linkGbps) * 100).toFixed(0)}%` : '-';
     const xNaive = naive !== undefined && naive.gbps > 0 ? `${(r.gbps / naive.gbps).toFixed(1)}x` : '-';
-    return `| ${r.transport} | ${r.gbps.toFixed(2)} | ${r.minGbps.toFixed(2)}-${r.maxGbps.toFixed(2)} | ${ofNative} | ${ofLink} | ${xNaive} | ${r.cpuSourcePerGiB.toFixed(2)} | ${r.cpuDestinationPerGiB.toFixed(2)} | ${cpuBreakdown(r.cpuSourcePerGiBByKind)} | ${cpuBreakdown(r.cpuDestinationPerGiBByKind)} |`;
+    return `| ${r.transport} | ${accelerator} | ${r.gbps.toFixed(2)} | ${r.minGbps.toFixed(2)}-${r.maxGbps.toFixed(2)} | ${ofNative} | ${ofLink} | ${xNaive} | ${r.cpuSourcePerGiB.toFixed(2)} | ${r.cpuDestinationPerGiB.toFixed(2)} | ${cpuBreakdown(r.cpuSourcePerGiBByKind)} | ${cpuBreakdown(r.cpuDestinationPerGiBByKind)} |`;
   });
   return [...header, ...rows];
 }

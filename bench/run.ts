@@ -150,6 +150,8 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '3' },
       transports: { type: 'string', default: Object.keys(TRANSPORTS).join(',') },
       channels: { type: 'string', default: 'auto' },
+      // Pinned by default so figures compare from run to run and machine to machine.
+      accel: { type: 'string', default: 'tcg' },
       out: { type: 'string', default: join(packageRoot(), 'bench', 'results') },
     },
   });
@@ -169,19 +171,27 @@ async function main(): Promise<void> {
     throw new Error(`--memory-mib must be an integer >= 64, got ${values['memory-mib']}`);
   if (!Number.isInteger(runs) || runs < 1)
     throw new Error(`--runs must be a positive integer, got ${values.runs}`);
+  const accel = values.accel;
+  if (accel !== 'tcg' && accel !== 'kvm' && accel !== 'auto')
+    throw new Error(`--accel must be tcg, kvm or auto, got ${accel}`);
   if (!canUseNetns())
     throw new Error('the benchmark needs root: it builds two hosts from network namespaces');
   const say = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
 
   const lab = await TwoHostLab.create({
+    accel,
     prefix: 'vmfb',
     subnet: 30,
     linkGbps,
     novaConf: `[vmferry]\npermit_cleartext = True\n${channels !== undefined ? `channels = ${channels}\n` : ''}dirty_rate_sample_seconds = 1\n`,
   });
   const byTransport = new Map<string, BenchRun[]>(transports.map((t) => [t, []]));
+  let accelerator = { accelerator: accel as string, reason: '' };
   try {
     await lab.start();
+    const host = await lab.hostSummary('a');
+    accelerator = { accelerator: host.accelerator, reason: host.acceleratorReason };
+    say(`accelerator ${host.accelerator} (--accel ${accel}: ${host.acceleratorReason})`);
     const clients = { a: lab.client('a'), b: lab.client('b') };
     // An idle guest (dirty=0) with slowly paced verification: memory full of non-zero data, little CPU.
     const append = guestAppend({ memMiB: memoryMiB, dirtyMiBps: 0, verifyMiBps: 16 });
@@ -214,6 +224,8 @@ async function main(): Promise<void> {
     linkGbps: linkGbps ?? null,
     memoryMiB,
     channels,
+    accelerator: accelerator.accelerator,
+    acceleratorReason: accelerator.reason,
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
     date: new Date().toISOString(),
     results,
@@ -224,11 +236,11 @@ async function main(): Promise<void> {
     join(values.out ?? '.', 'latest.svg'),
     resultSvg(
       results,
-      `migration of ${memoryMiB} MiB, ${linkGbps === undefined ? 'unshaped veth' : `${linkGbps} Gbit/s link`} (median, min-max)`,
+      `migration of ${memoryMiB} MiB under ${accelerator.accelerator.toUpperCase()}, ${linkGbps === undefined ? 'unshaped veth' : `${linkGbps} Gbit/s link`} (median, min-max)`,
     ),
   );
   if (values.json === true) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-  else process.stdout.write(`${resultTable(results, linkGbps).join('\n')}\n`);
+  else process.stdout.write(`${resultTable(results, linkGbps, accelerator.accelerator).join('\n')}\n`);
 }
 
 main().catch((err: unknown) => {

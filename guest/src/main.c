@@ -286,6 +286,12 @@ void guest_main(uint32_t magic, const struct mb_info *mbi)
 	put_str(cmdline ? cmdline : "");
 	put_str("\"\n");
 
+	/* One timer interrupt before anything else: a hypervisor that runs the
+	 * guest's first instructions but cannot deliver or return from interrupts
+	 * (seen with kvm-pvm) stops it here, right after the boot line, instead
+	 * of after the fill. */
+	wait_for_tick();
+
 	struct params prm;
 	params_parse(cmdline, &prm);
 

@@ -9,7 +9,7 @@ import {
 } from '../errors.js';
 import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import { failpoint } from '../failpoints.js';
-import { checkChannels } from '../policy/index.js';
+import { checkAccelerators, checkChannels, preflightError } from '../policy/index.js';
 import { validateVmSpec } from '../qemu/index.js';
 import type { AgentClient } from './agent-client.js';
 import type { Journal, MigrationRecord } from './journal.js';
@@ -85,6 +85,15 @@ export class IncomingMigrations {
       );
     }
     const { registry, journal } = this.options;
+    if (request.sourceAccelerator !== undefined) {
+      const refused = preflightError([
+        checkAccelerators(
+          { name: request.sourceHost, accelerator: request.sourceAccelerator },
+          { name: this.options.hostName, accelerator: registry.accelerator },
+        ),
+      ]);
+      if (refused !== undefined) throw refused;
+    }
     if (this.active.has(request.migrationId))
       throw new ConflictError(`migration ${request.migrationId} is already prepared`);
     const spec = { ...request.spec, memoryBackend: { kind: 'ram' as const } };
@@ -507,6 +516,9 @@ function validateIncoming(body: unknown): IncomingRequest {
     channels,
     postCopy: b.postCopy === true,
     sourceHost: typeof b.sourceHost === 'string' ? b.sourceHost : 'unknown',
+    ...(b.sourceAccelerator === 'kvm' || b.sourceAccelerator === 'tcg'
+      ? { sourceAccelerator: b.sourceAccelerator }
+      : {}),
     ...(typeof b.sourceAddress === 'string' && /^https:\/\/[^/]+$/.test(b.sourceAddress)
       ? { sourceAddress: b.sourceAddress }
       : {}),

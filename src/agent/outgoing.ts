@@ -27,6 +27,8 @@ import type { ResolvedOptions } from '../config/index.js';
 import {
   migrationSettings,
   planMigration,
+  checkAccelerators,
+  preflightError,
   type MigrationOverrides,
   type MigrationSettings,
 } from '../policy/index.js';
@@ -114,6 +116,8 @@ export class OutgoingMigrations {
         `${destination.endpoint.url} is this host (${source.name}): a VM cannot migrate to itself`,
       );
     }
+    const refused = preflightError([checkAccelerators(source, target)]);
+    if (refused !== undefined) throw refused;
     const plan = planMigration({
       options: this.options.migrationOptions,
       kind: 'live',
@@ -234,6 +238,7 @@ export class OutgoingMigrations {
       channels: settings.channels,
       tunnel: settings.tunnel,
       postCopy: settings.postCopy,
+      sourceAccelerator: registry.accelerator,
     };
     const sourceAddress = this.options.sourceAddress?.();
     if (sourceAddress !== undefined) request.sourceAddress = sourceAddress;

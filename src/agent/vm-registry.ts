@@ -58,6 +58,11 @@ export class VmRegistry {
     this.options = options;
   }
 
+  /** The accelerator this host runs its guests under. */
+  get accelerator(): Accelerator {
+    return this.options.accel;
+  }
+
   runDirOf(name: string): string {
     return join(this.options.stateDir, 'vms', name);
   }

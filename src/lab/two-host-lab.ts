@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../agent/index.js';
 import { HostSetupError } from '../errors.js';
+import type { HostSummary } from '../agent/index.js';
+import type { Accelerator } from '../qemu/index.js';
 import { packageRoot } from '../paths.js';
 import { initCa, issueCertificate, loadTlsIdentity, type TlsIdentity } from '../pki/index.js';
 import { canUseNetns, createTwoHostNetwork, inNetns, type TwoHostNetwork } from './netns.js';
@@ -48,6 +50,12 @@ export interface TwoHostLabOptions {
   novaConf?: string;
   /** Keep the working directory after close (for debugging). */
   keep?: boolean;
+  /**
+   * The agents' accelerator: `auto` (default) lets each agent probe and choose (KVM
+   * where it works and is not slower than TCG); `tcg` or `kvm` pins it, as tests and
+   * benchmarks that compare figures do; `{a, b}` pins each agent (to test a mismatch).
+   */
+  accel?: Accelerator | 'auto' | Record<HostKey, Accelerator>;
 }
 
 /**
@@ -152,7 +160,7 @@ export class TwoHostLab {
       '--tls-dir',
       join(this.dir, 'ca', 'issued', agent.name),
       '--accel',
-      'tcg',
+      this.accelOf(key),
       ...(this.options.novaConf !== undefined ? ['--config', join(this.dir, 'nova.conf')] : []),
       ...(this.options.agentArgs ?? []),
     ];
@@ -196,9 +204,37 @@ export class TwoHostLab {
     child.removeAllListeners('exit');
   }
 
+  /** The accelerator asked for agent `key`: auto, or the one pinned. */
+  accelOf(key: HostKey): Accelerator | 'auto' {
+    const accel = this.options.accel ?? 'auto';
+    return typeof accel === 'string' ? accel : accel[key];
+  }
+
+  /**
+   * Starts both agents. With `auto`, one after the other so their probes do not
+   * compete for the CPUs, and both must come to the same answer: a VM cannot move
+   * between a KVM host and a TCG host.
+   */
   async start(): Promise<this> {
-    await Promise.all([this.startAgent('a'), this.startAgent('b')]);
+    if (this.accelOf('a') !== 'auto' || this.accelOf('b') !== 'auto') {
+      await Promise.all([this.startAgent('a'), this.startAgent('b')]);
+      return this;
+    }
+    await this.startAgent('a');
+    await this.startAgent('b');
+    const [a, b] = await Promise.all([this.hostSummary('a'), this.hostSummary('b')]);
+    if (a.accelerator !== b.accelerator) {
+      throw new HostSetupError(
+        `the two lab agents chose different accelerators: ${a.name} ${a.accelerator} (${a.acceleratorReason}), ${b.name} ${b.accelerator} (${b.acceleratorReason})`,
+        { hint: 'pin one with the lab option accel (vmferry demo --accel tcg|kvm)' },
+      );
+    }
     return this;
+  }
+
+  /** What agent `key` says about its host (accelerator and why, QEMU, transports). */
+  async hostSummary(key: HostKey): Promise<HostSummary> {
+    return this.client(key).get<HostSummary>('/v1/host');
   }
 
   /** Stops an agent: SIGTERM is graceful (aborts its outgoing migrations); SIGKILL is a crash. */

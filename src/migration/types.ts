@@ -53,6 +53,8 @@ export interface IncomingRequest {
   postCopy: boolean;
   /** The source host's agent name, for logs and tunnel authorization. */
   sourceHost: string;
+  /** The accelerator the guest runs under on the source: the destination refuses another. */
+  sourceAccelerator?: 'kvm' | 'tcg';
   /**
    * The source agent's API address (https://HOST:PORT), so the destination can ask
    * it about a copy nobody finished; absent when the source listens on a wildcard.

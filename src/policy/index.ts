@@ -23,3 +23,4 @@ export type {
   Transport,
   TunnelMode,
 } from './types.js';
+export { checkAccelerators, preflightError, type PreflightHost, type PreflightResult } from './preflight.js';

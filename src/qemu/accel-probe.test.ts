@@ -4,6 +4,7 @@ import {
   KVM_SLOWER_FACTOR,
   TimingObserver,
   chooseAccelerator,
+  kvmEvidence,
   probeAccelerator,
   type GuestTiming,
 } from './accel-probe.js';
@@ -34,8 +35,8 @@ describe('chooseAccelerator', () => {
     assert.equal(c.accelerator, 'kvm');
     assert.equal(
       c.reason,
-      'a probe guest ran under KVM: under KVM booted in 0.060 s, touched 8 MiB at 2000 MiB/s (0.064 s in all), ' +
-        'under TCG booted in 0.100 s, touched 8 MiB at 300 MiB/s (0.130 s in all)',
+      'a probe guest ran under KVM: under KVM booted in 0.060 s, touched 2 MiB at 2000 MiB/s (0.064 s in all), ' +
+        'under TCG booted in 0.100 s, touched 2 MiB at 300 MiB/s (0.130 s in all)',
     );
   });
 
@@ -54,11 +55,11 @@ describe('chooseAccelerator', () => {
     assert.match(c.reason, /^KVM works but is slower than TCG here/);
     assert.match(
       c.reason,
-      /under KVM booted in 3\.35 s, touched 8 MiB at 0\.64 MiB\/s \(15\.85 s in all, estimated\)/,
+      /under KVM booted in 3\.35 s, touched 2 MiB at 0\.64 MiB\/s \(15\.85 s in all, estimated\)/,
     );
     assert.match(
       c.reason,
-      /under TCG booted in 0\.100 s, touched 8 MiB at 300 MiB\/s \(0\.130 s in all\): using TCG$/,
+      /under TCG booted in 0\.100 s, touched 2 MiB at 300 MiB\/s \(0\.130 s in all\): using TCG$/,
     );
   });
 
@@ -71,6 +72,48 @@ describe('chooseAccelerator', () => {
   });
 });
 
+describe('kvmEvidence', () => {
+  const booted: GuestTiming = { bootMs: 3350, touchMiBps: 0.64, totalMs: 6500, estimated: false };
+
+  it('passes KVM only when the guest also printed a heartbeat (it took timer interrupts)', () => {
+    assert.deepEqual(
+      kvmEvidence({ timing: booted, heartbeat: true, exited: false, status: 'running' }, 8000),
+      {
+        device: true,
+        probe: 'passed',
+        timing: booted,
+      },
+    );
+  });
+
+  it('fails KVM that booted the guest and then stopped it with an internal error, keeping the figures', () => {
+    const e = kvmEvidence(
+      { timing: booted, heartbeat: false, exited: false, status: 'internal-error' },
+      8000,
+    );
+    assert.equal(e.probe, 'failed');
+    assert.equal(e.timing, booted);
+    assert.match(e.detail ?? '', /KVM stopped it with an internal error \(QEMU status internal-error\)/);
+    assert.equal(chooseAccelerator({ kvm: e, tcg: fast }).accelerator, 'tcg');
+  });
+
+  it('fails KVM whose guest never printed, saying how long it waited', () => {
+    const e = kvmEvidence({ timing: undefined, heartbeat: false, exited: false, status: 'running' }, 8000);
+    assert.deepEqual(e, {
+      device: true,
+      probe: 'failed',
+      detail: 'the probe guest started under KVM but printed nothing on serial within 8000 ms',
+    });
+  });
+
+  it('fails KVM whose guest is still filling when the window closes, with the estimate', () => {
+    const slow: GuestTiming = { ...booted, totalMs: 20_000, estimated: true };
+    const e = kvmEvidence({ timing: slow, heartbeat: false, exited: false, status: 'running' }, 8000);
+    assert.equal(e.probe, 'failed');
+    assert.match(e.detail ?? '', /printed no heartbeat within 6 s \(booted in 3\.35 s, .*estimated\)/);
+  });
+});
+
 describe('TimingObserver', () => {
   it('times boot and fill from lines as they arrive, across chunk boundaries', () => {
     const o = new TimingObserver();
@@ -79,6 +122,9 @@ describe('TimingObserver', () => {
     assert.equal(o.printed, true);
     assert.equal(o.ready, false);
     o.feed('vmferry-guest ready mem=8 dirty=0 base=0x1000000 pages=2048\n', 140);
+    assert.equal(o.heartbeat, false);
+    o.feed('vmferry-hb seq=1 written=0 verified=4096 status=OK\n', 1150);
+    assert.equal(o.heartbeat, true);
     assert.deepEqual(o.timing(150), { bootMs: 100, touchMiBps: 8 / 0.03, totalMs: 140, estimated: false });
   });
 

@@ -50,11 +50,16 @@ export interface ProbeOptions {
 }
 
 /** The probe guest's workload: this much memory filled from scratch. */
-export const PROBE_TOUCH_MIB = 8;
+export const PROBE_TOUCH_MIB = 2;
 /** KVM is kept unless the probe guest needs more than this many times as long as under TCG. */
 export const KVM_SLOWER_FACTOR = 2;
-/** After its first line, how long the guest may go on filling before the rate is taken from its progress. */
-const FILL_WINDOW_MS = 3000;
+/**
+ * After its first line, how long the guest may take to fill its memory and print a
+ * heartbeat. The heartbeat proves interrupts work: the guest waits for timer ticks
+ * (hlt) between verifications, and some KVMs run a guest's first instructions yet
+ * fail at its first interrupt return (kvm-pvm: "emulation failure" on iret).
+ */
+const HEARTBEAT_WINDOW_MS = 6000;
 
 /**
  * Picks the accelerator from what the probe saw. Pure. KVM is chosen when a guest
@@ -107,6 +112,7 @@ export class TimingObserver {
   private pages: number | undefined;
   private progress: { pages: number; at: number } | undefined;
   private readyAt: number | undefined;
+  private heartbeatAt: number | undefined;
   private partial = '';
 
   /** Feeds text as it arrived at `at` ms. */
@@ -128,6 +134,11 @@ export class TimingObserver {
     return this.readyAt !== undefined;
   }
 
+  /** A heartbeat came after the fill: the guest took timer interrupts. */
+  get heartbeat(): boolean {
+    return this.heartbeatAt !== undefined;
+  }
+
   private line(line: string, at: number): void {
     if (!/vmferry-(guest|hb)\b/.test(line)) return;
     this.firstLineAt ??= at;
@@ -143,6 +154,7 @@ export class TimingObserver {
       return;
     }
     if (/vmferry-guest ready\b/.test(line)) this.readyAt ??= at;
+    else if (/^vmferry-hb\b/.test(line)) this.heartbeatAt ??= at;
   }
 
   /** The timing so far, at `now` ms; undefined when the guest never printed. */
@@ -184,20 +196,23 @@ function roundTiming(t: GuestTiming | undefined): GuestTiming | undefined {
   };
 }
 
+/** What one probe run saw. */
+interface ProbeRun {
+  timing: GuestTiming | undefined;
+  heartbeat: boolean;
+  exited: boolean;
+  /** QEMU's run state at the end (`internal-error` when KVM gave up on the guest). */
+  status: string | undefined;
+}
+
 /**
- * Boots the probe guest under `accel` and times it; undefined timing when it never
- * printed within `firstLineMs`. Throws what QEMU said when it does not start.
+ * Boots the probe guest under `accel`, times it, and waits for its first heartbeat.
+ * Throws what QEMU said when it does not start.
  */
-async function timeGuest(
+async function runProbeGuest(
   accel: Accelerator,
-  options: {
-    guestKernel: string;
-    qemuBinary?: string;
-    firstLineMs: number;
-    /** Stops the fill early once its progress already tells enough. */
-    enough?: (t: GuestTiming) => boolean;
-  },
-): Promise<{ timing: GuestTiming | undefined; exited: boolean }> {
+  options: { guestKernel: string; qemuBinary?: string; firstLineMs: number },
+): Promise<ProbeRun> {
   const runDir = mkdtempSync(join(tmpdir(), `vmf-${accel}-probe-`));
   const observer = new TimingObserver();
   const started = performance.now();
@@ -213,23 +228,63 @@ async function timeGuest(
         memoryMiB: PROBE_TOUCH_MIB + 32,
         vcpus: 1,
         kernel: options.guestKernel,
-        append: `mem=${PROBE_TOUCH_MIB} dirty=0`,
+        // Paced verification: the guest halts between pages and wakes on timer interrupts.
+        append: `mem=${PROBE_TOUCH_MIB} dirty=0 verify=16`,
       },
       { accel, runDir, qemuBinary: options.qemuBinary },
     );
     while (!observer.printed && vm.alive && elapsed() < options.firstLineMs) await sleep(10);
-    const fillDeadline = elapsed() + FILL_WINDOW_MS;
-    while (observer.printed && !observer.ready && vm.alive && elapsed() < fillDeadline) {
-      const sofar = observer.timing(elapsed());
-      if (observer.hasProgress && sofar !== undefined && options.enough?.(sofar) === true) break;
+    const deadline = elapsed() + HEARTBEAT_WINDOW_MS;
+    const runState = async (): Promise<string | undefined> =>
+      vm?.alive === true
+        ? vm.qmp.execute<{ status: string }>('query-status').then(
+            (r) => r.status,
+            () => undefined,
+          )
+        : undefined;
+    let status = await runState();
+    let checkedAt = elapsed();
+    while (observer.printed && !observer.heartbeat && vm.alive && elapsed() < deadline) {
+      // KVM stops a guest it cannot run (internal-error) and QEMU stays up: no use waiting.
+      if (status !== undefined && status !== 'running') break;
       await sleep(10);
+      if (elapsed() - checkedAt >= 200) {
+        status = await runState();
+        checkedAt = elapsed();
+      }
     }
-    return { timing: roundTiming(observer.timing(elapsed())), exited: !vm.alive };
+    status = await runState();
+    return {
+      timing: roundTiming(observer.timing(elapsed())),
+      heartbeat: observer.heartbeat,
+      exited: !vm.alive,
+      status,
+    };
   } finally {
     follower.stop();
     if (vm !== undefined) await vm.stop(2000);
     rmSync(runDir, { recursive: true, force: true });
   }
+}
+
+/** What a KVM probe run says about KVM on this host. */
+export function kvmEvidence(run: ProbeRun, firstLineMs: number): KvmEvidence {
+  const timing = run.timing !== undefined ? { timing: run.timing } : {};
+  if (run.timing !== undefined && run.heartbeat) return { device: true, probe: 'passed', ...timing };
+  let detail: string;
+  if (run.timing === undefined) {
+    detail = run.exited
+      ? 'QEMU exited while running the probe guest under KVM'
+      : `the probe guest started under KVM but printed nothing on serial within ${firstLineMs} ms`;
+  } else if (run.status === 'internal-error') {
+    detail =
+      'the probe guest booted under KVM, then KVM stopped it with an internal error (QEMU status internal-error) before its first heartbeat: this KVM cannot run ordinary guests';
+  } else if (run.exited) {
+    detail = 'QEMU exited after the probe guest booted under KVM, before its first heartbeat';
+  } else {
+    detail = `the probe guest booted under KVM but printed no heartbeat within ${HEARTBEAT_WINDOW_MS / 1000} s (${describeTiming(run.timing)})`;
+  }
+  return { device: true, probe: 'failed', detail, ...timing };
 }
 
 /**
@@ -280,25 +335,13 @@ export async function probeAccelerator(options: ProbeOptions): Promise<Accelerat
   const firstLineMs = options.timeoutMs ?? 8000;
   const common = { guestKernel: options.guestKernel, qemuBinary: options.qemuBinary, firstLineMs };
   // TCG first and alone: both runs on the same idle CPUs, so the figures compare.
-  const tcg = await timeGuest('tcg', common).then(
-    (r) => r.timing,
+  const tcg = await runProbeGuest('tcg', common).then(
+    (r) => (r.heartbeat ? r.timing : undefined),
     () => undefined,
   );
   let kvm: KvmEvidence;
   try {
-    const r = await timeGuest('kvm', {
-      ...common,
-      ...(tcg !== undefined
-        ? { enough: (t: GuestTiming) => t.totalMs > 4 * KVM_SLOWER_FACTOR * tcg.totalMs }
-        : {}),
-    });
-    if (r.timing !== undefined) kvm = { device: true, probe: 'passed', timing: r.timing };
-    else {
-      const detail = r.exited
-        ? 'QEMU exited while running the probe guest under KVM'
-        : `the probe guest started under KVM but printed nothing on serial within ${firstLineMs} ms`;
-      kvm = { device: true, probe: 'failed', detail };
-    }
+    kvm = kvmEvidence(await runProbeGuest('kvm', common), firstLineMs);
   } catch (err) {
     kvm = {
       device: true,

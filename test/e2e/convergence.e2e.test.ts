@@ -12,7 +12,7 @@ import { guestSpec, migrationReport, runCli, waitForOkHeartbeats } from './helpe
  * schedule plays out within a test.
  */
 describe(
-  'migrations that would not converge, on a link shaped to 1 Gbit/s',
+  'migrations that would not converge, on a link shaped to 1 Gbit/s (TCG)',
   {
     skip: canUseNetns()
       ? false
@@ -25,6 +25,7 @@ describe(
 
     before(async () => {
       lab = await TwoHostLab.create({
+        accel: 'tcg',
         prefix: 'vmc',
         subnet: 20,
         linkGbps: 1,

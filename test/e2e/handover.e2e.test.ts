@@ -22,13 +22,14 @@ import {
  * so A cannot know whether the guest already runs on B. A must keep its copy
  * paused until B says, and exactly one copy must run in the end.
  */
-describe('hand-over in doubt (real QEMU, real agents)', () => {
+describe('hand-over in doubt (real QEMU under TCG, real agents)', () => {
   let lab: TwoHostLab;
   let a: AgentClient;
   let b: AgentClient;
 
   before(async () => {
     lab = await TwoHostLab.create({
+      accel: 'tcg',
       prefix: 'vmh',
       subnet: 60,
       agentEnv: { b: { VMFERRY_FAILPOINTS: 'incoming.complete=30000' } },

@@ -18,13 +18,13 @@ import {
   waitUntilTransferring,
 } from './helpers.js';
 
-describe('live migration between two agents (real QEMU, real agents)', () => {
+describe('live migration between two agents (real QEMU under TCG, real agents)', () => {
   let lab: TwoHostLab;
   let a: AgentClient;
   let b: AgentClient;
 
   before(async () => {
-    lab = await TwoHostLab.create({ prefix: 'vme', subnet: 10 });
+    lab = await TwoHostLab.create({ prefix: 'vme', subnet: 10, accel: 'tcg' });
     await lab.start();
     a = lab.client('a');
     b = lab.client('b');

@@ -18,13 +18,14 @@ import {
 } from './helpers.js';
 
 /** The agents' tunnel and QEMU's own transports, end to end with the guest verifying itself. */
-describe('each transport moves the guest intact; tunnels refuse strangers and fail cleanly', () => {
+describe('each transport moves the guest intact (TCG); tunnels refuse strangers and fail cleanly', () => {
   let lab: TwoHostLab;
   let client: Record<HostKey, AgentClient>;
   let where: HostKey = 'a';
 
   before(async () => {
     lab = await TwoHostLab.create({
+      accel: 'tcg',
       prefix: 'vmt',
       subnet: 50,
       novaConf: '[vmferry]\npermit_cleartext = True\n',

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { MigrationError } from '../../errors.js';
+import { MigrationError, UsageError } from '../../errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../guest/index.js';
 import { TwoHostLab, type HostKey } from '../../lab/index.js';
 import type { MigrationReport } from '../../migration/index.js';
@@ -10,6 +10,7 @@ import { printJson, type CliIo } from '../io.js';
 import { followMigration, isReport } from './migrate.js';
 
 interface DemoFlags {
+  accel: string;
   memoryMib: string;
   dirtyMibps: string;
   json?: boolean;
@@ -18,6 +19,8 @@ interface DemoFlags {
 
 /** One line of `vmferry demo --json`. */
 export interface DemoMigration {
+  /** kvm or tcg: what the agents chose (--accel auto) or were given. */
+  accelerator: string;
   from: string;
   to: string;
   status: MigrationReport['status'];
@@ -38,7 +41,11 @@ async function runDemo(io: CliIo, flags: DemoFlags): Promise<void> {
     if (flags.json !== true) io.stderr.write(`demo: ${line}\n`);
   };
   const append = guestAppend({ memMiB, dirtyMiBps: dirty });
-  const lab = await TwoHostLab.create({ prefix: 'vmfdemo', subnet: 0, keep: flags.keep === true });
+  const accel = flags.accel;
+  if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg')
+    throw new UsageError(`--accel must be auto, kvm or tcg, got ${JSON.stringify(accel)}`);
+  const lab = await TwoHostLab.create({ prefix: 'vmfdemo', subnet: 0, keep: flags.keep === true, accel });
+  let accelerator = '';
   const migrations: DemoMigration[] = [];
   try {
     say(
@@ -50,6 +57,9 @@ async function runDemo(io: CliIo, flags: DemoFlags): Promise<void> {
     say(
       `agents up: ${lab.agents.a.name} at ${lab.agents.a.address}, ${lab.agents.b.name} at ${lab.agents.b.address}`,
     );
+    const host = await lab.hostSummary('a');
+    accelerator = host.accelerator;
+    say(`guests run under ${host.accelerator.toUpperCase()}: ${host.acceleratorReason}`);
     const clients = { a: lab.client('a'), b: lab.client('b') };
     await clients.a.post(
       '/v1/vms',
@@ -78,6 +88,7 @@ async function runDemo(io: CliIo, flags: DemoFlags): Promise<void> {
       const report = end;
       if (flags.json !== true) io.stdout.write(`${reportLines(report).join('\n')}\n\n`);
       migrations.push({
+        accelerator,
         from: lab.agents[from].name,
         to: lab.agents[to].name,
         status: report.status,
@@ -109,6 +120,11 @@ export const demoCommand: CommandModule = {
       .command('demo')
       .description(
         'two hosts on this machine, one running self-verifying guest, migrated A -> B -> A with reports',
+      )
+      .option(
+        '--accel <auto|kvm|tcg>',
+        'accelerator for both hosts; auto = KVM where a guest runs under it and is not slower than TCG',
+        'auto',
       )
       .option('--memory-mib <MiB>', 'memory the guest fills and verifies', '256')
       .option('--dirty-mibps <MiB/s>', 'rate at which the guest rewrites its memory', '16')
