@@ -17,10 +17,13 @@ import {
 } from '../pki/index.js';
 import { ApiServer } from './api-server.js';
 import { IncomingMigrations } from './incoming.js';
+import type { LogFn } from '../log/index.js';
+import { AgentMetrics } from '../metrics/index.js';
 import { openJournal, type Journal } from './journal.js';
+import { watchJournalWrites } from './journal-write-errors.js';
 import { keepJournalTrimmed } from './journal-retention.js';
 import { OutgoingMigrations } from './outgoing.js';
-import { registerRoutes } from './routes.js';
+import { registerMetricsRoute, registerRoutes } from './routes.js';
 import { AgentTunnels } from './tunnels.js';
 import { TlsFrontend, type TransportEvent } from '../transport/index.js';
 import { VmRegistry } from './vm-registry.js';
@@ -42,7 +45,7 @@ export interface AgentOptions {
   migrationOptions?: ResolvedOptions;
   /** Processes for TLS and tunnel relaying (default: the policy's decideRelayWorkers). */
   workers?: number;
-  log?: (line: string) => void;
+  log?: LogFn;
 }
 
 /**
@@ -58,10 +61,11 @@ export class Agent {
   private readonly api: ApiServer;
   private readonly peers = new Map<string, AgentClient>();
   private host: HostInfo | undefined;
-  private readonly log: (line: string) => void;
+  private readonly log: LogFn;
   private readonly tunnels: AgentTunnels;
   private frontendInstance: TlsFrontend | undefined;
   private readonly migrationOptions: ResolvedOptions;
+  readonly metrics: AgentMetrics;
   private stopRetention: () => void = () => undefined;
   addresses: string[] = [];
 
@@ -77,7 +81,18 @@ export class Agent {
     this.log = options.log ?? ((line) => process.stderr.write(`vmferry-agent[${options.name}]: ${line}\n`));
     mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
     const now = (): number => Date.now();
-    this.journal = openJournal(join(options.stateDir, 'journal.sqlite'), { now });
+    this.metrics = new AgentMetrics({
+      liveMigrations: () => this.outgoing.live(),
+      guestHealth: () =>
+        this.registry.list().map((vm) => ({ vm: vm.spec.name, health: this.registry.view(vm).guest.health })),
+    });
+    this.journal = watchJournalWrites(
+      openJournal(join(options.stateDir, 'journal.sqlite'), { now }),
+      (err) => {
+        this.metrics.journalWriteFailed();
+        this.log(`journal write failed: ${describeError(err)}`, { level: 'error' });
+      },
+    );
     this.registry = new VmRegistry({
       stateDir: options.stateDir,
       accel: host.accelerator,
@@ -110,6 +125,7 @@ export class Agent {
       dirtyRateSampleSeconds: this.migrationOptions['vmferry.dirty_rate_sample_seconds'].value,
       sampleIntervalMs: this.migrationOptions['vmferry.sample_interval_ms'].value,
       log: this.log,
+      observer: this.metrics,
     });
     this.api = new ApiServer();
     registerRoutes(this.api, {
@@ -119,6 +135,7 @@ export class Agent {
       outgoing: this.outgoing,
       incoming: this.incoming,
     });
+    registerMetricsRoute(this.api, this.metrics);
   }
 
   /** Probes the host, reattaches to surviving VMs, settles interrupted migrations, and starts serving. */
@@ -160,7 +177,9 @@ export class Agent {
       agent.log(`listening on ${agent.addresses.join(' and ')} (accelerator ${host.accelerator})`);
       agent.incoming.watchOrphans();
       for (const [point, ms] of activeFailpoints())
-        agent.log(`warning: test failpoint ${point} is set (${ms} ms delay): not for production`);
+        agent.log(`warning: test failpoint ${point} is set (${ms} ms delay): not for production`, {
+          level: 'warn',
+        });
     } catch (err) {
       await agent.close();
       throw err;
@@ -239,6 +258,8 @@ export class Agent {
   }
 
   private onTransportEvent(e: TransportEvent): void {
+    if (e.type === 'worker-exited') this.metrics.relayWorkerRestarted();
+    if (e.type === 'tunnel-refused') this.metrics.tunnelRefused(e.status);
     if (e.type === 'worker-started') return;
     this.log(`transport: ${JSON.stringify(e)}`);
   }
@@ -275,7 +296,7 @@ export class Agent {
       else continue;
       kept.push(m.id);
       carryOn?.catch((err: unknown) => {
-        this.log(`migration ${m.id} after the restart: ${describeError(err)}`);
+        this.log(`migration ${m.id} after the restart: ${describeError(err)}`, { migration: m.id, vm: m.vm });
       });
     }
     const interrupted = this.journal.failInFlightMigrations(
@@ -291,11 +312,17 @@ export class Agent {
       if (qmp !== undefined) {
         const restored = await restoreSourceGuest(qmp);
         if (restored.outcome === 'split') {
-          this.log(`migration ${m.id} was in post-copy: the guest runs on ${m.peer}; not resuming here`);
+          this.log(`migration ${m.id} was in post-copy: the guest runs on ${m.peer}; not resuming here`, {
+            migration: m.id,
+            vm: m.vm,
+          });
           continue;
         }
         if (restored.outcome === 'running') this.registry.setState(m.vm, 'running');
-        this.log(`migration ${m.id} interrupted by a restart: VM ${m.vm}: ${restored.message}`);
+        this.log(`migration ${m.id} interrupted by a restart: VM ${m.vm}: ${restored.message}`, {
+          migration: m.id,
+          vm: m.vm,
+        });
       }
       try {
         await this.peer(m.peer).post(
@@ -304,7 +331,11 @@ export class Agent {
           { timeoutMs: 5000 },
         );
       } catch (err) {
-        this.log(`could not tell ${m.peer} to drop migration ${m.id}: ${describeError(err)}`);
+        this.log(`could not tell ${m.peer} to drop migration ${m.id}: ${describeError(err)}`, {
+          level: 'warn',
+          migration: m.id,
+          vm: m.vm,
+        });
       }
     }
   }

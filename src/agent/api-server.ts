@@ -31,6 +31,8 @@ export class Reply {
   constructor(
     readonly status: number,
     readonly body: unknown,
+    /** Set for a body that is not JSON (the Prometheus text at /metrics): sent as it is. */
+    readonly contentType?: string,
   ) {}
 }
 
@@ -120,7 +122,9 @@ export class ApiServer {
         body,
         peer: { commonName: typeof cn === 'string' ? cn : '' },
       });
-      if (result instanceof Reply) send(res, result.status, result.body);
+      if (result instanceof Reply && result.contentType !== undefined)
+        sendText(res, result.status, result.contentType, String(result.body));
+      else if (result instanceof Reply) send(res, result.status, result.body);
       else send(res, 200, result ?? {});
     } catch (err) {
       const e =
@@ -133,8 +137,11 @@ export class ApiServer {
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  sendText(res, status, 'application/json', `${JSON.stringify(body)}\n`);
+}
+
+function sendText(res: ServerResponse, status: number, contentType: string, text: string): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 

@@ -21,6 +21,7 @@ import {
   type IncomingReply,
   type IncomingRequest,
   type MigrationReport,
+  type MigrationSample,
   type TransportSession,
 } from '../migration/index.js';
 import type { ResolvedOptions } from '../config/index.js';
@@ -57,6 +58,13 @@ export interface OutgoingMigrationsOptions {
   /** How often the monitor loop polls QEMU and records a sample, ms. */
   sampleIntervalMs: number;
   log: (line: string) => void;
+  /** Told when a migration starts and ends (the agent's metrics). */
+  observer?: MigrationObserver;
+}
+
+export interface MigrationObserver {
+  migrationStarted(transport: string, tls: boolean): void;
+  migrationFinished(report: MigrationReport): void;
 }
 
 /** `vmferry migrate --dry-run`: the plan and the forecast, nothing started. */
@@ -230,6 +238,7 @@ export class OutgoingMigrations {
       plan: settings,
       state: 'preparing',
     });
+    this.options.observer?.migrationStarted(settings.transport, settings.tls);
     const peer = peerOverApi(client, to);
     const request: Omit<IncomingRequest, 'migrationId' | 'sourceHost'> = {
       spec: vm.spec,
@@ -277,6 +286,11 @@ export class OutgoingMigrations {
 
   liveProgress(id: string): SourceMigration['progress'] | undefined {
     return this.running.get(id)?.driver.progress;
+  }
+
+  /** Every migration this agent is sending, with its latest sample. */
+  live(): { id: string; vm: string; state: string; sample: MigrationSample | undefined }[] {
+    return [...this.running.values()].map((r) => ({ id: r.id, vm: r.vm, ...r.driver.progress }));
   }
 
   /** Operator abort; refused once the guest may run on the destination (hand-over or post-copy). */
@@ -459,6 +473,7 @@ export class OutgoingMigrations {
   private async finish(report: MigrationReport): Promise<MigrationReport> {
     const { registry, journal } = this.options;
     this.running.delete(report.id);
+    this.options.observer?.migrationFinished(report);
     if (report.status === 'completed') {
       await registry.destroy(report.vm);
     } else if (registry.has(report.vm)) {

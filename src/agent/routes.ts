@@ -1,6 +1,7 @@
 import { NotFoundError, UsageError } from '../errors.js';
 import { validateVmSpec } from '../qemu/index.js';
 import { Reply, type ApiServer } from './api-server.js';
+import type { AgentMetrics } from '../metrics/index.js';
 import type { IncomingMigrations } from './incoming.js';
 import type { Journal } from './journal.js';
 import type { MigrationOverrides } from '../policy/index.js';
@@ -13,6 +14,14 @@ export interface RouteDeps {
   journal: Journal;
   outgoing: OutgoingMigrations;
   incoming: IncomingMigrations;
+}
+
+/** GET /metrics: Prometheus text, through the same mutual-TLS front door as the API. */
+export function registerMetricsRoute(api: ApiServer, metrics: AgentMetrics): void {
+  api.route('GET', '/metrics', async () => {
+    const { contentType, body } = await metrics.text();
+    return new Reply(200, body, contentType);
+  });
 }
 
 /** The agent's HTTP API, one line per endpoint. */

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConflictError, NotFoundError, QemuProcessError, describeError } from '../errors.js';
 import { QemuVm, runFiles, type Accelerator, type QmpClient, type VmSpec } from '../qemu/index.js';
+import type { LogFn } from '../log/index.js';
 import { GuestWatcher } from './guest-watcher.js';
 import type { Journal, VmState } from './journal.js';
 
@@ -42,7 +43,7 @@ export interface VmRegistryOptions {
   accel: Accelerator;
   qemuBinary?: string;
   journal: Journal;
-  log: (line: string) => void;
+  log: LogFn;
 }
 
 /**
@@ -148,11 +149,11 @@ export class VmRegistry {
         if (pid === undefined) throw new QemuProcessError('no pid recorded');
         vm.qemu = await QemuVm.attach(spec.name, runDir, pid);
         this.watchExit(vm);
-        this.options.log(`reattached to VM ${spec.name} (pid ${pid}, ${vm.state})`);
+        this.options.log(`reattached to VM ${spec.name} (pid ${pid}, ${vm.state})`, { vm: spec.name });
       } catch (err) {
         vm.state = 'failed';
         this.persist(vm);
-        this.options.log(`VM ${spec.name} is gone: ${describeError(err)}`);
+        this.options.log(`VM ${spec.name} is gone: ${describeError(err)}`, { level: 'warn', vm: spec.name });
       }
     }
   }
@@ -210,7 +211,7 @@ export class VmRegistry {
     }
     this.persist(vm);
     this.watchExit(vm);
-    this.options.log(`started VM ${spec.name} (pid ${vm.qemu.pid}, ${state})`);
+    this.options.log(`started VM ${spec.name} (pid ${vm.qemu.pid}, ${state})`, { vm: spec.name });
     return vm;
   }
 
@@ -222,7 +223,9 @@ export class VmRegistry {
       vm.state = 'failed';
       vm.guest.stop();
       this.persist(vm);
-      this.options.log(`QEMU of VM ${vm.spec.name} exited (${exit.signal ?? `status ${exit.code}`})`);
+      this.options.log(`QEMU of VM ${vm.spec.name} exited (${exit.signal ?? `status ${exit.code}`})`, {
+        vm: vm.spec.name,
+      });
     });
   }
 

@@ -1,6 +1,13 @@
 import { writeFile } from 'node:fs/promises';
-import { renderMigrationHtml, renderMigrationSvg, type MigrationChartInput } from '../chart/index.js';
+import type { AgentClient } from '../agent/index.js';
+import {
+  fetchChartInput,
+  renderMigrationHtml,
+  renderMigrationSvg,
+  type MigrationChartInput,
+} from '../chart/index.js';
 import { UsageError, describeError } from '../errors.js';
+import { printJson, printLines, type CliIo } from './io.js';
 
 /** Writes the chart as SVG and/or HTML; returns the files written. */
 export async function writeChartFiles(
@@ -21,4 +28,20 @@ export async function writeChartFiles(
     written.push(file);
   }
   return written;
+}
+
+/** `vmferry migration show ID --svg FILE --html FILE`: draws the chart and says where it went. */
+export async function drawChart(
+  io: CliIo,
+  client: AgentClient,
+  id: string,
+  flags: { svg?: string; html?: string; json?: boolean },
+): Promise<void> {
+  const written = await writeChartFiles(await fetchChartInput(client, id), flags);
+  if (flags.json === true) printJson(io, { id, written });
+  else
+    printLines(
+      io,
+      written.map((f) => `chart of migration ${id} written to ${f}`),
+    );
 }

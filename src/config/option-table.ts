@@ -265,6 +265,16 @@ export const OPTIONS = [
   },
   {
     section: 'vmferry',
+    name: 'log_level',
+    type: 'choice',
+    default: 'info',
+    choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+    help:
+      "The agent's least severe log level. It logs JSON lines (host, vm, migration fields) to standard error, " +
+      'readable lines on a terminal.',
+  },
+  {
+    section: 'vmferry',
     name: 'journal_retention_days',
     type: 'int',
     default: 30,

@@ -1,12 +1,22 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AgentClient, MigrationRecord } from '../../src/agent/index.js';
 import type { MigrationSample } from '../../src/migration/index.js';
-import { TwoHostLab } from '../../src/lab/index.js';
+import { TwoHostLab, type HostKey } from '../../src/lab/index.js';
+import { parsePrometheusText, sampleValue, type PromFamily } from '../../src/metrics/index.js';
+import { mtlsClientOptions } from '../../src/pki/index.js';
 import { packageRoot } from '../../src/paths.js';
-import { guestSpec, migrationReport, runCli, waitForOkHeartbeats } from './helpers.js';
+import {
+  guestSpec,
+  migrationReport,
+  runCli,
+  waitFor,
+  waitForOkHeartbeats,
+  waitUntilTransferring,
+} from './helpers.js';
 
 /** Where this file's tests leave what a person may want to look at (charts, screenshots). */
 const OUTPUT_DIR = join(packageRoot(), 'test-output', 'observe');
@@ -98,6 +108,107 @@ describe('seeing what migrations do: charts (real QEMU, real agents)', () => {
     const html = readFileSync(htmlFile, 'utf8');
     assert.ok(html.includes('<svg xmlns="http://www.w3.org/2000/svg"'));
     assert.match(html, /preparing → migrating/);
+  });
+
+  /** GET /metrics through the agent's mutual-TLS front door, as Prometheus would with a deployment certificate. */
+  function scrape(key: HostKey): Promise<{ contentType: string; families: Map<string, PromFamily> }> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          ...mtlsClientOptions(lab.operator),
+          socketPath: lab.agents[key].localAddress.slice('unix:'.length),
+          path: '/metrics',
+          checkServerIdentity: () => undefined,
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => {
+            try {
+              assert.equal(res.statusCode, 200, text);
+              resolve({
+                contentType: String(res.headers['content-type']),
+                families: parsePrometheusText(text),
+              });
+            } catch (err) {
+              reject(err instanceof Error ? err : new Error(String(err)));
+            }
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('counts a migration in /metrics: live gauges while it runs, counters and histograms after', async () => {
+    const b = lab.client('b');
+    const tls = { transport: 'native-tls' };
+    const value = (f: Map<string, PromFamily>, name: string, labels: Record<string, string> = tls): number =>
+      sampleValue(f, name, labels) ?? 0;
+    const before = (await scrape('b')).families;
+    const { id } = await b.post<{ id: string }>('/v1/migrations', {
+      vm: 'charted',
+      to: lab.agents.a.address,
+      options: { bandwidthMiBps: 24 },
+    });
+    await waitUntilTransferring(b, id);
+    const during = await waitFor('the running migration in /metrics', async () => {
+      const f = (await scrape('b')).families;
+      return sampleValue(f, 'vmferry_migration_remaining_bytes', { migration: id }) !== undefined
+        ? f
+        : undefined;
+    });
+    assert.equal(sampleValue(during, 'vmferry_migrations_running'), 1);
+    assert.ok(
+      (sampleValue(during, 'vmferry_migration_remaining_bytes', { migration: id, vm: 'charted' }) ?? 0) > 0,
+    );
+    assert.ok(
+      (sampleValue(during, 'vmferry_migration_throughput_bytes_per_second', { migration: id }) ?? 0) > 0,
+    );
+    assert.notEqual(
+      sampleValue(during, 'vmferry_migration_dirty_rate_bytes_per_second', { migration: id }),
+      undefined,
+    );
+    assert.equal(
+      value(during, 'vmferry_migrations_started_total'),
+      value(before, 'vmferry_migrations_started_total') + 1,
+    );
+
+    const report = await migrationReport(b, id);
+    assert.equal(report.status, 'completed', report.error);
+    const { contentType, families: after } = await scrape('b');
+    assert.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
+    const moved = (name: string, labels?: Record<string, string>): number =>
+      value(after, name, labels) - value(before, name, labels);
+    assert.equal(moved('vmferry_migrations_started_total'), 1);
+    assert.equal(moved('vmferry_migrations_completed_total'), 1);
+    assert.equal(moved('vmferry_migration_sent_bytes_total'), report.bytes);
+    assert.equal(moved('vmferry_migration_downtime_seconds_count'), 1);
+    assert.ok(
+      Math.abs(moved('vmferry_migration_downtime_seconds_sum') - (report.downtimeMs ?? NaN) / 1000) < 1e-9,
+      "the downtime histogram got this migration's downtime",
+    );
+    assert.equal(moved('vmferry_migration_duration_seconds_count', { ...tls, outcome: 'completed' }), 1);
+    assert.equal(moved('vmferry_guest_verdicts_total', { verdict: report.guest }), 1);
+    assert.equal(sampleValue(after, 'vmferry_migrations_running'), 0);
+    assert.equal(sampleValue(after, 'vmferry_migration_remaining_bytes', { migration: id }), undefined);
+    assert.equal(
+      sampleValue(after, 'vmferry_guest_health', { vm: 'charted', health: 'ok' }),
+      undefined,
+      'gone from B',
+    );
+    assert.ok(
+      (sampleValue(after, 'vmferry_process_resident_memory_bytes') ?? 0) > 0,
+      'default process metrics',
+    );
+    const onA = (await scrape('a')).families;
+    await waitFor("the guest's health on A", async () =>
+      sampleValue((await scrape('a')).families, 'vmferry_guest_health', { vm: 'charted', health: 'ok' }) === 1
+        ? true
+        : undefined,
+    );
+    assert.equal(value(onA, 'vmferry_migrations_completed_total'), 1, 'A sent one migration: the chart test');
   });
 
   it('says which migration it does not know instead of writing an empty chart', async () => {

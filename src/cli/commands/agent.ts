@@ -5,6 +5,7 @@ import { loadMigrationOptions, type ResolvedOptions } from '../../config/index.j
 import { UsageError, describeError } from '../../errors.js';
 import { checkTlsIdentity, loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
 import type { CommandModule } from '../command.js';
+import { createAgentLogger, logFunction } from '../../log/index.js';
 import type { CliIo } from '../io.js';
 
 interface AgentFlags {
@@ -62,6 +63,14 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
   const settings = agentSettings(flags, migrationOptions);
   const tls = await loadTlsIdentity(settings.tlsDir);
   const name = settings.name ?? checkTlsIdentity(tls).commonName;
+  const log = logFunction(
+    createAgentLogger({
+      host: name,
+      level: migrationOptions['vmferry.log_level'].value,
+      pretty: io.stderr.isTTY === true,
+      colorize: true,
+    }),
+  );
   let qemuTlsDir: string | undefined;
   if (flags.qemuTls) {
     qemuTlsDir = join(settings.stateDir, 'qemu-tls');
@@ -79,7 +88,7 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
     qemuBinary: flags.qemu,
     qemuTlsDir,
     migrationOptions,
-    log: (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
+    log,
   });
   io.stdout.write(`vmferry-agent ready name=${agent.options.name} addresses=${agent.addresses.join(',')}\n`);
   // SIGHUP: read the TLS directory again (a renewed certificate, a new crl.pem) without a restart.
@@ -87,9 +96,7 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
     loadTlsIdentity(settings.tlsDir)
       .then((fresh) => agent.reloadTls(fresh))
       .catch((err: unknown) =>
-        io.stderr.write(
-          `${new Date().toISOString()} TLS reload refused, keeping the old identity: ${describeError(err)}\n`,
-        ),
+        log(`TLS reload refused, keeping the old identity: ${describeError(err)}`, { level: 'warn' }),
       );
   };
   process.on('SIGHUP', reload);

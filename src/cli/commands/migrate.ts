@@ -10,11 +10,16 @@ import {
   type MigrationState,
 } from '../../migration/index.js';
 import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
-import { fetchChartInput } from '../../chart/index.js';
-import { writeChartFiles } from '../chart-files.js';
+import { drawChart } from '../chart-files.js';
 import type { CommandModule } from '../command.js';
 import { dryRunLines, progressLine, reportLines } from '../format.js';
 import { isInteractive, printJson, printLines, type CliIo } from '../io.js';
+
+interface ShowFlags extends AgentConnectionFlags {
+  json?: boolean;
+  svg?: string;
+  html?: string;
+}
 
 interface MigrateFlags extends AgentConnectionFlags {
   to?: string;
@@ -262,41 +267,31 @@ export const migrationCommand: CommandModule = {
         .option('--svg <file>', 'write a chart of its samples and phases on one time axis (SVG)')
         .option('--html <file>', 'write the chart and the state history as a web page')
         .option('--json', 'print JSON'),
-    ).action(
-      async (id: string, flags: AgentConnectionFlags & { json?: boolean; svg?: string; html?: string }) => {
-        const client = await connectAgent(io, flags);
-        try {
-          if (flags.svg !== undefined || flags.html !== undefined) {
-            const written = await writeChartFiles(await fetchChartInput(client, id), flags);
-            if (flags.json === true) printJson(io, { id, written });
-            else
-              printLines(
-                io,
-                written.map((f) => `chart of migration ${id} written to ${f}`),
-              );
-            return;
-          }
-          const view = await client.get<MigrationView>(`/v1/migrations/${encodeURIComponent(id)}`);
-          if (flags.json === true) {
-            printJson(io, view);
-            return;
-          }
-          const lines = [`migration ${view.id}: ${view.vm} (${view.role}, peer ${view.peer}) ${view.state}`];
-          if (view.live?.sample !== undefined)
-            lines.push(`  ${progressLine(view.live.sample, view.live.state)}`);
-          if (view.error !== null) lines.push(`  error: ${view.error}`);
-          for (const e of view.events ?? []) {
-            lines.push(
-              `  ${new Date(e.time).toISOString()}  ${e.from ?? '-'} -> ${e.to}${e.message ? `: ${e.message}` : ''}`,
-            );
-          }
-          if (view.report !== null && view.report !== undefined)
-            lines.push(...reportLines(view.report as MigrationReport));
-          printLines(io, lines);
-        } finally {
-          client.close();
+    ).action(async (id: string, flags: ShowFlags) => {
+      const client = await connectAgent(io, flags);
+      try {
+        if (flags.svg !== undefined || flags.html !== undefined)
+          return await drawChart(io, client, id, flags);
+        const view = await client.get<MigrationView>(`/v1/migrations/${encodeURIComponent(id)}`);
+        if (flags.json === true) {
+          printJson(io, view);
+          return;
         }
-      },
-    );
+        const lines = [`migration ${view.id}: ${view.vm} (${view.role}, peer ${view.peer}) ${view.state}`];
+        if (view.live?.sample !== undefined)
+          lines.push(`  ${progressLine(view.live.sample, view.live.state)}`);
+        if (view.error !== null) lines.push(`  error: ${view.error}`);
+        for (const e of view.events ?? []) {
+          lines.push(
+            `  ${new Date(e.time).toISOString()}  ${e.from ?? '-'} -> ${e.to}${e.message ? `: ${e.message}` : ''}`,
+          );
+        }
+        if (view.report !== null && view.report !== undefined)
+          lines.push(...reportLines(view.report as MigrationReport));
+        printLines(io, lines);
+      } finally {
+        client.close();
+      }
+    });
   },
 };
