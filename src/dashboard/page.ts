@@ -60,7 +60,7 @@ h2 { font-size: 15px; text-transform: uppercase; letter-spacing: .6px; color: va
 table { border-collapse: collapse; width: 100%; }
 th { text-align: left; font-weight: 600; color: var(--muted); font-size: 12px; }
 td, th { padding: 4px 8px 4px 0; border-bottom: 1px solid var(--line); }
-.badge { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 12px; background: #eaecf0; }
+.badge { display: inline-block; white-space: nowrap; padding: 0 8px; border-radius: 10px; font-size: 12px; background: #eaecf0; }
 .badge.ok, .badge.completed, .badge.running { background: #dcfae6; color: var(--ok); }
 .badge.corrupt, .badge.stalled, .badge.failed { background: #fee4e2; color: var(--bad); }
 .badge.cancelled, .badge.migrating, .badge.incoming, .badge.paused { background: #fef0c7; color: var(--warn); }
@@ -77,6 +77,7 @@ button:disabled { opacity: .5; cursor: default; }
 .finished td, .finished th { padding: 6px 10px; }
 a { color: var(--accent); }
 td.reason { color: var(--muted); font-size: 12px; }
+td.number { white-space: nowrap; }
 #message { position: fixed; bottom: 16px; right: 16px; max-width: 420px; }
 #message div { background: #101828; color: #fff; padding: 8px 12px; border-radius: 6px; margin-top: 6px; }
 `;
@@ -138,7 +139,7 @@ function renderHosts(hosts) {
   box.replaceChildren();
   for (const h of hosts) {
     const rows = h.vms.map((vm) => el('tr', { 'data-vm': vm.name },
-      el('td', {}, vm.name), el('td', {}, badge(vm.state)), el('td', {}, vm.memoryMiB + ' MiB'),
+      el('td', {}, vm.name), el('td', {}, badge(vm.state)), el('td', { class: 'number' }, vm.memoryMiB + ' MiB'),
       el('td', { class: 'health' }, badge(vm.health, vm.healthReason)), el('td', { class: 'reason' }, vm.healthReason)));
     box.append(el('article', { class: 'host' + (h.reachable ? '' : ' down'), 'data-host': h.name },
       el('h3', {}, h.name),
