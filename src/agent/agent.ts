@@ -24,6 +24,7 @@ import { watchJournalWrites } from './journal-write-errors.js';
 import { keepJournalTrimmed } from './journal-retention.js';
 import { OutgoingMigrations } from './outgoing.js';
 import { registerMetricsRoute, registerRoutes } from './routes.js';
+import { linuxHostNetwork } from './tap-devices.js';
 import { AgentTunnels } from './tunnels.js';
 import { TlsFrontend, type TransportEvent } from '../transport/index.js';
 import { VmRegistry } from './vm-registry.js';
@@ -94,8 +95,16 @@ export class Agent {
       },
     );
     this.registry = new VmRegistry({
+      hostName: options.name,
       stateDir: options.stateDir,
       accel: host.accelerator,
+      specDefaults: {
+        accelerator: host.accelerator,
+        machines: host.machines,
+        cpuModels: host.cpuModels,
+        ...(host.kvmCpuModels !== undefined ? { kvmCpuModels: host.kvmCpuModels } : {}),
+      },
+      network: linuxHostNetwork,
       qemuBinary: options.qemuBinary,
       journal: this.journal,
       log: this.log,
@@ -129,7 +138,9 @@ export class Agent {
     });
     this.api = new ApiServer();
     registerRoutes(this.api, {
+      hostName: options.name,
       hostInfo: () => this.summary(),
+      peerClient: (address) => this.peer(address),
       registry: this.registry,
       journal: this.journal,
       outgoing: this.outgoing,
@@ -206,6 +217,9 @@ export class Agent {
       migrationCapabilities: h.migrationCapabilities,
       transports: ['native', 'tunnelled'],
       cpus: availableParallelism(),
+      machines: h.machines.map((m) => m.name),
+      cpuModels: h.cpuModels,
+      hostCpu: h.hostCpu,
     };
   }
 

@@ -2,7 +2,7 @@ import type { GuestHealth } from '../guest/index.js';
 import type { Forecast, GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import type { MigrationSample, MigrationState } from '../migration/index.js';
 import type { HostCapabilities, MigrationOverrides, MigrationSettings } from '../policy/index.js';
-import type { Accelerator, VmSpec } from '../qemu/index.js';
+import type { Accelerator, HostCpu, VmSpec } from '../qemu/index.js';
 import type { AgentClient } from './agent-client.js';
 import type { MigrationEvent, MigrationRecord } from './journal.js';
 import type { VmView } from './vm-registry.js';
@@ -14,6 +14,7 @@ export const API = {
   startVm: 'POST /v1/vms',
   vm: 'GET /v1/vms/:name',
   vmHealth: 'GET /v1/vms/:name/health',
+  vmConsole: 'GET /v1/vms/:name/console',
   stopVm: 'POST /v1/vms/:name/stop',
   migrations: 'GET /v1/migrations',
   startMigration: 'POST /v1/migrations',
@@ -54,6 +55,12 @@ export interface HostSummary extends HostCapabilities {
   migrationCapabilities: string[];
   transports: string[];
   cpus: number;
+  /** The machine types its QEMU offers (query-machines). */
+  machines: string[];
+  /** The CPU models its QEMU knows (query-cpu-definitions). */
+  cpuModels: string[];
+  /** Its physical CPU, for VMs with cpu "host". */
+  hostCpu: HostCpu | undefined;
 }
 
 /** POST /v1/migrations and /v1/migrations/dry-run. */

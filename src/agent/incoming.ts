@@ -12,6 +12,7 @@ import { failpoint } from '../failpoints.js';
 import { checkAccelerators, checkChannels, preflightError } from '../policy/index.js';
 import { validateVmSpec } from '../qemu/index.js';
 import type { AgentClient } from './agent-client.js';
+import type { ConsoleTail } from './console-log.js';
 import type { Journal, MigrationRecord } from './journal.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { VmRegistry } from './vm-registry.js';
@@ -192,10 +193,12 @@ export class IncomingMigrations {
   }
 
   /** Post-copy switched over: run the guest here now. */
-  async resume(id: string): Promise<void> {
+  async resume(id: string, consoleTail?: ConsoleTail): Promise<void> {
     const entry = this.get(id);
     const vm = this.options.registry.get(entry.vmName);
+    if (consoleTail !== undefined) this.options.registry.continueConsole(entry.vmName, consoleTail);
     await vm.qemu!.qmp.execute('cont');
+    await this.announce(entry.vmName);
     this.options.registry.setState(entry.vmName, 'running', id);
     this.options.journal.setMigrationState(id, 'postcopy', {
       message: 'guest resumed on the destination (post-copy)',
@@ -295,16 +298,29 @@ export class IncomingMigrations {
    * The source finished sending: check QEMU agrees and start the guest. A repeated
    * call (the source lost the first answer) gets the first call's outcome.
    */
-  complete(id: string): Promise<void> {
+  complete(id: string, consoleTail?: ConsoleTail): Promise<void> {
     const entry = this.get(id);
     if (entry.dropping === true && entry.completing === undefined) {
       return Promise.reject(new ConflictError(`migration ${id} is being dropped here: the source gave up`));
     }
-    entry.completing ??= this.startGuest(entry);
+    entry.completing ??= this.startGuest(entry, consoleTail);
     return entry.completing;
   }
 
-  private async startGuest(entry: IncomingMigration): Promise<void> {
+  /**
+   * Tells the network where the guest's NICs are now (QEMU sends gratuitous
+   * RARPs from each): switches learn the new port at once instead of when the
+   * guest next talks. A failure is logged: the guest runs either way.
+   */
+  private async announce(vmName: string): Promise<void> {
+    const vm = this.options.registry.get(vmName);
+    if (vm.spec.nics.length === 0) return;
+    await vm
+      .qemu!.qmp.execute('announce-self', { initial: 50, max: 550, rounds: 5, step: 100 })
+      .catch((err: unknown) => this.options.log(`VM ${vmName}: announce-self failed: ${describeError(err)}`));
+  }
+
+  private async startGuest(entry: IncomingMigration, consoleTail?: ConsoleTail): Promise<void> {
     const { id } = entry;
     const { registry, journal } = this.options;
     await failpoint('incoming.complete');
@@ -322,7 +338,9 @@ export class IncomingMigrations {
       await new Promise((r) => setTimeout(r, 50));
     }
     const status = await qmp.execute<{ running: boolean }>('query-status');
+    if (consoleTail !== undefined && !status.running) registry.continueConsole(entry.vmName, consoleTail);
     if (!status.running) await qmp.execute('cont');
+    await this.announce(entry.vmName);
     this.active.delete(id);
     if (entry.tunnel) await this.closeTunnel(id);
     registry.setState(entry.vmName, 'running');

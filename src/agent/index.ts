@@ -11,3 +11,4 @@ export {
 } from './journal.js';
 export type { VmView, VmState } from './vm-registry.js';
 export type { DryRun } from './outgoing.js';
+export type { ConsoleChunk, ConsoleTail } from './console-log.js';

@@ -29,12 +29,15 @@ import {
   migrationSettings,
   planMigration,
   checkAccelerators,
+  checkHostCpu,
   preflightError,
   type MigrationOverrides,
   type MigrationSettings,
 } from '../policy/index.js';
+import type { VmSpec } from '../qemu/index.js';
 import type { HostSummary } from './api-client.js';
 import type { AgentClient } from './agent-client.js';
+import type { ConsoleTail } from './console-log.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord } from './journal.js';
 import type { VmRegistry } from './vm-registry.js';
@@ -103,7 +106,7 @@ export class OutgoingMigrations {
    */
   async dryRun(vmName: string, to: string, overrides: MigrationOverrides): Promise<DryRun> {
     const vm = this.options.registry.get(vmName);
-    const settings = await this.plan(vm.spec.memoryMiB, this.options.peerClient(to), overrides);
+    const settings = await this.plan(vm.spec, this.options.peerClient(to), overrides);
     const estimate = await this.estimate(vmName, to, settings);
     return { vm: vmName, to, settings, ...estimate };
   }
@@ -113,7 +116,7 @@ export class OutgoingMigrations {
    * host can do (refusing this host itself), then decides (src/policy).
    */
   private async plan(
-    memoryMiB: number,
+    spec: VmSpec,
     destination: AgentClient,
     overrides: MigrationOverrides,
   ): Promise<MigrationSettings> {
@@ -124,12 +127,15 @@ export class OutgoingMigrations {
         `${destination.endpoint.url} is this host (${source.name}): a VM cannot migrate to itself`,
       );
     }
-    const refused = preflightError([checkAccelerators(source, target)]);
+    const refused = preflightError([
+      checkAccelerators(source, target),
+      checkHostCpu(spec.cpu, source, target),
+    ]);
     if (refused !== undefined) throw refused;
     const plan = planMigration({
       options: this.options.migrationOptions,
       kind: 'live',
-      memoryMiB,
+      memoryMiB: spec.memoryMiB,
       source,
       destination: target,
       overrides,
@@ -224,7 +230,7 @@ export class OutgoingMigrations {
       );
     }
     const client = this.options.peerClient(to);
-    const settings = await this.plan(vm.spec.memoryMiB, client, overrides);
+    const settings = await this.plan(vm.spec, client, overrides);
     const id = randomUUID();
     const qemu = vm.qemu;
     if (qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
@@ -239,7 +245,7 @@ export class OutgoingMigrations {
       state: 'preparing',
     });
     this.options.observer?.migrationStarted(settings.transport, settings.tls);
-    const peer = peerOverApi(client, to);
+    const peer = peerOverApi(client, to, () => registry.consoleTail(vmName));
     const request: Omit<IncomingRequest, 'migrationId' | 'sourceHost'> = {
       spec: vm.spec,
       transport: settings.transport,
@@ -349,7 +355,7 @@ export class OutgoingMigrations {
       return;
     }
     const client = this.options.peerClient(m.peer);
-    const peer = peerOverApi(client, m.peer);
+    const peer = peerOverApi(client, m.peer, () => registry.consoleTail(m.vm));
     const settings = m.plan as MigrationSettings;
     journal.setMigrationState(m.id, 'postcopy', {
       message: 'the agent restarted during post-copy; finishing it (the guest runs on the destination)',
@@ -410,7 +416,9 @@ export class OutgoingMigrations {
    */
   async settleAfterRestart(m: MigrationRecord): Promise<void> {
     const { journal, registry, log } = this.options;
-    const peer = peerOverApi(this.options.peerClient(m.peer), m.peer);
+    const peer = peerOverApi(this.options.peerClient(m.peer), m.peer, () =>
+      registry.has(m.vm) ? registry.consoleTail(m.vm) : undefined,
+    );
     journal.setMigrationState(m.id, 'completing', {
       message: `the agent restarted during the hand-over; settling it with ${m.peer}`,
     });
@@ -507,18 +515,30 @@ export function reachableUri(uri: string, agentHost: string | undefined): string
   return `tcp:${agentHost.includes(':') ? `[${agentHost}]` : agentHost}:${m[2] ?? ''}`;
 }
 
-/** The destination agent, as the migration driver talks to it. */
-export function peerOverApi(client: AgentClient, name: string): DestinationPeer {
+/**
+ * The destination agent, as the migration driver talks to it. Starting the
+ * guest there (resume, complete) carries the source's console, read then
+ * because the source guest is paused from then on.
+ */
+export function peerOverApi(
+  client: AgentClient,
+  name: string,
+  consoleTail: () => ConsoleTail | undefined = () => undefined,
+): DestinationPeer {
+  const handOver = (): { consoleTail?: ConsoleTail } => {
+    const tail = consoleTail();
+    return tail !== undefined ? { consoleTail: tail } : {};
+  };
   return {
     name,
     prepare: (request) => client.post<IncomingReply>('/v1/incoming', request, { timeoutMs: 60_000 }),
     resume: async (id) => {
-      await client.post(`/v1/incoming/${id}/resume`);
+      await client.post(`/v1/incoming/${id}/resume`, handOver());
     },
     recover: (id) => client.post<IncomingReply>(`/v1/incoming/${id}/recover`, {}, { timeoutMs: 15_000 }),
     complete: async (id) => {
       // The destination waits up to 10 s for its QEMU to confirm the stream is complete.
-      await client.post(`/v1/incoming/${id}/complete`, {}, { timeoutMs: 20_000 });
+      await client.post(`/v1/incoming/${id}/complete`, handOver(), { timeoutMs: 20_000 });
     },
     guestHealth: (id) => client.get<GuestVerdict>(`/v1/incoming/${id}/guest`, { timeoutMs: 60_000 }),
     abort: async (id, reason) => {

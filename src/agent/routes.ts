@@ -1,7 +1,9 @@
 import { NotFoundError, UsageError } from '../errors.js';
-import { validateVmSpec } from '../qemu/index.js';
+import { parseVmSpec } from '../qemu/index.js';
+import { validateConsoleTail, type ConsoleTail } from './console-log.js';
 import { Reply, type ApiServer } from './api-server.js';
 import type { AgentMetrics } from '../metrics/index.js';
+import type { AgentClient } from './agent-client.js';
 import type { IncomingMigrations } from './incoming.js';
 import type { Journal } from './journal.js';
 import type { MigrationOverrides } from '../policy/index.js';
@@ -9,7 +11,10 @@ import type { OutgoingMigrations } from './outgoing.js';
 import type { VmRegistry } from './vm-registry.js';
 
 export interface RouteDeps {
+  hostName: string;
   hostInfo: () => unknown;
+  /** A client for a peer agent (to read the console of a VM that moved there). */
+  peerClient: (address: string) => AgentClient;
   registry: VmRegistry;
   journal: Journal;
   outgoing: OutgoingMigrations;
@@ -23,6 +28,8 @@ export function registerMetricsRoute(api: ApiServer, metrics: AgentMetrics): voi
     return new Reply(200, body, contentType);
   });
 }
+/** How many migrations away a console is looked for. */
+const CONSOLE_HOPS = 4;
 
 /** The agent's HTTP API, one line per endpoint. */
 export function registerRoutes(api: ApiServer, d: RouteDeps): void {
@@ -32,7 +39,7 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       Promise.resolve({ vms: d.registry.list().map((vm) => d.registry.view(vm)) }),
     )
     .route('POST', '/v1/vms', async (req) => {
-      const vm = await d.registry.start(validateVmSpec(req.body));
+      const vm = await d.registry.start(parseVmSpec(req.body));
       return new Reply(201, d.registry.view(vm));
     })
     .route('GET', '/v1/vms/:name', (req) =>
@@ -44,6 +51,25 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       const minOk = optionalInt(req.query.get('minOk'), 'minOk') ?? 3;
       const waitMs = optionalInt(req.query.get('waitMs'), 'waitMs') ?? 0;
       return vm.guest.waitHealthy({ afterSeq, minOk, timeoutMs: Math.min(waitMs, 120_000) });
+    })
+    .route('GET', '/v1/vms/:name/console', async (req) => {
+      const name = req.params.name ?? '';
+      const after = optionalInt(req.query.get('after'), 'after');
+      const lines = optionalInt(req.query.get('lines'), 'lines');
+      if (d.registry.has(name)) {
+        return { vm: name, host: d.hostName, ...d.registry.console(name, { after, lines }) };
+      }
+      // It ran here and migrated away: its console is where it went (which may have passed it on).
+      const hops = optionalInt(req.query.get('hops'), 'hops') ?? 0;
+      const last = d.journal.listMigrations({ vm: name })[0];
+      // 'completing': the hand-over is done or in doubt and the VM is no longer here, so it runs there.
+      const movedAway = last?.role === 'source' && ['completed', 'completing'].includes(last.state);
+      if (last === undefined || !movedAway || hops >= CONSOLE_HOPS) {
+        throw new NotFoundError(`no VM named ${name} on this host`);
+      }
+      const query = new URLSearchParams(req.query);
+      query.set('hops', String(hops + 1));
+      return d.peerClient(last.peer).get(`/v1/vms/${encodeURIComponent(name)}/console?${query.toString()}`);
     })
     .route('POST', '/v1/vms/:name/stop', async (req) => {
       await d.registry.stop(req.params.name ?? '');
@@ -83,7 +109,7 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
     .route('POST', '/v1/incoming', (req) => d.incoming.prepare(req.body, req.peer.commonName))
     .route('POST', '/v1/incoming/:id/resume', async (req) => {
       d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
-      await d.incoming.resume(req.params.id ?? '');
+      await d.incoming.resume(req.params.id ?? '', handOverTail(req.body));
       return {};
     })
     .route('POST', '/v1/incoming/:id/recover', (req) =>
@@ -91,7 +117,7 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
     )
     .route('POST', '/v1/incoming/:id/complete', async (req) => {
       d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
-      await d.incoming.complete(req.params.id ?? '');
+      await d.incoming.complete(req.params.id ?? '', handOverTail(req.body));
       return {};
     })
     .route('GET', '/v1/incoming/:id/guest', (req) => {
@@ -104,6 +130,12 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       await d.incoming.abort(req.params.id ?? '', typeof reason === 'string' ? reason : 'no reason given');
       return {};
     });
+}
+
+/** The source's console, sent when the guest starts on the destination (absent from older sources). */
+function handOverTail(body: unknown): ConsoleTail | undefined {
+  const tail = (body as { consoleTail?: unknown } | undefined)?.consoleTail;
+  return tail === undefined ? undefined : validateConsoleTail(tail);
 }
 
 function migrationRequest(body: unknown): { vm: string; to: string; overrides: MigrationOverrides } {

@@ -1,10 +1,28 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConflictError, NotFoundError, QemuProcessError, describeError } from '../errors.js';
-import { QemuVm, runFiles, type Accelerator, type QmpClient, type VmSpec } from '../qemu/index.js';
+import { ConflictError, HostSetupError, NotFoundError, QemuProcessError, describeError } from '../errors.js';
+import {
+  QemuVm,
+  completeVmSpec,
+  runFiles,
+  storedVmSpec,
+  type Accelerator,
+  type QmpClient,
+  type SpecDefaults,
+  type VmSpec,
+  type VmSpecDraft,
+} from '../qemu/index.js';
+import {
+  consoleTail,
+  readConsole,
+  writeConsoleHistory,
+  type ConsoleChunk,
+  type ConsoleTail,
+} from './console-log.js';
 import type { LogFn } from '../log/index.js';
 import { GuestWatcher } from './guest-watcher.js';
 import type { Journal, VmState } from './journal.js';
+import { tapName, type HostNetwork } from './tap-devices.js';
 
 export type { VmState } from './journal.js';
 
@@ -14,6 +32,8 @@ export interface ManagedVm {
   state: VmState;
   runDir: string;
   qemu: QemuVm | undefined;
+  /** The tap device of each NIC on this host, in spec order. */
+  taps: string[];
   guest: GuestWatcher;
   /** The migration this VM is part of (incoming or outgoing), if any. */
   migrationId: string | undefined;
@@ -22,11 +42,14 @@ export interface ManagedVm {
 /** What `vm list` / `vm show` return for a VM. */
 export interface VmView {
   name: string;
+  /** The agent that runs it. */
+  host: string;
   state: VmState;
   memoryMiB: number;
   vcpus: number;
   pid: number | undefined;
   migrationId: string | undefined;
+  taps: string[];
   guest: {
     lastSeq: number | undefined;
     written: number | undefined;
@@ -39,8 +62,14 @@ export interface VmView {
 }
 
 export interface VmRegistryOptions {
+  /** This host's agent name (tap device names derive from it). */
+  hostName: string;
   stateDir: string;
   accel: Accelerator;
+  /** What this host fills in for a new VM: machine type, CPU model. */
+  specDefaults: SpecDefaults;
+  /** Where NICs get their tap devices. */
+  network: HostNetwork;
   qemuBinary?: string;
   journal: Journal;
   log: LogFn;
@@ -87,14 +116,29 @@ export class VmRegistry {
     return [...this.vms.values()].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
   }
 
-  /** Boots a VM from its spec. */
-  async start(spec: VmSpec): Promise<ManagedVm> {
-    return this.launch(spec, 'running', undefined);
+  /** Boots a new VM: its spec completed here (machine, CPU, MACs) and stored as it is then. */
+  async start(draft: VmSpecDraft): Promise<ManagedVm> {
+    return this.launch(completeVmSpec(draft, this.options.specDefaults), 'running', undefined);
   }
 
   /** Starts QEMU as a migration destination (`-incoming defer`, vCPUs stopped until the source hands over). */
   async prepareIncoming(spec: VmSpec, migrationId: string): Promise<ManagedVm> {
     return this.launch(spec, 'incoming', migrationId);
+  }
+
+  /** A VM's serial console (see readConsole). */
+  console(name: string, options: { after?: number; lines?: number } = {}): ConsoleChunk {
+    return readConsole(this.get(name).runDir, options);
+  }
+
+  /** The last of a VM's console, for the destination of its migration. */
+  consoleTail(name: string): ConsoleTail {
+    return consoleTail(this.get(name).runDir);
+  }
+
+  /** On a migration's destination, before the guest runs: the console the source had. */
+  continueConsole(name: string, tail: ConsoleTail): void {
+    writeConsoleHistory(this.get(name).runDir, tail);
   }
 
   setState(name: string, state: VmState, migrationId?: string): void {
@@ -121,6 +165,7 @@ export class VmRegistry {
     if (vm === undefined) return;
     vm.guest.stop();
     if (vm.qemu !== undefined) await vm.qemu.stop(timeoutMs);
+    this.removeTaps(vm);
     this.vms.delete(name);
     this.options.journal.deleteVm(name);
     rmSync(vm.runDir, { recursive: true, force: true });
@@ -132,7 +177,7 @@ export class VmRegistry {
    */
   async reattach(): Promise<void> {
     for (const record of this.options.journal.listVms()) {
-      const spec = record.spec as VmSpec;
+      const spec = storedVmSpec(record.spec);
       const runDir = this.runDirOf(spec.name);
       const guest = new GuestWatcher(runFiles(runDir).serialLog);
       const vm: ManagedVm = {
@@ -140,6 +185,7 @@ export class VmRegistry {
         state: record.state,
         runDir,
         qemu: undefined,
+        taps: this.tapsOf(spec),
         guest,
         migrationId: undefined,
       };
@@ -153,6 +199,7 @@ export class VmRegistry {
       } catch (err) {
         vm.state = 'failed';
         this.persist(vm);
+        this.removeTaps(vm);
         this.options.log(`VM ${spec.name} is gone: ${describeError(err)}`, { level: 'warn', vm: spec.name });
       }
     }
@@ -163,11 +210,13 @@ export class VmRegistry {
     const health = vm.guest.health({ minOk: 1 });
     return {
       name: vm.spec.name,
+      host: this.options.hostName,
       state: vm.state,
       memoryMiB: vm.spec.memoryMiB,
       vcpus: vm.spec.vcpus,
       pid: vm.qemu?.pid,
       migrationId: vm.migrationId,
+      taps: vm.taps,
       guest: {
         lastSeq: last?.seq,
         written: last?.written,
@@ -191,20 +240,42 @@ export class VmRegistry {
   private async launch(spec: VmSpec, state: VmState, migrationId: string | undefined): Promise<ManagedVm> {
     if (this.vms.has(spec.name))
       throw new ConflictError(`a VM named ${spec.name} already exists on this host`);
+    const { network } = this.options;
+    for (const [i, nic] of spec.nics.entries()) {
+      if (!network.bridgeExists(nic.bridge)) {
+        throw new HostSetupError(
+          `VM ${spec.name}: nics[${i}].bridge ${JSON.stringify(nic.bridge)} does not exist on ${this.options.hostName}`,
+          {
+            hint: `create it (ip link add ${nic.bridge} type bridge) or give the NIC a bridge this host has`,
+          },
+        );
+      }
+    }
     const runDir = this.runDirOf(spec.name);
     rmSync(runDir, { recursive: true, force: true });
     const guest = new GuestWatcher(runFiles(runDir).serialLog);
-    const vm: ManagedVm = { spec, state, runDir, qemu: undefined, guest, migrationId };
+    const vm: ManagedVm = {
+      spec,
+      state,
+      runDir,
+      qemu: undefined,
+      taps: this.tapsOf(spec),
+      guest,
+      migrationId,
+    };
     this.vms.set(spec.name, vm);
     try {
+      for (const [i, tap] of vm.taps.entries()) network.createTap(tap, spec.nics[i]?.bridge ?? '');
       vm.qemu = await QemuVm.launch(spec, {
         accel: this.options.accel,
         runDir,
+        taps: vm.taps,
         qemuBinary: this.options.qemuBinary,
         ...(state === 'incoming' ? { incoming: 'defer' as const, paused: true } : {}),
       });
     } catch (err) {
       guest.stop();
+      this.removeTaps(vm);
       this.vms.delete(spec.name);
       rmSync(runDir, { recursive: true, force: true });
       throw err;
@@ -223,10 +294,26 @@ export class VmRegistry {
       vm.state = 'failed';
       vm.guest.stop();
       this.persist(vm);
+      this.removeTaps(vm);
       this.options.log(`QEMU of VM ${vm.spec.name} exited (${exit.signal ?? `status ${exit.code}`})`, {
         vm: vm.spec.name,
       });
     });
+  }
+
+  private tapsOf(spec: VmSpec): string[] {
+    return spec.nics.map((_nic, i) => tapName(this.options.hostName, spec.name, i));
+  }
+
+  /** Its QEMU is gone (stopped, migrated away, died): its taps go too. */
+  private removeTaps(vm: ManagedVm): void {
+    for (const tap of vm.taps) {
+      try {
+        this.options.network.removeTap(tap);
+      } catch (err) {
+        this.options.log(`VM ${vm.spec.name}: cannot remove tap ${tap}: ${describeError(err)}`);
+      }
+    }
   }
 
   private persist(vm: ManagedVm): void {

@@ -9,6 +9,7 @@ export {
   createTwoHostNetwork,
   canUseNetns,
   labTag,
+  LAB_BRIDGE,
   removeNetns,
   inNetns,
   type TwoHostNetwork,

@@ -9,7 +9,16 @@ export interface LabHost {
   device: string;
   /** Address on the link (198.18.0.0/24, the range reserved for benchmarking). */
   address: string;
+  /**
+   * The bridge VMs' NICs go on (same name on both hosts, as in a cloud), with
+   * this host's address on it. The two hosts' bridges are joined by a second
+   * veth pair: one L2 network for the guests, apart from the migration link.
+   */
+  bridge: { name: string; address: string; prefixLength: number };
 }
+
+/** The name of the lab's guest bridge on every host. */
+export const LAB_BRIDGE = 'br0';
 
 export interface TwoHostNetwork {
   a: LabHost;
@@ -76,7 +85,8 @@ export function labTag(): string {
 /**
  * Builds two "hosts" on this machine: network namespaces `<prefix>a` and
  * `<prefix>b` joined by a veth pair, addresses 198.18.<subnet>.1 and .2, loopback
- * up in each, optionally shaped with tc. Needs root.
+ * up in each, optionally shaped with tc. Each also has a bridge br0 for guests,
+ * 198.19.<subnet>.1 and .2, the two joined by another veth pair. Needs root.
  */
 export function createTwoHostNetwork(options: {
   prefix: string;
@@ -101,12 +111,29 @@ export function createTwoHostNetwork(options: {
       hint: 'run as root, or use the loopback mode',
     });
   }
-  const a: LabHost = { netns: `${prefix}a`, device: `${prefix}va`, address: `198.18.${subnet}.1` };
-  const b: LabHost = { netns: `${prefix}b`, device: `${prefix}vb`, address: `198.18.${subnet}.2` };
+  const bridge = (host: number): LabHost['bridge'] => ({
+    name: LAB_BRIDGE,
+    address: `198.19.${subnet}.${host}`,
+    prefixLength: 24,
+  });
+  const a: LabHost = {
+    netns: `${prefix}a`,
+    device: `${prefix}va`,
+    address: `198.18.${subnet}.1`,
+    bridge: bridge(1),
+  };
+  const b: LabHost = {
+    netns: `${prefix}b`,
+    device: `${prefix}vb`,
+    address: `198.18.${subnet}.2`,
+    bridge: bridge(2),
+  };
+  const guestLink = { a: `${prefix}na`, b: `${prefix}nb` };
   const destroy = (): void => {
     removeNetns(a.netns);
     removeNetns(b.netns);
     spawnSync('ip', ['link', 'del', a.device], { stdio: 'ignore' });
+    spawnSync('ip', ['link', 'del', guestLink.a], { stdio: 'ignore' });
   };
   destroy();
   try {
@@ -118,6 +145,24 @@ export function createTwoHostNetwork(options: {
       ip(['-n', h.netns, 'addr', 'add', `${h.address}/24`, 'dev', h.device]);
       ip(['-n', h.netns, 'link', 'set', h.device, 'up']);
       ip(['-n', h.netns, 'link', 'set', 'lo', 'up']);
+    }
+    ip(['link', 'add', guestLink.a, 'type', 'veth', 'peer', 'name', guestLink.b]);
+    for (const key of ['a', 'b'] as const) {
+      const h = key === 'a' ? a : b;
+      ip(['link', 'set', guestLink[key], 'netns', h.netns]);
+      ip(['-n', h.netns, 'link', 'add', h.bridge.name, 'type', 'bridge']);
+      ip(['-n', h.netns, 'link', 'set', guestLink[key], 'master', h.bridge.name]);
+      ip([
+        '-n',
+        h.netns,
+        'addr',
+        'add',
+        `${h.bridge.address}/${h.bridge.prefixLength}`,
+        'dev',
+        h.bridge.name,
+      ]);
+      ip(['-n', h.netns, 'link', 'set', guestLink[key], 'up']);
+      ip(['-n', h.netns, 'link', 'set', h.bridge.name, 'up']);
     }
     if (options.linkGbps !== undefined) {
       // Burst must cover a few ms at line rate or tbf cannot reach the rate.

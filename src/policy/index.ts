@@ -23,4 +23,10 @@ export type {
   Transport,
   TunnelMode,
 } from './types.js';
-export { checkAccelerators, preflightError, type PreflightHost, type PreflightResult } from './preflight.js';
+export {
+  checkAccelerators,
+  checkHostCpu,
+  preflightError,
+  type PreflightHost,
+  type PreflightResult,
+} from './preflight.js';

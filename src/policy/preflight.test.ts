@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PlanError } from '../errors.js';
-import { checkAccelerators, preflightError } from './preflight.js';
+import { checkAccelerators, checkHostCpu, preflightError } from './preflight.js';
 
 describe('pre-flight checks', () => {
   it('passes hosts with the same accelerator', () => {
@@ -36,5 +36,30 @@ describe('pre-flight checks', () => {
     ]);
     assert.equal(err?.message, 'pre-flight checks failed: memory: too little; bridge: br0 missing');
     assert.equal(err?.hint, 'free some');
+  });
+
+  it('lets a VM with cpu "host" move only between hosts with the same CPU', () => {
+    const cpu = {
+      vendor: 'GenuineIntel',
+      family: 6,
+      model: 85,
+      stepping: 7,
+      modelName: 'Xeon',
+      flagsDigest: 'aa',
+    };
+    const a = { name: 'host-a', accelerator: 'kvm' as const, hostCpu: cpu };
+    const b = {
+      name: 'host-b',
+      accelerator: 'kvm' as const,
+      hostCpu: { ...cpu, model: 106, modelName: 'Xeon 3' },
+    };
+    assert.equal(checkHostCpu('Haswell', a, b).ok, true);
+    assert.equal(checkHostCpu('host', a, { ...b, hostCpu: cpu }).ok, true);
+    const r = checkHostCpu('host', a, b);
+    assert.equal(r.ok, false);
+    assert.equal(
+      preflightError([r])?.message,
+      'pre-flight check failed: cpu: the VM has cpu "host" and cannot move from host-a to host-b: the hosts\' CPUs differ in model (Xeon vs Xeon 3)',
+    );
   });
 });

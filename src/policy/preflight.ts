@@ -1,4 +1,5 @@
 import { PlanError } from '../errors.js';
+import { hostCpuMismatch, type HostCpu } from '../qemu/index.js';
 
 /** One check made before a migration prepares anything on the destination. */
 export interface PreflightResult {
@@ -12,6 +13,8 @@ export interface PreflightResult {
 export interface PreflightHost {
   name: string;
   accelerator: 'kvm' | 'tcg';
+  /** The physical CPU, for VMs with cpu "host". */
+  hostCpu?: HostCpu | undefined;
 }
 
 /**
@@ -33,6 +36,29 @@ export function checkAccelerators(source: PreflightHost, destination: PreflightH
     ok: false,
     message: `${source.name} runs guests under ${source.accelerator.toUpperCase()} and ${destination.name} under ${destination.accelerator.toUpperCase()}: a guest cannot move between them`,
     hint: 'migrate to a host with the same accelerator, or set the same [vmferry] accel on both hosts',
+  };
+}
+
+/**
+ * A VM with cpu "host" sees the host's own CPU model and features, so it may
+ * only move to a host whose CPU is the same; a named model moves anywhere
+ * its QEMU knows it.
+ */
+export function checkHostCpu(
+  vmCpu: string,
+  source: PreflightHost,
+  destination: PreflightHost,
+): PreflightResult {
+  if (vmCpu !== 'host') return { check: 'cpu', ok: true, message: `the VM has the named CPU model ${vmCpu}` };
+  const mismatch = hostCpuMismatch(source.hostCpu, destination.hostCpu);
+  if (mismatch === undefined) {
+    return { check: 'cpu', ok: true, message: `the VM has cpu "host" and both hosts have the same CPU` };
+  }
+  return {
+    check: 'cpu',
+    ok: false,
+    message: `the VM has cpu "host" and cannot move from ${source.name} to ${destination.name}: ${mismatch}`,
+    hint: 'a VM with cpu "host" moves only between hosts with the same CPU; give it a named model',
   };
 }
 

@@ -227,9 +227,12 @@ async function runProbeGuest(
         name: `${accel}-probe`,
         memoryMiB: PROBE_TOUCH_MIB + 32,
         vcpus: 1,
-        kernel: options.guestKernel,
+        machine: 'pc',
+        cpu: 'qemu64',
         // Paced verification: the guest halts between pages and wakes on timer interrupts.
-        append: `mem=${PROBE_TOUCH_MIB} dirty=0 verify=16`,
+        boot: { kernel: options.guestKernel, append: `mem=${PROBE_TOUCH_MIB} dirty=0 verify=16` },
+        disks: [],
+        nics: [],
       },
       { accel, runDir, qemuBinary: options.qemuBinary },
     );

@@ -7,17 +7,44 @@ export {
 } from './qmp-client.js';
 export { QemuVm, qemuLogTail, isQemuOf, DEFAULT_QEMU_BINARY, type QemuExit } from './qemu-process.js';
 export {
-  buildQemuArgv,
-  memoryOnlyArgv,
+  parseVmSpec,
   validateVmSpec,
+  storedVmSpec,
+  isKernelBoot,
+  normaliseMac,
   runFiles,
-  RAM_BACKEND_ID,
+  ramSizeKiB,
+  MAX_DISKS,
+  MAX_NICS,
   type VmSpec,
+  type VmSpecDraft,
+  type BootSpec,
+  type KernelBoot,
+  type FirmwareBoot,
   type DiskSpec,
+  type NicSpec,
   type MemoryBackendSpec,
   type LaunchOptions,
   type Accelerator,
 } from './vm-spec.js';
+export { buildQemuArgv, memoryOnlyArgv, deviceIds, RAM_BACKEND_ID } from './qemu-argv.js';
+export { completeVmSpec, generateMac, type SpecDefaults } from './complete-vm-spec.js';
+export {
+  defaultMachineType,
+  machineFamily,
+  machineTypesFromQmp,
+  resolveMachineType,
+  type MachineType,
+} from './machine-types.js';
+export {
+  cpuModelsFromQmp,
+  defaultCpuModel,
+  hostCpuFromCpuinfo,
+  hostCpuMismatch,
+  resolveCpuModel,
+  type CpuModel,
+  type HostCpu,
+} from './cpu-models.js';
 export {
   probeAccelerator,
   chooseAccelerator,
@@ -29,6 +56,6 @@ export {
   type KvmEvidence,
   type ProbeOptions,
 } from './accel-probe.js';
-export { probeQemuFeatures, type QemuFeatures } from './qemu-features.js';
+export { probeQemuFeatures, probeKvmCpuModels, type QemuFeatures } from './qemu-features.js';
 export { followFile, type FileFollower } from './file-follower.js';
 export { probeHost, type HostInfo } from './host-info.js';

@@ -3,7 +3,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:f
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QemuProcessError, QmpConnectionError, describeError } from '../errors.js';
 import { QmpClient } from './qmp-client.js';
-import { buildQemuArgv, runFiles, type LaunchOptions, type VmSpec } from './vm-spec.js';
+import { buildQemuArgv } from './qemu-argv.js';
+import { runFiles, type LaunchOptions, type VmSpec } from './vm-spec.js';
 
 export interface QemuExit {
   code: number | null;

@@ -11,6 +11,7 @@ import {
   guestPageAddress,
   guestRamMiB,
   type GuestHeartbeatEvent,
+  type GuestWorkload,
 } from '../../src/guest/index.js';
 import {
   KVM_SLOWER_FACTOR,
@@ -23,6 +24,10 @@ import {
   type VmSpec,
 } from '../../src/qemu/index.js';
 import { runCli, waitFor } from './helpers.js';
+
+function guestBoot(workload: GuestWorkload): VmSpec['boot'] {
+  return { kernel: guestKernelPath(), append: guestAppend(workload) };
+}
 
 /** A real QEMU running the guest under TCG, with its heartbeats collected as they arrive. */
 class GuestUnderTest {
@@ -77,8 +82,11 @@ describe('the guest workload under real QEMU (TCG)', () => {
       name: 'idle',
       memoryMiB: guestRamMiB(64),
       vcpus: 1,
-      kernel: guestKernelPath(),
-      append: guestAppend({ memMiB: 64, dirtyMiBps: 0 }),
+      machine: 'pc',
+      cpu: 'qemu64',
+      disks: [],
+      nics: [],
+      boot: guestBoot({ memMiB: 64, dirtyMiBps: 0 }),
     };
     await g.boot(spec, join(dir, 'idle'));
     const first = await g.waitHeartbeats(3);
@@ -114,8 +122,11 @@ describe('the guest workload under real QEMU (TCG)', () => {
       name: 'busy',
       memoryMiB: guestRamMiB(256),
       vcpus: 1,
-      kernel: guestKernelPath(),
-      append: guestAppend({ memMiB: 256, dirtyMiBps: 64 }),
+      machine: 'pc',
+      cpu: 'qemu64',
+      disks: [],
+      nics: [],
+      boot: guestBoot({ memMiB: 256, dirtyMiBps: 64 }),
     };
     await g.boot(spec, join(dir, 'busy'));
     const beats = await g.waitHeartbeats(5, '5 heartbeats', 40_000);
@@ -139,8 +150,11 @@ describe('the guest workload under real QEMU (TCG)', () => {
       name: 'victim',
       memoryMiB: guestRamMiB(64),
       vcpus: 1,
-      kernel: guestKernelPath(),
-      append: guestAppend({ memMiB: 64, dirtyMiBps: 0 }),
+      machine: 'pc',
+      cpu: 'qemu64',
+      disks: [],
+      nics: [],
+      boot: guestBoot({ memMiB: 64, dirtyMiBps: 0 }),
       memoryBackend: { kind: 'file', path: memFile, share: true },
     };
     try {

@@ -8,6 +8,7 @@ import { TwoHostLab } from '../../src/lab/index.js';
 import { loadTlsIdentity } from '../../src/pki/index.js';
 import {
   guestSpec,
+  guestVmSpec,
   migrationReport,
   qemuPidsMatching,
   runCli,
@@ -138,7 +139,7 @@ describe('hand-over in doubt (real QEMU under TCG, real agents)', () => {
         migrationId: id,
         sourceHost: lab.agents.a.name,
         sourceAddress: lab.agents.a.address,
-        spec: guestSpec('forgotten'),
+        spec: guestVmSpec('forgotten'),
         transport: 'native',
         tls: true,
         channels: 1,

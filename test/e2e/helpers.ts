@@ -6,7 +6,7 @@ import { describeError } from '../../src/errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../src/guest/index.js';
 import { isTerminalMigrationState, type MigrationReport } from '../../src/migration/index.js';
 import { packageRoot } from '../../src/paths.js';
-import type { VmSpec } from '../../src/qemu/index.js';
+import type { VmSpec, VmSpecDraft } from '../../src/qemu/index.js';
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs` naming `what`. */
 export async function waitFor<T>(
@@ -38,14 +38,20 @@ export function guestSpec(
   memMiB = 128,
   dirtyMiBps = 8,
   verifyMiBps: number | 'max' = 256,
-): VmSpec {
+): VmSpecDraft {
   return {
     name,
     memoryMiB: guestRamMiB(memMiB),
     vcpus: 1,
-    kernel: guestKernelPath(),
-    append: guestAppend({ memMiB, dirtyMiBps, verifyMiBps }),
+    boot: { kernel: guestKernelPath(), append: guestAppend({ memMiB, dirtyMiBps, verifyMiBps }) },
+    disks: [],
+    nics: [],
   };
+}
+
+/** The guest workload as the complete spec a source agent sends with a migration (machine and CPU chosen). */
+export function guestVmSpec(name: string): VmSpec {
+  return { ...guestSpec(name), machine: 'pc-i440fx-7.2', cpu: 'qemu64', nics: [] };
 }
 
 /** Waits until a VM's guest has printed `count` OK heartbeats after `afterSeq`; returns the last seq. */

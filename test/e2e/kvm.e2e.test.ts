@@ -10,6 +10,7 @@ import { loadTlsIdentity } from '../../src/pki/index.js';
 import { probeAccelerator } from '../../src/qemu/index.js';
 import {
   guestSpec,
+  guestVmSpec,
   migrationReport,
   qemuPidsMatching,
   vmNames,
@@ -154,7 +155,7 @@ describe(
           migrationId: '11111111-2222-3333-4444-666666666666',
           sourceHost: lab.agents.b.name,
           sourceAccelerator: 'tcg',
-          spec: guestSpec('mixed'),
+          spec: guestVmSpec('mixed'),
           transport: 'native',
           tls: true,
           channels: 1,

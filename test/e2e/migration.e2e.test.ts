@@ -9,6 +9,7 @@ import type { MigrationReport } from '../../src/migration/index.js';
 import { initCa, issueCertificate, loadTlsIdentity } from '../../src/pki/index.js';
 import {
   guestSpec,
+  guestVmSpec,
   migrationReport,
   qemuPidsMatching,
   runCli,
@@ -271,7 +272,7 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
       b.post('/v1/incoming', {
         migrationId: '11111111-2222-3333-4444-555555555555',
         sourceHost: lab.agents.a.name,
-        spec: guestSpec('impostor'),
+        spec: guestVmSpec('impostor'),
         transport: 'native',
         tls: true,
         channels: 1,

@@ -1,61 +1,19 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { VmView } from '../../agent/index.js';
-import { UsageError } from '../../errors.js';
-import { guestAppend, guestKernelPath, guestRamMiB } from '../../guest/index.js';
-import { validateVmSpec, type VmSpec } from '../../qemu/index.js';
 import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
 import type { CommandModule } from '../command.js';
 import { printJson, printLines, type CliIo } from '../io.js';
+import { registerVmConsole } from './vm-console.js';
+import { specFromFlags, type SpecFlags } from './vm-spec-flags.js';
 
-interface StartFlags extends AgentConnectionFlags {
-  spec?: string;
-  memory?: string;
-  vcpus: string;
-  kernel?: string;
-  append?: string;
-  workloadMib: string;
-  dirtyMibps: string;
+export { specFromFlags } from './vm-spec-flags.js';
+
+interface StartFlags extends AgentConnectionFlags, SpecFlags {
   json?: boolean;
 }
 
-function int(value: string, flag: string): number {
-  if (!/^\d+$/.test(value))
-    throw new UsageError(`${flag} must be a whole number, got ${JSON.stringify(value)}`);
-  return Number(value);
-}
-
-/** A VM spec from --spec FILE, or from flags (default: the guest workload). Exported for tests. */
-export function specFromFlags(name: string, flags: StartFlags): VmSpec {
-  if (flags.spec !== undefined) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(readFileSync(flags.spec, 'utf8'));
-    } catch (err) {
-      throw new UsageError(
-        `cannot read VM spec ${flags.spec}: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
-    return validateVmSpec({ ...(parsed as object), name });
-  }
-  const workload = int(flags.workloadMib, '--workload-mib');
-  const dirty = int(flags.dirtyMibps, '--dirty-mibps');
-  let append = flags.append;
-  if (flags.kernel === undefined && append === undefined) {
-    try {
-      append = guestAppend({ memMiB: workload, dirtyMiBps: dirty });
-    } catch (err) {
-      throw new UsageError(err instanceof Error ? err.message : String(err));
-    }
-  }
-  return validateVmSpec({
-    name,
-    memoryMiB: flags.memory !== undefined ? int(flags.memory, '--memory') : guestRamMiB(workload),
-    vcpus: int(flags.vcpus, '--vcpus'),
-    kernel: resolve(flags.kernel ?? guestKernelPath()),
-    ...(append !== undefined ? { append } : {}),
-  });
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 function viewLine(vm: VmView): string {
@@ -85,7 +43,7 @@ export const vmCommand: CommandModule = {
       vm
         .command('show')
         .argument('<name>')
-        .description('show one VM and its guest health')
+        .description('show one VM, its guest health and its stored spec (machine, CPU, MACs filled in)')
         .option('--json', 'print JSON'),
     ).action(async (name: string, flags: AgentConnectionFlags & { json?: boolean }) => {
       const client = await connectAgent(io, flags);
@@ -95,6 +53,7 @@ export const vmCommand: CommandModule = {
         else
           printLines(io, [
             viewLine(view),
+            `  host:  ${view.host}`,
             `  guest: ${view.guest.reason}`,
             `  spec:  ${JSON.stringify(view.spec)}`,
           ]);
@@ -106,14 +65,24 @@ export const vmCommand: CommandModule = {
       vm
         .command('start')
         .argument('<name>')
-        .description('boot a VM (by default the self-verifying guest workload)')
+        .description('boot a VM from a spec (docs/vm-spec.md) or flags; by default the self-verifying guest')
         .option('--spec <file>', 'VM spec as JSON (name from the argument)')
-        .option('--memory <MiB>', 'guest RAM (default: workload + 32 MiB)')
-        .option('--vcpus <n>', 'virtual CPUs', '1')
-        .option('--kernel <path>', 'kernel or multiboot image (default: the vmferry guest)')
+        .option('--memory <MiB>', 'guest RAM (default for the guest workload: workload + 32 MiB)')
+        .option('--vcpus <n>', 'virtual CPUs (default 1)')
+        .option('--machine <type>', 'QEMU machine type (default: the newest versioned pc-i440fx here)')
+        .option('--cpu <model>', 'CPU model (default: qemu64 under TCG, a named model under KVM)')
+        .option('--kernel <path>', 'boot this kernel (default: the vmferry guest)')
+        .option('--initrd <path>', 'initramfs for --kernel')
         .option('--append <cmdline>', 'kernel command line')
-        .option('--workload-mib <MiB>', 'guest workload: memory it fills and verifies', '256')
-        .option('--dirty-mibps <MiB/s>', 'guest workload: rewrite rate', '16')
+        .option('--boot-disk <index>', 'boot disk number INDEX through SeaBIOS instead of a kernel')
+        .option(
+          '--disk <path=...,format=raw|qcow2,storage=shared>',
+          'a virtio-blk disk (repeat for more)',
+          collect,
+        )
+        .option('--nic <bridge=BR[,mac=MAC]>', 'a virtio-net NIC on a host bridge (repeat for more)', collect)
+        .option('--workload-mib <MiB>', 'guest workload: memory it fills and verifies (default 256)')
+        .option('--dirty-mibps <MiB/s>', 'guest workload: rewrite rate (default 16)')
         .option('--json', 'print JSON'),
     ).action(async (name: string, flags: StartFlags) => {
       const spec = specFromFlags(name, flags);
@@ -142,5 +111,6 @@ export const vmCommand: CommandModule = {
         client.close();
       }
     });
+    registerVmConsole(vm, io);
   },
 };

@@ -1,0 +1,57 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { HostSetupError, describeError } from '../errors.js';
+
+/**
+ * The tap device of a VM's NIC on a host: `vmf` and 12 hex digits of a hash of
+ * host, VM and NIC index, so it fits Linux's 15 characters, never depends on
+ * what else exists, and differs between the two ends of a migration (both
+ * taps exist during the hand-over, on one machine too in loopback labs).
+ */
+export function tapName(host: string, vm: string, nicIndex: number): string {
+  const digest = createHash('sha256').update(`${host}\0${vm}\0${nicIndex}`).digest('hex');
+  return `vmf${digest.slice(0, 12)}`;
+}
+
+/** What the agent does to a host's network for its VMs' NICs (the `ip` command, or a test's stand-in). */
+export interface HostNetwork {
+  bridgeExists(bridge: string): boolean;
+  /** Creates a tap on `bridge`, up; one left by an earlier run of the same VM is replaced. */
+  createTap(tap: string, bridge: string): void;
+  /** Removes a tap; one that is already gone is fine. */
+  removeTap(tap: string): void;
+  tapExists(tap: string): boolean;
+}
+
+function ip(args: string[]): void {
+  try {
+    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? describeError(err);
+    throw new HostSetupError(`ip ${args.join(' ')} failed: ${stderr}`, {
+      hint: 'the agent needs CAP_NET_ADMIN (root) and iproute2 to give VMs tap devices',
+      cause: err,
+    });
+  }
+}
+
+/** The host's network through iproute2 (persistent taps: they outlive QEMU until the agent removes them). */
+export const linuxHostNetwork: HostNetwork = {
+  bridgeExists: (bridge) => existsSync(`/sys/class/net/${bridge}/bridge`),
+  tapExists: (tap) => existsSync(`/sys/class/net/${tap}`),
+  createTap(tap, bridge) {
+    if (this.tapExists(tap)) ip(['link', 'del', tap]);
+    ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+    try {
+      ip(['link', 'set', tap, 'master', bridge]);
+      ip(['link', 'set', tap, 'up']);
+    } catch (err) {
+      ip(['link', 'del', tap]);
+      throw err;
+    }
+  },
+  removeTap(tap) {
+    if (this.tapExists(tap)) ip(['link', 'del', tap]);
+  },
+};
