@@ -4,6 +4,7 @@ import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../ag
 import type { CommandModule } from '../command.js';
 import { printJson, printLines, type CliIo } from '../io.js';
 import { registerVmConsole } from './vm-console.js';
+import { registerVmImport } from './vm-import.js';
 import { specFromFlags, type SpecFlags } from './vm-spec-flags.js';
 
 export { specFromFlags } from './vm-spec-flags.js';
@@ -112,5 +113,6 @@ export const vmCommand: CommandModule = {
       }
     });
     registerVmConsole(vm, io);
+    registerVmImport(vm, io);
   },
 };
