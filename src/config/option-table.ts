@@ -8,7 +8,7 @@
 export type OptionType = 'bool' | 'tristate' | 'int' | 'string' | 'host' | 'choice' | 'flags';
 
 export interface OptionSpec {
-  readonly section: 'libvirt' | 'vmferry';
+  readonly section: 'DEFAULT' | 'libvirt' | 'vmferry';
   readonly name: string;
   /**
    * bool/tristate/int/choice as oslo.config types them; `tristate` is a BoolOpt with
@@ -37,6 +37,25 @@ const MITAKA_LIVE_FLAGS =
   'VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_LIVE, VIR_MIGRATE_TUNNELLED';
 
 export const OPTIONS = [
+  {
+    section: 'DEFAULT',
+    name: 'max_concurrent_live_migrations',
+    type: 'int',
+    default: 1,
+    min: 0,
+    help:
+      'How many live migrations a host sends at once; the rest wait in a queue, first in, first out. ' +
+      '0 means unlimited (nova allows it, but not recommended).',
+  },
+  {
+    section: 'DEFAULT',
+    name: 'reserved_host_memory_mb',
+    type: 'int',
+    default: 512,
+    min: 0,
+    unit: 'MiB',
+    help: 'Memory kept for the host itself: never promised to VMs or incoming migrations (pre-flight capacity).',
+  },
   {
     section: 'libvirt',
     name: 'virt_type',
@@ -272,6 +291,26 @@ export const OPTIONS = [
     help:
       "The agent's least severe log level. It logs JSON lines (host, vm, migration fields) to standard error, " +
       'readable lines on a terminal.',
+  },
+  {
+    section: 'vmferry',
+    name: 'max_incoming_migrations',
+    type: 'int',
+    default: 2,
+    min: 1,
+    max: 256,
+    help:
+      'How many migrations a host receives at once; a source asking for more gets 429 and keeps its ' +
+      'migration queued, trying again.',
+  },
+  {
+    section: 'vmferry',
+    name: 'peers',
+    type: 'string',
+    default: null,
+    help:
+      'The hosts this agent may send VMs to, as https://HOST:PORT, comma-separated (`--peers`): ' +
+      '`vmferry host list` shows them, drains place VMs on them.',
   },
   {
     section: 'vmferry',

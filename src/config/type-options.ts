@@ -128,7 +128,12 @@ export function typeOptions(doc: IniDocument): TypedConfig {
 
   for (const entry of doc.entries) {
     const { section, key, value, line } = entry;
-    if (section === 'DEFAULT' && /migrat/.test(key) && findOption(`libvirt.${key}`) !== undefined) {
+    if (
+      section === 'DEFAULT' &&
+      findOption(`DEFAULT.${key}`) === undefined &&
+      /migrat/.test(key) &&
+      findOption(`libvirt.${key}`) !== undefined
+    ) {
       warnings.push({
         option: `DEFAULT.${key}`,
         line,
@@ -136,8 +141,10 @@ export function typeOptions(doc: IniDocument): TypedConfig {
       });
       continue;
     }
-    if (section !== 'libvirt' && section !== 'vmferry') continue;
+    if (section !== 'libvirt' && section !== 'vmferry' && section !== 'DEFAULT') continue;
     const spec = findOption(`${section}.${key}`);
+    // [DEFAULT] holds most of nova's options; vmferry reads a few and ignores the rest quietly.
+    if (spec === undefined && section === 'DEFAULT') continue;
     if (spec === undefined) {
       if (section === 'vmferry') warnings.push(unknownWarning(section, key, VMFERRY_NAMES, line));
       else if (/migrat/.test(key)) warnings.push(unknownWarning(section, key, MIGRATION_NAMES, line));

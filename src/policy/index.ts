@@ -25,8 +25,17 @@ export type {
 } from './types.js';
 export {
   checkAccelerators,
+  checkBridges,
+  checkCpuModel,
   checkHostCpu,
+  checkMachine,
+  checkMemory,
+  checkQemuVersion,
+  checkSharedDisks,
   preflightError,
+  type DiskIdentity,
+  type DiskLookup,
+  type HostCapacity,
   type PreflightHost,
   type PreflightResult,
 } from './preflight.js';

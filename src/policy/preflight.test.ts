@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PlanError } from '../errors.js';
-import { checkAccelerators, checkHostCpu, preflightError } from './preflight.js';
+import {
+  checkAccelerators,
+  checkBridges,
+  checkCpuModel,
+  checkHostCpu,
+  checkMachine,
+  checkMemory,
+  checkQemuVersion,
+  checkSharedDisks,
+  preflightError,
+} from './preflight.js';
 
 describe('pre-flight checks', () => {
   it('passes hosts with the same accelerator', () => {
@@ -61,5 +71,85 @@ describe('pre-flight checks', () => {
       preflightError([r])?.message,
       'pre-flight check failed: cpu: the VM has cpu "host" and cannot move from host-a to host-b: the hosts\' CPUs differ in model (Xeon vs Xeon 3)',
     );
+  });
+});
+
+describe('pre-flight checks on the destination', () => {
+  const capacity = { totalMiB: 8192, availableMiB: 6000, reservedMiB: 2000, freeForVmsMiB: 4000 };
+
+  it('memory: fits within what is free after promises, else names all the figures', () => {
+    assert.equal(checkMemory({ name: 'web', memoryMiB: 4000 }, 'b', capacity).ok, true);
+    const r = checkMemory({ name: 'web', memoryMiB: 4001 }, 'b', capacity);
+    assert.equal(r.ok, false);
+    assert.equal(
+      r.message,
+      'b has 4000 MiB free for VMs (6000 MiB available, 2000 MiB promised to VMs, incoming migrations and the host), web needs 4001 MiB',
+    );
+  });
+
+  it('machine and CPU model: offered by the destination QEMU, else named', () => {
+    assert.equal(checkMachine('pc-i440fx-7.2', 'b', ['pc-i440fx-7.2', 'pc-q35-7.2']).ok, true);
+    assert.deepEqual(checkMachine('pc-i440fx-8.2', 'b', ['pc-i440fx-7.2']), {
+      check: 'machine',
+      ok: false,
+      message: "b's QEMU does not offer machine type pc-i440fx-8.2",
+      hint: 'upgrade QEMU on b, or migrate to a host whose QEMU offers pc-i440fx-8.2',
+    });
+    assert.equal(checkCpuModel('EPYC-Milan', 'b', ['qemu64', 'EPYC']).ok, false);
+    assert.equal(checkCpuModel('host', 'b', []).ok, true, 'cpu host is judged by checkHostCpu');
+  });
+
+  it('QEMU version: the destination may be newer or equal, not older', () => {
+    const a = { name: 'a', qemuVersion: '7.2.22' };
+    assert.equal(checkQemuVersion(a, { name: 'b', qemuVersion: '7.2.22' }).ok, true);
+    assert.equal(checkQemuVersion(a, { name: 'b', qemuVersion: '8.0.0' }).ok, true);
+    const older = checkQemuVersion(a, { name: 'b', qemuVersion: '7.2.9' });
+    assert.equal(older.ok, false);
+    assert.equal(older.message, 'QEMU 7.2.9 on b is older than 7.2.22 on a');
+  });
+
+  it('shared disks: missing, different size, different content and the same file', () => {
+    const src = [
+      { path: '/s/one.raw', sizeBytes: 100, fingerprint: 'f1' },
+      { path: '/s/two.raw', sizeBytes: 100, fingerprint: 'f2' },
+      { path: '/s/three.raw', sizeBytes: 100, fingerprint: 'f3' },
+      { path: '/s/four.raw', sizeBytes: 100, fingerprint: 'f4' },
+    ];
+    const dst = [
+      { path: '/s/one.raw', missing: 'ENOENT: no such file' },
+      { path: '/s/two.raw', sizeBytes: 200, fingerprint: 'f2' },
+      { path: '/s/three.raw', sizeBytes: 100, fingerprint: 'zz' },
+      { path: '/s/four.raw', sizeBytes: 100, fingerprint: 'f4' },
+    ];
+    const r = checkSharedDisks(src, dst, 'b');
+    assert.deepEqual(
+      r.map((x) => [x.check, x.ok, x.message]),
+      [
+        ['disk 0', false, 'shared disk /s/one.raw is not there on b (ENOENT: no such file)'],
+        [
+          'disk 1',
+          false,
+          'shared disk /s/two.raw on b is not the same file as on the source: its size is 200 bytes there, 100 here',
+        ],
+        [
+          'disk 2',
+          false,
+          'shared disk /s/three.raw on b is not the same file as on the source: its first or last MiB differs',
+        ],
+        ['disk 3', true, 'shared disk /s/four.raw is the same file on b'],
+      ],
+    );
+  });
+
+  it('bridges: each needed bridge once, present or not', () => {
+    const r = checkBridges(['br0', 'br1', 'br0'], 'b', (x) => x === 'br0');
+    assert.deepEqual(
+      r.map((x) => [x.check, x.ok]),
+      [
+        ['bridge br0', true],
+        ['bridge br1', false],
+      ],
+    );
+    assert.equal(r[1]?.message, 'bridge br1 does not exist on b');
   });
 });

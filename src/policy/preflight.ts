@@ -62,6 +62,165 @@ export function checkHostCpu(
   };
 }
 
+/** What a destination can give VMs, from /proc/meminfo and what it has promised (GET /v1/host `capacity`). */
+export interface HostCapacity {
+  totalMiB: number;
+  /** MemAvailable: what the kernel could give without swapping. */
+  availableMiB: number;
+  /**
+   * Promised but not yet taken: the part of running VMs' memory they have not touched,
+   * incoming migrations' whole memory, and the host's own reserve
+   * (nova's `[DEFAULT] reserved_host_memory_mb`).
+   */
+  reservedMiB: number;
+  /** availableMiB - reservedMiB: what one more VM may have. */
+  freeForVmsMiB: number;
+}
+
+/** The destination can hold the VM's memory after everything it already promised. */
+export function checkMemory(
+  vm: { name: string; memoryMiB: number },
+  host: string,
+  capacity: HostCapacity,
+): PreflightResult {
+  const free = Math.floor(capacity.freeForVmsMiB);
+  if (vm.memoryMiB <= free) {
+    return {
+      check: 'memory',
+      ok: true,
+      message: `${host} has ${free} MiB free for VMs, ${vm.name} needs ${vm.memoryMiB} MiB`,
+    };
+  }
+  return {
+    check: 'memory',
+    ok: false,
+    message: `${host} has ${Math.max(0, free)} MiB free for VMs (${Math.floor(capacity.availableMiB)} MiB available, ${Math.ceil(capacity.reservedMiB)} MiB promised to VMs, incoming migrations and the host), ${vm.name} needs ${vm.memoryMiB} MiB`,
+    hint: 'choose another destination, or move or stop VMs there first',
+  };
+}
+
+/** The destination's QEMU must offer the VM's (versioned) machine type, or it cannot rebuild its hardware. */
+export function checkMachine(machine: string, host: string, machines: readonly string[]): PreflightResult {
+  if (machines.includes(machine))
+    return { check: 'machine', ok: true, message: `${host}'s QEMU offers machine type ${machine}` };
+  return {
+    check: 'machine',
+    ok: false,
+    message: `${host}'s QEMU does not offer machine type ${machine}`,
+    hint: `upgrade QEMU on ${host}, or migrate to a host whose QEMU offers ${machine}`,
+  };
+}
+
+/** A named CPU model must be known to the destination's QEMU (cpu "host" is judged by {@link checkHostCpu}). */
+export function checkCpuModel(cpu: string, host: string, cpuModels: readonly string[]): PreflightResult {
+  if (cpu === 'host' || cpuModels.includes(cpu))
+    return {
+      check: 'cpu-model',
+      ok: true,
+      message:
+        cpu === 'host'
+          ? 'cpu "host" (checked against the host CPUs)'
+          : `${host}'s QEMU knows CPU model ${cpu}`,
+    };
+  return {
+    check: 'cpu-model',
+    ok: false,
+    message: `${host}'s QEMU does not know CPU model ${cpu}`,
+    hint: `migrate to a host whose QEMU knows ${cpu}`,
+  };
+}
+
+/** "7.2.22" -> [7, 2, 22]; missing parts count as 0. */
+function versionParts(v: string): number[] {
+  return v.split('.').map((p) => Number.parseInt(p, 10) || 0);
+}
+
+/** QEMU streams migrate forward, not back: the destination's QEMU must not be older than the source's. */
+export function checkQemuVersion(
+  source: { name: string; qemuVersion: string },
+  destination: { name: string; qemuVersion: string },
+): PreflightResult {
+  const s = versionParts(source.qemuVersion);
+  const d = versionParts(destination.qemuVersion);
+  let cmp = 0;
+  for (let i = 0; i < Math.max(s.length, d.length) && cmp === 0; i++) cmp = (d[i] ?? 0) - (s[i] ?? 0);
+  if (cmp >= 0) {
+    return {
+      check: 'qemu-version',
+      ok: true,
+      message: `QEMU ${destination.qemuVersion} on ${destination.name} is not older than ${source.qemuVersion} on ${source.name}`,
+    };
+  }
+  return {
+    check: 'qemu-version',
+    ok: false,
+    message: `QEMU ${destination.qemuVersion} on ${destination.name} is older than ${source.qemuVersion} on ${source.name}`,
+    hint: `upgrade QEMU on ${destination.name} first`,
+  };
+}
+
+/** A disk image as one host sees it: size and a fingerprint of its first and last MiB. */
+export interface DiskIdentity {
+  path: string;
+  sizeBytes: number;
+  /** sha256 of the first and the last MiB (the whole file when smaller). */
+  fingerprint: string;
+}
+
+/** What the destination found at a shared disk's path: its identity, or why it has none. */
+export type DiskLookup = DiskIdentity | { path: string; missing: string };
+
+/** Every shared disk must be the same file on the destination: there, same size, same fingerprint. */
+export function checkSharedDisks(
+  source: readonly DiskIdentity[],
+  destination: readonly DiskLookup[],
+  host: string,
+): PreflightResult[] {
+  return source.map((s, i) => {
+    const d = destination.find((x) => x.path === s.path);
+    const check = `disk ${i}`;
+    if (d === undefined || 'missing' in d) {
+      return {
+        check,
+        ok: false,
+        message: `shared disk ${s.path} is not there on ${host}${d !== undefined && 'missing' in d ? ` (${d.missing})` : ''}`,
+        hint: `make ${s.path} visible on ${host} (shared storage), or block-migrate the disk`,
+      };
+    }
+    if (d.sizeBytes !== s.sizeBytes || d.fingerprint !== s.fingerprint) {
+      const what =
+        d.sizeBytes !== s.sizeBytes
+          ? `its size is ${d.sizeBytes} bytes there, ${s.sizeBytes} here`
+          : 'its first or last MiB differs';
+      return {
+        check,
+        ok: false,
+        message: `shared disk ${s.path} on ${host} is not the same file as on the source: ${what}`,
+        hint: `the path must show the same shared file on both hosts; check the mount on ${host}`,
+      };
+    }
+    return { check, ok: true, message: `shared disk ${s.path} is the same file on ${host}` };
+  });
+}
+
+/** Every bridge the VM's NICs need must exist on the destination. */
+export function checkBridges(
+  bridges: readonly string[],
+  host: string,
+  present: (bridge: string) => boolean,
+): PreflightResult[] {
+  return [...new Set(bridges)].map((bridge) =>
+    present(bridge)
+      ? { check: `bridge ${bridge}`, ok: true, message: `bridge ${bridge} exists on ${host}` }
+      : {
+          check: `bridge ${bridge}`,
+          ok: false,
+          message: `bridge ${bridge} does not exist on ${host}`,
+          hint: `create ${bridge} on ${host} (ip link add ${bridge} type bridge) or migrate elsewhere`,
+        },
+  );
+}
+
 /** All failed checks as one error (each with its hint), or undefined when every check passed. */
 export function preflightError(results: readonly PreflightResult[]): PlanError | undefined {
   const failed = results.filter((r) => !r.ok);
