@@ -10,14 +10,11 @@
 import { fork } from 'node:child_process';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { createTestPki } from '../src/pki/index.js';
+import { median } from './report.js';
 
 const SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
-
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
-}
 
 function cpuSeconds(): number {
   const u = process.cpuUsage();
@@ -48,9 +45,16 @@ function receiver(): void {
 }
 
 async function main(): Promise<void> {
-  const mib = Number(option('mib', '1024'));
-  const runs = Number(option('runs', '5'));
-  const blockSize = Number(option('block', '65536'));
+  const { values } = parseArgs({
+    options: {
+      mib: { type: 'string', default: '1024' },
+      runs: { type: 'string', default: '5' },
+      block: { type: 'string', default: '65536' },
+    },
+  });
+  const mib = Number(values.mib);
+  const runs = Number(values.runs);
+  const blockSize = Number(values.block);
   const pki = await createTestPki();
   const id = await pki.issue('bench');
   const pem = { ca: id.ca.toString(), cert: id.cert.toString(), key: id.key.toString() };
@@ -109,15 +113,14 @@ async function main(): Promise<void> {
     child.kill();
     pki.dispose();
   }
-  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
   process.stdout.write(
     `${mib} MiB per run, ${runs} runs, ${blockSize}-byte writes; CPU s/GiB min/median\n` +
       'suite                            sender       receiver     Gbit/s median\n',
   );
   for (const [suite, row] of rows) {
     process.stdout.write(
-      `${suite.padEnd(32)} ${Math.min(...row.send).toFixed(2)}/${med(row.send).toFixed(2)}    ` +
-        `${Math.min(...row.receive).toFixed(2)}/${med(row.receive).toFixed(2)}    ${med(row.gbps).toFixed(2)}\n`,
+      `${suite.padEnd(32)} ${Math.min(...row.send).toFixed(2)}/${median(row.send).toFixed(2)}    ` +
+        `${Math.min(...row.receive).toFixed(2)}/${median(row.receive).toFixed(2)}    ${median(row.gbps).toFixed(2)}\n`,
     );
   }
 }

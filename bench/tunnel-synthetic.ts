@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki, type TlsIdentity } from '../src/pki/index.js';
 import { TlsFrontend, type RelayTuning, type WorkerStats } from '../src/transport/index.js';
+import { parseArgs } from 'node:util';
 
 interface Variant {
   label: string;
@@ -29,11 +30,6 @@ interface Variant {
   keepHeap?: boolean;
   /** Node flags for the workers. */
   execArgv?: string[];
-}
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
 }
 
 function loadgen(): void {
@@ -174,16 +170,22 @@ async function runOnce(
 }
 
 async function main(): Promise<void> {
-  const defaults = {
-    mib: Number(arg('mib', '1024')),
-    channels: Number(arg('channels', '4')),
-    workers: Number(arg('workers', '2')),
-  };
-  const runs = Number(arg('runs', '2'));
-  const variants: Variant[] = [];
-  process.argv.forEach((a, i) => {
-    if (a === '--variant') variants.push(JSON.parse(process.argv[i + 1] ?? '{}') as Variant);
+  const { values } = parseArgs({
+    options: {
+      mib: { type: 'string', default: '1024' },
+      channels: { type: 'string', default: '4' },
+      workers: { type: 'string', default: '2' },
+      runs: { type: 'string', default: '2' },
+      variant: { type: 'string', multiple: true, default: [] },
+    },
   });
+  const defaults = {
+    mib: Number(values.mib),
+    channels: Number(values.channels),
+    workers: Number(values.workers),
+  };
+  const runs = Number(values.runs);
+  const variants = values.variant.map((v) => JSON.parse(v) as Variant);
   if (variants.length === 0) variants.push({ label: 'default' });
   const pki = await createTestPki();
   const ids = { a: await pki.issue('agent-a'), b: await pki.issue('agent-b') };

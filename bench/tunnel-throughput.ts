@@ -23,10 +23,12 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { createTwoHostNetwork, type TwoHostNetwork } from '../src/lab/netns.js';
 import { createTestPki, type TlsIdentity } from '../src/pki/index.js';
 import { QemuVm, memoryOnlyArgv } from '../src/qemu/index.js';
 import { CLK_TCK, cpuTicks } from './proc-cpu.js';
+import { median } from './report.js';
 import { NaiveTunnel, TlsFrontend, type RelayTuning, type SourceTunnel } from '../src/transport/index.js';
 
 const QEMU = 'qemu-system-x86_64';
@@ -404,36 +406,40 @@ async function migrateOnce(
   }
 }
 
-function option(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-}
-
 async function main(): Promise<void> {
-  const memoryMiB = Number(option('memory-mib') ?? '1024');
-  const runs = Number(option('runs') ?? '3');
-  const channels = Number(option('channels') ?? '4');
-  const workers = Number(option('workers') ?? '2');
-  const linkText = option('link-gbps');
+  const { values } = parseArgs({
+    options: {
+      'memory-mib': { type: 'string', default: '1024' },
+      runs: { type: 'string', default: '3' },
+      channels: { type: 'string', default: '4' },
+      workers: { type: 'string', default: '2' },
+      'link-gbps': { type: 'string' },
+      transports: { type: 'string', default: 'native,tunnelled,naive' },
+      tuning: { type: 'string', default: '{}' },
+      json: { type: 'boolean', default: false },
+      pin: { type: 'boolean', default: false },
+      'max-bandwidth-mbs': { type: 'string', default: '{}' },
+      prealloc: { type: 'boolean', default: false },
+    },
+  });
+  const memoryMiB = Number(values['memory-mib']);
+  const runs = Number(values.runs);
+  const channels = Number(values.channels);
+  const workers = Number(values.workers);
+  const linkText = values['link-gbps'];
   const linkGbps = linkText === undefined ? undefined : Number(linkText);
-  const transports = (option('transports') ?? 'native,tunnelled,naive').split(',') as Variant[];
-  const tuning = JSON.parse(option('tuning') ?? '{}') as Partial<RelayTuning>;
-  const json = process.argv.includes('--json');
+  const transports = values.transports.split(',') as Variant[];
+  const tuning = JSON.parse(values.tuning) as Partial<RelayTuning>;
+  const { json } = values;
   // --pin: each "host" gets its own CPU (host A: cpu 0, host B: cpu 1) instead of both sharing all of them.
-  const cpus: [string, string] | undefined = process.argv.includes('--pin') ? ['0', '1'] : undefined;
+  const cpus: [string, string] | undefined = values.pin ? ['0', '1'] : undefined;
   // QEMU 7.2's multifd sender busy-waits for a free channel when the channels are slower than it:
   // a bandwidth cap just above what the path carries turns that spinning into sleeping.
-  const maxBandwidth = JSON.parse(option('max-bandwidth-mbs') ?? '{}') as Partial<Record<Variant, number>>;
+  const maxBandwidth = JSON.parse(values['max-bandwidth-mbs']) as Partial<Record<Variant, number>>;
   for (const k of Object.keys(maxBandwidth) as Variant[])
     maxBandwidth[k] = (maxBandwidth[k] ?? 0) * 1024 * 1024;
   // Fault all guest RAM in at start (both sides), so the runs measure the transport, not page faults.
-  const prealloc = process.argv.includes('--prealloc') ? ',prealloc=on' : '';
+  const prealloc = values.prealloc ? ',prealloc=on' : '';
   const say = (line: string): void => void (json ? process.stderr : process.stdout).write(`${line}\n`);
 
   const dir = join(tmpdir(), 'vmf-bench-tunnel');

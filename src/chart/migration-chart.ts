@@ -277,6 +277,56 @@ export function headlineOf(report: ChartHeadline | null | undefined, fallbackSta
   return parts.join(' · ');
 }
 
+/** Remaining RAM, and remaining disk when a sample has it. */
+function remainingSeries(input: MigrationChartInput, at: (s: ChartSample) => number): ChartSeries[] {
+  const hasDisk = input.samples.some(
+    (s) => s.remainingDiskBytes !== undefined && s.remainingDiskBytes !== null,
+  );
+  return [
+    series(
+      'remaining-ram',
+      'RAM',
+      input.samples.map((s) => [at(s), s.remainingBytes / MiB]),
+    ),
+    ...(hasDisk
+      ? [
+          series(
+            'remaining-disk',
+            'disk',
+            input.samples.map((s): [number, number | null] => [
+              at(s),
+              s.remainingDiskBytes === undefined || s.remainingDiskBytes === null
+                ? null
+                : s.remainingDiskBytes / MiB,
+            ]),
+          ),
+        ]
+      : []),
+  ];
+}
+
+/** The downtime limit in force, and QEMU's expected downtime when it gave one. */
+function downtimeSeries(
+  input: MigrationChartInput,
+  at: (s: ChartSample) => number,
+  duration: number,
+): ChartSeries[] {
+  const hasExpected = input.samples.some((s) => (s.expectedDowntimeMs ?? 0) > 0);
+  return [
+    series('downtime-limit', 'limit', downtimeLimitPoints(input, duration), { step: true }),
+    ...(hasExpected
+      ? [
+          series(
+            'expected-downtime',
+            'expected',
+            input.samples.map((s): [number, number | null] => [at(s), s.expectedDowntimeMs ?? null]),
+            { dashed: true },
+          ),
+        ]
+      : []),
+  ];
+}
+
 /** Everything the picture shows, with its geometry; {@link renderMigrationSvg} only draws it. */
 export function migrationChartModel(input: MigrationChartInput): ChartModel {
   const lastTimes = [
@@ -286,10 +336,6 @@ export function migrationChartModel(input: MigrationChartInput): ChartModel {
   ];
   const duration = Math.max(0.001, seconds(input, Math.max(...lastTimes)));
   const at = (s: ChartSample): number => seconds(input, s.time);
-  const hasDisk = input.samples.some(
-    (s) => s.remainingDiskBytes !== undefined && s.remainingDiskBytes !== null,
-  );
-  const hasExpected = input.samples.some((s) => (s.expectedDowntimeMs ?? 0) > 0);
 
   const definitions: { title: string; unit: string; series: ChartSeries[] }[] = [
     {
@@ -306,27 +352,7 @@ export function migrationChartModel(input: MigrationChartInput): ChartModel {
     {
       title: 'remaining',
       unit: 'MiB',
-      series: [
-        series(
-          'remaining-ram',
-          'RAM',
-          input.samples.map((s) => [at(s), s.remainingBytes / MiB]),
-        ),
-        ...(hasDisk
-          ? [
-              series(
-                'remaining-disk',
-                'disk',
-                input.samples.map((s): [number, number | null] => [
-                  at(s),
-                  s.remainingDiskBytes === undefined || s.remainingDiskBytes === null
-                    ? null
-                    : s.remainingDiskBytes / MiB,
-                ]),
-              ),
-            ]
-          : []),
-      ],
+      series: remainingSeries(input, at),
     },
     {
       title: 'dirty rate',
@@ -342,19 +368,7 @@ export function migrationChartModel(input: MigrationChartInput): ChartModel {
     {
       title: 'downtime',
       unit: 'ms',
-      series: [
-        series('downtime-limit', 'limit', downtimeLimitPoints(input, duration), { step: true }),
-        ...(hasExpected
-          ? [
-              series(
-                'expected-downtime',
-                'expected',
-                input.samples.map((s): [number, number | null] => [at(s), s.expectedDowntimeMs ?? null]),
-                { dashed: true },
-              ),
-            ]
-          : []),
-      ],
+      series: downtimeSeries(input, at, duration),
     },
     {
       title: 'CPU throttle',

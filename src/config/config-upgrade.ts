@@ -133,25 +133,59 @@ export function upgradeConfig(content: string | Uint8Array, file: string): Confi
   const doc = check.document as IniDocument;
   const options = check.options as ResolvedOptions;
   const legacyFlags = { live: check.flags.live, block: check.flags.block };
-  const unchanged = (message: string): ConfigUpgrade => ({
-    file,
-    changed: false,
-    original: text,
-    upgraded: text,
-    diff: '',
-    settings: [],
-    removedLines: [],
-    noEquivalent: [],
-    legacyFlags,
-    upgradedFlags: legacyFlags,
-    messages: [message],
-  });
   if (check.flags.mode !== 'legacy') {
-    return unchanged(`${file} has no legacy options (live_migration_flag, block_migration_flag); left alone`);
+    return {
+      file,
+      changed: false,
+      original: text,
+      upgraded: text,
+      diff: '',
+      settings: [],
+      removedLines: [],
+      noEquivalent: [],
+      legacyFlags,
+      upgradedFlags: legacyFlags,
+      messages: [`${file} has no legacy options (live_migration_flag, block_migration_flag); left alone`],
+    };
   }
-
-  // Decide today's options from the corrected legacy live list.
   const liveLegacy = new Set(legacyFlags.live);
+  const settings = upgradeSettings(options, liveLegacy);
+  const values: Partial<OptionValues> = {};
+  for (const s of settings) (values as Record<string, unknown>)[s.option] = s.value;
+  const predicted = withValues(options, values, file);
+  const predictedFlags = computeMigrationFlags(predicted);
+  const upgradedFlags = { live: predictedFlags.live, block: predictedFlags.block };
+  const { upgraded, removedLines, legacyEntries } = rewrite(doc, text, settings);
+  // The rewrite must read back as predicted; anything else is a bug here, not in the file.
+  const reread = checkConfig(upgraded, file);
+  if (
+    !reread.ok ||
+    reread.flags.mode !== 'current' ||
+    reread.flags.live.join() !== upgradedFlags.live.join() ||
+    reread.flags.block.join() !== upgradedFlags.block.join()
+  ) {
+    throw new Error(`vmferry config upgrade produced a file that does not read back as intended (${file})`);
+  }
+  return {
+    file,
+    changed: upgraded !== text,
+    original: text,
+    upgraded,
+    diff: unifiedDiff(text, upgraded, `${file}\t(original)`, `${file}\t(upgraded)`),
+    settings,
+    removedLines,
+    noEquivalent: flagsWithoutEquivalent(legacyFlags, upgradedFlags, predicted, liveLegacy),
+    legacyFlags,
+    upgradedFlags,
+    messages: [
+      `removed ${legacyEntries.map((e) => `${e.key} (line ${e.line})`).join(', ')}`,
+      ...settings.map((s) => `set ${s.option} = ${pyBool(s.value)}: ${s.reason}`),
+    ],
+  };
+}
+
+/** Today's options that say what the corrected legacy live list said. */
+function upgradeSettings(options: ResolvedOptions, liveLegacy: ReadonlySet<string>): UpgradeSetting[] {
   const settings: UpgradeSetting[] = [];
   const tunnelled = options['libvirt.live_migration_tunnelled'];
   const wantsTunnel = liveLegacy.has('VIR_MIGRATE_TUNNELLED');
@@ -184,37 +218,47 @@ export function upgradeConfig(content: string | Uint8Array, file: string): Confi
       reason: 'live_migration_flag has VIR_MIGRATE_TLS',
     });
   }
+  return settings;
+}
 
-  const values: Partial<OptionValues> = {};
-  for (const s of settings) (values as Record<string, unknown>)[s.option] = s.value;
-  const predicted = withValues(options, values, file);
-  const predictedFlags = computeMigrationFlags(predicted);
-  const upgradedFlags = { live: predictedFlags.live, block: predictedFlags.block };
-
+/** Flags the legacy lists had that today's options cannot express, and flags they add. */
+function flagsWithoutEquivalent(
+  legacyFlags: { live: readonly string[]; block: readonly string[] },
+  upgradedFlags: { live: readonly string[]; block: readonly string[] },
+  predicted: ResolvedOptions,
+  liveLegacy: ReadonlySet<string>,
+): FlagWithoutEquivalent[] {
   const noEquivalent: FlagWithoutEquivalent[] = [];
   for (const kind of ['live', 'block'] as const) {
     const before = new Set(legacyFlags[kind]);
     const after = new Set(upgradedFlags[kind]);
-    for (const flag of [...before].filter((f) => !after.has(f))) {
-      noEquivalent.push({
-        kind,
-        flag,
-        change: 'lost',
-        meaning: explain(flag, 'lost', kind, predicted, liveLegacy),
-      });
-    }
-    for (const flag of [...after].filter((f) => !before.has(f))) {
-      noEquivalent.push({
-        kind,
-        flag,
-        change: 'gained',
-        meaning: explain(flag, 'gained', kind, predicted, liveLegacy),
-      });
+    for (const [flags, other, change] of [
+      [before, after, 'lost'],
+      [after, before, 'gained'],
+    ] as const) {
+      for (const flag of [...flags].filter((f) => !other.has(f))) {
+        noEquivalent.push({
+          kind,
+          flag,
+          change,
+          meaning: explain(flag, change, kind, predicted, liveLegacy),
+        });
+      }
     }
   }
+  return noEquivalent;
+}
 
-  // Rewrite: the first legacy entry becomes the new option lines, other legacy entries
-  // go, an option already in the file is changed in place; everything else stays.
+/**
+ * The file rewritten: the first legacy entry becomes the new option lines, other
+ * legacy entries go, an option already in the file is changed in place;
+ * everything else stays, byte for byte.
+ */
+function rewrite(
+  doc: IniDocument,
+  text: string,
+  settings: readonly UpgradeSetting[],
+): { upgraded: string; removedLines: number[]; legacyEntries: IniEntry[] } {
   const replace = new Map<number, { lastLine: number; lines: string[] }>();
   const legacyEntries = doc.entries
     .filter((e) => e.section === 'libvirt' && (LEGACY_KEYS as readonly string[]).includes(e.key))
@@ -229,27 +273,29 @@ export function upgradeConfig(content: string | Uint8Array, file: string): Confi
     else replace.set(existing.line, { lastLine: existing.lastLine, lines: [line] });
   }
   const removedLines: number[] = [];
+  const replacedKeys = legacyEntries.map((x) => x.key).filter((k, i, a) => a.indexOf(k) === i);
   for (const e of legacyEntries) {
     const lines =
       e === insertAt && toInsert.length > 0
-        ? [
-            `# vmferry config upgrade: replaces ${legacyEntries
-              .map((x) => x.key)
-              .filter((k, i, a) => a.indexOf(k) === i)
-              .join(' and ')}`,
-            ...toInsert,
-          ]
+        ? [`# vmferry config upgrade: replaces ${replacedKeys.join(' and ')}`, ...toInsert]
         : [];
     replace.set(e.line, { lastLine: e.lastLine, lines });
     for (let l = e.line; l <= e.lastLine; l++) removedLines.push(l);
   }
+  const bom = text.startsWith('\ufeff') ? '\ufeff' : '';
+  return { upgraded: bom + spliceLines(doc, replace), removedLines, legacyEntries };
+}
 
+/** The document's lines with some ranges replaced, each line keeping its own line ending. */
+function spliceLines(
+  doc: IniDocument,
+  replace: ReadonlyMap<number, { lastLine: number; lines: string[] }>,
+): string {
   const outLines: string[] = [];
   const outTerms: string[] = [];
   const defaultEol = doc.terminators.find((t) => t !== '') ?? '\n';
   for (let i = 0; i < doc.lines.length; i++) {
-    const lineNo = i + 1;
-    const r = replace.get(lineNo);
+    const r = replace.get(i + 1);
     if (r === undefined) {
       outLines.push(doc.lines[i] as string);
       outTerms.push(doc.terminators[i] as string);
@@ -267,35 +313,5 @@ export function upgradeConfig(content: string | Uint8Array, file: string): Confi
     }
     i = r.lastLine - 1;
   }
-  const bom = text.startsWith('\ufeff') ? '\ufeff' : '';
-  const upgraded = bom + outLines.map((l, i) => l + (outTerms[i] as string)).join('');
-
-  // The rewrite must read back as predicted; anything else is a bug here, not in the file.
-  const reread = checkConfig(upgraded, file);
-  if (
-    !reread.ok ||
-    reread.flags.mode !== 'current' ||
-    reread.flags.live.join() !== upgradedFlags.live.join() ||
-    reread.flags.block.join() !== upgradedFlags.block.join()
-  ) {
-    throw new Error(`vmferry config upgrade produced a file that does not read back as intended (${file})`);
-  }
-
-  const messages = [
-    `removed ${legacyEntries.map((e) => `${e.key} (line ${e.line})`).join(', ')}`,
-    ...settings.map((s) => `set ${s.option} = ${pyBool(s.value)}: ${s.reason}`),
-  ];
-  return {
-    file,
-    changed: upgraded !== text,
-    original: text,
-    upgraded,
-    diff: unifiedDiff(text, upgraded, `${file}\t(original)`, `${file}\t(upgraded)`),
-    settings,
-    removedLines,
-    noEquivalent,
-    legacyFlags,
-    upgradedFlags,
-    messages,
-  };
+  return outLines.map((l, i) => l + (outTerms[i] as string)).join('');
 }

@@ -125,6 +125,40 @@ export function decodeConfigBytes(bytes: Uint8Array, file: string): string {
   }
 }
 
+/** The section a `[name]` line opens (normalised as oslo does). */
+function sectionHeader(line: string, file: string, lineNo: number): string {
+  if (!line.endsWith(']')) {
+    throw new ConfigError(`invalid section header ${JSON.stringify(line)} (must end with ])`, {
+      file,
+      line: lineNo,
+    });
+  }
+  if (line.length <= 2) throw new ConfigError('empty section name', { file, line: lineNo });
+  return normaliseSection(line.slice(1, -1));
+}
+
+/** `key = value` or `key: value` (whichever separator comes first); one pair of matching quotes goes. */
+function optionLine(line: string, file: string, lineNo: number): { key: string; parts: string[] } {
+  const colon = line.indexOf(':');
+  const equal = line.indexOf('=');
+  if (colon < 0 && equal < 0) {
+    throw new ConfigError(
+      `no '=' or ':' in ${JSON.stringify(line)}`,
+      { file, line: lineNo },
+      { hint: 'write options as "name = value"; comment lines start with # or ;' },
+    );
+  }
+  const at = colon < 0 || (equal >= 0 && equal < colon) ? equal : colon;
+  const key = pyStrip(line.slice(0, at));
+  let value = pyStrip(line.slice(at + 1));
+  if (value.length > 0 && value[0] === value[value.length - 1] && (value[0] === '"' || value[0] === "'")) {
+    value = value.slice(1, -1);
+  }
+  if (key === '')
+    throw new ConfigError(`empty option name in ${JSON.stringify(line)}`, { file, line: lineNo });
+  return { key, parts: [value] };
+}
+
 /**
  * Parses an oslo.config INI file with oslo_config.iniparser's rules:
  * `key = value` and `key: value` (whichever separator comes first), `#`/`;` comment
@@ -188,45 +222,11 @@ export function parseIni(input: string | Uint8Array, file: string): IniDocument 
     }
     flush();
     if (line.startsWith('[')) {
-      if (!line.endsWith(']')) {
-        throw new ConfigError(`invalid section header ${JSON.stringify(line)} (must end with ])`, {
-          file,
-          line: lineNo,
-        });
-      }
-      if (line.length <= 2) {
-        throw new ConfigError('empty section name', { file, line: lineNo });
-      }
-      section = normaliseSection(line.slice(1, -1));
-      sections.push({ name: section, line: lineNo });
-    } else if (line.startsWith('#') || line.startsWith(';')) {
-      // comment
-    } else {
-      const colon = line.indexOf(':');
-      const equal = line.indexOf('=');
-      if (colon < 0 && equal < 0) {
-        throw new ConfigError(
-          `no '=' or ':' in ${JSON.stringify(line)}`,
-          { file, line: lineNo },
-          {
-            hint: 'write options as "name = value"; comment lines start with # or ;',
-          },
-        );
-      }
-      const at = colon < 0 || (equal >= 0 && equal < colon) ? equal : colon;
-      const key = pyStrip(line.slice(0, at));
-      let value = pyStrip(line.slice(at + 1));
-      if (
-        value.length > 0 &&
-        value[0] === value[value.length - 1] &&
-        (value[0] === '"' || value[0] === "'")
-      ) {
-        value = value.slice(1, -1);
-      }
-      if (key === '') {
-        throw new ConfigError(`empty option name in ${JSON.stringify(line)}`, { file, line: lineNo });
-      }
-      pending = { key, parts: [value], line: lineNo, lastLine: lineNo };
+      const name = sectionHeader(line, file, lineNo);
+      section = name;
+      sections.push({ name, line: lineNo });
+    } else if (!line.startsWith('#') && !line.startsWith(';')) {
+      pending = { ...optionLine(line, file, lineNo), line: lineNo, lastLine: lineNo };
     }
   }
   flush();

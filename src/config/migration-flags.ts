@@ -159,6 +159,17 @@ function legacyFlags(o: ResolvedOptions, warnings: ConfigWarning[]): { live: Fla
     'without it every block migration would be a live migration that copies no disk (nova 13 added it too)',
   );
 
+  applyPerListRules(o, live, block);
+
+  // nova 14 (Newton, which still read the lists) added the permit_* options on top.
+  applyPostCopyAndAutoConverge(o, live, block, warnings);
+
+  warnIgnoredByLegacyLists(o, warnings);
+  return { live, block };
+}
+
+/** nova 13's per-list rules: peer-to-peer, UNDEFINE_SOURCE and PERSIST_DEST, then live_migration_tunnelled. */
+function applyPerListRules(o: ResolvedOptions, live: FlagSet, block: FlagSet): void {
   // nova 13 driver.py _check_live_migration_flags (per list): peer-to-peer is required
   // for kvm/qemu ("direct migration is not supported by the connection driver") and
   // unsupported for xen; UNDEFINE_SOURCE is required and PERSIST_DEST refused, because
@@ -186,10 +197,10 @@ function legacyFlags(o: ResolvedOptions, warnings: ConfigWarning[]): { live: Fla
     if (tunnelled === true) set.add('VIR_MIGRATE_TUNNELLED', 'live_migration_tunnelled is True');
     if (tunnelled === false) set.remove('VIR_MIGRATE_TUNNELLED', 'live_migration_tunnelled is False');
   }
+}
 
-  // nova 14 (Newton, which still read the lists) added the permit_* options on top.
-  applyPostCopyAndAutoConverge(o, live, block, warnings);
-
+/** Today's options no nova that read the legacy lists knew: set, they change nothing, and say so. */
+function warnIgnoredByLegacyLists(o: ResolvedOptions, warnings: ConfigWarning[]): void {
   for (const name of [
     'libvirt.live_migration_with_native_tls',
     'libvirt.live_migration_parallel_connections',
@@ -205,7 +216,6 @@ function legacyFlags(o: ResolvedOptions, warnings: ConfigWarning[]): { live: Fla
       });
     }
   }
-  return { live, block };
 }
 
 function applyPostCopyAndAutoConverge(

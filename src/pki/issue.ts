@@ -53,6 +53,42 @@ function randomSerial(): string {
   return `0x${bytes.toString('hex')}`;
 }
 
+/** `openssl req` arguments that make a leaf certificate for `name`, signed by the CA. */
+function signLeafArgs(a: {
+  name: string;
+  key: string;
+  cert: string;
+  config: string;
+  days: number;
+  caCert: string;
+  caKey: string;
+}): string[] {
+  return [
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    a.key,
+    '-subj',
+    `/CN=${a.name}`,
+    '-CA',
+    a.caCert,
+    '-CAkey',
+    a.caKey,
+    '-set_serial',
+    randomSerial(),
+    '-days',
+    String(a.days),
+    '-sha256',
+    '-config',
+    a.config,
+    '-extensions',
+    LEAF_EXTENSIONS,
+    '-out',
+    a.cert,
+  ];
+}
+
 /**
  * Issues a certificate signed by the CA in `caDir` for mutual TLS between
  * vmferry agents and operators: ECDSA P-256 key, CN=name, subjectAltNames
@@ -101,30 +137,7 @@ export async function issueCertificate(caDir: string, options: IssueOptions): Pr
     const config = join(scratch, 'openssl.cnf');
     await writeFile(config, opensslConfig(subjectAltNames(name, dnsNames, ips)), { mode: KEY_MODE });
     await openssl(ecKeyArgs(key));
-    await openssl([
-      'req',
-      '-x509',
-      '-new',
-      '-key',
-      key,
-      '-subj',
-      `/CN=${name}`,
-      '-CA',
-      ca.certPath,
-      '-CAkey',
-      ca.keyPath,
-      '-set_serial',
-      randomSerial(),
-      '-days',
-      String(days),
-      '-sha256',
-      '-config',
-      config,
-      '-extensions',
-      LEAF_EXTENSIONS,
-      '-out',
-      cert,
-    ]);
+    await openssl(signLeafArgs({ name, key, cert, config, days, caCert: ca.certPath, caKey: ca.keyPath }));
     const certPem = await readFile(cert);
     const exclusive = options.force !== true;
     await publishFile(out.keyPath, await readFile(key), KEY_MODE, { exclusive });

@@ -1,7 +1,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CertificateError, NotFoundError } from '../errors.js';
-import { loadCa } from './ca.js';
+import { loadCa, type LoadedCa } from './ca.js';
 import { certificateInfo, parseCertificate } from './certificate-info.js';
 import { CERT_MODE, KEY_MODE, exists, publishFile, withScratchDir } from './files.js';
 import { IDENTITY_FILES } from './identity.js';
@@ -94,37 +94,46 @@ export async function revokeCertificate(caDir: string, options: RevokeOptions): 
   }
   list.crlNumber += 1;
 
+  const crlPem = await makeCrl(ca, list, now, openssl);
+
+  const crlPath = join(ca.dir, IDENTITY_FILES.crl);
+  await publishFile(crlPath, crlPem, CERT_MODE, { exclusive: false });
+  const copiedTo = await copyToIdentities(ca.dir, crlPem);
+  await publishFile(listPath, `${JSON.stringify(list, null, 2)}\n`, CERT_MODE, { exclusive: false });
+  return { serial, subject, newlyRevoked, crlPath, copiedTo, revokedCount: list.revoked.length };
+}
+
+/** A CRL of everything in `list`, signed by the CA, valid as long as the CA (openssl ca -gencrl). */
+async function makeCrl(
+  ca: LoadedCa,
+  list: RevocationList,
+  now: Date,
+  openssl: OpensslRunner,
+): Promise<Buffer> {
   const caNotAfter = certificateInfo(ca.cert).notAfter;
   const crlDays = Math.max(1, Math.floor((caNotAfter.getTime() - now.getTime()) / 86_400_000));
-  const crlPem = await withScratchDir(ca.dir, async (scratch) => {
+  return withScratchDir(ca.dir, async (scratch) => {
     const index = join(scratch, 'index.txt');
     const crlNumber = join(scratch, 'crlnumber');
     const config = join(scratch, 'ca.cnf');
     const out = join(scratch, IDENTITY_FILES.crl);
-    await writeFile(
-      index,
-      list.revoked
-        .map(
-          (r) =>
-            `R\t${asn1Time(new Date(r.notAfter))}\t${asn1Time(new Date(r.revokedAt))}\t${r.serial}\tunknown\t${r.subject}\n`,
-        )
-        .join(''),
-      { mode: KEY_MODE },
+    const revoked = list.revoked.map(
+      (r) =>
+        `R\t${asn1Time(new Date(r.notAfter))}\t${asn1Time(new Date(r.revokedAt))}\t${r.serial}\tunknown\t${r.subject}\n`,
     );
+    await writeFile(index, revoked.join(''), { mode: KEY_MODE });
     await writeFile(crlNumber, `${list.crlNumber.toString(16).padStart(2, '0').toUpperCase()}\n`);
-    await writeFile(
-      config,
-      [
-        '[ ca ]',
-        'default_ca = vmferry',
-        '[ vmferry ]',
-        `database = ${index}`,
-        `crlnumber = ${crlNumber}`,
-        'default_md = sha256',
-        `default_crl_days = ${crlDays}`,
-        '',
-      ].join('\n'),
-    );
+    const settings = [
+      '[ ca ]',
+      'default_ca = vmferry',
+      '[ vmferry ]',
+      `database = ${index}`,
+      `crlnumber = ${crlNumber}`,
+      'default_md = sha256',
+      `default_crl_days = ${crlDays}`,
+      '',
+    ];
+    await writeFile(config, settings.join('\n'));
     await openssl([
       'ca',
       '-gencrl',
@@ -139,21 +148,20 @@ export async function revokeCertificate(caDir: string, options: RevokeOptions): 
     ]);
     return readFile(out);
   });
+}
 
-  const crlPath = join(ca.dir, IDENTITY_FILES.crl);
-  await publishFile(crlPath, crlPem, CERT_MODE, { exclusive: false });
+/** Copies the CRL into every identity directory the CA issued; returns those directories. */
+async function copyToIdentities(caDir: string, crlPem: Buffer): Promise<string[]> {
   const copiedTo: string[] = [];
-  const issuedRoot = join(ca.dir, ISSUED_DIR);
-  if (await exists(issuedRoot)) {
-    for (const entry of await readdir(issuedRoot, { withFileTypes: true })) {
-      const dir = join(issuedRoot, entry.name);
-      if (!entry.isDirectory() || !(await exists(join(dir, IDENTITY_FILES.ca)))) continue;
-      await publishFile(join(dir, IDENTITY_FILES.crl), crlPem, CERT_MODE, { exclusive: false });
-      copiedTo.push(dir);
-    }
+  const issuedRoot = join(caDir, ISSUED_DIR);
+  if (!(await exists(issuedRoot))) return copiedTo;
+  for (const entry of await readdir(issuedRoot, { withFileTypes: true })) {
+    const dir = join(issuedRoot, entry.name);
+    if (!entry.isDirectory() || !(await exists(join(dir, IDENTITY_FILES.ca)))) continue;
+    await publishFile(join(dir, IDENTITY_FILES.crl), crlPem, CERT_MODE, { exclusive: false });
+    copiedTo.push(dir);
   }
-  await publishFile(listPath, `${JSON.stringify(list, null, 2)}\n`, CERT_MODE, { exclusive: false });
-  return { serial, subject, newlyRevoked, crlPath, copiedTo, revokedCount: list.revoked.length };
+  return copiedTo;
 }
 
 /** ASN.1 UTCTime as OpenSSL's index.txt wants it: YYMMDDHHMMSSZ (dates before 2050). */
