@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AgentClient, MigrationRecord } from '../src/agent/index.js';
+import { AgentApi } from '../src/agent/index.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../src/guest/index.js';
 import { TwoHostLab, canUseNetns, type HostKey } from '../src/lab/index.js';
 import { isTerminalMigrationState, type MigrationReport } from '../src/migration/index.js';
@@ -90,14 +90,14 @@ class NamespaceCpu {
 
 async function migrateOnce(
   lab: TwoHostLab,
-  clients: Record<HostKey, AgentClient>,
+  agents: Record<HostKey, AgentApi>,
   from: HostKey,
   to: HostKey,
   transport: string,
 ): Promise<BenchRun> {
   const overrides = TRANSPORTS[transport];
   if (overrides === undefined) throw new Error(`unknown transport ${transport}`);
-  const { id } = await clients[from].post<{ id: string }>('/v1/migrations', {
+  const { id } = await agents[from].startMigration({
     vm: 'bench-guest',
     to: lab.agents[to].address,
     options: overrides,
@@ -109,7 +109,7 @@ async function migrateOnce(
   let measuring = false;
   let report: MigrationReport | undefined;
   while (report === undefined) {
-    const m = await clients[from].get<MigrationRecord & { live?: { state: string } }>(`/v1/migrations/${id}`);
+    const m = await agents[from].migration(id);
     if (!measuring && (m.live?.state === 'migrating' || m.state === 'migrating')) {
       cpu.from.start();
       cpu.to.start();
@@ -192,15 +192,14 @@ async function main(): Promise<void> {
     const host = await lab.hostSummary('a');
     accelerator = { accelerator: host.accelerator, reason: host.acceleratorReason };
     say(`accelerator ${host.accelerator} (--accel ${accel}: ${host.acceleratorReason})`);
-    const clients = { a: lab.client('a'), b: lab.client('b') };
+    const agents = { a: new AgentApi(lab.client('a')), b: new AgentApi(lab.client('b')) };
     // An idle guest (dirty=0) with slowly paced verification: memory full of non-zero data, little CPU.
     const append = guestAppend({ memMiB: memoryMiB, dirtyMiBps: 0, verifyMiBps: 16 });
-    await clients.a.post(
-      '/v1/vms',
+    await agents.a.startVm(
       { name: 'bench-guest', memoryMiB: guestRamMiB(memoryMiB), vcpus: 1, kernel: guestKernelPath(), append },
       { timeoutMs: 120_000 },
     );
-    await clients.a.get('/v1/vms/bench-guest/health?minOk=2&waitMs=60000', { timeoutMs: 70_000 });
+    await agents.a.vmHealth('bench-guest', { minOk: 2, waitMs: 60_000 });
     say(
       `guest ready (${append}); link ${linkGbps === undefined ? 'unshaped veth' : `${linkGbps} Gbit/s`}; ${runs} run(s) of ${transports.join(', ')}`,
     );
@@ -208,7 +207,7 @@ async function main(): Promise<void> {
     for (let run = 1; run <= runs; run++) {
       for (const transport of transports) {
         const there: HostKey = here === 'a' ? 'b' : 'a';
-        const r = await migrateOnce(lab, clients, here, there, transport);
+        const r = await migrateOnce(lab, agents, here, there, transport);
         byTransport.get(transport)?.push(r);
         say(
           `run ${run} ${transport.padEnd(12)} ${r.from}->${r.to} ${r.gbps.toFixed(2)} Gbit/s  ${r.seconds.toFixed(2)} s  CPU ${r.cpuSourceSeconds.toFixed(2)} / ${r.cpuDestinationSeconds.toFixed(2)} s`,

@@ -142,31 +142,34 @@ export class AgentClient {
           );
       });
       req.on('response', (res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (err) => reject(new PeerError(`agent ${this.endpoint.url}: ${describeError(err)}`)));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown;
-          try {
-            parsed = text.length > 0 ? JSON.parse(text) : undefined;
-          } catch {
-            reject(
-              new PeerError(
-                `agent ${this.endpoint.url} answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`,
-              ),
-            );
-            return;
-          }
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) resolve(parsed as T);
-          else
-            reject(
-              errorFromBody(parsed, `agent ${this.endpoint.url} answered ${status} to ${method} ${path}`),
-            );
-        });
+        this.readReply<T>(res, `${method} ${path}`).then(resolve, reject);
       });
       req.end(payload);
+    });
+  }
+
+  /** The reply's JSON body, or the typed error an error status carries. */
+  private readReply<T>(res: IncomingMessage, request: string): Promise<T> {
+    const { url } = this.endpoint;
+    return new Promise<T>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (err) => reject(new PeerError(`agent ${url}: ${describeError(err)}`)));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown;
+        try {
+          parsed = text.length > 0 ? JSON.parse(text) : undefined;
+        } catch {
+          reject(
+            new PeerError(`agent ${url} answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`),
+          );
+          return;
+        }
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) resolve(parsed as T);
+        else reject(errorFromBody(parsed, `agent ${url} answered ${status} to ${request}`));
+      });
     });
   }
 }

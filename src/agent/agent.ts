@@ -8,7 +8,7 @@ import { restoreSourceGuest } from '../migration/index.js';
 import { decideRelayWorkers } from '../policy/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
-import type { HostSummary } from './api-client.js';
+import { AgentApi, type HostSummary } from './api-client.js';
 import {
   checkTlsIdentity,
   writeQemuTlsCredsDir,
@@ -60,7 +60,7 @@ export class Agent {
   readonly outgoing: OutgoingMigrations;
   readonly incoming: IncomingMigrations;
   private readonly api: ApiServer;
-  private readonly peers = new Map<string, AgentClient>();
+  private readonly peers = new Map<string, AgentApi>();
   private host: HostInfo | undefined;
   private readonly log: LogFn;
   private readonly tunnels: AgentTunnels;
@@ -111,21 +111,21 @@ export class Agent {
     });
     this.incoming = new IncomingMigrations({
       hostName: options.name,
-      stateDir: options.stateDir,
       migrationAddress: options.migrationAddress ?? options.listenHost,
       registry: this.registry,
       journal: this.journal,
       tunnels: this.tunnels,
       qemuTlsDir: options.qemuTlsDir,
       log: this.log,
-      sourceClient: (address, peerName) => new AgentClient(address, this.options.tls, { peerName }),
+      sourceApi: (address, peerName) =>
+        new AgentApi(new AgentClient(address, this.options.tls, { peerName })),
       orphanCheckMs: this.migrationOptions['vmferry.orphan_check_seconds'].value * 1000,
     });
     this.outgoing = new OutgoingMigrations({
       hostName: options.name,
       registry: this.registry,
       journal: this.journal,
-      peerClient: (address) => this.peer(address),
+      peerApi: (address) => this.peer(address),
       sourceAddress: () => this.publicAddress(),
       migrationOptions: this.migrationOptions,
       hostSummary: () => this.summary(),
@@ -140,7 +140,7 @@ export class Agent {
     registerRoutes(this.api, {
       hostName: options.name,
       hostInfo: () => this.summary(),
-      peerClient: (address) => this.peer(address),
+      peerApi: (address) => this.peer(address),
       registry: this.registry,
       journal: this.journal,
       outgoing: this.outgoing,
@@ -235,7 +235,7 @@ export class Agent {
     this.stopRetention();
     await this.frontendInstance?.close();
     await this.api.close();
-    for (const client of this.peers.values()) client.close();
+    for (const peer of this.peers.values()) peer.close();
     this.registry.detachAll();
     this.journal.close();
   }
@@ -250,7 +250,7 @@ export class Agent {
     const cert = checkOwnCertificate(tls, this.options.name);
     this.options.tls = tls;
     this.tunnels.setTls(tls);
-    for (const client of this.peers.values()) client.close();
+    for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
     await this.frontend().reloadTls(tls);
     if (this.options.qemuTlsDir !== undefined) await writeQemuTlsCredsDir(this.options.qemuTlsDir, tls);
@@ -278,13 +278,13 @@ export class Agent {
     this.log(`transport: ${JSON.stringify(e)}`);
   }
 
-  private peer(address: string): AgentClient {
-    let client = this.peers.get(address);
-    if (client === undefined) {
-      client = new AgentClient(address, this.options.tls);
-      this.peers.set(address, client);
+  private peer(address: string): AgentApi {
+    let api = this.peers.get(address);
+    if (api === undefined) {
+      api = new AgentApi(new AgentClient(address, this.options.tls));
+      this.peers.set(address, api);
     }
-    return client;
+    return api;
   }
 
   /**
@@ -339,11 +339,7 @@ export class Agent {
         });
       }
       try {
-        await this.peer(m.peer).post(
-          `/v1/incoming/${m.id}/abort`,
-          { reason: 'the source agent restarted' },
-          { timeoutMs: 5000 },
-        );
+        await this.peer(m.peer).abortIncoming(m.id, 'the source agent restarted', { timeoutMs: 5000 });
       } catch (err) {
         this.log(`could not tell ${m.peer} to drop migration ${m.id}: ${describeError(err)}`, {
           level: 'warn',

@@ -1,9 +1,10 @@
 import type { GuestHealth } from '../guest/index.js';
 import type { Forecast, GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import type { MigrationSample, MigrationState } from '../migration/index.js';
-import type { HostCapabilities, MigrationOverrides, MigrationSettings } from '../policy/index.js';
-import type { Accelerator, HostCpu, VmSpec } from '../qemu/index.js';
+import type { MigrationOverrides, MigrationSettings } from '../policy/index.js';
+import type { Accelerator, HostCapabilities, HostCpu, VmSpecDraft } from '../qemu/index.js';
 import type { AgentClient } from './agent-client.js';
+import type { ConsoleChunk, ConsoleTail } from './console-log.js';
 import type { MigrationEvent, MigrationRecord } from './journal.js';
 import type { VmView } from './vm-registry.js';
 
@@ -29,12 +30,13 @@ export const API = {
   completeIncoming: 'POST /v1/incoming/:id/complete',
   incomingGuest: 'GET /v1/incoming/:id/guest',
   abortIncoming: 'POST /v1/incoming/:id/abort',
+  metrics: 'GET /metrics',
 } as const;
 
 export type Endpoint = (typeof API)[keyof typeof API];
 
 /** An endpoint's method and path. */
-export function routeOf(endpoint: Endpoint): { method: 'GET' | 'POST'; path: string } {
+export function routeOf(endpoint: `${'GET' | 'POST'} /${string}`): { method: 'GET' | 'POST'; path: string } {
   const [method, path] = endpoint.split(' ') as ['GET' | 'POST', string];
   return { method, path };
 }
@@ -61,6 +63,17 @@ export interface HostSummary extends HostCapabilities {
   cpuModels: string[];
   /** Its physical CPU, for VMs with cpu "host". */
   hostCpu: HostCpu | undefined;
+}
+
+/** GET /v1/vms/:name/console: a piece of the guest's console, and the host that runs the VM. */
+export interface VmConsole extends ConsoleChunk {
+  vm: string;
+  host: string;
+}
+
+/** What the source sends with the request to start the guest: its console so far, to go on from. */
+export interface HandOver {
+  consoleTail?: ConsoleTail;
 }
 
 /** POST /v1/migrations and /v1/migrations/dry-run. */
@@ -102,16 +115,20 @@ export interface MigrationView extends MigrationRecord {
 export class AgentApi {
   constructor(readonly client: AgentClient) {}
 
-  host(): Promise<HostSummary> {
-    return this.client.get(pathOf(API.host));
+  host(options: { timeoutMs?: number } = {}): Promise<HostSummary> {
+    return this.client.get(pathOf(API.host), options);
   }
 
-  async vms(): Promise<VmView[]> {
-    return (await this.client.get<{ vms: VmView[] }>(pathOf(API.vms))).vms;
+  async vms(options: { timeoutMs?: number } = {}): Promise<VmView[]> {
+    return (await this.client.get<{ vms: VmView[] }>(pathOf(API.vms), options)).vms;
   }
 
-  startVm(spec: VmSpec | Record<string, unknown>): Promise<VmView> {
-    return this.client.post(pathOf(API.startVm), spec, { timeoutMs: 60_000 });
+  /** Boots a VM; a guest that fills a lot of memory first may need more than the default minute. */
+  startVm(
+    spec: VmSpecDraft | Record<string, unknown>,
+    options: { timeoutMs?: number } = {},
+  ): Promise<VmView> {
+    return this.client.post(pathOf(API.startVm), spec, { timeoutMs: 60_000, ...options });
   }
 
   vm(name: string): Promise<VmView> {
@@ -129,12 +146,20 @@ export class AgentApi {
     return this.client.get(path, { timeoutMs: (q.waitMs ?? 0) + 10_000 });
   }
 
+  /** A piece of the console: the last `lines`, or what came `after` an offset; `hops` counts forwards between agents. */
+  vmConsole(name: string, q: { lines?: number; after?: number; hops?: number } = {}): Promise<VmConsole> {
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) query.set(k, String(v));
+    return this.client.get(`${pathOf(API.vmConsole, { name })}?${query.toString()}`);
+  }
+
   async stopVm(name: string): Promise<void> {
     await this.client.post(pathOf(API.stopVm, { name }), {}, { timeoutMs: 30_000 });
   }
 
-  async migrations(): Promise<MigrationRecord[]> {
-    return (await this.client.get<{ migrations: MigrationRecord[] }>(pathOf(API.migrations))).migrations;
+  async migrations(options: { timeoutMs?: number } = {}): Promise<MigrationRecord[]> {
+    return (await this.client.get<{ migrations: MigrationRecord[] }>(pathOf(API.migrations), options))
+      .migrations;
   }
 
   startMigration(request: MigrationRequest): Promise<StartedMigration> {
@@ -168,8 +193,8 @@ export class AgentApi {
     return this.client.post(pathOf(API.prepareIncoming), request, { timeoutMs: 60_000 });
   }
 
-  async resumeIncoming(id: string): Promise<void> {
-    await this.client.post(pathOf(API.resumeIncoming, { id }));
+  async resumeIncoming(id: string, handOver: HandOver = {}): Promise<void> {
+    await this.client.post(pathOf(API.resumeIncoming, { id }), handOver);
   }
 
   recoverIncoming(id: string): Promise<IncomingReply> {
@@ -177,8 +202,8 @@ export class AgentApi {
   }
 
   /** The destination waits up to 10 s for its QEMU to confirm the stream is complete. */
-  async completeIncoming(id: string): Promise<void> {
-    await this.client.post(pathOf(API.completeIncoming, { id }), {}, { timeoutMs: 20_000 });
+  async completeIncoming(id: string, handOver: HandOver = {}): Promise<void> {
+    await this.client.post(pathOf(API.completeIncoming, { id }), handOver, { timeoutMs: 20_000 });
   }
 
   /** Waits there for the guest's first heartbeats (up to 20 s). */

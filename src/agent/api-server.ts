@@ -2,6 +2,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { InternalError, NotFoundError, UsageError, VmferryError, describeError } from '../errors.js';
 import { PEER_CN_HEADER } from '../transport/index.js';
+import { routeOf } from './api-client.js';
 
 /** Who is calling, from their client certificate (already verified against the deployment CA). */
 export interface Peer {
@@ -49,7 +50,9 @@ export class ApiServer {
   private readonly routes: Route[] = [];
   private server: Server | undefined;
 
-  route(method: string, path: string, handler: ApiHandler): this {
+  /** Serves `endpoint` (`METHOD /path/:param`, as in api-client.ts's API table) with `handler`. */
+  route(endpoint: `${'GET' | 'POST'} /${string}`, handler: ApiHandler): this {
+    const { method, path } = routeOf(endpoint);
     const names: string[] = [];
     const source = path.replace(/:([A-Za-z]+)/g, (_m, name: string) => {
       names.push(name);

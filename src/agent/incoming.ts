@@ -1,17 +1,22 @@
-import { randomBytes } from 'node:crypto';
+import { AuthError, ConflictError, NotFoundError, UsageError, describeError } from '../errors.js';
 import {
-  AuthError,
-  ConflictError,
-  MigrationError,
-  NotFoundError,
-  UsageError,
-  describeError,
-} from '../errors.js';
-import type { GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
+  DestinationMigration,
+  orphanVerdict,
+  systemClock,
+  type GuestVerdict,
+  type IncomingEndpoints,
+  type IncomingReply,
+  type IncomingRequest,
+} from '../migration/index.js';
 import { failpoint } from '../failpoints.js';
-import { checkAccelerators, checkChannels, preflightError } from '../policy/index.js';
-import { validateVmSpec } from '../qemu/index.js';
-import type { AgentClient } from './agent-client.js';
+import {
+  checkAccelerators,
+  checkMigrationSettings,
+  preflightError,
+  type MigrationSettings,
+} from '../policy/index.js';
+import { validateVmSpec, type QmpClient } from '../qemu/index.js';
+import type { AgentApi } from './api-client.js';
 import type { ConsoleTail } from './console-log.js';
 import type { Journal, MigrationRecord } from './journal.js';
 import type { AgentTunnels } from './tunnels.js';
@@ -20,15 +25,9 @@ import type { VmRegistry } from './vm-registry.js';
 interface IncomingMigration {
   id: string;
   vmName: string;
-  sourceHost: string;
-  transport: IncomingRequest['transport'];
-  /** A tunnel was registered for it (to close when it ends). */
-  tunnel: boolean;
-  tunnelMode: IncomingRequest['tunnel'];
-  /** The certificate name of the source agent that prepared it; only it may resume it. */
-  peerCommonName: string;
-  /** Post-copy recoveries so far (each listens on a fresh socket). */
-  recoveries: number;
+  /** The source agent's certificate name (the source host): only it may drive the migration here. */
+  owner: string;
+  driver: DestinationMigration;
   /** Where to ask the source agent about it, and since when it waits here (ms). */
   sourceAddress?: string;
   preparedAt?: number;
@@ -40,7 +39,6 @@ interface IncomingMigration {
 
 export interface IncomingMigrationsOptions {
   hostName: string;
-  stateDir: string;
   /** Address the destination QEMU listens on for native migration streams. */
   migrationAddress: string;
   registry: VmRegistry;
@@ -48,43 +46,46 @@ export interface IncomingMigrationsOptions {
   tunnels: AgentTunnels;
   qemuTlsDir: string | undefined;
   log: (line: string) => void;
-  /** A client for the source agent at `address`, whose certificate must name `peerName`. */
-  sourceClient?: (address: string, peerName: string) => AgentClient;
+  /** The API of the source agent at `address`, whose certificate must name `peerName`. */
+  sourceApi?: (address: string, peerName: string) => AgentApi;
   /** How long an incoming copy may wait before the source is asked about it (ms); 0: never. */
   orphanCheckMs?: number;
 }
 
 /**
- * What to do with an incoming copy that was neither started nor dropped, from what
- * its source agent says of the migration: drop it when the source ended it without
- * the guest starting here, or never had it; keep it otherwise (in progress,
- * settling, or the source cannot be asked).
- */
-export function orphanVerdict(sourceState: string): 'drop' | 'keep' {
-  return ['failed', 'cancelled', 'unknown-there'].includes(sourceState) ? 'drop' : 'keep';
-}
-
-/**
- * The destination half of a migration: prepares an incoming QEMU for a source
- * agent, starts the guest when the source says the copy is complete, and drops
- * everything when the source gives up or the incoming QEMU dies.
+ * The destination migrations of this host: their records, who may drive them,
+ * and their VMs. Each one's QEMU work is its DestinationMigration
+ * (src/migration); this keeps the journal and the registry in step with it and
+ * drops everything when the source gives up or the incoming QEMU dies.
  */
 export class IncomingMigrations {
   private readonly active = new Map<string, IncomingMigration>();
   private orphanTimer: NodeJS.Timeout | undefined;
   private readonly options: IncomingMigrationsOptions;
+  private readonly endpoints: IncomingEndpoints;
+  private readonly clock = systemClock();
 
   constructor(options: IncomingMigrationsOptions) {
     this.options = options;
+    const { tunnels } = options;
+    this.endpoints = {
+      migrationAddress: options.migrationAddress,
+      incomingPath: (id) => tunnels.incomingPath(id),
+      acceptTunnel: (t) => tunnels.accept(t),
+      closeTunnel: (id) => tunnels.close(id),
+    };
   }
 
+  /** A source agent asks this host to receive a VM: an incoming QEMU, listening. */
   async prepare(body: unknown, peerCommonName: string): Promise<IncomingReply> {
-    const request = validateIncoming(body);
-    if (request.sourceHost !== peerCommonName) {
+    const claimed = (body as { sourceHost?: unknown } | null)?.sourceHost;
+    const sourceHost = typeof claimed === 'string' ? claimed : 'unknown';
+    if (sourceHost !== peerCommonName) {
       throw new AuthError(
-        `a migration from ${request.sourceHost} must be asked for by that agent, not by ${peerCommonName}`,
+        `a migration from ${sourceHost} must be asked for by that agent, not by ${peerCommonName}`,
       );
     }
+    const request = validateIncoming(body);
     const { registry, journal } = this.options;
     if (request.sourceAccelerator !== undefined) {
       const refused = preflightError([
@@ -103,101 +104,60 @@ export class IncomingMigrations {
       vm: spec.name,
       role: 'destination',
       peer: request.sourceHost,
-      transport: request.transport,
-      // With the certificate name of the source agent: after a restart, only it may resume the migration.
-      plan: { ...request, peerCommonName },
+      transport: request.settings.transport,
+      plan: request.settings,
       state: 'preparing',
     });
-    const entry: IncomingMigration = {
-      id: request.migrationId,
-      vmName: spec.name,
-      sourceHost: request.sourceHost,
-      transport: request.transport,
-      tunnel: false,
-      tunnelMode: request.tunnel,
-      peerCommonName,
-      recoveries: 0,
-      ...(request.sourceAddress !== undefined ? { sourceAddress: request.sourceAddress } : {}),
-      preparedAt: Date.now(),
-    };
+    let entry: IncomingMigration | undefined;
     try {
       const vm = await registry.prepareIncoming(spec, request.migrationId);
-      this.active.set(entry.id, entry);
-      const qmp = vm.qemu!.qmp;
-      await qmp.execute('migrate-set-capabilities', {
-        capabilities: [
-          { capability: 'events', state: true },
-          { capability: 'multifd', state: request.channels > 1 },
-          { capability: 'postcopy-ram', state: request.postCopy },
-        ],
-      });
-      let tlsCreds = '';
-      if (request.transport === 'native' && request.tls) {
-        if (this.options.qemuTlsDir === undefined) {
-          throw new MigrationError(`host ${this.options.hostName} has no QEMU TLS credentials`, {
-            hint: 'give the agent --qemu-tls-dir or let it lay out one from its certificate',
-          });
-        }
-        tlsCreds = 'vmf-tls-in';
-        await qmp.execute('object-add', {
-          'qom-type': 'tls-creds-x509',
-          id: tlsCreds,
-          dir: this.options.qemuTlsDir,
-          endpoint: 'server',
-          'verify-peer': true,
-        });
-      }
-      await qmp.execute('migrate-set-parameters', {
-        'tls-creds': tlsCreds,
-        ...(request.channels > 1 ? { 'multifd-channels': request.channels } : {}),
-      });
-      let reply: IncomingReply;
-      if (request.transport === 'native') {
-        await qmp.execute('migrate-incoming', { uri: `tcp:${this.options.migrationAddress}:0` });
-        const port = await listeningPort(qmp);
-        reply = {
-          uri: `tcp:${this.options.migrationAddress}:${port}`,
-          destinationHost: this.options.hostName,
-        };
-      } else {
-        const targetPath = this.options.tunnels.incomingPath(request.migrationId);
-        await qmp.execute('migrate-incoming', { uri: `unix:${targetPath}` });
-        const token = randomBytes(32).toString('base64url');
-        const { naivePort } = await this.options.tunnels.accept({
-          migrationId: request.migrationId,
-          token,
-          peerCommonName,
-          targetPath,
-          channels: request.channels,
-          mode: request.tunnel,
-        });
-        entry.tunnel = true;
-        reply = {
-          tunnelToken: token,
-          destinationHost: this.options.hostName,
-          ...(naivePort !== undefined ? { naivePort } : {}),
-        };
-      }
+      entry = this.track(request.migrationId, spec.name, request.sourceHost, request.settings, vm.qemu!.qmp);
+      entry.preparedAt = Date.now();
+      if (request.sourceAddress !== undefined) entry.sourceAddress = request.sourceAddress;
+      const reply = await entry.driver.listen();
       journal.setMigrationState(entry.id, 'migrating', {
-        message: `incoming QEMU waiting (${request.transport})`,
+        message: `incoming QEMU waiting (${request.settings.transport})`,
       });
+      const { id } = entry;
       void vm.qemu!.exited.then(() => {
-        if (this.active.has(entry.id))
-          void this.fail(entry.id, 'the incoming QEMU exited before the migration completed');
+        if (this.active.has(id))
+          void this.fail(id, 'the incoming QEMU exited before the migration completed');
       });
       return reply;
     } catch (err) {
-      await this.fail(entry.id, `preparing failed: ${describeError(err)}`, entry);
+      await this.fail(request.migrationId, `preparing failed: ${describeError(err)}`, entry);
       throw err;
     }
+  }
+
+  private track(
+    id: string,
+    vmName: string,
+    owner: string,
+    settings: MigrationSettings,
+    qmp: QmpClient,
+  ): IncomingMigration {
+    const driver = new DestinationMigration({
+      id,
+      hostName: this.options.hostName,
+      stream: settings,
+      peerCommonName: owner,
+      qmp,
+      endpoints: this.endpoints,
+      tlsCredsDir: this.options.qemuTlsDir,
+      clock: this.clock,
+      log: this.options.log,
+    });
+    const entry: IncomingMigration = { id, vmName, owner, driver };
+    this.active.set(id, entry);
+    return entry;
   }
 
   /** Post-copy switched over: run the guest here now. */
   async resume(id: string, consoleTail?: ConsoleTail): Promise<void> {
     const entry = this.get(id);
-    const vm = this.options.registry.get(entry.vmName);
     if (consoleTail !== undefined) this.options.registry.continueConsole(entry.vmName, consoleTail);
-    await vm.qemu!.qmp.execute('cont');
+    await entry.driver.resume();
     await this.announce(entry.vmName);
     this.options.registry.setState(entry.vmName, 'running', id);
     this.options.journal.setMigrationState(id, 'postcopy', {
@@ -211,24 +171,15 @@ export class IncomingMigrations {
    * as active so the source can recover its stream and complete it.
    */
   adopt(record: MigrationRecord): void {
-    const request = validateIncoming(record.plan);
-    if (!this.options.registry.has(record.vm)) {
+    const qmp = this.options.registry.qmpOf(record.vm);
+    if (qmp === undefined) {
       this.options.journal.setMigrationState(record.id, 'failed', {
         message: 'the agent restarted during post-copy and the guest QEMU is gone',
         error: 'the guest QEMU died during post-copy',
       });
       return;
     }
-    this.active.set(record.id, {
-      id: record.id,
-      vmName: record.vm,
-      sourceHost: request.sourceHost,
-      transport: request.transport,
-      tunnel: false,
-      tunnelMode: request.tunnel,
-      peerCommonName: ownerOf(record),
-      recoveries: 0,
-    });
+    this.track(record.id, record.vm, record.peer, record.plan, qmp);
     this.options.journal.setMigrationState(record.id, 'postcopy', {
       message: 'the agent restarted during post-copy; the guest runs here, waiting for the source to finish',
     });
@@ -243,55 +194,25 @@ export class IncomingMigrations {
    * An id unknown here passes: the action itself answers that it does not exist.
    */
   authorize(id: string, peerCommonName: string): void {
-    let owner = this.active.get(id)?.peerCommonName;
+    let owner = this.active.get(id)?.owner;
     if (owner === undefined) {
       const record = this.options.journal.getMigration(id);
-      if (record?.role === 'destination') owner = ownerOf(record);
+      if (record?.role === 'destination') owner = record.peer;
     }
     if (owner !== undefined && owner !== peerCommonName) {
       throw new AuthError(`migration ${id} belongs to ${owner}; ${peerCommonName} may not drive it`);
     }
   }
 
-  /**
-   * Post-copy lost its stream (both QEMUs paused in post-copy, the guest here
-   * waiting for pages): listen again so the source can resume it (QEMU's
-   * migrate-recover), over a fresh socket and, tunnelled, a fresh token.
-   */
+  /** Post-copy lost its stream: listen again so the source can resume it. */
   async recover(id: string, peerCommonName: string): Promise<IncomingReply> {
     this.authorize(id, peerCommonName);
     const entry = this.get(id);
-    const qmp = this.options.registry.get(entry.vmName).qemu!.qmp;
-    const status = (await qmp.execute<{ status?: string }>('query-migrate')).status ?? 'unknown';
-    if (status !== 'postcopy-paused') {
-      throw new ConflictError(
-        `migration ${id} is ${status} here, not paused in post-copy: nothing to recover`,
-      );
-    }
-    entry.recoveries += 1;
-    const destinationHost = this.options.hostName;
+    const reply = await entry.driver.recover();
     this.options.journal.setMigrationState(id, 'postcopy', {
-      message: `post-copy stream broken: listening again for ${entry.peerCommonName} (recovery ${entry.recoveries})`,
+      message: `post-copy stream broken: listening again for ${entry.owner} (recovery ${entry.driver.recoveryCount})`,
     });
-    if (entry.transport === 'native') {
-      await qmp.execute('migrate-recover', { uri: `tcp:${this.options.migrationAddress}:0` });
-      return { uri: `tcp:${this.options.migrationAddress}:${await listeningPort(qmp)}`, destinationHost };
-    }
-    if (entry.tunnel) await this.closeTunnel(id);
-    entry.tunnel = false;
-    const targetPath = `${this.options.tunnels.incomingPath(id)}.r${entry.recoveries}`;
-    await qmp.execute('migrate-recover', { uri: `unix:${targetPath}` });
-    const token = randomBytes(32).toString('base64url');
-    const { naivePort } = await this.options.tunnels.accept({
-      migrationId: id,
-      token,
-      peerCommonName,
-      targetPath,
-      channels: 1,
-      mode: entry.tunnelMode,
-    });
-    entry.tunnel = true;
-    return { tunnelToken: token, destinationHost, ...(naivePort !== undefined ? { naivePort } : {}) };
+    return reply;
   }
 
   /**
@@ -322,29 +243,15 @@ export class IncomingMigrations {
 
   private async startGuest(entry: IncomingMigration, consoleTail?: ConsoleTail): Promise<void> {
     const { id } = entry;
-    const { registry, journal } = this.options;
     await failpoint('incoming.complete');
-    const vm = registry.get(entry.vmName);
-    const qmp = vm.qemu!.qmp;
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const info = await qmp.execute<{ status?: string }>('query-migrate');
-      if (info.status === 'completed') break;
-      if (info.status === 'failed' || Date.now() > deadline) {
-        throw new MigrationError(
-          `the destination QEMU reports the incoming migration as ${info.status ?? 'unknown'}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const status = await qmp.execute<{ running: boolean }>('query-status');
-    if (consoleTail !== undefined && !status.running) registry.continueConsole(entry.vmName, consoleTail);
-    if (!status.running) await qmp.execute('cont');
+    await entry.driver.startGuest(() => {
+      if (consoleTail !== undefined) this.options.registry.continueConsole(entry.vmName, consoleTail);
+    });
     await this.announce(entry.vmName);
     this.active.delete(id);
-    if (entry.tunnel) await this.closeTunnel(id);
-    registry.setState(entry.vmName, 'running');
-    journal.setMigrationState(id, 'completed', { message: 'the VM runs here' });
+    await entry.driver.closeTunnel();
+    this.options.registry.setState(entry.vmName, 'running');
+    this.options.journal.setMigrationState(id, 'completed', { message: 'the VM runs here' });
     this.options.log(`migration ${id}: VM ${entry.vmName} now runs here`);
   }
 
@@ -397,10 +304,7 @@ export class IncomingMigrations {
   /** Whether the incoming guest has run here: post-copy resumed it, or its QEMU is running. */
   private async guestStarted(entry: IncomingMigration): Promise<boolean> {
     if (this.options.journal.getMigration(entry.id)?.state === 'postcopy') return true;
-    const qmp = this.options.registry.qmpOf(entry.vmName);
-    if (qmp === undefined || !qmp.connected) return false;
-    const status = await qmp.execute<{ running: boolean }>('query-status').catch(() => ({ running: false }));
-    return status.running;
+    return entry.driver.running();
   }
 
   /**
@@ -410,28 +314,27 @@ export class IncomingMigrations {
    * reach this host never told it. Runs on a timer the agent starts.
    */
   async checkOrphans(now = Date.now()): Promise<void> {
-    const { sourceClient, orphanCheckMs = 0 } = this.options;
-    if (sourceClient === undefined || orphanCheckMs <= 0) return;
+    const { sourceApi, orphanCheckMs = 0 } = this.options;
+    if (sourceApi === undefined || orphanCheckMs <= 0) return;
     for (const entry of [...this.active.values()]) {
       if (entry.sourceAddress === undefined || entry.completing !== undefined || entry.dropping === true)
         continue;
       if (now - (entry.preparedAt ?? now) < orphanCheckMs) continue;
       if (await this.guestStarted(entry)) continue;
-      const client = sourceClient(entry.sourceAddress, entry.peerCommonName);
+      const source = sourceApi(entry.sourceAddress, entry.owner);
       let state: string;
       try {
-        state = (await client.get<{ state: string }>(`/v1/migrations/${entry.id}`, { timeoutMs: 5000 }))
-          .state;
+        state = (await source.migration(entry.id, { timeoutMs: 5000 })).state;
       } catch (err) {
         state = err instanceof NotFoundError ? 'unknown-there' : 'unreachable';
       } finally {
-        client.close();
+        source.close();
       }
       if (orphanVerdict(state) === 'keep' || !this.active.has(entry.id)) continue;
       const why =
         state === 'unknown-there'
-          ? `${entry.peerCommonName} does not know this migration`
-          : `${entry.peerCommonName} ended this migration (${state}) without telling this host`;
+          ? `${entry.owner} does not know this migration`
+          : `${entry.owner} ended this migration (${state}) without telling this host`;
       await this.abort(entry.id, `${why}; nobody will finish this copy`).catch((err: unknown) => {
         this.options.log(`migration ${entry.id}: keeping the incoming copy: ${describeError(err)}`);
       });
@@ -468,12 +371,6 @@ export class IncomingMigrations {
     }
   }
 
-  private async closeTunnel(id: string): Promise<void> {
-    await this.options.tunnels.close(id).catch((err: unknown) => {
-      this.options.log(`closing the tunnel of migration ${id}: ${describeError(err)}`);
-    });
-  }
-
   private get(id: string): IncomingMigration {
     const entry = this.active.get(id);
     if (entry === undefined) throw new NotFoundError(`no incoming migration ${id} in progress on this host`);
@@ -483,34 +380,19 @@ export class IncomingMigrations {
   private async fail(id: string, reason: string, fallback?: IncomingMigration): Promise<void> {
     const entry = this.active.get(id) ?? fallback;
     this.active.delete(id);
-    if (entry?.tunnel === true) await this.closeTunnel(id);
-    if (entry !== undefined && this.options.registry.has(entry.vmName)) {
-      const vm = this.options.registry.get(entry.vmName);
+    await entry?.driver.closeTunnel();
+    const vmName = entry?.vmName ?? this.options.journal.getMigration(id)?.vm;
+    if (vmName !== undefined && this.options.registry.has(vmName)) {
+      const vm = this.options.registry.get(vmName);
       // Only the VM this migration brought: never one that already ran here under that name.
-      if (vm.migrationId === id) await this.options.registry.destroy(entry.vmName, 2000);
+      if (vm.migrationId === id) await this.options.registry.destroy(vmName, 2000);
     }
     this.options.journal.setMigrationState(id, 'failed', { message: reason, error: reason });
     this.options.log(`incoming migration ${id} failed: ${reason}`);
   }
 }
 
-/**
- * The certificate name of the source agent that prepared an incoming migration, as
- * prepare() journals it with the request (older records: the source host it named).
- */
-function ownerOf(record: MigrationRecord): string {
-  return (record.plan as { peerCommonName?: string } | null)?.peerCommonName ?? record.peer;
-}
-
-/** The port QEMU listens on for the stream: the newest inet address (migrate-recover adds one). */
-async function listeningPort(qmp: { execute<T>(c: string): Promise<T> }): Promise<number> {
-  const info = await qmp.execute<{ 'socket-address'?: { type: string; port?: string }[] }>('query-migrate');
-  const port = Number(info['socket-address']?.filter((a) => a.type === 'inet').at(-1)?.port);
-  if (!Number.isInteger(port) || port <= 0)
-    throw new MigrationError('the destination QEMU did not report its listening port');
-  return port;
-}
-
+/** A prepare request as it arrived: every field checked, a bad one named. */
 function validateIncoming(body: unknown): IncomingRequest {
   if (typeof body !== 'object' || body === null)
     throw new UsageError('incoming request must be a JSON object');
@@ -518,21 +400,10 @@ function validateIncoming(body: unknown): IncomingRequest {
   if (typeof b.migrationId !== 'string' || !/^[A-Za-z0-9-]{8,64}$/.test(b.migrationId)) {
     throw new UsageError(`invalid migrationId ${JSON.stringify(b.migrationId)}`);
   }
-  if (b.transport !== 'native' && b.transport !== 'tunnelled') {
-    throw new UsageError(`transport must be native or tunnelled, got ${JSON.stringify(b.transport)}`);
-  }
-  const channels = checkChannels(b.channels);
-  if (b.tunnel !== undefined && b.tunnel !== 'multi' && b.tunnel !== 'naive') {
-    throw new UsageError(`tunnel must be multi or naive, got ${JSON.stringify(b.tunnel)}`);
-  }
   return {
     migrationId: b.migrationId,
-    tunnel: b.tunnel === 'naive' ? 'naive' : 'multi',
     spec: validateVmSpec(b.spec),
-    transport: b.transport,
-    tls: b.tls === true,
-    channels,
-    postCopy: b.postCopy === true,
+    settings: checkMigrationSettings(b.settings),
     sourceHost: typeof b.sourceHost === 'string' ? b.sourceHost : 'unknown',
     ...(b.sourceAccelerator === 'kvm' || b.sourceAccelerator === 'tcg'
       ? { sourceAccelerator: b.sourceAccelerator }

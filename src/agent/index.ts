@@ -1,5 +1,14 @@
 export { Agent, type AgentOptions } from './agent.js';
-export type { HostSummary } from './api-client.js';
+export {
+  API,
+  AgentApi,
+  pathOf,
+  type DryRun,
+  type HostSummary,
+  type MigrationRequest,
+  type MigrationView,
+  type StartedMigration,
+} from './api-client.js';
 export { AgentClient, parseAgentEndpoint, type AgentEndpoint } from './agent-client.js';
 export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from './api-server.js';
 export {
@@ -10,5 +19,4 @@ export {
   type VmRecord,
 } from './journal.js';
 export type { VmView, VmState } from './vm-registry.js';
-export type { DryRun } from './outgoing.js';
 export type { ConsoleChunk, ConsoleTail } from './console-log.js';

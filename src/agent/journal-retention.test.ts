@@ -7,6 +7,7 @@ import { UsageError } from '../errors.js';
 import type { MigrationSample } from '../migration/index.js';
 import { openJournal, type Journal } from './journal.js';
 import { RETENTION_SWEEP_MS, keepJournalTrimmed } from './journal-retention.js';
+import { EXAMPLE_SETTINGS } from '../policy/settings.fixture.js';
 
 const DAY = 24 * 3600 * 1000;
 
@@ -49,7 +50,14 @@ describe('journal retention', () => {
 
   /** A migration started at the current clock, sampled twice, ending `lastsMs` later in `end`. */
   function migration(id: string, lastsMs: number, end: 'completed' | 'failed' | undefined): void {
-    journal.createMigration({ id, vm: 'vm', role: 'source', peer: 'b', transport: 'native', plan: {} });
+    journal.createMigration({
+      id,
+      vm: 'vm',
+      role: 'source',
+      peer: 'b',
+      transport: 'native',
+      plan: EXAMPLE_SETTINGS,
+    });
     journal.setMigrationState(id, 'migrating');
     journal.addSample(id, sample(clock));
     clock += lastsMs;

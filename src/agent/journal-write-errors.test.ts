@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { ConflictError } from '../errors.js';
 import { openJournal } from './journal.js';
 import { watchJournalWrites } from './journal-write-errors.js';
+import { EXAMPLE_SETTINGS } from '../policy/settings.fixture.js';
 
 describe('journal write errors', () => {
   let root: string;
@@ -20,7 +21,14 @@ describe('journal write errors', () => {
     const errors: unknown[] = [];
     const raw = openJournal(join(root, 'j.sqlite'), { now: () => 1000 });
     const journal = watchJournalWrites(raw, (e) => errors.push(e));
-    const input = { id: 'm', vm: 'v', role: 'source', peer: 'b', transport: 'native', plan: {} } as const;
+    const input = {
+      id: 'm',
+      vm: 'v',
+      role: 'source',
+      peer: 'b',
+      transport: 'native',
+      plan: EXAMPLE_SETTINGS,
+    } as const;
     journal.createMigration(input);
     assert.equal(journal.getMigration('m')?.state, 'pending');
     assert.throws(() => journal.createMigration(input), ConflictError);

@@ -6,6 +6,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { ConflictError, JournalError, NotFoundError, UsageError } from '../errors.js';
 import type { MigrationSample, MigrationState } from '../migration/index.js';
+import { EXAMPLE_SETTINGS } from '../policy/settings.fixture.js';
 import { JOURNAL_SCHEMA_VERSION, type Journal, openJournal } from './journal.js';
 
 function sample(time: number, transferred: number, pass = 1): MigrationSample {
@@ -24,6 +25,8 @@ function sample(time: number, transferred: number, pass = 1): MigrationSample {
     downtimeLimitMs: undefined,
   };
 }
+
+const settings = EXAMPLE_SETTINGS;
 
 describe('agent journal', () => {
   let root: string;
@@ -126,7 +129,7 @@ describe('agent journal', () => {
   });
 
   it('records migration state transitions as events, and keeps terminal states final', () => {
-    const plan = { transport: 'native', channels: 4 };
+    const plan = settings;
     const created = journal.createMigration({
       id: 'm1',
       vm: 'vm1',
@@ -191,7 +194,7 @@ describe('agent journal', () => {
       role: 'destination',
       peer: 'host-a',
       transport: 'tunnelled',
-      plan: {},
+      plan: { ...settings, transport: 'tunnelled' },
     });
     const failed = journal.setMigrationState('m2', 'failed', { error: 'destination QEMU exited (signal 9)' });
     assert.equal(failed.error, 'destination QEMU exited (signal 9)');
@@ -207,7 +210,7 @@ describe('agent journal', () => {
         role: 'source',
         peer: 'host-b',
         transport: 'native',
-        plan: {},
+        plan: settings,
         state,
       });
     };
@@ -244,7 +247,7 @@ describe('agent journal', () => {
       role: 'source',
       peer: 'host-b',
       transport: 'native',
-      plan: {},
+      plan: settings,
     });
     journal.addSample('m3', sample(300, 600, 2));
     journal.addSample('m3', sample(100, 200));
@@ -291,8 +294,8 @@ describe('agent journal', () => {
       vm: 'vm1',
       role: 'source',
       peer: 'host-b',
-      transport: 'native-tls',
-      plan: { tls: true },
+      transport: 'native',
+      plan: settings,
     });
     journal.setMigrationState('m4', 'migrating');
     journal.addSample('m4', sample(10, 100));
@@ -336,7 +339,7 @@ describe('agent journal', () => {
         role: 'source',
         peer: 'host-b',
         transport: 'native',
-        plan: {},
+        plan: settings,
         state,
       });
     }
@@ -379,7 +382,7 @@ describe('agent journal', () => {
         role: 'source',
         peer: 'b',
         transport: 'native',
-        plan: {},
+        plan: settings,
       });
       journal.setMigrationState(`k-${state}`, state);
     }

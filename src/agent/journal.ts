@@ -23,6 +23,7 @@ import {
   type MigrationSample,
   type MigrationState,
 } from '../migration/index.js';
+import type { MigrationSettings, Transport } from '../policy/index.js';
 
 /** Milliseconds since the Unix epoch. */
 export type Clock = () => number;
@@ -68,10 +69,9 @@ export interface MigrationInput {
   role: MigrationRole;
   /** The other agent's name (its certificate CN). */
   peer: string;
-  /** How the stream travels: native, native-tls, tunnelled... */
-  transport: string;
-  /** The migration plan (JSON-serializable) the driver follows and reports. */
-  plan: unknown;
+  transport: Transport;
+  /** The migration plan the drivers follow (the source's, on both ends). */
+  plan: MigrationSettings;
   /** Default 'pending'. */
   state?: MigrationState;
   message?: string;
@@ -82,8 +82,8 @@ export interface MigrationRecord {
   vm: string;
   role: MigrationRole;
   peer: string;
-  transport: string;
-  plan: unknown;
+  transport: Transport;
+  plan: MigrationSettings;
   state: MigrationState;
   error: string | null;
   report: unknown;
@@ -284,8 +284,8 @@ function migrationFromRow(row: MigrationRow): MigrationRecord {
     vm: row.vm,
     role: row.role as MigrationRole,
     peer: row.peer,
-    transport: row.transport,
-    plan: JSON.parse(row.plan) as unknown,
+    transport: row.transport as Transport,
+    plan: JSON.parse(row.plan) as MigrationSettings,
     state: row.state as MigrationState,
     error: row.error,
     report: row.report === null ? null : (JSON.parse(row.report) as unknown),

@@ -12,12 +12,10 @@ import {
   closeTransport,
   forecastPrecopy,
   restoreSourceGuest,
-  resumePostcopy,
+  finishPostcopy,
   settleHandOver,
-  settleRetryDelayMs,
-  type Forecast,
+  systemClock,
   type DestinationPeer,
-  type GuestVerdict,
   type IncomingReply,
   type IncomingRequest,
   type MigrationReport,
@@ -34,10 +32,9 @@ import {
   type MigrationOverrides,
   type MigrationSettings,
 } from '../policy/index.js';
-import type { VmSpec } from '../qemu/index.js';
-import type { HostSummary } from './api-client.js';
-import type { AgentClient } from './agent-client.js';
+import type { AgentApi, DryRun, HandOver, HostSummary } from './api-client.js';
 import type { ConsoleTail } from './console-log.js';
+import type { VmSpec } from '../qemu/index.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord } from './journal.js';
 import type { VmRegistry } from './vm-registry.js';
@@ -46,8 +43,8 @@ export interface OutgoingMigrationsOptions {
   hostName: string;
   registry: VmRegistry;
   journal: Journal;
-  /** A client for the agent at `address` (cached by the caller). */
-  peerClient: (address: string) => AgentClient;
+  /** The API of the agent at `address` (cached by the caller). */
+  peerApi: (address: string) => AgentApi;
   /** This agent's address as destinations reach it (undefined on a wildcard listener). */
   sourceAddress?: () => string | undefined;
   /** The operator's nova.conf: what the plan is made of. */
@@ -68,19 +65,6 @@ export interface OutgoingMigrationsOptions {
 export interface MigrationObserver {
   migrationStarted(transport: string, tls: boolean): void;
   migrationFinished(report: MigrationReport): void;
-}
-
-/** `vmferry migrate --dry-run`: the plan and the forecast, nothing started. */
-export interface DryRun {
-  vm: string;
-  to: string;
-  settings: MigrationSettings;
-  dirtyRateBps: number;
-  dirtyRateSampleSeconds: number;
-  throughputBps: number;
-  throughputSource: string;
-  downtimeLimitMs: number;
-  forecast: Forecast;
 }
 
 interface Running {
@@ -106,7 +90,7 @@ export class OutgoingMigrations {
    */
   async dryRun(vmName: string, to: string, overrides: MigrationOverrides): Promise<DryRun> {
     const vm = this.options.registry.get(vmName);
-    const settings = await this.plan(vm.spec, this.options.peerClient(to), overrides);
+    const settings = await this.plan(vm.spec, this.options.peerApi(to), overrides);
     const estimate = await this.estimate(vmName, to, settings);
     return { vm: vmName, to, settings, ...estimate };
   }
@@ -117,14 +101,14 @@ export class OutgoingMigrations {
    */
   private async plan(
     spec: VmSpec,
-    destination: AgentClient,
+    destination: AgentApi,
     overrides: MigrationOverrides,
   ): Promise<MigrationSettings> {
     const source = this.options.hostSummary();
-    const target = await destination.get<HostSummary>('/v1/host');
+    const target = await destination.host();
     if (target.name === source.name) {
       throw new UsageError(
-        `${destination.endpoint.url} is this host (${source.name}): a VM cannot migrate to itself`,
+        `${destination.client.endpoint.url} is this host (${source.name}): a VM cannot migrate to itself`,
       );
     }
     const refused = preflightError([
@@ -229,8 +213,8 @@ export class OutgoingMigrations {
         },
       );
     }
-    const client = this.options.peerClient(to);
-    const settings = await this.plan(vm.spec, client, overrides);
+    const destination = this.options.peerApi(to);
+    const settings = await this.plan(vm.spec, destination, overrides);
     const id = randomUUID();
     const qemu = vm.qemu;
     if (qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
@@ -245,14 +229,10 @@ export class OutgoingMigrations {
       state: 'preparing',
     });
     this.options.observer?.migrationStarted(settings.transport, settings.tls);
-    const peer = peerOverApi(client, to, () => registry.consoleTail(vmName));
+    const peer = peerOverApi(destination, to, () => registry.consoleTail(vmName));
     const request: Omit<IncomingRequest, 'migrationId' | 'sourceHost'> = {
       spec: vm.spec,
-      transport: settings.transport,
-      tls: settings.tls,
-      channels: settings.channels,
-      tunnel: settings.tunnel,
-      postCopy: settings.postCopy,
+      settings,
       sourceAccelerator: registry.accelerator,
     };
     const sourceAddress = this.options.sourceAddress?.();
@@ -264,12 +244,12 @@ export class OutgoingMigrations {
       settings,
       qmp: qemu.qmp,
       peer,
-      openTransport: (reply) => this.openTransport(id, settings, reply, client),
+      openTransport: (reply) => this.openTransport(id, settings, reply, destination),
       recorder: {
         state: (state, message) => journal.setMigrationState(id, state, { message }),
         sample: (s) => journal.addSample(id, s),
       },
-      now: () => performance.now(),
+      clock: systemClock(),
       tlsCredsDir: this.options.qemuTlsDir,
       forecast: async () => (await this.estimate(vmName, to, settings)).forecast,
       pollMs: this.options.sampleIntervalMs,
@@ -354,52 +334,42 @@ export class OutgoingMigrations {
       log(`migration ${m.id}: ${error}`);
       return;
     }
-    const client = this.options.peerClient(m.peer);
-    const peer = peerOverApi(client, m.peer, () => registry.consoleTail(m.vm));
-    const settings = m.plan as MigrationSettings;
+    const destination = this.options.peerApi(m.peer);
+    const peer = peerOverApi(destination, m.peer, () => registry.consoleTail(m.vm));
+    const settings = m.plan;
     journal.setMigrationState(m.id, 'postcopy', {
       message: 'the agent restarted during post-copy; finishing it (the guest runs on the destination)',
     });
-    let transport: TransportSession | undefined;
-    let attempt = 0;
     try {
-      for (;;) {
-        const status = (await qmp.execute<{ status?: string }>('query-migrate')).status ?? 'none';
-        if (status === 'completed') break;
-        if (status === 'postcopy-paused') {
-          try {
-            const previous = transport;
-            transport = undefined;
-            transport = await resumePostcopy({
-              previous,
-              qmp,
-              peer,
-              migrationId: m.id,
-              openTransport: (reply) => this.openTransport(m.id, settings, reply, client),
-            });
+      const end = await finishPostcopy({
+        qmp,
+        peer,
+        migrationId: m.id,
+        openTransport: (reply) => this.openTransport(m.id, settings, reply, destination),
+        clock: backgroundClock,
+        transport: undefined,
+        wait: () => backgroundClock.sleep(this.options.sampleIntervalMs),
+        onRecovery: (attempt, error) => {
+          if (error === undefined) {
             journal.setMigrationState(m.id, 'postcopy', {
               message: 'post-copy resumed over a new connection after the restart',
             });
-          } catch (err) {
-            if (attempt < 5 || attempt % 30 === 0)
-              log(`migration ${m.id}: post-copy recovery failed: ${describeError(err)}; trying again`);
-            await sleepInBackground(settleRetryDelayMs(attempt++));
+          } else if (attempt <= 5 || attempt % 30 === 0) {
+            log(`migration ${m.id}: post-copy recovery failed: ${describeError(error)}; trying again`);
           }
-          continue;
-        }
-        if (!['postcopy-active', 'postcopy-recover'].includes(status)) {
-          const error = `the source QEMU reports ${status} during post-copy`;
-          journal.setMigrationState(m.id, 'failed', { message: error, error });
-          throw new MigrationError(error);
-        }
-        await sleepInBackground(this.options.sampleIntervalMs);
+        },
+      });
+      await closeTransport(end.transport);
+    } catch (err) {
+      // QEMU left post-copy some other way than completing: the guest on the destination lacks pages.
+      if (err instanceof MigrationError) {
+        journal.setMigrationState(m.id, 'failed', { message: err.message, error: err.message });
       }
-    } finally {
-      await closeTransport(transport);
+      throw err;
     }
     await peer.complete(m.id).catch(async (err: unknown) => {
       // The guest runs there in post-copy: the destination cannot have dropped it.
-      await settleHandOver({ peer, migrationId: m.id, cause: err, sleep: sleepInBackground });
+      await settleHandOver({ peer, migrationId: m.id, cause: err, sleep: (ms) => backgroundClock.sleep(ms) });
     });
     await registry.destroy(m.vm);
     journal.setMigrationState(m.id, 'completed', {
@@ -416,7 +386,7 @@ export class OutgoingMigrations {
    */
   async settleAfterRestart(m: MigrationRecord): Promise<void> {
     const { journal, registry, log } = this.options;
-    const peer = peerOverApi(this.options.peerClient(m.peer), m.peer, () =>
+    const peer = peerOverApi(this.options.peerApi(m.peer), m.peer, () =>
       registry.has(m.vm) ? registry.consoleTail(m.vm) : undefined,
     );
     journal.setMigrationState(m.id, 'completing', {
@@ -426,7 +396,7 @@ export class OutgoingMigrations {
       peer,
       migrationId: m.id,
       cause: new MigrationError('the agent restarted during the hand-over'),
-      sleep: sleepInBackground,
+      sleep: (ms) => backgroundClock.sleep(ms),
       onWaiting: (message) => journal.setMigrationState(m.id, 'completing', { message }),
     });
     if (outcome === 'running') {
@@ -460,8 +430,9 @@ export class OutgoingMigrations {
     id: string,
     settings: MigrationSettings,
     reply: IncomingReply,
-    client: AgentClient,
+    destination: AgentApi,
   ): Promise<TransportSession> {
+    const { client } = destination;
     if (settings.transport === 'native') {
       if (reply.uri === undefined)
         throw new PeerError('the destination did not say where to send the stream');
@@ -503,10 +474,8 @@ export class OutgoingMigrations {
   }
 }
 
-/** A wait that does not keep the process alive (for work the agent carries on after a restart). */
-function sleepInBackground(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
+/** Waits that do not keep the process alive (for work the agent carries on after a restart). */
+const backgroundClock = systemClock({ background: true });
 
 /** A destination listening on a wildcard address is reached at the address we reach its agent on. */
 export function reachableUri(uri: string, agentHost: string | undefined): string {
@@ -521,29 +490,24 @@ export function reachableUri(uri: string, agentHost: string | undefined): string
  * because the source guest is paused from then on.
  */
 export function peerOverApi(
-  client: AgentClient,
+  api: AgentApi,
   name: string,
   consoleTail: () => ConsoleTail | undefined = () => undefined,
 ): DestinationPeer {
-  const handOver = (): { consoleTail?: ConsoleTail } => {
+  const handOver = (): HandOver => {
     const tail = consoleTail();
     return tail !== undefined ? { consoleTail: tail } : {};
   };
   return {
     name,
-    prepare: (request) => client.post<IncomingReply>('/v1/incoming', request, { timeoutMs: 60_000 }),
-    resume: async (id) => {
-      await client.post(`/v1/incoming/${id}/resume`, handOver());
-    },
-    recover: (id) => client.post<IncomingReply>(`/v1/incoming/${id}/recover`, {}, { timeoutMs: 15_000 }),
-    complete: async (id) => {
-      // The destination waits up to 10 s for its QEMU to confirm the stream is complete.
-      await client.post(`/v1/incoming/${id}/complete`, handOver(), { timeoutMs: 20_000 });
-    },
-    guestHealth: (id) => client.get<GuestVerdict>(`/v1/incoming/${id}/guest`, { timeoutMs: 60_000 }),
+    prepare: (request) => api.prepareIncoming(request),
+    resume: (id) => api.resumeIncoming(id, handOver()),
+    recover: (id) => api.recoverIncoming(id),
+    complete: (id) => api.completeIncoming(id, handOver()),
+    guestHealth: (id) => api.incomingGuest(id),
     abort: async (id, reason) => {
       try {
-        await client.post(`/v1/incoming/${id}/abort`, { reason }, { timeoutMs: 15_000 });
+        await api.abortIncoming(id, reason);
         return 'dropped';
       } catch (err) {
         // Nothing of it there: dropped already, or never prepared. A conflict: the guest runs there.

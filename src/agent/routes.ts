@@ -1,9 +1,9 @@
 import { NotFoundError, UsageError } from '../errors.js';
 import { parseVmSpec } from '../qemu/index.js';
+import { API, type AgentApi } from './api-client.js';
 import { validateConsoleTail, type ConsoleTail } from './console-log.js';
-import { Reply, type ApiServer } from './api-server.js';
+import { Reply, type ApiRequest, type ApiServer } from './api-server.js';
 import type { AgentMetrics } from '../metrics/index.js';
-import type { AgentClient } from './agent-client.js';
 import type { IncomingMigrations } from './incoming.js';
 import type { Journal } from './journal.js';
 import type { MigrationOverrides } from '../policy/index.js';
@@ -13,8 +13,8 @@ import type { VmRegistry } from './vm-registry.js';
 export interface RouteDeps {
   hostName: string;
   hostInfo: () => unknown;
-  /** A client for a peer agent (to read the console of a VM that moved there). */
-  peerClient: (address: string) => AgentClient;
+  /** The API of a peer agent (to read the console of a VM that moved there). */
+  peerApi: (address: string) => AgentApi;
   registry: VmRegistry;
   journal: Journal;
   outgoing: OutgoingMigrations;
@@ -23,7 +23,7 @@ export interface RouteDeps {
 
 /** GET /metrics: Prometheus text, through the same mutual-TLS front door as the API. */
 export function registerMetricsRoute(api: ApiServer, metrics: AgentMetrics): void {
-  api.route('GET', '/metrics', async () => {
+  api.route(API.metrics, async () => {
     const { contentType, body } = await metrics.text();
     return new Reply(200, body, contentType);
   });
@@ -31,61 +31,39 @@ export function registerMetricsRoute(api: ApiServer, metrics: AgentMetrics): voi
 /** How many migrations away a console is looked for. */
 const CONSOLE_HOPS = 4;
 
-/** The agent's HTTP API, one line per endpoint. */
+/** The agent's HTTP API, one line per endpoint of {@link API}. */
 export function registerRoutes(api: ApiServer, d: RouteDeps): void {
   api
-    .route('GET', '/v1/host', () => Promise.resolve(d.hostInfo()))
-    .route('GET', '/v1/vms', () =>
-      Promise.resolve({ vms: d.registry.list().map((vm) => d.registry.view(vm)) }),
-    )
-    .route('POST', '/v1/vms', async (req) => {
+    .route(API.host, () => Promise.resolve(d.hostInfo()))
+    .route(API.vms, () => Promise.resolve({ vms: d.registry.list().map((vm) => d.registry.view(vm)) }))
+    .route(API.startVm, async (req) => {
       const vm = await d.registry.start(parseVmSpec(req.body));
       return new Reply(201, d.registry.view(vm));
     })
-    .route('GET', '/v1/vms/:name', (req) =>
-      Promise.resolve(d.registry.view(d.registry.get(req.params.name ?? ''))),
-    )
-    .route('GET', '/v1/vms/:name/health', async (req) => {
+    .route(API.vm, (req) => Promise.resolve(d.registry.view(d.registry.get(req.params.name ?? ''))))
+    .route(API.vmHealth, async (req) => {
       const vm = d.registry.get(req.params.name ?? '');
       const afterSeq = optionalInt(req.query.get('afterSeq'), 'afterSeq');
       const minOk = optionalInt(req.query.get('minOk'), 'minOk') ?? 3;
       const waitMs = optionalInt(req.query.get('waitMs'), 'waitMs') ?? 0;
       return vm.guest.waitHealthy({ afterSeq, minOk, timeoutMs: Math.min(waitMs, 120_000) });
     })
-    .route('GET', '/v1/vms/:name/console', async (req) => {
-      const name = req.params.name ?? '';
-      const after = optionalInt(req.query.get('after'), 'after');
-      const lines = optionalInt(req.query.get('lines'), 'lines');
-      if (d.registry.has(name)) {
-        return { vm: name, host: d.hostName, ...d.registry.console(name, { after, lines }) };
-      }
-      // It ran here and migrated away: its console is where it went (which may have passed it on).
-      const hops = optionalInt(req.query.get('hops'), 'hops') ?? 0;
-      const last = d.journal.listMigrations({ vm: name })[0];
-      // 'completing': the hand-over is done or in doubt and the VM is no longer here, so it runs there.
-      const movedAway = last?.role === 'source' && ['completed', 'completing'].includes(last.state);
-      if (last === undefined || !movedAway || hops >= CONSOLE_HOPS) {
-        throw new NotFoundError(`no VM named ${name} on this host`);
-      }
-      const query = new URLSearchParams(req.query);
-      query.set('hops', String(hops + 1));
-      return d.peerClient(last.peer).get(`/v1/vms/${encodeURIComponent(name)}/console?${query.toString()}`);
-    })
-    .route('POST', '/v1/vms/:name/stop', async (req) => {
+    .route(API.vmConsole, (req) => vmConsole(req, d))
+    .route(API.stopVm, async (req) => {
       await d.registry.stop(req.params.name ?? '');
       return { stopped: req.params.name };
     })
-    .route('GET', '/v1/migrations', () => Promise.resolve({ migrations: d.journal.listMigrations({}) }))
-    .route('POST', '/v1/migrations', async (req) => {
+    .route(API.migrations, () => Promise.resolve({ migrations: d.journal.listMigrations({}) }))
+    .route(API.startMigration, async (req) => {
       const { vm, to, overrides } = migrationRequest(req.body);
       const started = await d.outgoing.start(vm, to, overrides);
       return new Reply(202, started);
     })
-    .route('POST', '/v1/migrations/dry-run', async (req) => {
+    .route(API.dryRun, async (req) => {
       const { vm, to, overrides } = migrationRequest(req.body);
       return d.outgoing.dryRun(vm, to, overrides);
     })
-    .route('GET', '/v1/migrations/:id', (req) => {
+    .route(API.migration, (req) => {
       const id = req.params.id ?? '';
       const record = d.journal.getMigration(id);
       if (record === undefined) throw new NotFoundError(`no migration ${id} on this host`);
@@ -95,36 +73,44 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
         live: d.outgoing.liveProgress(id),
       });
     })
-    .route('GET', '/v1/migrations/:id/samples', (req) =>
-      Promise.resolve({ samples: d.journal.samples(req.params.id ?? '') }),
-    )
-    .route('POST', '/v1/migrations/:id/abort', (req) => {
+    .route(API.samples, (req) => Promise.resolve({ samples: d.journal.samples(req.params.id ?? '') }))
+    .route(API.abortMigration, (req) => {
       d.outgoing.abort(req.params.id ?? '');
       return Promise.resolve(new Reply(202, { aborting: req.params.id }));
     })
-    .route('POST', '/v1/migrations/:id/force-complete', (req) => {
+    .route(API.forceComplete, (req) => {
       d.outgoing.forceComplete(req.params.id ?? '');
       return Promise.resolve(new Reply(202, { forcing: req.params.id }));
-    })
-    .route('POST', '/v1/incoming', (req) => d.incoming.prepare(req.body, req.peer.commonName))
-    .route('POST', '/v1/incoming/:id/resume', async (req) => {
+    });
+  registerIncomingRoutes(api, d);
+}
+
+/** The source's console, sent when the guest starts on the destination (absent from older sources). */
+function handOverTail(body: unknown): ConsoleTail | undefined {
+  const tail = (body as { consoleTail?: unknown } | undefined)?.consoleTail;
+  return tail === undefined ? undefined : validateConsoleTail(tail);
+}
+
+/** The destination's endpoints, which only the source agent that prepared a migration may call. */
+function registerIncomingRoutes(api: ApiServer, d: RouteDeps): void {
+  api
+    .route(API.prepareIncoming, (req) => d.incoming.prepare(req.body, req.peer.commonName))
+    .route(API.resumeIncoming, async (req) => {
       d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
       await d.incoming.resume(req.params.id ?? '', handOverTail(req.body));
       return {};
     })
-    .route('POST', '/v1/incoming/:id/recover', (req) =>
-      d.incoming.recover(req.params.id ?? '', req.peer.commonName),
-    )
-    .route('POST', '/v1/incoming/:id/complete', async (req) => {
+    .route(API.recoverIncoming, (req) => d.incoming.recover(req.params.id ?? '', req.peer.commonName))
+    .route(API.completeIncoming, async (req) => {
       d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
       await d.incoming.complete(req.params.id ?? '', handOverTail(req.body));
       return {};
     })
-    .route('GET', '/v1/incoming/:id/guest', (req) => {
+    .route(API.incomingGuest, (req) => {
       d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
       return d.incoming.guestHealth(req.params.id ?? '');
     })
-    .route('POST', '/v1/incoming/:id/abort', async (req) => {
+    .route(API.abortIncoming, async (req) => {
       d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
       const reason = (req.body as { reason?: unknown } | undefined)?.reason;
       await d.incoming.abort(req.params.id ?? '', typeof reason === 'string' ? reason : 'no reason given');
@@ -132,10 +118,23 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
     });
 }
 
-/** The source's console, sent when the guest starts on the destination (absent from older sources). */
-function handOverTail(body: unknown): ConsoleTail | undefined {
-  const tail = (body as { consoleTail?: unknown } | undefined)?.consoleTail;
-  return tail === undefined ? undefined : validateConsoleTail(tail);
+/** A VM's console: here, or where it went (which may have passed it on), up to CONSOLE_HOPS away. */
+async function vmConsole(req: ApiRequest, d: RouteDeps): Promise<unknown> {
+  const name = req.params.name ?? '';
+  const after = optionalInt(req.query.get('after'), 'after');
+  const lines = optionalInt(req.query.get('lines'), 'lines');
+  if (d.registry.has(name)) {
+    return { vm: name, host: d.hostName, ...d.registry.console(name, { after, lines }) };
+  }
+  // It ran here and migrated away: its console is where it went (which may have passed it on).
+  const hops = optionalInt(req.query.get('hops'), 'hops') ?? 0;
+  const last = d.journal.listMigrations({ vm: name })[0];
+  // 'completing': the hand-over is done or in doubt and the VM is no longer here, so it runs there.
+  const movedAway = last?.role === 'source' && ['completed', 'completing'].includes(last.state);
+  if (last === undefined || !movedAway || hops >= CONSOLE_HOPS) {
+    throw new NotFoundError(`no VM named ${name} on this host`);
+  }
+  return d.peerApi(last.peer).vmConsole(name, { after, lines, hops: hops + 1 });
 }
 
 function migrationRequest(body: unknown): { vm: string; to: string; overrides: MigrationOverrides } {

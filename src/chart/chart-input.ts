@@ -1,4 +1,4 @@
-import type { AgentClient, MigrationEvent, MigrationRecord } from '../agent/index.js';
+import type { AgentApi, MigrationEvent, MigrationRecord } from '../agent/index.js';
 import type { MigrationReport, MigrationSample } from '../migration/index.js';
 import type { MigrationSettings } from '../policy/index.js';
 import type { ChartSample, MigrationChartInput } from './migration-chart.js';
@@ -38,11 +38,7 @@ export function chartInput(
 }
 
 /** Everything the chart of migration `id` needs, from its agent's journal. */
-export async function fetchChartInput(client: AgentClient, id: string): Promise<MigrationChartInput> {
-  const path = `/v1/migrations/${encodeURIComponent(id)}`;
-  const [view, { samples }] = await Promise.all([
-    client.get<MigrationRecord & { events?: MigrationEvent[] }>(path),
-    client.get<{ samples: MigrationSample[] }>(`${path}/samples`),
-  ]);
-  return chartInput(view, view.events ?? [], samples);
+export async function fetchChartInput(agent: AgentApi, id: string): Promise<MigrationChartInput> {
+  const [view, samples] = await Promise.all([agent.migration(id), agent.samples(id)]);
+  return chartInput(view, view.events, samples);
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { AgentClient } from '../agent/index.js';
+import { AgentApi, AgentClient } from '../agent/index.js';
 import { UsageError } from '../errors.js';
 import { loadTlsIdentity, type TlsIdentity } from '../pki/index.js';
 import type { CliIo } from './io.js';
@@ -35,7 +35,21 @@ export function agentAddress(io: CliIo, flags: { agent?: string }): string {
   return flags.agent ?? io.env.VMFERRY_AGENT ?? 'unix:/var/lib/vmferry/agent.sock';
 }
 
-/** A client for the agent named by the flags or the environment. */
-export async function connectAgent(io: CliIo, flags: AgentConnectionFlags): Promise<AgentClient> {
-  return new AgentClient(agentAddress(io, flags), await operatorIdentity(io, flags));
+/** The API of the agent named by the flags or the environment. */
+export async function connectAgent(io: CliIo, flags: AgentConnectionFlags): Promise<AgentApi> {
+  return new AgentApi(new AgentClient(agentAddress(io, flags), await operatorIdentity(io, flags)));
+}
+
+/** Runs `use` with the API of the agent named by the flags, and closes the connection afterwards. */
+export async function withAgent<T>(
+  io: CliIo,
+  flags: AgentConnectionFlags,
+  use: (agent: AgentApi) => Promise<T>,
+): Promise<T> {
+  const agent = await connectAgent(io, flags);
+  try {
+    return await use(agent);
+  } finally {
+    agent.close();
+  }
 }

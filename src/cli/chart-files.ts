@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import type { AgentClient } from '../agent/index.js';
+import type { AgentApi } from '../agent/index.js';
 import {
   fetchChartInput,
   renderMigrationHtml,
@@ -33,11 +33,11 @@ export async function writeChartFiles(
 /** `vmferry migration show ID --svg FILE --html FILE`: draws the chart and says where it went. */
 export async function drawChart(
   io: CliIo,
-  client: AgentClient,
+  agent: AgentApi,
   id: string,
   flags: { svg?: string; html?: string; json?: boolean },
 ): Promise<void> {
-  const written = await writeChartFiles(await fetchChartInput(client, id), flags);
+  const written = await writeChartFiles(await fetchChartInput(agent, id), flags);
   if (flags.json === true) printJson(io, { id, written });
   else
     printLines(

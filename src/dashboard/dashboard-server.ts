@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { AgentClient, HostSummary, MigrationRecord, VmView } from '../agent/index.js';
+import type { AgentApi } from '../agent/index.js';
 import { fetchChartInput, renderMigrationSvg } from '../chart/index.js';
 import { AuthError, InternalError, NotFoundError, VmferryError, describeError } from '../errors.js';
-import { isTerminalMigrationState, type MigrationSample } from '../migration/index.js';
+import { isTerminalMigrationState } from '../migration/index.js';
 import type { ListenAddress } from './listen-address.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './page.js';
 import { dashboardSnapshot, type AgentReading, type DashboardSnapshot } from './snapshot.js';
@@ -11,7 +11,7 @@ import { dashboardSnapshot, type AgentReading, type DashboardSnapshot } from './
 export interface DashboardAgent {
   /** As the operator gave it (https://HOST:PORT or unix:PATH). */
   address: string;
-  client: AgentClient;
+  api: AgentApi;
 }
 
 export interface DashboardOptions {
@@ -29,34 +29,31 @@ export const ACTION_HEADER = 'x-vmferry-dashboard';
 type Action = 'abort' | 'force-complete';
 
 /** One round of calls to one agent; a failure is recorded, not thrown (the host shows as unreachable). */
-export async function readAgent(client: AgentClient, timeoutMs: number): Promise<AgentReading> {
+export async function readAgent(api: AgentApi, timeoutMs: number): Promise<AgentReading> {
   let error: string | undefined;
-  const attempt = async <T>(path: string): Promise<T | undefined> => {
+  const attempt = async <T>(call: Promise<T>): Promise<T | undefined> => {
     try {
-      return await client.get<T>(path, { timeoutMs });
+      return await call;
     } catch (err) {
       error ??= describeError(err);
       return undefined;
     }
   };
+  const options = { timeoutMs };
   const [host, vms, migrations] = await Promise.all([
-    attempt<HostSummary>('/v1/host'),
-    attempt<{ vms: VmView[] }>('/v1/vms'),
-    attempt<{ migrations: MigrationRecord[] }>('/v1/migrations'),
+    attempt(api.host(options)),
+    attempt(api.vms(options)),
+    attempt(api.migrations(options)),
   ]);
   const live: AgentReading['live'] = {};
-  const running = (migrations?.migrations ?? []).filter(
-    (m) => m.role === 'source' && !isTerminalMigrationState(m.state),
-  );
+  const running = (migrations ?? []).filter((m) => m.role === 'source' && !isTerminalMigrationState(m.state));
   await Promise.all(
     running.map(async (m) => {
-      const view = await attempt<{ live?: { state: string; sample: MigrationSample | undefined } }>(
-        `/v1/migrations/${encodeURIComponent(m.id)}`,
-      );
+      const view = await attempt(api.migration(m.id, options));
       if (view?.live !== undefined) live[m.id] = view.live;
     }),
   );
-  return { host, vms: vms?.vms, migrations: migrations?.migrations, live, error };
+  return { host, vms, migrations, live, error };
 }
 
 /**
@@ -118,7 +115,7 @@ export class DashboardServer {
     const { agents, intervalMs } = this.options;
     const timeoutMs = Math.max(2000, 3 * intervalMs);
     const readings = await Promise.all(
-      agents.map(async (a) => ({ address: a.address, reading: await readAgent(a.client, timeoutMs) })),
+      agents.map(async (a) => ({ address: a.address, reading: await readAgent(a.api, timeoutMs) })),
     );
     this.snapshot = dashboardSnapshot((this.options.now ?? Date.now)(), readings);
     const event = `event: state\ndata: ${JSON.stringify(this.snapshot)}\n\n`;
@@ -167,7 +164,8 @@ export class DashboardServer {
           throw new AuthError('actions are taken from the dashboard page only', { hint: `open ${this.url}` });
         const id = decodeURIComponent(action[2] ?? '');
         const what = action[3] as Action;
-        await this.agent(action[1] ?? '').post(`/v1/migrations/${encodeURIComponent(id)}/${what}`);
+        const agent = this.agent(action[1] ?? '');
+        await (what === 'abort' ? agent.abortMigration(id) : agent.forceComplete(id));
         this.options.log?.(`dashboard: ${what} requested for migration ${id}`);
         return sendJson(res, 202, { id, requested: what });
       }
@@ -188,10 +186,10 @@ export class DashboardServer {
     );
   }
 
-  private agent(key: string): AgentClient {
+  private agent(key: string): AgentApi {
     const agent = this.options.agents[Number(key)];
     if (agent === undefined) throw new NotFoundError(`the dashboard follows no host number ${key}`);
-    return agent.client;
+    return agent.api;
   }
 
   private stream(res: ServerResponse): void {

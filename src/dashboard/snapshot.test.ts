@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { HostSummary, MigrationRecord, VmView } from '../agent/index.js';
 import type { MigrationSample } from '../migration/index.js';
 import { dashboardSnapshot, type AgentReading } from './snapshot.js';
+import { EXAMPLE_SETTINGS } from '../policy/settings.fixture.js';
 
 const MiB = 1024 * 1024;
 const NOW = 1_700_000_100_000;
@@ -28,7 +29,7 @@ function record(
     vm: 'web-1',
     peer: 'https://198.18.0.2:7700',
     transport: 'native',
-    plan: {},
+    plan: EXAMPLE_SETTINGS,
     error: null,
     report: null,
     startedAt: NOW - 10_000,

@@ -51,6 +51,45 @@ function unwell(h: GuestHeartbeatEvent): string | undefined {
 }
 
 /**
+ * How many heartbeats, counting back from the newest, are OK and each ahead of the
+ * one before (seq and verified counts, writes when required), up to `minOk`; and
+ * why the count stopped short, if it did.
+ */
+function countAdvancing(
+  window: readonly GuestHeartbeatEvent[],
+  minOk: number,
+  requireWrites: boolean,
+): { advancing: number; why: string } {
+  const last = window.at(-1);
+  let why = (last && unwell(last)) ?? '';
+  let advancing = why === '' ? 1 : 0;
+  for (let i = window.length - 1; i > 0 && advancing < minOk && why === ''; i--) {
+    const cur = window[i];
+    const prev = window[i - 1];
+    if (!cur || !prev) break;
+    why = unwell(prev) ?? standingStill(prev, cur, requireWrites) ?? '';
+    if (why !== '') break;
+    advancing++;
+  }
+  return { advancing, why };
+}
+
+/** Why `cur` is not ahead of `prev`, or undefined when it is. */
+function standingStill(
+  prev: GuestHeartbeatEvent,
+  cur: GuestHeartbeatEvent,
+  requireWrites: boolean,
+): string | undefined {
+  const span = `from seq=${prev.seq} to seq=${cur.seq}`;
+  if (cur.seq <= prev.seq) return `seq went from ${prev.seq} to ${cur.seq}`;
+  if (cur.verified <= prev.verified) return `verified stayed at ${prev.verified} ${span}`;
+  if (requireWrites && cur.written <= prev.written) return `written stayed at ${prev.written} ${span}`;
+  if (cur.disk && prev.disk && cur.disk.verified <= prev.disk.verified)
+    return `disk_verified stayed at ${prev.disk.verified} ${span}`;
+  return undefined;
+}
+
+/**
  * Judges the guest from the heartbeats observed, oldest first. 'corrupt' as
  * soon as any heartbeat in the window says so (memory or disk data wrong);
  * 'ok' when the last `minOk` heartbeats are OK (and, from the Linux guest,
@@ -106,35 +145,7 @@ export function assessGuestHealth(
     };
   }
 
-  let why = unwell(last) ?? '';
-  let advancing = why === '' ? 1 : 0;
-  for (let i = window.length - 1; i > 0 && advancing < minOk && why === ''; i--) {
-    const cur = window[i];
-    const prev = window[i - 1];
-    if (!cur || !prev) break;
-    const prevUnwell = unwell(prev);
-    if (prevUnwell !== undefined) {
-      why = prevUnwell;
-      break;
-    }
-    if (cur.seq <= prev.seq) {
-      why = `seq went from ${prev.seq} to ${cur.seq}`;
-      break;
-    }
-    if (cur.verified <= prev.verified) {
-      why = `verified stayed at ${prev.verified} from seq=${prev.seq} to seq=${cur.seq}`;
-      break;
-    }
-    if (options.requireWrites === true && cur.written <= prev.written) {
-      why = `written stayed at ${prev.written} from seq=${prev.seq} to seq=${cur.seq}`;
-      break;
-    }
-    if (cur.disk && prev.disk && cur.disk.verified <= prev.disk.verified) {
-      why = `disk_verified stayed at ${prev.disk.verified} from seq=${prev.seq} to seq=${cur.seq}`;
-      break;
-    }
-    advancing++;
-  }
+  const { advancing, why } = countAdvancing(window, minOk, options.requireWrites === true);
   if (advancing >= minOk) {
     const more = [
       ...(last.disk ? [`disk verified=${last.disk.verified}`] : []),

@@ -82,6 +82,46 @@ export function labTag(): string {
   return tag;
 }
 
+/** Each host's guest bridge, the two joined by a veth pair `link` (a's end, b's end). */
+function joinGuestBridges(a: LabHost, b: LabHost, link: { a: string; b: string }): void {
+  ip(['link', 'add', link.a, 'type', 'veth', 'peer', 'name', link.b]);
+  for (const key of ['a', 'b'] as const) {
+    const h = key === 'a' ? a : b;
+    ip(['link', 'set', link[key], 'netns', h.netns]);
+    ip(['-n', h.netns, 'link', 'add', h.bridge.name, 'type', 'bridge']);
+    ip(['-n', h.netns, 'link', 'set', link[key], 'master', h.bridge.name]);
+    ip(['-n', h.netns, 'addr', 'add', `${h.bridge.address}/${h.bridge.prefixLength}`, 'dev', h.bridge.name]);
+    ip(['-n', h.netns, 'link', 'set', link[key], 'up']);
+    ip(['-n', h.netns, 'link', 'set', h.bridge.name, 'up']);
+  }
+}
+
+/** Shapes each host's end of the link to `gbps` with tc tbf. */
+function shapeLink(hosts: readonly LabHost[], gbps: number): void {
+  // Burst must cover a few ms at line rate or tbf cannot reach the rate.
+  const burstBytes = Math.max(1 << 20, Math.round((gbps * 1e9) / 8 / 250));
+  for (const h of hosts) {
+    execFileSync('ip', [
+      'netns',
+      'exec',
+      h.netns,
+      'tc',
+      'qdisc',
+      'add',
+      'dev',
+      h.device,
+      'root',
+      'tbf',
+      'rate',
+      `${gbps}gbit`,
+      'burst',
+      String(burstBytes),
+      'latency',
+      '50ms',
+    ]);
+  }
+}
+
 /**
  * Builds two "hosts" on this machine: network namespaces `<prefix>a` and
  * `<prefix>b` joined by a veth pair, addresses 198.18.<subnet>.1 and .2, loopback
@@ -146,48 +186,8 @@ export function createTwoHostNetwork(options: {
       ip(['-n', h.netns, 'link', 'set', h.device, 'up']);
       ip(['-n', h.netns, 'link', 'set', 'lo', 'up']);
     }
-    ip(['link', 'add', guestLink.a, 'type', 'veth', 'peer', 'name', guestLink.b]);
-    for (const key of ['a', 'b'] as const) {
-      const h = key === 'a' ? a : b;
-      ip(['link', 'set', guestLink[key], 'netns', h.netns]);
-      ip(['-n', h.netns, 'link', 'add', h.bridge.name, 'type', 'bridge']);
-      ip(['-n', h.netns, 'link', 'set', guestLink[key], 'master', h.bridge.name]);
-      ip([
-        '-n',
-        h.netns,
-        'addr',
-        'add',
-        `${h.bridge.address}/${h.bridge.prefixLength}`,
-        'dev',
-        h.bridge.name,
-      ]);
-      ip(['-n', h.netns, 'link', 'set', guestLink[key], 'up']);
-      ip(['-n', h.netns, 'link', 'set', h.bridge.name, 'up']);
-    }
-    if (options.linkGbps !== undefined) {
-      // Burst must cover a few ms at line rate or tbf cannot reach the rate.
-      const burstBytes = Math.max(1 << 20, Math.round((options.linkGbps * 1e9) / 8 / 250));
-      for (const h of [a, b]) {
-        execFileSync('ip', [
-          'netns',
-          'exec',
-          h.netns,
-          'tc',
-          'qdisc',
-          'add',
-          'dev',
-          h.device,
-          'root',
-          'tbf',
-          'rate',
-          `${options.linkGbps}gbit`,
-          'burst',
-          String(burstBytes),
-          'latency',
-          '50ms',
-        ]);
-      }
-    }
+    joinGuestBridges(a, b, guestLink);
+    if (options.linkGbps !== undefined) shapeLink([a, b], options.linkGbps);
   } catch (err) {
     destroy();
     throw err;

@@ -11,7 +11,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentClient } from '../agent/index.js';
+import { AgentApi, AgentClient } from '../agent/index.js';
 import { HostSetupError } from '../errors.js';
 import type { HostSummary } from '../agent/index.js';
 import type { Accelerator } from '../qemu/index.js';
@@ -234,7 +234,7 @@ export class TwoHostLab {
 
   /** What agent `key` says about its host (accelerator and why, QEMU, transports). */
   async hostSummary(key: HostKey): Promise<HostSummary> {
-    return this.client(key).get<HostSummary>('/v1/host');
+    return new AgentApi(this.client(key)).host();
   }
 
   /** Stops an agent: SIGTERM is graceful (aborts its outgoing migrations); SIGKILL is a crash. */

@@ -79,14 +79,3 @@ export function forecastPrecopy(input: ForecastInput): Forecast {
       'allow auto-converge or post-copy, raise the downtime, or use force_complete',
   };
 }
-
-/** The figures a forecast needs, from the newest samples of a migration in progress. */
-export function ratesFromSamples(
-  samples: readonly { dirtyRateBps: number; throughputMbps: number; status: string }[],
-): { dirtyRateBps: number; throughputBps: number } | undefined {
-  const useful = samples.filter((s) => s.status === 'active' && s.throughputMbps > 0).slice(-5);
-  if (useful.length === 0) return undefined;
-  const dirty = Math.max(...useful.map((s) => s.dirtyRateBps));
-  const throughput = useful.reduce((sum, s) => sum + s.throughputMbps, 0) / useful.length;
-  return { dirtyRateBps: dirty, throughputBps: (throughput * 1e6) / 8 };
-}

@@ -1,22 +1,24 @@
 import { MigrationError, describeError } from '../errors.js';
-import type { QmpClient, QmpEvent } from '../qemu/index.js';
-import { completionTimeoutReached } from '../policy/index.js';
-import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
-import type { Forecast } from './forecast.js';
-import { settleHandOver, settleRetryDelayMs } from './handover.js';
-import { resumePostcopy } from './postcopy.js';
-import { closeTransport, type TransportFactory, type TransportSession } from './transport-session.js';
-import { restoreSourceGuest } from './source-recovery.js';
-import type {
-  GuestVerdict,
-  IncomingReply,
-  IncomingRequest,
-  MigrationReport,
-  MigrationSample,
-  MigrationState,
-} from './types.js';
-import { isTerminalMigrationState } from './types.js';
 import type { MigrationSettings } from '../policy/index.js';
+import type { QmpClient, QmpEvent } from '../qemu/index.js';
+import type { Clock } from './clock.js';
+import type { Forecast } from './forecast.js';
+import { settleHandOver } from './handover.js';
+import { initialMonitorState, nextAction, type MonitorState } from './next-action.js';
+import { finishPostcopy } from './postcopy.js';
+import { configureMigration } from './qemu-setup.js';
+import { toSample, type QueryMigrate } from './query-migrate.js';
+import { restoreSourceGuest } from './source-recovery.js';
+import { closeTransport, type TransportFactory, type TransportSession } from './transport-session.js';
+import {
+  isTerminalMigrationState,
+  type GuestVerdict,
+  type IncomingReply,
+  type IncomingRequest,
+  type MigrationReport,
+  type MigrationSample,
+  type MigrationState,
+} from './types.js';
 
 /** The destination agent, as the source driver sees it. */
 export interface DestinationPeer {
@@ -53,53 +55,46 @@ export interface SourceMigrationDeps {
   peer: DestinationPeer;
   openTransport: TransportFactory;
   recorder: MigrationRecorder;
-  /** Milliseconds, monotonic. */
-  now: () => number;
-  /** Milliseconds since the Unix epoch, for the time of each sample (default Date.now). */
-  epochNow?: () => number;
+  clock: Clock;
   /** QEMU's tls-creds-x509 directory on this host (native TLS). */
-  tlsCredsDir?: string;
+  tlsCredsDir?: string | undefined;
+  /** How often QEMU is asked for progress (and a sample recorded), ms; QEMU's events wake the driver sooner. */
   pollMs?: number;
   /** Samples the guest and predicts convergence before the migration starts. */
   forecast?: () => Promise<Forecast>;
-  /** Waits between attempts to settle a hand-over in doubt (default: a timer). */
-  sleep?: (ms: number) => Promise<void>;
 }
 
-interface QueryMigrate {
-  status?: string;
-  'total-time'?: number;
-  'expected-downtime'?: number;
-  downtime?: number;
-  'cpu-throttle-percentage'?: number;
-  'error-desc'?: string;
-  ram?: {
-    transferred?: number;
-    remaining?: number;
-    total?: number;
-    'dirty-pages-rate'?: number;
-    'page-size'?: number;
-    mbps?: number;
-    'dirty-sync-count'?: number;
-  };
+/** What one run has learnt so far, for the steps after it and the report. */
+interface RunFacts {
+  startedAt: number;
+  /** When QEMU started sending: timeouts, samples and throughput count from it, as nova's monitor does. */
+  sendingSince?: number;
+  transport?: TransportSession;
+  destinationPrepared: boolean;
+  /** Seconds after the start of sending at which QEMU switched to post-copy. */
+  switchedAt?: number;
+  pausedAt?: number;
+  completedAt?: number;
+  resumedDestinationAt?: number;
+  maxThrottle: number;
+  /** QEMU's last answer, with the last RAM figures it gave. */
+  lastInfo: QueryMigrate;
+  tlsObject?: string;
 }
 
 /**
- * Drives one outgoing live migration from the source host: asks the destination
- * to prepare, sets QEMU up, starts the migration, watches it (downtime steps,
- * completion timeout, stall detection, operator abort and force-complete), and
- * finishes it. On every failure before the guest may have started on the
- * destination, the source guest is left running and the destination is told to
- * clean up. After that point it is finished, not undone: a lost hand-over answer
- * is settled with the destination (settleHandOver) and a broken post-copy stream
- * is resumed (resumePostcopy).
+ * Drives one outgoing live migration from the source host: prepare (the guest
+ * runs, the forecast, the destination prepares, a transport to it) -> configure
+ * QEMU -> migrate, asking nextAction what to do after each look at QEMU (and in
+ * post-copy, finishPostcopy) -> hand-over -> report. On every failure before the
+ * guest may have started on the destination, the source guest is left running
+ * and the destination is told to clean up. After that point it is finished, not
+ * undone: a lost hand-over answer is settled with the destination and a broken
+ * post-copy stream is resumed.
  */
 export class SourceMigration {
   private readonly deps: SourceMigrationDeps;
-  private readonly abortController = new AbortController();
-  private forceRequested = false;
-  /** Set when the operator (not a timeout) asked to abort: the migration ends as cancelled, not failed. */
-  private operatorAbort = false;
+  private monitor: MonitorState;
   private wake: (() => void) | undefined;
   private readonly events: string[] = [];
   private latest: MigrationSample | undefined;
@@ -107,10 +102,13 @@ export class SourceMigration {
   private forecastSummary: string | undefined;
   /** The destination's host name once it answered (its address until then). */
   private destinationName: string;
+  private readonly facts: RunFacts;
 
   constructor(deps: SourceMigrationDeps) {
     this.deps = deps;
     this.destinationName = deps.peer.name;
+    this.monitor = initialMonitorState(deps.settings);
+    this.facts = { startedAt: deps.clock.now(), destinationPrepared: false, maxThrottle: 0, lastInfo: {} };
   }
 
   get progress(): { state: MigrationState; sample: MigrationSample | undefined } {
@@ -119,297 +117,209 @@ export class SourceMigration {
 
   /** Operator abort: cancel unless post-copy has already started (then it cannot be undone). */
   abort(reason = 'aborted by the operator'): void {
-    if (!this.abortController.signal.aborted) {
-      this.operatorAbort = true;
-      this.abortController.abort(new Error(reason));
-    }
+    if (this.monitor.abort === undefined)
+      this.monitor = { ...this.monitor, abort: { reason, byOperator: true } };
     this.wake?.();
   }
 
   /** Operator force-complete: post-copy when enabled for this migration, else pause the guest. */
   forceComplete(): void {
-    this.forceRequested = true;
+    this.monitor = { ...this.monitor, forceRequested: true };
     this.wake?.();
   }
 
   async run(): Promise<MigrationReport> {
-    const { deps } = this;
-    const { settings, qmp } = deps;
-    const started = deps.now();
-    // Timeouts, samples and throughput count from the moment QEMU starts sending, as nova's monitor does.
-    let sendingSince: number | undefined;
-    const elapsedSeconds = (): number => (deps.now() - (sendingSince ?? started)) / 1000;
-    let transport: TransportSession | undefined;
-    let destinationPrepared = false;
-    let switchedToPostcopy: number | undefined;
-    let pausedAt: number | undefined;
-    let resumedDestinationAt: number | undefined;
-    let maxThrottle = 0;
-    let lastInfo: QueryMigrate = {};
-    let tlsObject: string | undefined;
-    const wasRunning = await this.guestRunning();
-
-    // Terminal states are recorded by the caller, together with the report.
-    const setState = (state: MigrationState, message: string): void => {
-      this.state = state;
-      if (!isTerminalMigrationState(state)) deps.recorder.state(state, message);
-    };
-
+    this.facts.startedAt = this.deps.clock.now();
     try {
-      if (!wasRunning) throw new MigrationError(`VM ${deps.request.spec.name} is not running on the source`);
-      if (deps.forecast !== undefined) {
-        setState('preparing', 'sampling the guest dirty rate for the forecast');
-        const forecast = await deps.forecast().catch((err: unknown) => {
-          this.events.push(`no forecast: ${describeError(err)}`);
-          return undefined;
-        });
-        this.forecastSummary = forecast?.summary;
-        const helped =
-          settings.autoConverge || settings.postCopy || settings.timeoutAction === 'force_complete';
-        if (forecast !== undefined && !forecast.converges && !helped) {
-          this.events.push(`warning: forecast says this migration ${forecast.summary}`);
-          deps.recorder.state('preparing', `warning: ${forecast.summary}`);
-        }
-        this.throwIfAborted();
-      }
-      setState('preparing', `asking ${deps.peer.name} to prepare an incoming VM`);
-      const reply = await deps.peer.prepare({
-        ...deps.request,
-        migrationId: deps.id,
-        sourceHost: deps.sourceHost,
-      });
-      destinationPrepared = true;
-      this.destinationName = reply.destinationHost;
-      this.throwIfAborted();
-      transport = await deps.openTransport(reply);
-
-      await qmp.execute('migrate-set-capabilities', {
-        capabilities: [
-          { capability: 'events', state: true },
-          { capability: 'multifd', state: settings.channels > 1 },
-          { capability: 'postcopy-ram', state: settings.postCopy },
-          { capability: 'auto-converge', state: settings.autoConverge },
-        ],
-      });
-      if (settings.transport === 'native' && settings.tls) {
-        if (deps.tlsCredsDir === undefined)
-          throw new MigrationError('native TLS planned but this agent has no QEMU TLS credentials');
-        tlsObject = `vmf-tls-${deps.id.slice(0, 8)}`;
-        await qmp.execute('object-add', {
-          'qom-type': 'tls-creds-x509',
-          id: tlsObject,
-          dir: deps.tlsCredsDir,
-          endpoint: 'client',
-          'verify-peer': true,
-        });
-      }
-      const firstDowntime = downtimeChange(settings.downtimeSteps, 0, undefined);
-      let appliedDowntime = firstDowntime;
-      await qmp.execute('migrate-set-parameters', {
-        'max-bandwidth': settings.maxBandwidthBytes,
-        // The cap holds after a post-copy switch too (0: QEMU's default, unlimited).
-        'max-postcopy-bandwidth': settings.bandwidthMiBps * 1024 * 1024,
-        ...(settings.channels > 1 ? { 'multifd-channels': settings.channels } : {}),
-        ...(firstDowntime !== undefined ? { 'downtime-limit': firstDowntime } : {}),
-        'tls-creds': tlsObject ?? '',
-        'tls-hostname': tlsObject !== undefined ? reply.destinationHost : '',
-      });
-
-      const offEvents = qmp.on('MIGRATION', (e: QmpEvent) => {
-        if (typeof e.data.status === 'string' && e.data.status !== 'active') this.wake?.();
-      });
-      try {
-        sendingSince = deps.now();
-        await qmp.execute('migrate', { uri: transport.uri });
-        setState(
-          'migrating',
-          `migrating over ${settings.transport}${settings.tls ? ' with TLS' : ''} to ${deps.peer.name}`,
-        );
-        let stall: StallState | undefined;
-        let timeoutHandled = false;
-        let recoveries = 0;
-        let nextRecoveryAt = 0;
-        for (;;) {
-          await this.tick();
-          const info = await qmp.execute<QueryMigrate>('query-migrate');
-          // A cancelled or failed migration reports no RAM figures: keep the last ones for the report.
-          lastInfo = info.ram === undefined ? { ...info, ram: lastInfo.ram } : info;
-          const status = lastInfo.status ?? 'none';
-          const elapsed = elapsedSeconds();
-          const sample = toSample(lastInfo, elapsed * 1000, appliedDowntime, (deps.epochNow ?? Date.now)());
-          maxThrottle = Math.max(maxThrottle, sample.cpuThrottlePct);
-          this.latest = sample;
-          deps.recorder.sample(sample);
-
-          if (status === 'completed') break;
-          if (status === 'failed' || status === 'cancelled') {
-            throw new MigrationError(
-              status === 'cancelled'
-                ? `migration ${this.operatorAbort ? 'cancelled' : 'aborted'}: ${describeError(this.abortController.signal.reason)}`
-                : `QEMU reports the migration failed: ${lastInfo['error-desc'] ?? 'no reason given'}`,
-            );
-          }
-          if (status === 'postcopy-active' && switchedToPostcopy === undefined) {
-            switchedToPostcopy = elapsed;
-            setState('postcopy', `switched to post-copy after ${elapsed.toFixed(1)} s`);
-            this.events.push(`post-copy started at ${elapsed.toFixed(1)} s`);
-            // If the destination cannot be told now, its guest starts at the hand-over instead
-            // (complete() resumes it): the migration goes on either way.
-            await deps.peer.resume(deps.id).then(
-              () => (resumedDestinationAt = deps.now()),
-              (err: unknown) =>
-                this.events.push(
-                  `could not resume the guest on ${deps.peer.name} at the switch (${describeError(err)}); it starts at the hand-over`,
-                ),
-            );
-          }
-          if (status === 'postcopy-paused' && deps.now() >= nextRecoveryAt) {
-            // The stream broke after the switch: the guest runs on the destination and
-            // waits there for pages only this QEMU has. Nothing but resuming can save it.
-            recoveries += 1;
-            try {
-              const previous = transport;
-              transport = undefined;
-              transport = await resumePostcopy({
-                previous,
-                qmp,
-                peer: deps.peer,
-                migrationId: deps.id,
-                openTransport: deps.openTransport,
-              });
-              this.events.push(
-                `post-copy stream broken at ${elapsed.toFixed(1)} s: resumed over a new connection (recovery ${recoveries})`,
-              );
-              setState('postcopy', `post-copy resumed over a new connection (recovery ${recoveries})`);
-            } catch (err) {
-              nextRecoveryAt = deps.now() + settleRetryDelayMs(recoveries - 1);
-              const message = `post-copy recovery ${recoveries} failed: ${describeError(err)}; trying again`;
-              if (recoveries <= 5 || recoveries % 30 === 0) this.events.push(message);
-              setState('postcopy', message);
-            }
-            continue;
-          }
-          if (this.abortController.signal.aborted) {
-            if (switchedToPostcopy !== undefined) {
-              this.events.push(
-                'abort refused: post-copy has started, the guest already runs on the destination',
-              );
-            } else if (status !== 'cancelling') {
-              this.events.push(`abort requested at ${elapsed.toFixed(1)} s`);
-              await qmp.execute('migrate_cancel');
-            }
-            continue;
-          }
-          const { state: nextStall, stalled } = trackProgress(
-            stall,
-            sample.remainingBytes,
-            elapsed,
-            settings.stallSeconds,
-          );
-          stall = nextStall;
-          const timedOut = completionTimeoutReached(
-            elapsed,
-            settings.completionTimeoutSeconds,
-            switchedToPostcopy !== undefined,
-          );
-          if (!timeoutHandled && switchedToPostcopy === undefined && pausedAt === undefined) {
-            let trigger: string | undefined;
-            if (this.forceRequested) trigger = 'force-complete requested by the operator';
-            else if (timedOut)
-              trigger = `completion timeout of ${settings.completionTimeoutSeconds} s reached`;
-            else if (stalled) trigger = `no progress for ${settings.stallSeconds} s`;
-            if (trigger !== undefined) {
-              timeoutHandled = true;
-              const response = this.forceRequested
-                ? timeoutResponse('force_complete', settings.postCopy)
-                : timeoutResponse(settings.timeoutAction, settings.postCopy);
-              this.events.push(`${trigger} at ${elapsed.toFixed(1)} s: ${response}`);
-              if (response === 'abort') {
-                this.abortController.abort(new Error(trigger));
-                await qmp.execute('migrate_cancel');
-              } else if (response === 'postcopy') {
-                await qmp.execute('migrate-start-postcopy');
-              } else {
-                pausedAt = deps.now();
-                await qmp.execute('stop');
-              }
-              continue;
-            }
-          }
-          const change = downtimeChange(settings.downtimeSteps, elapsed, appliedDowntime);
-          if (change !== undefined && switchedToPostcopy === undefined) {
-            await qmp.execute('migrate-set-parameters', { 'downtime-limit': change });
-            appliedDowntime = change;
-          }
-        }
-      } finally {
-        offEvents();
-      }
-
-      setState('completing', `QEMU finished sending; starting the guest on ${deps.peer.name}`);
-      const completedAt = deps.now();
+      await this.prepare();
+      await this.configureQemu();
+      await this.migrate();
+      this.setState('completing', `QEMU finished sending; starting the guest on ${this.deps.peer.name}`);
+      this.facts.completedAt = this.deps.clock.now();
       await this.handOver();
-      resumedDestinationAt ??= deps.now();
-      const guest = await deps.peer.guestHealth(deps.id).catch((err: unknown): GuestVerdict => ({
-        state: 'unknown',
-        reason: `could not ask the destination: ${describeError(err)}`,
-      }));
-      const seconds = (completedAt - (sendingSince ?? started)) / 1000;
-      const bytes = lastInfo.ram?.transferred ?? 0;
-      const qemuDowntime = lastInfo.downtime;
-      const handover = switchedToPostcopy === undefined ? resumedDestinationAt - completedAt : 0;
-      const downtimeMs =
-        pausedAt !== undefined
-          ? resumedDestinationAt - pausedAt
-          : qemuDowntime !== undefined
-            ? qemuDowntime + handover
-            : undefined;
-      setState('completed', `the VM runs on ${deps.peer.name}; guest ${guest.state}`);
-      return this.report('completed', {
-        bytes,
-        seconds,
-        totalSeconds: (completedAt - started) / 1000,
-        downtimeMs,
-        iterations: lastInfo.ram?.['dirty-sync-count'] ?? 0,
-        maxThrottle,
-        switchedToPostcopy,
-        forcedPauseMs: pausedAt !== undefined ? resumedDestinationAt - pausedAt : undefined,
-        guest,
-        error: undefined,
-      });
+      return await this.completedReport();
     } catch (err) {
-      const cancelled = this.operatorAbort && switchedToPostcopy === undefined;
-      const message = describeError(err);
-      const recovery = (await restoreSourceGuest(deps.qmp, switchedToPostcopy !== undefined)).message;
-      if (switchedToPostcopy !== undefined) {
-        // The destination holds the guest's newest CPU and device state: it must not drop it.
-        this.events.push(`post-copy had started: ${deps.peer.name} keeps its copy of the guest`);
-      } else if (destinationPrepared) {
-        await deps.peer.abort(deps.id, message).then(
-          (outcome) => {
-            if (outcome === 'running') this.events.push(`${deps.peer.name} keeps the guest: it runs there`);
-          },
-          (e: unknown) => this.events.push(`destination cleanup failed: ${describeError(e)}`),
-        );
-      }
-      const status = cancelled ? 'cancelled' : 'failed';
-      setState(status, `${message}; ${recovery}`);
-      return this.report(status, {
-        bytes: lastInfo.ram?.transferred ?? 0,
-        seconds: elapsedSeconds(),
-        totalSeconds: (deps.now() - started) / 1000,
-        downtimeMs: undefined,
-        iterations: lastInfo.ram?.['dirty-sync-count'] ?? 0,
-        maxThrottle,
-        switchedToPostcopy,
-        forcedPauseMs: undefined,
-        guest: { state: 'unknown', reason: recovery },
-        error: message,
-      });
+      return await this.failedReport(err);
     } finally {
-      await closeTransport(transport);
-      if (tlsObject !== undefined) await qmp.execute('object-del', { id: tlsObject }).catch(() => undefined);
+      await closeTransport(this.facts.transport);
+      const { tlsObject } = this.facts;
+      if (tlsObject !== undefined)
+        await this.deps.qmp.execute('object-del', { id: tlsObject }).catch(() => undefined);
     }
+  }
+
+  /** The guest runs here, the forecast is made, the destination prepared, a transport open to it. */
+  private async prepare(): Promise<void> {
+    const { deps } = this;
+    const status = await deps.qmp.execute<{ status: string; running: boolean }>('query-status');
+    if (!status.running)
+      throw new MigrationError(`VM ${deps.request.spec.name} is not running on the source`);
+    if (deps.forecast !== undefined) await this.makeForecast(deps.forecast);
+    this.setState('preparing', `asking ${deps.peer.name} to prepare an incoming VM`);
+    const reply = await deps.peer.prepare({
+      ...deps.request,
+      migrationId: deps.id,
+      sourceHost: deps.sourceHost,
+    });
+    this.facts.destinationPrepared = true;
+    this.destinationName = reply.destinationHost;
+    this.throwIfAborted();
+    this.facts.transport = await deps.openTransport(reply);
+  }
+
+  private async makeForecast(forecast: () => Promise<Forecast>): Promise<void> {
+    const { settings } = this.deps;
+    this.setState('preparing', 'sampling the guest dirty rate for the forecast');
+    const made = await forecast().catch((err: unknown) => {
+      this.events.push(`no forecast: ${describeError(err)}`);
+      return undefined;
+    });
+    this.forecastSummary = made?.summary;
+    const helped = settings.autoConverge || settings.postCopy || settings.timeoutAction === 'force_complete';
+    if (made !== undefined && !made.converges && !helped) {
+      this.events.push(`warning: forecast says this migration ${made.summary}`);
+      this.deps.recorder.state('preparing', `warning: ${made.summary}`);
+    }
+    this.throwIfAborted();
+  }
+
+  private async configureQemu(): Promise<void> {
+    const { deps } = this;
+    this.facts.tlsObject = await configureMigration(
+      deps.qmp,
+      {
+        role: 'source',
+        settings: deps.settings,
+        downtimeLimitMs: this.monitor.downtimeLimitMs,
+        destinationHost: this.destinationName,
+      },
+      { objectId: `vmf-tls-${deps.id.slice(0, 8)}`, credsDir: deps.tlsCredsDir, host: deps.sourceHost },
+    );
+  }
+
+  /** Starts QEMU sending and follows it to the end: pre-copy by nextAction, then post-copy if it switched. */
+  private async migrate(): Promise<void> {
+    const { deps } = this;
+    const offEvents = deps.qmp.on('MIGRATION', (e: QmpEvent) => {
+      if (typeof e.data.status === 'string' && e.data.status !== 'active') this.wake?.();
+    });
+    try {
+      this.facts.sendingSince = deps.clock.now();
+      await deps.qmp.execute('migrate', { uri: this.facts.transport?.uri });
+      const { transport, tls } = deps.settings;
+      this.setState('migrating', `migrating over ${transport}${tls ? ' with TLS' : ''} to ${deps.peer.name}`);
+      if ((await this.precopy()) === 'postcopy') await this.postcopy();
+    } finally {
+      offEvents();
+    }
+  }
+
+  /** Looks at QEMU until it completes or switches to post-copy, doing what nextAction says after each look. */
+  private async precopy(): Promise<'completed' | 'postcopy'> {
+    const { qmp } = this.deps;
+    for (;;) {
+      await this.tick();
+      const sample = this.record(await qmp.execute<QueryMigrate>('query-migrate'));
+      const next = nextAction(this.monitor, sample);
+      this.monitor = next.state;
+      const { action } = next;
+      if ('event' in action && action.event !== undefined) this.events.push(action.event);
+      switch (action.kind) {
+        case 'completed':
+        case 'postcopy':
+          return action.kind;
+        case 'qemu-failed':
+          throw new MigrationError(
+            `QEMU reports the migration failed: ${this.facts.lastInfo['error-desc'] ?? 'no reason given'}`,
+          );
+        case 'cancelled':
+          throw new MigrationError(action.message);
+        case 'cancel':
+          await qmp.execute('migrate_cancel');
+          break;
+        case 'start-postcopy':
+          await qmp.execute('migrate-start-postcopy');
+          break;
+        case 'pause':
+          this.facts.pausedAt = this.deps.clock.now();
+          await qmp.execute('stop');
+          break;
+        case 'set-downtime':
+          await qmp.execute('migrate-set-parameters', { 'downtime-limit': action.downtimeMs });
+          break;
+        case 'wait':
+          break;
+      }
+    }
+  }
+
+  /**
+   * QEMU switched to post-copy: the guest must run on the destination now, and the
+   * migration is finished from here whatever happens to the stream (finishPostcopy).
+   */
+  private async postcopy(): Promise<void> {
+    const { deps, facts } = this;
+    const elapsed = this.elapsedSeconds();
+    facts.switchedAt = elapsed;
+    this.setState('postcopy', `switched to post-copy after ${elapsed.toFixed(1)} s`);
+    this.events.push(`post-copy started at ${elapsed.toFixed(1)} s`);
+    // If the destination cannot be told now, its guest starts at the hand-over instead
+    // (complete() resumes it): the migration goes on either way.
+    await deps.peer.resume(deps.id).then(
+      () => (facts.resumedDestinationAt = deps.clock.now()),
+      (err: unknown) =>
+        this.events.push(
+          `could not resume the guest on ${deps.peer.name} at the switch (${describeError(err)}); it starts at the hand-over`,
+        ),
+    );
+    const transport = facts.transport;
+    delete facts.transport;
+    const end = await finishPostcopy({
+      qmp: deps.qmp,
+      peer: deps.peer,
+      migrationId: deps.id,
+      openTransport: deps.openTransport,
+      clock: deps.clock,
+      transport,
+      wait: () => this.tick(),
+      onLook: (info) => this.lookInPostcopy(info),
+      onRecovery: (attempt, error) => this.recovered(attempt, error),
+    });
+    if (end.transport !== undefined) facts.transport = end.transport;
+  }
+
+  private lookInPostcopy(info: QueryMigrate): void {
+    this.record(info);
+    if (this.monitor.abort !== undefined && !this.monitor.cancelAnnounced) {
+      this.monitor = { ...this.monitor, cancelAnnounced: true };
+      this.events.push('abort refused: post-copy has started, the guest already runs on the destination');
+    }
+  }
+
+  private recovered(attempt: number, error: unknown): void {
+    const at = this.elapsedSeconds().toFixed(1);
+    if (error === undefined) {
+      this.events.push(
+        `post-copy stream broken at ${at} s: resumed over a new connection (recovery ${attempt})`,
+      );
+      this.setState('postcopy', `post-copy resumed over a new connection (recovery ${attempt})`);
+      return;
+    }
+    const message = `post-copy recovery ${attempt} failed: ${describeError(error)}; trying again`;
+    if (attempt <= 5 || attempt % 30 === 0) this.events.push(message);
+    this.setState('postcopy', message);
+  }
+
+  /** Keeps QEMU's answer (a cancelled or failed migration reports no RAM figures: the last ones stay) and records its sample. */
+  private record(info: QueryMigrate): MigrationSample {
+    const { facts, deps } = this;
+    facts.lastInfo = info.ram === undefined ? { ...info, ram: facts.lastInfo.ram } : info;
+    const elapsedMs = this.elapsedSeconds() * 1000;
+    const sample = toSample(facts.lastInfo, elapsedMs, this.monitor.downtimeLimitMs, deps.clock.epochMs());
+    facts.maxThrottle = Math.max(facts.maxThrottle, sample.cpuThrottlePct);
+    this.latest = sample;
+    deps.recorder.sample(sample);
+    return sample;
   }
 
   /**
@@ -418,7 +328,7 @@ export class SourceMigration {
    * anything else, so the source is never resumed beside a running copy.
    */
   private async handOver(): Promise<void> {
-    const { peer, id } = this.deps;
+    const { peer, id, clock } = this.deps;
     try {
       await peer.complete(id);
       return;
@@ -430,7 +340,7 @@ export class SourceMigration {
         peer,
         migrationId: id,
         cause: err,
-        sleep: this.deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+        sleep: (ms) => clock.sleep(ms),
         onWaiting: (message) => this.deps.recorder.state('completing', message),
       });
       if (outcome === 'running') {
@@ -447,47 +357,103 @@ export class SourceMigration {
     }
   }
 
-  private throwIfAborted(): void {
-    if (this.abortController.signal.aborted) {
-      throw new MigrationError(`migration cancelled: ${describeError(this.abortController.signal.reason)}`);
+  private async completedReport(): Promise<MigrationReport> {
+    const { deps, facts } = this;
+    facts.resumedDestinationAt ??= deps.clock.now();
+    const guest = await deps.peer.guestHealth(deps.id).catch((err: unknown): GuestVerdict => ({
+      state: 'unknown',
+      reason: `could not ask the destination: ${describeError(err)}`,
+    }));
+    const completedAt = facts.completedAt ?? deps.clock.now();
+    const qemuDowntime = facts.lastInfo.downtime;
+    const handover = facts.switchedAt === undefined ? facts.resumedDestinationAt - completedAt : 0;
+    const forcedPauseMs =
+      facts.pausedAt !== undefined ? facts.resumedDestinationAt - facts.pausedAt : undefined;
+    this.setState('completed', `the VM runs on ${deps.peer.name}; guest ${guest.state}`);
+    return this.report('completed', {
+      seconds: (completedAt - (facts.sendingSince ?? facts.startedAt)) / 1000,
+      totalSeconds: (completedAt - facts.startedAt) / 1000,
+      downtimeMs: forcedPauseMs ?? (qemuDowntime !== undefined ? qemuDowntime + handover : undefined),
+      forcedPauseMs,
+      guest,
+      error: undefined,
+    });
+  }
+
+  /** Puts the source back (unless post-copy started), tells the destination to drop its copy, and reports. */
+  private async failedReport(err: unknown): Promise<MigrationReport> {
+    const { deps, facts } = this;
+    const postcopy = facts.switchedAt !== undefined;
+    const cancelled = this.monitor.abort?.byOperator === true && !postcopy;
+    const message = describeError(err);
+    const recovery = (await restoreSourceGuest(deps.qmp, postcopy)).message;
+    if (postcopy) {
+      // The destination holds the guest's newest CPU and device state: it must not drop it.
+      this.events.push(`post-copy had started: ${deps.peer.name} keeps its copy of the guest`);
+    } else if (facts.destinationPrepared) {
+      await deps.peer.abort(deps.id, message).then(
+        (outcome) => {
+          if (outcome === 'running') this.events.push(`${deps.peer.name} keeps the guest: it runs there`);
+        },
+        (e: unknown) => this.events.push(`destination cleanup failed: ${describeError(e)}`),
+      );
     }
+    const status = cancelled ? 'cancelled' : 'failed';
+    this.setState(status, `${message}; ${recovery}`);
+    return this.report(status, {
+      seconds: this.elapsedSeconds(),
+      totalSeconds: (deps.clock.now() - facts.startedAt) / 1000,
+      downtimeMs: undefined,
+      forcedPauseMs: undefined,
+      guest: { state: 'unknown', reason: recovery },
+      error: message,
+    });
   }
 
-  private async guestRunning(): Promise<boolean> {
-    const status = await this.deps.qmp.execute<{ status: string; running: boolean }>('query-status');
-    return status.running;
+  /** Terminal states are recorded by the caller, together with the report. */
+  private setState(state: MigrationState, message: string): void {
+    this.state = state;
+    if (!isTerminalMigrationState(state)) this.deps.recorder.state(state, message);
   }
 
+  private elapsedSeconds(): number {
+    return (this.deps.clock.now() - (this.facts.sendingSince ?? this.facts.startedAt)) / 1000;
+  }
+
+  private throwIfAborted(): void {
+    const { abort } = this.monitor;
+    if (abort !== undefined) throw new MigrationError(`migration cancelled: ${abort.reason}`);
+  }
+
+  /** Waits `pollMs`, or less when QEMU reports a change or the operator asks for something. */
   private tick(): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, this.deps.pollMs ?? 250);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
         this.wake = undefined;
-        done();
+        resolve();
       };
+      this.wake = finish;
+      void this.deps.clock.sleep(this.deps.pollMs ?? 250).then(finish);
     });
   }
 
   private report(
     status: MigrationReport['status'],
     r: {
-      bytes: number;
       seconds: number;
       totalSeconds: number;
       downtimeMs: number | undefined;
-      iterations: number;
-      maxThrottle: number;
-      switchedToPostcopy: number | undefined;
       forcedPauseMs: number | undefined;
       guest: GuestVerdict;
       error: string | undefined;
     },
   ): MigrationReport {
     const { settings, request } = this.deps;
+    const { lastInfo, switchedAt, maxThrottle } = this.facts;
+    const bytes = lastInfo.ram?.transferred ?? 0;
     return {
       id: this.deps.id,
       vm: request.spec.name,
@@ -500,14 +466,14 @@ export class SourceMigration {
       postCopy: settings.postCopy,
       autoConverge: settings.autoConverge,
       reasons: settings.reasons,
-      bytes: r.bytes,
+      bytes,
       seconds: round(r.seconds, 3),
       totalSeconds: round(r.totalSeconds, 3),
-      gbps: r.seconds > 0 ? round((r.bytes * 8) / r.seconds / 1e9, 3) : 0,
+      gbps: r.seconds > 0 ? round((bytes * 8) / r.seconds / 1e9, 3) : 0,
       downtimeMs: r.downtimeMs === undefined ? undefined : Math.round(r.downtimeMs),
-      iterations: r.iterations,
-      maxCpuThrottlePct: r.maxThrottle,
-      postcopySwitchSeconds: r.switchedToPostcopy === undefined ? undefined : round(r.switchedToPostcopy, 2),
+      iterations: lastInfo.ram?.['dirty-sync-count'] ?? 0,
+      maxCpuThrottlePct: maxThrottle,
+      postcopySwitchSeconds: switchedAt === undefined ? undefined : round(switchedAt, 2),
       forcedPauseMs: r.forcedPauseMs === undefined ? undefined : Math.round(r.forcedPauseMs),
       events: [...this.events],
       forecast: this.forecastSummary,
@@ -521,27 +487,4 @@ export class SourceMigration {
 function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
-}
-
-function toSample(
-  info: QueryMigrate,
-  elapsedMs: number,
-  downtimeLimitMs: number | undefined,
-  time: number,
-): MigrationSample {
-  const ram = info.ram ?? {};
-  return {
-    time,
-    elapsedMs,
-    status: info.status ?? 'none',
-    transferredBytes: ram.transferred ?? 0,
-    remainingBytes: ram.remaining ?? 0,
-    totalBytes: ram.total ?? 0,
-    dirtyRateBps: (ram['dirty-pages-rate'] ?? 0) * (ram['page-size'] ?? 4096),
-    throughputMbps: ram.mbps ?? 0,
-    pass: ram['dirty-sync-count'] ?? 0,
-    expectedDowntimeMs: info['expected-downtime'] ?? 0,
-    cpuThrottlePct: info['cpu-throttle-percentage'] ?? 0,
-    downtimeLimitMs,
-  };
 }

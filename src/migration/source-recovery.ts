@@ -1,10 +1,6 @@
 import { QmpCommandError, describeError } from '../errors.js';
 import type { QmpClient } from '../qemu/index.js';
-
-/** Migration statuses in which the source QEMU is still sending (pre-copy). */
-const SENDING = ['active', 'setup', 'cancelling', 'pre-switchover', 'device', 'wait-unplug'];
-/** Once post-copy started, the guest runs on the destination: the source must not resume. */
-const POSTCOPY = ['postcopy-active', 'postcopy-paused', 'postcopy-recover'];
+import { POSTCOPY_STATUSES, SENDING_STATUSES } from './query-migrate.js';
 
 export interface SourceRestore {
   /** running: the guest runs here; split: post-copy had started; gone/unknown: QEMU is dead or did not answer. */
@@ -29,8 +25,8 @@ export async function restoreSourceGuest(qmp: QmpClient, postcopyStarted = false
   try {
     for (let i = 0; i < 100; i++) {
       const status = (await qmp.execute<{ status?: string }>('query-migrate')).status ?? 'none';
-      if (POSTCOPY.includes(status)) return split;
-      if (!SENDING.includes(status)) break;
+      if (POSTCOPY_STATUSES.includes(status)) return split;
+      if (!SENDING_STATUSES.includes(status)) break;
       if (status !== 'cancelling') await qmp.execute('migrate_cancel');
       await new Promise((r) => setTimeout(r, 100));
     }

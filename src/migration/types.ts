@@ -1,4 +1,4 @@
-import type { Transport, TunnelMode } from '../policy/index.js';
+import type { MigrationSettings, Transport } from '../policy/index.js';
 import type { VmSpec } from '../qemu/index.js';
 
 /** A migration's life, as the journal records it. */
@@ -46,11 +46,8 @@ export interface MigrationSample {
 export interface IncomingRequest {
   migrationId: string;
   spec: VmSpec;
-  transport: Transport;
-  tls: boolean;
-  channels: number;
-  tunnel: TunnelMode;
-  postCopy: boolean;
+  /** The source's plan for it: how the stream travels, and the rest for the destination's record. */
+  settings: MigrationSettings;
   /** The source host's agent name, for logs and tunnel authorization. */
   sourceHost: string;
   /** The accelerator the guest runs under on the source: the destination refuses another. */

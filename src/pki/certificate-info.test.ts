@@ -29,4 +29,12 @@ describe('certificate info', () => {
     assert.equal(commonNameOf('C=UK\nO=x\nCN=host-a'), 'host-a');
     assert.equal(commonNameOf('O=x'), '');
   });
+
+  it('reads CNs as Node reports them; a certificate with several CNs names nobody, in either form', () => {
+    assert.equal(commonNameOf({ CN: 'a' }), 'a');
+    assert.equal(commonNameOf({ CN: ['a', 'b'] }), '');
+    assert.equal(commonNameOf('CN=a\nCN=b'), '');
+    assert.equal(commonNameOf(undefined), '');
+    assert.equal(commonNameOf({}), '');
+  });
 });

@@ -40,12 +40,21 @@ export function certificateInfo(cert: X509Certificate): CertificateInfo {
   };
 }
 
-/** The CN of a distinguished name as Node prints it ("C=UK\nCN=host-a"); "" when there is none. */
-export function commonNameOf(distinguishedName: string): string {
-  for (const line of distinguishedName.split('\n')) {
-    if (line.startsWith('CN=')) return unquote(line.slice(3));
-  }
-  return '';
+/**
+ * The CN of a certificate's subject (or issuer) as Node gives it: the text of an
+ * X509Certificate ("C=UK\nCN=host-a") or the object of a TLS peer certificate.
+ * "" when it has none, and when it has several: vmferry authorizes by CN, and a
+ * certificate naming several hosts names none of them (its CA never issues one).
+ */
+export function commonNameOf(subject: string | { CN?: string | string[] } | undefined): string {
+  const names =
+    typeof subject === 'string'
+      ? subject
+          .split('\n')
+          .filter((line) => line.startsWith('CN='))
+          .map((line) => unquote(line.slice(3)))
+      : [subject?.CN ?? []].flat();
+  return names.length === 1 ? (names[0] ?? '') : '';
 }
 
 /**

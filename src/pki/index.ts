@@ -19,7 +19,7 @@
  */
 export { CA_FILES, DEFAULT_CA_DAYS, caPaths, initCa, loadCa } from './ca.js';
 export type { CaPaths, InitCaOptions, LoadedCa } from './ca.js';
-export { certificateInfo, parseCertificate } from './certificate-info.js';
+export { certificateInfo, commonNameOf, parseCertificate } from './certificate-info.js';
 export type { CertificateInfo } from './certificate-info.js';
 export { IDENTITY_FILES, checkTlsIdentity, loadTlsIdentity } from './identity.js';
 export type { TlsIdentity } from './identity.js';
@@ -30,7 +30,7 @@ export type { IssueOptions, IssuedIdentity } from './issue.js';
 export { validateCertName, validateDays, validateDnsName, validateIpAddress } from './names.js';
 export { createOpensslRunner, runOpenssl } from './openssl.js';
 export type { OpensslRunner } from './openssl.js';
-export { peerIdentity, requirePeer } from './peer.js';
+export { peerIdentity } from './peer.js';
 export type { PeerIdentity } from './peer.js';
 export {
   QEMU_TLS_FILES,

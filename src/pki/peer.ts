@@ -1,6 +1,5 @@
 import type { TLSSocket } from 'node:tls';
-import { AuthError } from '../errors.js';
-import { parseSubjectAltName } from './certificate-info.js';
+import { commonNameOf, parseSubjectAltName } from './certificate-info.js';
 
 /** Who is at the other end of an authenticated TLS connection. */
 export interface PeerIdentity {
@@ -21,9 +20,7 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
   if (!socket.authorized) return undefined;
   const cert = socket.getPeerCertificate(false);
   if (cert === null || typeof cert !== 'object' || Object.keys(cert).length === 0) return undefined;
-  // Several CNs would be ambiguous for authorization; our CA never issues that, so it names nobody.
-  const cn: unknown = cert.subject?.CN;
-  const commonName = typeof cn === 'string' ? cn : '';
+  const commonName = commonNameOf(cert.subject);
   const sans = parseSubjectAltName(cert.subjectaltname ?? '');
   return {
     commonName,
@@ -32,25 +29,4 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
     serialNumber: cert.serialNumber,
     fingerprint256: cert.fingerprint256,
   };
-}
-
-/**
- * The peer's identity, or an AuthError when it has none; with `allowedNames`,
- * also when its CN is not one of them.
- */
-export function requirePeer(socket: TLSSocket, allowedNames?: readonly string[]): PeerIdentity {
-  const peer = peerIdentity(socket);
-  if (peer === undefined) {
-    const why =
-      socket.authorizationError === undefined ? 'no client certificate' : String(socket.authorizationError);
-    throw new AuthError(`peer not authenticated: ${why}`, {
-      hint: "connect with a certificate issued by this deployment's CA (vmferry ca issue)",
-    });
-  }
-  if (allowedNames !== undefined && !allowedNames.includes(peer.commonName)) {
-    throw new AuthError(
-      `peer '${peer.commonName}' is not allowed here (expected ${allowedNames.join(' or ') || 'nobody'})`,
-    );
-  }
-  return peer;
 }

@@ -1,5 +1,4 @@
 // Public face of src/policy: pure decisions about how a migration runs.
-export { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';
 export {
   completionTimeoutReached,
   completionTimeoutSeconds,
@@ -12,6 +11,7 @@ export { UNLIMITED_BANDWIDTH_BYTES } from './decide-limits.js';
 export { migrationSettings, planMigration, type MigrationPlan } from './migration-plan.js';
 export { CHANNEL_RANGE, checkChannels, type MigrationKind, type PlanInput } from './plan-input.js';
 export { RELAY_WORKER_RANGE, decideRelayWorkers } from './relay-workers.js';
+export { checkMigrationSettings } from './check-settings.js';
 export type {
   Decided,
   Encryption,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { checkConfig, optionsFrom, type OptionValues, type ResolvedOptions } from '../config/index.js';
 import { PlanError } from '../errors.js';
-import { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';
+import { FULL_CAPABILITIES, type HostCapabilities } from '../qemu/index.js';
 import { UNLIMITED_BANDWIDTH_BYTES } from './decide-limits.js';
 import { planMigration, type MigrationPlan } from './migration-plan.js';
 import type { PlanInput } from './plan-input.js';

@@ -7,7 +7,7 @@ import {
   type ResolvedOptions,
 } from '../config/index.js';
 import { PlanError, UsageError } from '../errors.js';
-import type { HostCapabilities } from './host-capabilities.js';
+import type { HostCapabilities } from '../qemu/index.js';
 import type { MigrationOverrides } from './types.js';
 
 export type MigrationKind = 'live' | 'block';

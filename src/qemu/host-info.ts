@@ -4,7 +4,7 @@ import { guestKernelPath } from '../guest/index.js';
 import { probeAccelerator, type AcceleratorProbe } from './accel-probe.js';
 import { hostCpuFromCpuinfo, type CpuModel, type HostCpu } from './cpu-models.js';
 import type { Accelerator } from './vm-spec.js';
-import type { HostCapabilities } from '../policy/index.js';
+import type { HostCapabilities } from './host-capabilities.js';
 import { probeKvmCpuModels, probeQemuFeatures, type QemuFeatures } from './qemu-features.js';
 import { DEFAULT_QEMU_BINARY } from './qemu-process.js';
 

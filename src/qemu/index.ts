@@ -59,3 +59,4 @@ export {
 export { probeQemuFeatures, probeKvmCpuModels, type QemuFeatures } from './qemu-features.js';
 export { followFile, type FileFollower } from './file-follower.js';
 export { probeHost, type HostInfo } from './host-info.js';
+export { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';

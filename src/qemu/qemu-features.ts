@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeError } from '../errors.js';
+import { qemuTlsCredsObject } from '../pki/index.js';
 import { cpuModelsFromQmp, type CpuModel } from './cpu-models.js';
 import { machineTypesFromQmp, type MachineType } from './machine-types.js';
 import { DEFAULT_QEMU_BINARY, QemuVm } from './qemu-process.js';
@@ -78,15 +79,9 @@ export async function probeQemuFeatures(
     if (options.tlsCredsDir !== undefined) {
       const dir = options.tlsCredsDir;
       try {
-        for (const endpoint of ['client', 'server']) {
+        for (const endpoint of ['client', 'server'] as const) {
           const id = `probe-tls-${endpoint}`;
-          await vm.qmp.execute('object-add', {
-            'qom-type': 'tls-creds-x509',
-            id,
-            dir,
-            endpoint,
-            'verify-peer': true,
-          });
+          await vm.qmp.execute('object-add', qemuTlsCredsObject(id, dir, endpoint));
           await vm.qmp.execute('object-del', { id });
         }
         result.tls.credentials = { dir, usable: true };

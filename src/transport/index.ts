@@ -1,11 +1,5 @@
 export { TlsFrontend, type TlsFrontendOptions, type AcceptTunnelOptions } from './tls-frontend.js';
-export {
-  WorkerPool,
-  type WorkerPoolOptions,
-  type WorkerStats,
-  type TlsIdentity,
-  type TransportEvent,
-} from './worker-pool.js';
+export { WorkerPool, type WorkerPoolOptions, type WorkerStats, type TransportEvent } from './worker-pool.js';
 export {
   SourceTunnel,
   openSourceTunnel,

@@ -5,18 +5,17 @@ import { connect as netConnect, createServer, type AddressInfo, type Server, typ
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type TLSSocket } from 'node:tls';
 import { PeerError } from '../errors.js';
+import { peerIdentity, type TlsIdentity } from '../pki/index.js';
 import type { TunnelRemote } from './ipc-protocol.js';
 import { closeServer, removeStaleSocket } from './source-tunnel.js';
 import { openTunnelConnection } from './tunnel-client.js';
 import {
   SWITCHING_PROTOCOLS,
-  commonNameOf,
   decideTunnelRequest,
   refusal,
   validateRegistration,
   type TunnelRegistration,
 } from './tunnel-policy.js';
-import type { TlsIdentity } from './worker-pool.js';
 
 export interface NaiveTunnelStats {
   bytesFromQemu: number;
@@ -80,7 +79,7 @@ export class NaiveTunnel {
       ...(options.cipherSuites !== undefined ? { ciphers: options.cipherSuites } : {}),
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const peerCommonName = commonNameOf((socket as TLSSocket).getPeerCertificate().subject);
+      const peerCommonName = peerIdentity(socket as TLSSocket)?.commonName ?? '';
       const decision = decideTunnelRequest({
         url: req.url,
         headers: req.headers,

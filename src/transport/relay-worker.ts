@@ -17,6 +17,7 @@ import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:ne
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { LimitError, PeerError, UnavailableError, describeError, type VmferryError } from '../errors.js';
+import { peerIdentity } from '../pki/index.js';
 import {
   isToWorker,
   type FromWorker,
@@ -24,6 +25,7 @@ import {
   type SourceRegistration,
   type ToWorker,
   type TunnelCounters,
+  type WorkerStatsReply,
   type WorkerEvent,
 } from './ipc-protocol.js';
 import { relay, type Relay, type RelayResult } from './relay.js';
@@ -31,7 +33,6 @@ import { openTunnelConnection } from './tunnel-client.js';
 import type { RelayTuning } from './relay-tuning.js';
 import {
   SWITCHING_PROTOCOLS,
-  commonNameOf,
   decideTunnelRequest,
   proxyRequestHeaders,
   proxyResponseHeaders,
@@ -149,7 +150,7 @@ function claimConnection(migrationId: string): Promise<boolean> {
 
 function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const tlsSocket = socket as TLSSocket;
-  const peerCommonName = commonNameOf(tlsSocket.getPeerCertificate().subject);
+  const peerCommonName = peerIdentity(tlsSocket)?.commonName ?? '';
   const decision = decideTunnelRequest({ url: req.url, headers: req.headers, peerCommonName, registrations });
   const remoteAddress = remoteAddressOf(socket);
   const refuseAndReport = (error: VmferryError, reason: string, migrationId: string | undefined): void => {
@@ -189,43 +190,56 @@ function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
       refuseAndReport(new LimitError(reason), reason, migrationId);
       return;
     }
-    // Socket options reach stream.Duplex; @types/node does not list the high-water marks.
-    const target = netConnect({
-      path: decision.registration.targetPath,
-      allowHalfOpen: true,
-      writableHighWaterMark: tuning.writeHighWaterMark,
-    } as NetConnectOpts);
-    tunnel.pending.add(target);
-    const failConnect = (err: Error): void => {
-      tunnel.pending.delete(socket);
-      tunnel.pending.delete(target);
+    connectToQemu(tunnel, decision.registration, socket, head, (error) =>
+      refuseAndReport(error, error.message, migrationId),
+    );
+  });
+}
+
+/** Joins an admitted tunnel connection to the destination QEMU's socket, and relays between them. */
+function connectToQemu(
+  tunnel: Tunnel,
+  registration: TunnelRegistration,
+  socket: Duplex,
+  head: Buffer,
+  refuse: (error: VmferryError) => void,
+): void {
+  const { migrationId } = registration;
+  // Socket options reach stream.Duplex; @types/node does not list the high-water marks.
+  const target = netConnect({
+    path: registration.targetPath,
+    allowHalfOpen: true,
+    writableHighWaterMark: tuning.writeHighWaterMark,
+  } as NetConnectOpts);
+  tunnel.pending.add(target);
+  const failConnect = (err: Error): void => {
+    tunnel.pending.delete(socket);
+    tunnel.pending.delete(target);
+    target.destroy();
+    refuse(new PeerError(`cannot connect to the destination QEMU: ${err.message}`));
+  };
+  target.once('error', failConnect);
+  target.once('connect', () => {
+    target.off('error', failConnect);
+    tunnel.pending.delete(socket);
+    tunnel.pending.delete(target);
+    if (socket.destroyed) {
       target.destroy();
-      const reason = `cannot connect to the destination QEMU: ${err.message}`;
-      refuseAndReport(new PeerError(reason), reason, migrationId);
-    };
-    target.once('error', failConnect);
-    target.once('connect', () => {
-      target.off('error', failConnect);
-      tunnel.pending.delete(socket);
-      tunnel.pending.delete(target);
-      if (socket.destroyed) {
-        target.destroy();
-        return;
-      }
-      socket.write(SWITCHING_PROTOCOLS);
-      if (head.length > 0) target.write(head);
-      report({ type: 'tunnel-connection-opened', role: 'destination', migrationId });
-      startRelay(tunnel, target, socket, (result) =>
-        report({
-          type: 'tunnel-connection-closed',
-          role: 'destination',
-          migrationId,
-          bytesFromQemu: result.aToB,
-          bytesToQemu: result.bToA,
-          ...(result.error !== undefined ? { error: result.error.message } : {}),
-        }),
-      );
-    });
+      return;
+    }
+    socket.write(SWITCHING_PROTOCOLS);
+    if (head.length > 0) target.write(head);
+    report({ type: 'tunnel-connection-opened', role: 'destination', migrationId });
+    startRelay(tunnel, target, socket, (result) =>
+      report({
+        type: 'tunnel-connection-closed',
+        role: 'destination',
+        migrationId,
+        bytesFromQemu: result.aToB,
+        bytesToQemu: result.bToA,
+        ...(result.error !== undefined ? { error: result.error.message } : {}),
+      }),
+    );
   });
 }
 
@@ -248,7 +262,7 @@ function onRequest(req: IncomingMessage, res: ServerResponse): void {
     fail(new UnavailableError('this agent serves no API on this port'));
     return;
   }
-  const peerCommonName = commonNameOf((req.socket as TLSSocket).getPeerCertificate().subject);
+  const peerCommonName = peerIdentity(req.socket as TLSSocket)?.commonName ?? '';
   const upstream = httpRequest({
     socketPath: internalApiPath,
     agent: internalAgent,
@@ -340,36 +354,56 @@ function contextFor(pem: PemIdentity): SecureContext {
   return createSecureContext({ ...pem, minVersion: 'TLSv1.3', ciphers: tuning.cipherSuites });
 }
 
+/** The worker's TLS server on the agent's port, from the main process's init message. */
+function start(message: Extract<ToWorker, { type: 'init' }>): void {
+  tuning = message.tuning;
+  identity = message.tls;
+  internalApiPath = message.internalApiPath;
+  ownContext = contextFor(identity);
+  server = createHttpsServer(
+    {
+      ...identity,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      ciphers: tuning.cipherSuites,
+      honorCipherOrder: true,
+    },
+    onRequest,
+  );
+  server.on('upgrade', onUpgrade);
+  server.on('tlsClientError', (err: Error, s: TLSSocket) => {
+    // Node checks the client certificate after the handshake and just closes: say why.
+    const why = s.authorizationError === null ? '' : ` (client certificate: ${String(s.authorizationError)})`;
+    report({
+      type: 'tls-handshake-failed',
+      reason: `${err.message}${why}`,
+      remoteAddress: remoteAddressOf(s),
+    });
+  });
+  server.keepAliveTimeout = 5000;
+}
+
+function workerStats(): WorkerStatsReply {
+  const cpu = process.cpuUsage();
+  const pick = (m: Map<string, Tunnel>): Record<string, TunnelCounters> =>
+    Object.fromEntries([...m].map(([k, t]) => [k, { ...t.counters }]));
+  return {
+    pid: process.pid,
+    cpuUserMicros: cpu.user,
+    cpuSystemMicros: cpu.system,
+    minorPageFaults: process.resourceUsage().minorPageFault,
+    bytesRelayed,
+    connectionsOpen,
+    destinations: pick(destinations),
+    sources: pick(sources),
+  };
+}
+
 function handle(message: ToWorker, socket: Socket | undefined): void {
   switch (message.type) {
     case 'init': {
-      tuning = message.tuning;
-      identity = message.tls;
-      internalApiPath = message.internalApiPath;
-      ownContext = contextFor(identity);
-      server = createHttpsServer(
-        {
-          ...identity,
-          requestCert: true,
-          rejectUnauthorized: true,
-          minVersion: 'TLSv1.3',
-          ciphers: tuning.cipherSuites,
-          honorCipherOrder: true,
-        },
-        onRequest,
-      );
-      server.on('upgrade', onUpgrade);
-      server.on('tlsClientError', (err: Error, s: TLSSocket) => {
-        // Node checks the client certificate after the handshake and just closes: say why.
-        const why =
-          s.authorizationError === null ? '' : ` (client certificate: ${String(s.authorizationError)})`;
-        report({
-          type: 'tls-handshake-failed',
-          reason: `${err.message}${why}`,
-          remoteAddress: remoteAddressOf(s),
-        });
-      });
-      server.keepAliveTimeout = 5000;
+      start(message);
       send({ type: 'ack', id: message.id });
       return;
     }
@@ -431,23 +465,7 @@ function handle(message: ToWorker, socket: Socket | undefined): void {
       return;
     }
     case 'stats': {
-      const cpu = process.cpuUsage();
-      const pick = (m: Map<string, Tunnel>): Record<string, TunnelCounters> =>
-        Object.fromEntries([...m].map(([k, t]) => [k, { ...t.counters }]));
-      send({
-        type: 'stats',
-        id: message.id,
-        stats: {
-          pid: process.pid,
-          cpuUserMicros: cpu.user,
-          cpuSystemMicros: cpu.system,
-          minorPageFaults: process.resourceUsage().minorPageFault,
-          bytesRelayed,
-          connectionsOpen,
-          destinations: pick(destinations),
-          sources: pick(sources),
-        },
-      });
+      send({ type: 'stats', id: message.id, stats: workerStats() });
       return;
     }
   }

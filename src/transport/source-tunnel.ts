@@ -4,7 +4,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { UsageError } from '../errors.js';
 import type { TunnelCounters, TunnelRemote } from './ipc-protocol.js';
 import { isValidMigrationId } from './tunnel-policy.js';
-import type { TlsIdentity, WorkerPool } from './worker-pool.js';
+import type { TlsIdentity } from '../pki/index.js';
+import type { WorkerPool } from './worker-pool.js';
 
 export type { TunnelRemote } from './ipc-protocol.js';
 

@@ -9,14 +9,9 @@ import {
   type SourceTunnelOptions,
   type TunnelStats,
 } from './source-tunnel.js';
+import type { TlsIdentity } from '../pki/index.js';
 import { validateRegistration, type TunnelRegistration } from './tunnel-policy.js';
-import {
-  WorkerPool,
-  type TlsIdentity,
-  type TransportEvent,
-  type WorkerPoolOptions,
-  type WorkerStats,
-} from './worker-pool.js';
+import { WorkerPool, type TransportEvent, type WorkerPoolOptions, type WorkerStats } from './worker-pool.js';
 
 export interface TlsFrontendOptions extends Omit<WorkerPoolOptions, 'internalApiPath'> {
   /** The agent's public port (mutual TLS). Port 0 picks a free one; see {@link TlsFrontend.address}. */

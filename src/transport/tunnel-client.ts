@@ -1,7 +1,8 @@
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { AuthError, PeerError } from '../errors.js';
 import type { TunnelRemote } from './ipc-protocol.js';
-import { commonNameOf, parseUpgradeResponse, tunnelRequest } from './tunnel-policy.js';
+import { commonNameOf } from '../pki/index.js';
+import { parseUpgradeResponse, tunnelRequest } from './tunnel-policy.js';
 
 export interface TunnelConnectOptions {
   remote: TunnelRemote;
@@ -20,17 +21,8 @@ export interface TunnelConnection {
   head: Buffer;
 }
 
-/**
- * Opens one tunnel connection to a destination agent: TLS (the peer must be
- * `expectedPeerCommonName`, signed by our CA), the upgrade request, the 101
- * reply. Resolves with the socket paused, ready to relay; rejects with
- * AuthError when the peer is not who it should be or refuses with 403, with
- * PeerError for any other failure.
- */
-export function openTunnelConnection(
-  options: TunnelConnectOptions,
-  signal?: AbortSignal,
-): Promise<TunnelConnection> {
+/** TLS to the destination agent: our CA, TLS 1.3, and the peer's certificate naming the expected agent. */
+function connectOptions(options: TunnelConnectOptions): ConnectionOptions {
   const { remote } = options;
   // allowHalfOpen and highWaterMark are honoured by tls.connect but missing from @types/node.
   const tlsOptions: ConnectionOptions & { allowHalfOpen: boolean; highWaterMark?: number } = {
@@ -48,8 +40,22 @@ export function openTunnelConnection(
           );
     },
   };
-  // allowHalfOpen and highWaterMark are honoured by tls.connect but missing from @types/node.
-  const socket = tlsConnect(tlsOptions);
+  return tlsOptions;
+}
+
+/**
+ * Opens one tunnel connection to a destination agent: TLS (the peer must be
+ * `expectedPeerCommonName`, signed by our CA), the upgrade request, the 101
+ * reply. Resolves with the socket paused, ready to relay; rejects with
+ * AuthError when the peer is not who it should be or refuses with 403, with
+ * PeerError for any other failure.
+ */
+export function openTunnelConnection(
+  options: TunnelConnectOptions,
+  signal?: AbortSignal,
+): Promise<TunnelConnection> {
+  const { remote } = options;
+  const socket = tlsConnect(connectOptions(options));
   const where = 'socketPath' in remote ? remote.socketPath : `${remote.host}:${remote.port}`;
   return new Promise<TunnelConnection>((resolve, reject) => {
     let received: Buffer = Buffer.alloc(0);

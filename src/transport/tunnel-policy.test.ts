@@ -4,7 +4,6 @@ import { UsageError } from '../errors.js';
 import {
   PEER_CN_HEADER,
   admitConnection,
-  commonNameOf,
   decideTunnelRequest,
   nextWorkerIndex,
   parseUpgradeResponse,
@@ -188,12 +187,6 @@ describe('tunnel handshake text', () => {
     assert.ok(r.complete && r.status === 403 && r.body.includes('VMF_ERR_AUTH'));
     const junk = parseUpgradeResponse(Buffer.alloc(20_000, 0x41));
     assert.ok(junk.complete && junk.status === 0);
-  });
-
-  it('reads CNs as Node reports them', () => {
-    assert.equal(commonNameOf({ CN: 'a' }), 'a');
-    assert.equal(commonNameOf({ CN: ['a', 'b'] }), 'a');
-    assert.equal(commonNameOf(undefined), '');
   });
 });
 

@@ -215,12 +215,6 @@ export function parseUpgradeResponse(received: Buffer): UpgradeResponse {
   return { complete: true, status, headerBytes: end + 4, body: received.subarray(end + 4).toString('utf8') };
 }
 
-/** The CN of a certificate subject as Node reports it (string, or array when repeated). */
-export function commonNameOf(subject: { CN?: string | string[] } | undefined): string {
-  const cn = subject?.CN;
-  return typeof cn === 'string' ? cn : Array.isArray(cn) ? (cn[0] ?? '') : '';
-}
-
 /** Checks a destination tunnel's registration on entry; a bad field throws naming it. */
 export function validateRegistration(r: TunnelRegistration): TunnelRegistration {
   const bad = (field: string, expect: string, got: unknown): never => {

@@ -8,15 +8,7 @@ import { isFromWorker } from './ipc-protocol.js';
 import { decideRelayWorkers } from '../policy/index.js';
 import { resolveTuning, restartDelayMs, type RelayTuning } from './relay-tuning.js';
 import { admitConnection, nextWorkerIndex, type TunnelRegistration } from './tunnel-policy.js';
-
-/** A TLS identity: PEM text or buffers of the deployment CA, this agent's certificate and key. */
-export interface TlsIdentity {
-  ca: Buffer | string;
-  cert: Buffer | string;
-  key: Buffer | string;
-  /** The CA's revocation list (PEM): certificates on it are refused. */
-  crl?: Buffer | string | undefined;
-}
+import type { TlsIdentity } from '../pki/index.js';
 
 /** Something the transport reports for the agent's log, tagged with the worker it came from. */
 export type TransportEvent =
@@ -68,16 +60,12 @@ function closeMessageFor(key: string): ToWorker {
     : { type: 'close-source', id: 0, tunnelId: name };
 }
 
-function pem(value: Buffer | string): string {
-  return typeof value === 'string' ? value : value.toString('utf8');
-}
-
 function pemIdentity(tls: TlsIdentity): PemIdentity {
   return {
-    ca: pem(tls.ca),
-    cert: pem(tls.cert),
-    key: pem(tls.key),
-    ...(tls.crl !== undefined ? { crl: pem(tls.crl) } : {}),
+    ca: tls.ca.toString('utf8'),
+    cert: tls.cert.toString('utf8'),
+    key: tls.key.toString('utf8'),
+    ...(tls.crl !== undefined ? { crl: tls.crl.toString('utf8') } : {}),
   };
 }
 

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentClient, MigrationRecord, VmView } from '../../src/agent/index.js';
 import { TwoHostLab } from '../../src/lab/index.js';
 import { loadTlsIdentity } from '../../src/pki/index.js';
+import { EXAMPLE_SETTINGS } from '../../src/policy/settings.fixture.js';
 import {
   guestSpec,
   guestVmSpec,
@@ -140,11 +141,7 @@ describe('hand-over in doubt (real QEMU under TCG, real agents)', () => {
         sourceHost: lab.agents.a.name,
         sourceAddress: lab.agents.a.address,
         spec: guestVmSpec('forgotten'),
-        transport: 'native',
-        tls: true,
-        channels: 1,
-        tunnel: 'multi',
-        postCopy: false,
+        settings: { ...EXAMPLE_SETTINGS, channels: 1 },
       },
       { timeoutMs: 60_000 },
     );

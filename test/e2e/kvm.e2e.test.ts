@@ -8,6 +8,7 @@ import { guestKernelPath } from '../../src/guest/index.js';
 import { TwoHostLab } from '../../src/lab/index.js';
 import { loadTlsIdentity } from '../../src/pki/index.js';
 import { probeAccelerator } from '../../src/qemu/index.js';
+import { EXAMPLE_SETTINGS } from '../../src/policy/settings.fixture.js';
 import {
   guestSpec,
   guestVmSpec,
@@ -156,11 +157,7 @@ describe(
           sourceHost: lab.agents.b.name,
           sourceAccelerator: 'tcg',
           spec: guestVmSpec('mixed'),
-          transport: 'native',
-          tls: true,
-          channels: 1,
-          tunnel: 'multi',
-          postCopy: false,
+          settings: { ...EXAMPLE_SETTINGS, channels: 1 },
         }),
         (err: unknown) =>
           err instanceof VmferryError &&

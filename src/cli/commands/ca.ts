@@ -7,22 +7,12 @@ import {
   issueCertificate,
   revokeCertificate,
 } from '../../pki/index.js';
+import { repeated, wholeNumber } from '../arg-parsers.js';
 import { type CliIo, printJson, printLines } from '../io.js';
 import type { CommandModule } from '../command.js';
 
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
-function parseDays(value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value))
-    throw new UsageError(`invalid --days '${value}': expected a whole number of days`);
-  return Number(value);
-}
-
 interface InitFlags {
-  days?: string;
+  days?: number;
   json?: boolean;
 }
 
@@ -31,13 +21,13 @@ interface IssueFlags {
   ip?: string[];
   dns?: string[];
   out?: string;
-  days?: string;
+  days?: number;
   force?: boolean;
   json?: boolean;
 }
 
 async function runInit(io: CliIo, dir: string, flags: InitFlags): Promise<void> {
-  const ca = await initCa(dir, { days: parseDays(flags.days, DEFAULT_CA_DAYS) });
+  const ca = await initCa(dir, { days: flags.days ?? DEFAULT_CA_DAYS });
   if (flags.json === true) {
     printJson(io, { dir: ca.dir, cert: ca.certPath, key: ca.keyPath });
     return;
@@ -55,7 +45,7 @@ async function runIssue(io: CliIo, dir: string, flags: IssueFlags): Promise<void
     ips: flags.ip ?? [],
     dnsNames: flags.dns ?? [],
     outDir: flags.out,
-    days: parseDays(flags.days, DEFAULT_LEAF_DAYS),
+    days: flags.days ?? DEFAULT_LEAF_DAYS,
     force: flags.force === true,
   });
   if (flags.json === true) {
@@ -120,7 +110,7 @@ export const caCommand: CommandModule = {
     ca.command('init')
       .description('create a CA in DIR: ca.pem (certificate) and ca-key.pem (ECDSA P-256 key, mode 0600)')
       .argument('<dir>', 'directory for the CA (created if missing; an existing CA is never overwritten)')
-      .option('--days <n>', `validity in days (default ${DEFAULT_CA_DAYS})`)
+      .option('--days <n>', `validity in days (default ${DEFAULT_CA_DAYS})`, wholeNumber('--days'))
       .option('--json', 'print the paths as JSON')
       .action(async (dir: string, flags: InitFlags) => runInit(io, dir, flags));
 
@@ -131,10 +121,10 @@ export const caCommand: CommandModule = {
       )
       .argument('<dir>', 'the CA directory (from ca init)')
       .requiredOption('--name <name>', 'host or operator name: the CN and first DNS name (e.g. host-a)')
-      .option('--ip <addr>', 'IP address subjectAltName (repeatable)', collect)
-      .option('--dns <name>', 'extra DNS name subjectAltName (repeatable)', collect)
+      .option('--ip <addr>', 'IP address subjectAltName (repeatable)', repeated(String))
+      .option('--dns <name>', 'extra DNS name subjectAltName (repeatable)', repeated(String))
       .option('--out <dir>', 'write the three files here instead of DIR/issued/NAME')
-      .option('--days <n>', `validity in days (default ${DEFAULT_LEAF_DAYS})`)
+      .option('--days <n>', `validity in days (default ${DEFAULT_LEAF_DAYS})`, wholeNumber('--days'))
       .option('--force', 'replace a certificate already issued in that directory')
       .option('--json', 'print the paths and names as JSON')
       .action(async (dir: string, flags: IssueFlags) => runIssue(io, dir, flags));

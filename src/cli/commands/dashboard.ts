@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { AgentClient } from '../../agent/index.js';
+import { AgentApi, AgentClient } from '../../agent/index.js';
 import { DashboardServer, parseDashboardListen } from '../../dashboard/index.js';
 import { UsageError } from '../../errors.js';
 import { agentAddress, operatorIdentity } from '../agent-connection.js';
@@ -49,7 +49,10 @@ export const dashboardCommand: CommandModule = {
           );
         const identity = await operatorIdentity(io, flags);
         const addresses = dashboardAgents(io, flags);
-        const agents = addresses.map((address) => ({ address, client: new AgentClient(address, identity) }));
+        const agents = addresses.map((address) => ({
+          address,
+          api: new AgentApi(new AgentClient(address, identity)),
+        }));
         const dashboard = await DashboardServer.start({
           listen,
           agents,
@@ -65,7 +68,7 @@ export const dashboardCommand: CommandModule = {
           });
         } finally {
           await dashboard.close();
-          for (const a of agents) a.client.close();
+          for (const a of agents) a.api.close();
         }
       });
   },

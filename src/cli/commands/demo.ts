@@ -1,18 +1,19 @@
 import type { Command } from 'commander';
+import { AgentApi } from '../../agent/index.js';
 import { MigrationError, UsageError } from '../../errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../guest/index.js';
 import { TwoHostLab, type HostKey } from '../../lab/index.js';
 import type { MigrationReport } from '../../migration/index.js';
-import type { MigrationSettings } from '../../policy/index.js';
 import type { CommandModule } from '../command.js';
+import { wholeNumber } from '../arg-parsers.js';
 import { reportLines } from '../format.js';
 import { printJson, type CliIo } from '../io.js';
 import { followMigration, isReport } from './migrate.js';
 
 interface DemoFlags {
   accel: string;
-  memoryMib: string;
-  dirtyMibps: string;
+  memoryMib: number;
+  dirtyMibps: number;
   json?: boolean;
   keep?: boolean;
 }
@@ -35,8 +36,8 @@ export interface DemoMigration {
 }
 
 async function runDemo(io: CliIo, flags: DemoFlags): Promise<void> {
-  const memMiB = Number(flags.memoryMib);
-  const dirty = Number(flags.dirtyMibps);
+  const memMiB = flags.memoryMib;
+  const dirty = flags.dirtyMibps;
   const say = (line: string): void => {
     if (flags.json !== true) io.stderr.write(`demo: ${line}\n`);
   };
@@ -60,14 +61,16 @@ async function runDemo(io: CliIo, flags: DemoFlags): Promise<void> {
     const host = await lab.hostSummary('a');
     accelerator = host.accelerator;
     say(`guests run under ${host.accelerator.toUpperCase()}: ${host.acceleratorReason}`);
-    const clients = { a: lab.client('a'), b: lab.client('b') };
-    await clients.a.post(
-      '/v1/vms',
-      { name: 'demo-guest', memoryMiB: guestRamMiB(memMiB), vcpus: 1, kernel: guestKernelPath(), append },
-      { timeoutMs: 60_000 },
-    );
+    const agents = { a: new AgentApi(lab.client('a')), b: new AgentApi(lab.client('b')) };
+    await agents.a.startVm({
+      name: 'demo-guest',
+      memoryMiB: guestRamMiB(memMiB),
+      vcpus: 1,
+      kernel: guestKernelPath(),
+      append,
+    });
     say(`booted the self-verifying guest on ${lab.agents.a.name} (${append}); waiting for its heartbeats`);
-    await clients.a.get(`/v1/vms/demo-guest/health?minOk=3&waitMs=30000`, { timeoutMs: 40_000 });
+    await agents.a.vmHealth('demo-guest', { minOk: 3, waitMs: 30_000 });
     const legs: [HostKey, HostKey][] = [
       ['a', 'b'],
       ['b', 'a'],
@@ -75,14 +78,8 @@ async function runDemo(io: CliIo, flags: DemoFlags): Promise<void> {
     for (const [from, to] of legs) {
       if (io.signal.aborted) break;
       say(`migrating demo-guest ${lab.agents[from].name} -> ${lab.agents[to].name}`);
-      const started = await clients[from].post<{ id: string; settings: MigrationSettings }>(
-        '/v1/migrations',
-        {
-          vm: 'demo-guest',
-          to: lab.agents[to].address,
-        },
-      );
-      const end = await followMigration(io, clients[from], started.id, { quiet: flags.json === true });
+      const started = await agents[from].startMigration({ vm: 'demo-guest', to: lab.agents[to].address });
+      const end = await followMigration(io, agents[from], started.id, { quiet: flags.json === true });
       if (!isReport(end))
         throw new MigrationError(`migration ${end.id} ${end.state} without a report: ${end.message}`);
       const report = end;
@@ -126,8 +123,13 @@ export const demoCommand: CommandModule = {
         'accelerator for both hosts; auto = KVM where a guest runs under it and is not slower than TCG',
         'auto',
       )
-      .option('--memory-mib <MiB>', 'memory the guest fills and verifies', '256')
-      .option('--dirty-mibps <MiB/s>', 'rate at which the guest rewrites its memory', '16')
+      .option('--memory-mib <MiB>', 'memory the guest fills and verifies', wholeNumber('--memory-mib'), 256)
+      .option(
+        '--dirty-mibps <MiB/s>',
+        'rate at which the guest rewrites its memory',
+        wholeNumber('--dirty-mibps'),
+        16,
+      )
       .option('--keep', 'keep the lab directory (logs) after the demo')
       .option('--json', 'print {"migrations":[...]} as JSON')
       .action((flags: DemoFlags) => runDemo(io, flags));

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import type { HostSummary } from '../../agent/index.js';
 import { probeHost } from '../../qemu/index.js';
-import { connectAgent, type AgentConnectionFlags } from '../agent-connection.js';
+import { withAgent, type AgentConnectionFlags } from '../agent-connection.js';
 import { printJson, printLines, type CliIo } from '../io.js';
 import type { CommandModule } from '../command.js';
 
@@ -26,9 +25,8 @@ export const hostCommand: CommandModule = {
       .option('--json', 'print JSON')
       .action(async (opts: { qemu: string; tlsCreds?: string; json?: boolean } & AgentConnectionFlags) => {
         if (opts.agent !== undefined) {
-          const client = await connectAgent(io, opts);
-          try {
-            const summary = await client.get<HostSummary>('/v1/host');
+          await withAgent(io, opts, async (agent) => {
+            const summary = await agent.host();
             if (opts.json === true) printJson(io, summary);
             else
               printLines(io, [
@@ -38,9 +36,7 @@ export const hostCommand: CommandModule = {
                 `transports:    ${summary.transports.join(', ')}`,
                 `multifd ${summary.multifd ? 'yes' : 'no'}, post-copy ${summary.postcopy ? 'yes' : 'no'}, auto-converge ${summary.autoConverge ? 'yes' : 'no'}`,
               ]);
-          } finally {
-            client.close();
-          }
+          });
           return;
         }
         const info = await probeHost({ qemuBinary: opts.qemu, tlsCredsDir: opts.tlsCreds });

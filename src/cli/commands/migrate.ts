@@ -1,15 +1,20 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import type { AgentClient, DryRun, MigrationRecord } from '../../agent/index.js';
-import { checkChannels, type MigrationOverrides, type MigrationSettings } from '../../policy/index.js';
+import type { AgentApi } from '../../agent/index.js';
 import { UsageError } from '../../errors.js';
 import {
   isTerminalMigrationState,
   type MigrationReport,
-  type MigrationSample,
   type MigrationState,
 } from '../../migration/index.js';
-import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
+import {
+  checkChannels,
+  type MigrationOverrides,
+  type TimeoutAction,
+  type Transport,
+} from '../../policy/index.js';
+import { withAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
+import { oneOf, wholeNumber } from '../arg-parsers.js';
 import { drawChart } from '../chart-files.js';
 import type { CommandModule } from '../command.js';
 import { dryRunLines, progressLine, reportLines } from '../format.js';
@@ -25,58 +30,30 @@ interface MigrateFlags extends AgentConnectionFlags {
   to?: string;
   abort?: string;
   forceComplete?: string;
-  transport?: string;
-  channels?: string;
-  bandwidth?: string;
-  completionTimeout?: string;
-  timeoutAction?: string;
+  transport?: Transport;
+  channels?: number;
+  bandwidth?: number;
+  completionTimeout?: number;
+  timeoutAction?: TimeoutAction;
   autoConverge?: boolean;
   postCopy?: boolean;
-  stallTimeout?: string;
+  stallTimeout?: number;
   detach?: boolean;
   dryRun?: boolean;
   json?: boolean;
 }
 
-interface MigrationView extends MigrationRecord {
-  events?: { time: number; from: string | null; to: string; message: string | null }[];
-  live?: { state: MigrationState; sample: MigrationSample | undefined };
-}
-
-function nonNegative(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value))
-    throw new UsageError(`${flag} must be a whole number, got ${JSON.stringify(value)}`);
-  return Number(value);
-}
-
-/** Per-migration overrides from the command line; every bad value is named. Exported for tests. */
+/** Per-migration overrides from the command line (flags already parsed). Exported for tests. */
 export function overridesFromFlags(flags: MigrateFlags): MigrationOverrides {
   const o: MigrationOverrides = {};
-  if (flags.transport !== undefined) {
-    if (flags.transport !== 'native' && flags.transport !== 'tunnelled') {
-      throw new UsageError(`--transport must be native or tunnelled, got ${JSON.stringify(flags.transport)}`);
-    }
-    o.transport = flags.transport;
-  }
-  const channels = nonNegative(flags.channels, '--channels');
-  if (channels !== undefined) o.channels = checkChannels(channels, '--channels');
-  const bandwidth = nonNegative(flags.bandwidth, '--bandwidth');
-  if (bandwidth !== undefined) o.bandwidthMiBps = bandwidth;
-  const timeout = nonNegative(flags.completionTimeout, '--completion-timeout');
-  if (timeout !== undefined) o.completionTimeoutSeconds = timeout;
-  if (flags.timeoutAction !== undefined) {
-    if (flags.timeoutAction !== 'abort' && flags.timeoutAction !== 'force_complete') {
-      throw new UsageError(
-        `--timeout-action must be abort or force_complete, got ${JSON.stringify(flags.timeoutAction)}`,
-      );
-    }
-    o.timeoutAction = flags.timeoutAction;
-  }
+  if (flags.transport !== undefined) o.transport = flags.transport;
+  if (flags.channels !== undefined) o.channels = checkChannels(flags.channels, '--channels');
+  if (flags.bandwidth !== undefined) o.bandwidthMiBps = flags.bandwidth;
+  if (flags.completionTimeout !== undefined) o.completionTimeoutSeconds = flags.completionTimeout;
+  if (flags.timeoutAction !== undefined) o.timeoutAction = flags.timeoutAction;
   if (flags.autoConverge !== undefined) o.autoConverge = flags.autoConverge;
   if (flags.postCopy !== undefined) o.postCopy = flags.postCopy;
-  const stall = nonNegative(flags.stallTimeout, '--stall-timeout');
-  if (stall !== undefined) o.stallSeconds = stall;
+  if (flags.stallTimeout !== undefined) o.stallSeconds = flags.stallTimeout;
   return o;
 }
 
@@ -97,7 +74,7 @@ export interface ReportlessEnd {
  */
 export async function followMigration(
   io: CliIo,
-  client: AgentClient,
+  agent: AgentApi,
   id: string,
   options: { quiet: boolean },
 ): Promise<MigrationReport | ReportlessEnd> {
@@ -106,8 +83,8 @@ export async function followMigration(
   let lastState: string | undefined;
   let eventsShown = 0;
   for (;;) {
-    const view = await client.get<MigrationView>(`/v1/migrations/${id}`);
-    const events = view.events ?? [];
+    const view = await agent.migration(id);
+    const { events } = view;
     if (!options.quiet) {
       for (const e of events.slice(eventsShown)) {
         if (e.message === null || e.message === '') continue;
@@ -147,6 +124,52 @@ export function isReport(end: MigrationReport | ReportlessEnd): end is Migration
   return 'status' in end;
 }
 
+/** `vmferry migrate`: abort or force-complete one, or start one (or a dry run) and follow it to its report. */
+async function runMigrate(io: CliIo, vm: string | undefined, flags: MigrateFlags): Promise<void> {
+  await withAgent(io, flags, async (agent) => {
+    if (flags.abort !== undefined || flags.forceComplete !== undefined) {
+      const id = flags.abort ?? flags.forceComplete ?? '';
+      const action = flags.abort !== undefined ? 'abort' : 'force-complete';
+      await (flags.abort !== undefined ? agent.abortMigration(id) : agent.forceComplete(id));
+      if (flags.json === true) printJson(io, { id, requested: action });
+      else printLines(io, [`${action} requested for migration ${id}`]);
+      return;
+    }
+    if (vm === undefined) throw new UsageError('which VM? usage: vmferry migrate VM --to ADDRESS');
+    if (flags.to === undefined) throw new UsageError('--to ADDRESS (the destination agent) is required');
+    const overrides = overridesFromFlags(flags);
+    if (flags.dryRun === true) {
+      const dry = await agent.dryRun({ vm, to: flags.to, options: overrides });
+      if (flags.json === true) printJson(io, dry);
+      else printLines(io, dryRunLines(dry));
+      return;
+    }
+    const started = await agent.startMigration({ vm, to: flags.to, options: overrides });
+    if (flags.detach === true) {
+      if (flags.json === true) printJson(io, started);
+      else printLines(io, [started.id]);
+      return;
+    }
+    if (flags.json !== true) {
+      const s = started.settings;
+      io.stderr.write(
+        `migration ${started.id}: ${s.transport}${s.tls ? ' + TLS' : ''}, ${s.channels} channel(s)\n`,
+      );
+    }
+    const end = await followMigration(io, agent, started.id, { quiet: flags.json === true });
+    if (!isReport(end)) {
+      // Finished by an agent that restarted midway: no measurements, only the outcome.
+      if (flags.json === true) printJson(io, end);
+      else printLines(io, [`migration ${end.id} ${end.state}: ${end.message}`]);
+      if (end.state !== 'completed') io.exitCode = 1;
+      return;
+    }
+    if (flags.json === true) printJson(io, end);
+    else printLines(io, reportLines(end));
+    if (end.status !== 'completed') io.exitCode = 1;
+  });
+}
+
 export const migrateCommand: CommandModule = {
   name: 'migrate',
   register(program: Command, io: CliIo): void {
@@ -163,72 +186,34 @@ export const migrateCommand: CommandModule = {
           '--force-complete <id>',
           'force a running migration to finish (post-copy if allowed, else pause the guest)',
         )
-        .option('--transport <native|tunnelled>', 'override the planned transport')
-        .option('--channels <n>', 'override the number of multifd channels')
-        .option('--bandwidth <MiB/s>', 'bandwidth cap (0 = unlimited)')
-        .option('--completion-timeout <s>', 'completion timeout in seconds (0 = none)')
-        .option('--timeout-action <abort|force_complete>', 'what the completion timeout does')
+        .option(
+          '--transport <native|tunnelled>',
+          'override the planned transport',
+          oneOf('--transport', ['native', 'tunnelled'] as const),
+        )
+        .option('--channels <n>', 'override the number of multifd channels', wholeNumber('--channels'))
+        .option('--bandwidth <MiB/s>', 'bandwidth cap (0 = unlimited)', wholeNumber('--bandwidth'))
+        .option(
+          '--completion-timeout <s>',
+          'completion timeout in seconds (0 = none)',
+          wholeNumber('--completion-timeout'),
+        )
+        .option(
+          '--timeout-action <abort|force_complete>',
+          'what the completion timeout does',
+          oneOf('--timeout-action', ['abort', 'force_complete'] as const),
+        )
         .option('--auto-converge', 'allow CPU throttling')
         .option('--post-copy', 'allow post-copy')
-        .option('--stall-timeout <s>', 'treat no progress for this long as a timeout (0 = off)')
+        .option(
+          '--stall-timeout <s>',
+          'treat no progress for this long as a timeout (0 = off)',
+          wholeNumber('--stall-timeout'),
+        )
         .option('--detach', 'start it and print its id without waiting')
         .option('--dry-run', 'show the plan and a forecast (samples the guest dirty rate) without migrating')
         .option('--json', 'print the report (or the id) as JSON'),
-    ).action(async (vm: string | undefined, flags: MigrateFlags) => {
-      const client = await connectAgent(io, flags);
-      try {
-        if (flags.abort !== undefined || flags.forceComplete !== undefined) {
-          const id = flags.abort ?? flags.forceComplete ?? '';
-          const action = flags.abort !== undefined ? 'abort' : 'force-complete';
-          await client.post(`/v1/migrations/${encodeURIComponent(id)}/${action}`);
-          if (flags.json === true) printJson(io, { id, requested: action });
-          else printLines(io, [`${action} requested for migration ${id}`]);
-          return;
-        }
-        if (vm === undefined) throw new UsageError('which VM? usage: vmferry migrate VM --to ADDRESS');
-        if (flags.to === undefined) throw new UsageError('--to ADDRESS (the destination agent) is required');
-        const overrides = overridesFromFlags(flags);
-        if (flags.dryRun === true) {
-          const dry = await client.post<DryRun>(
-            '/v1/migrations/dry-run',
-            { vm, to: flags.to, options: overrides },
-            { timeoutMs: 120_000 },
-          );
-          if (flags.json === true) printJson(io, dry);
-          else printLines(io, dryRunLines(dry));
-          return;
-        }
-        const started = await client.post<{ id: string; settings: MigrationSettings }>('/v1/migrations', {
-          vm,
-          to: flags.to,
-          options: overrides,
-        });
-        if (flags.detach === true) {
-          if (flags.json === true) printJson(io, started);
-          else printLines(io, [started.id]);
-          return;
-        }
-        if (flags.json !== true) {
-          const s = started.settings;
-          io.stderr.write(
-            `migration ${started.id}: ${s.transport}${s.tls ? ' + TLS' : ''}, ${s.channels} channel(s)\n`,
-          );
-        }
-        const end = await followMigration(io, client, started.id, { quiet: flags.json === true });
-        if (!isReport(end)) {
-          // Finished by an agent that restarted midway: no measurements, only the outcome.
-          if (flags.json === true) printJson(io, end);
-          else printLines(io, [`migration ${end.id} ${end.state}: ${end.message}`]);
-          if (end.state !== 'completed') io.exitCode = 1;
-          return;
-        }
-        if (flags.json === true) printJson(io, end);
-        else printLines(io, reportLines(end));
-        if (end.status !== 'completed') io.exitCode = 1;
-      } finally {
-        client.close();
-      }
-    });
+    ).action((vm: string | undefined, flags: MigrateFlags) => runMigrate(io, vm, flags));
   },
 };
 
@@ -241,9 +226,8 @@ export const migrationCommand: CommandModule = {
     withAgentOptions(
       migration.command('list').description('list migrations').option('--json', 'print JSON'),
     ).action(async (flags: AgentConnectionFlags & { json?: boolean }) => {
-      const client = await connectAgent(io, flags);
-      try {
-        const { migrations } = await client.get<{ migrations: MigrationRecord[] }>('/v1/migrations');
+      await withAgent(io, flags, async (agent) => {
+        const migrations = await agent.migrations();
         if (flags.json === true) printJson(io, { migrations });
         else
           printLines(
@@ -255,9 +239,7 @@ export const migrationCommand: CommandModule = {
                     `${m.id}  ${m.vm.padEnd(16)} ${m.role.padEnd(11)} ${m.state.padEnd(10)} ${m.transport.padEnd(9)} peer ${m.peer}  ${new Date(m.startedAt).toISOString()}`,
                 ),
           );
-      } finally {
-        client.close();
-      }
+      });
     });
     withAgentOptions(
       migration
@@ -268,11 +250,9 @@ export const migrationCommand: CommandModule = {
         .option('--html <file>', 'write the chart and the state history as a web page')
         .option('--json', 'print JSON'),
     ).action(async (id: string, flags: ShowFlags) => {
-      const client = await connectAgent(io, flags);
-      try {
-        if (flags.svg !== undefined || flags.html !== undefined)
-          return await drawChart(io, client, id, flags);
-        const view = await client.get<MigrationView>(`/v1/migrations/${encodeURIComponent(id)}`);
+      await withAgent(io, flags, async (agent) => {
+        if (flags.svg !== undefined || flags.html !== undefined) return drawChart(io, agent, id, flags);
+        const view = await agent.migration(id);
         if (flags.json === true) {
           printJson(io, view);
           return;
@@ -281,7 +261,7 @@ export const migrationCommand: CommandModule = {
         if (view.live?.sample !== undefined)
           lines.push(`  ${progressLine(view.live.sample, view.live.state)}`);
         if (view.error !== null) lines.push(`  error: ${view.error}`);
-        for (const e of view.events ?? []) {
+        for (const e of view.events) {
           lines.push(
             `  ${new Date(e.time).toISOString()}  ${e.from ?? '-'} -> ${e.to}${e.message ? `: ${e.message}` : ''}`,
           );
@@ -289,9 +269,7 @@ export const migrationCommand: CommandModule = {
         if (view.report !== null && view.report !== undefined)
           lines.push(...reportLines(view.report as MigrationReport));
         printLines(io, lines);
-      } finally {
-        client.close();
-      }
+      });
     });
   },
 };

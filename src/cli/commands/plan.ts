@@ -1,13 +1,8 @@
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ConfigError, UsageError } from '../../errors.js';
-import {
-  CHANNEL_RANGE,
-  FULL_CAPABILITIES,
-  planMigration,
-  type HostCapabilities,
-  type MigrationPlan,
-  type Transport,
-} from '../../policy/index.js';
+import { CHANNEL_RANGE, planMigration, type MigrationPlan, type Transport } from '../../policy/index.js';
+import { FULL_CAPABILITIES, type HostCapabilities } from '../../qemu/index.js';
+import { oneOf, positiveNumber, repeated, wholeNumber } from '../arg-parsers.js';
 import { printJson, printLines, type CliIo } from '../io.js';
 import { DEFAULT_NOVA_CONF, loadConfigFile } from './config.js';
 import type { CommandModule } from '../command.js';
@@ -29,39 +24,21 @@ export function parseCapabilities(spec: string): HostCapabilities {
     const [rawKey, rawValue = ''] = part.split('=', 2).map((s) => s.trim());
     if (rawKey === 'cpus') {
       const n = Number(rawValue);
-      if (!Number.isInteger(n) || n < 1)
-        throw new InvalidArgumentError(`cpus=${rawValue}: use a whole number >= 1`);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`cpus=${rawValue}: use a whole number >= 1`);
       caps.cpus = n;
       continue;
     }
     const key = CAPABILITY_KEYS[rawKey ?? ''];
     if (key === undefined) {
-      throw new InvalidArgumentError(
+      throw new UsageError(
         `unknown capability "${rawKey}"; known: ${[...Object.keys(CAPABILITY_KEYS), 'cpus'].join(', ')}`,
       );
     }
     if (/^(yes|true|1|on)$/i.test(rawValue)) caps[key] = true;
     else if (/^(no|false|0|off)$/i.test(rawValue)) caps[key] = false;
-    else throw new InvalidArgumentError(`${rawKey}=${rawValue}: use yes or no`);
+    else throw new UsageError(`${rawKey}=${rawValue}: use yes or no`);
   }
   return caps;
-}
-
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number > 0, got "${value}"`);
-  return n;
-}
-
-function wholeNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0)
-    throw new InvalidArgumentError(`expected a whole number >= 0, got "${value}"`);
-  return n;
-}
-
-function collect(value: string, previous: number[]): number[] {
-  return [...previous, positiveNumber(value)];
 }
 
 interface PlanFlags {
@@ -142,10 +119,10 @@ export const planCommand: CommandModule = {
       .description('show how a migration would run with this nova.conf and these hosts, and why')
       .option('--config <file>', 'the nova.conf to read', DEFAULT_NOVA_CONF)
       .option('--block', 'block migration (local disks are copied)')
-      .option('--memory-mib <n>', 'guest memory in MiB', positiveNumber, 1024)
+      .option('--memory-mib <n>', 'guest memory in MiB', positiveNumber('--memory-mib'), 1024)
       .addOption(
         new Option('--disk-gib <n>', 'size of a local disk in GiB (repeat per disk; --block only)')
-          .argParser(collect)
+          .argParser(repeated(positiveNumber('--disk-gib')))
           .default([], 'none'),
       )
       .addOption(
@@ -158,16 +135,17 @@ export const planCommand: CommandModule = {
           .argParser(parseCapabilities)
           .default(FULL_CAPABILITIES, 'all yes'),
       )
-      .option('--transport <t>', 'override: native or tunnelled', (v: string): Transport => {
-        if (v !== 'native' && v !== 'tunnelled') throw new InvalidArgumentError('use native or tunnelled');
-        return v;
-      })
+      .option(
+        '--transport <t>',
+        'override: native or tunnelled',
+        oneOf('--transport', ['native', 'tunnelled'] as const),
+      )
       .option(
         '--channels <n>',
         `override: multifd channels (${CHANNEL_RANGE.min}-${CHANNEL_RANGE.max})`,
-        wholeNumber,
+        wholeNumber('--channels'),
       )
-      .option('--bandwidth <mibs>', 'override: MiB/s, 0 = unlimited', wholeNumber)
+      .option('--bandwidth <mibs>', 'override: MiB/s, 0 = unlimited', wholeNumber('--bandwidth'))
       .option('--json', 'print the plan as JSON')
       .action((flags: PlanFlags) => runPlan(io, flags));
   },

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { VmView } from '../../agent/index.js';
-import { connectAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
+import { withAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
 import type { CommandModule } from '../command.js';
 import { printJson, printLines, type CliIo } from '../io.js';
 import { registerVmConsole } from './vm-console.js';
@@ -31,14 +31,11 @@ export const vmCommand: CommandModule = {
     withAgentOptions(
       vm.command('list').description('list the VMs an agent runs').option('--json', 'print JSON'),
     ).action(async (flags: AgentConnectionFlags & { json?: boolean }) => {
-      const client = await connectAgent(io, flags);
-      try {
-        const { vms } = await client.get<{ vms: VmView[] }>('/v1/vms');
+      await withAgent(io, flags, async (agent) => {
+        const vms = await agent.vms();
         if (flags.json === true) printJson(io, { vms });
         else printLines(io, vms.length === 0 ? ['no VMs'] : vms.map(viewLine));
-      } finally {
-        client.close();
-      }
+      });
     });
     withAgentOptions(
       vm
@@ -47,9 +44,8 @@ export const vmCommand: CommandModule = {
         .description('show one VM, its guest health and its stored spec (machine, CPU, MACs filled in)')
         .option('--json', 'print JSON'),
     ).action(async (name: string, flags: AgentConnectionFlags & { json?: boolean }) => {
-      const client = await connectAgent(io, flags);
-      try {
-        const view = await client.get<VmView>(`/v1/vms/${encodeURIComponent(name)}`);
+      await withAgent(io, flags, async (agent) => {
+        const view = await agent.vm(name);
         if (flags.json === true) printJson(io, view);
         else
           printLines(io, [
@@ -58,9 +54,7 @@ export const vmCommand: CommandModule = {
             `  guest: ${view.guest.reason}`,
             `  spec:  ${JSON.stringify(view.spec)}`,
           ]);
-      } finally {
-        client.close();
-      }
+      });
     });
     withAgentOptions(
       vm
@@ -87,14 +81,11 @@ export const vmCommand: CommandModule = {
         .option('--json', 'print JSON'),
     ).action(async (name: string, flags: StartFlags) => {
       const spec = specFromFlags(name, flags);
-      const client = await connectAgent(io, flags);
-      try {
-        const view = await client.post<VmView>('/v1/vms', spec, { timeoutMs: 60_000 });
+      await withAgent(io, flags, async (agent) => {
+        const view = await agent.startVm(spec);
         if (flags.json === true) printJson(io, view);
         else printLines(io, [`started ${view.name} (pid ${view.pid ?? '?'})`]);
-      } finally {
-        client.close();
-      }
+      });
     });
     withAgentOptions(
       vm
@@ -103,14 +94,11 @@ export const vmCommand: CommandModule = {
         .description('shut a VM down (quit, then kill after 10 s)')
         .option('--json', 'print JSON'),
     ).action(async (name: string, flags: AgentConnectionFlags & { json?: boolean }) => {
-      const client = await connectAgent(io, flags);
-      try {
-        await client.post(`/v1/vms/${encodeURIComponent(name)}/stop`, {}, { timeoutMs: 30_000 });
+      await withAgent(io, flags, async (agent) => {
+        await agent.stopVm(name);
         if (flags.json === true) printJson(io, { stopped: name });
         else printLines(io, [`stopped ${name}`]);
-      } finally {
-        client.close();
-      }
+      });
     });
     registerVmConsole(vm, io);
     registerVmImport(vm, io);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { orphanVerdict } from './incoming.js';
+import { orphanVerdict } from './destination-migration.js';
 
 describe('incoming copies nobody finishes', () => {
   it('are dropped only when the source ended the migration or never had it', () => {

@@ -1,0 +1,183 @@
+import { randomBytes } from 'node:crypto';
+import { ConflictError, MigrationError, describeError } from '../errors.js';
+import type { TunnelMode } from '../policy/index.js';
+import type { QmpClient } from '../qemu/index.js';
+import type { Clock } from './clock.js';
+import { configureMigration, type StreamSettings } from './qemu-setup.js';
+import type { IncomingReply } from './types.js';
+
+/** Where a stream reaches this host's QEMU: its migration address, and the agent's tunnel ends. */
+export interface IncomingEndpoints {
+  /** The address the destination QEMU listens on for native streams. */
+  readonly migrationAddress: string;
+  /** The unix socket the destination QEMU listens on behind the tunnel. */
+  incomingPath(migrationId: string): string;
+  /** Lets `peerCommonName` open tunnel connections with `token` to `targetPath`; the naive tunnel's port if any. */
+  acceptTunnel(t: {
+    migrationId: string;
+    token: string;
+    peerCommonName: string;
+    targetPath: string;
+    channels: number;
+    mode: TunnelMode;
+  }): Promise<{ naivePort?: number }>;
+  closeTunnel(migrationId: string): Promise<void>;
+}
+
+/**
+ * What to do with an incoming copy that was neither started nor dropped, from what
+ * its source agent says of the migration: drop it when the source ended it without
+ * the guest starting here, or never had it; keep it otherwise (in progress,
+ * settling, or the source cannot be asked).
+ */
+export function orphanVerdict(sourceState: string): 'drop' | 'keep' {
+  return ['failed', 'cancelled', 'unknown-there'].includes(sourceState) ? 'drop' : 'keep';
+}
+
+export interface DestinationMigrationDeps {
+  id: string;
+  /** This host's agent name (its certificate's CN): QEMU TLS and the source check it. */
+  hostName: string;
+  stream: StreamSettings & { tunnel: TunnelMode };
+  /** The source agent's certificate name: only it may connect to the tunnel. */
+  peerCommonName: string;
+  qmp: QmpClient;
+  endpoints: IncomingEndpoints;
+  /** QEMU's tls-creds-x509 directory on this host (native TLS). */
+  tlsCredsDir: string | undefined;
+  clock: Clock;
+  log: (line: string) => void;
+}
+
+/**
+ * The destination end of one migration, as QEMU sees it: sets the incoming
+ * QEMU up and has it listen (natively, or behind the agent's tunnel), runs the
+ * guest at the post-copy switch, listens again when a post-copy stream broke,
+ * and starts the guest once QEMU has received everything. The agent's
+ * IncomingMigrations keeps the records and decides who may call what.
+ */
+export class DestinationMigration {
+  private readonly deps: DestinationMigrationDeps;
+  /** A tunnel is registered for it (to close when it ends). */
+  private tunnelOpen = false;
+  /** Post-copy recoveries so far (each listens on a fresh socket). */
+  private recoveries = 0;
+
+  constructor(deps: DestinationMigrationDeps) {
+    this.deps = deps;
+  }
+
+  /** Sets QEMU up and has it listen; the answer tells the source where to send the stream. */
+  async listen(): Promise<IncomingReply> {
+    const { qmp, stream, tlsCredsDir, hostName } = this.deps;
+    await configureMigration(
+      qmp,
+      { role: 'destination', settings: stream },
+      { objectId: 'vmf-tls-in', credsDir: tlsCredsDir, host: hostName },
+    );
+    return this.listenFor('migrate-incoming', stream.channels);
+  }
+
+  /**
+   * Post-copy lost its stream (both QEMUs paused in post-copy, the guest here
+   * waiting for pages): listens again so the source can resume it (QEMU's
+   * migrate-recover), over a fresh socket and, tunnelled, a fresh token.
+   */
+  async recover(): Promise<IncomingReply> {
+    const status = await this.status();
+    if (status !== 'postcopy-paused') {
+      throw new ConflictError(
+        `migration ${this.deps.id} is ${status} here, not paused in post-copy: nothing to recover`,
+      );
+    }
+    this.recoveries += 1;
+    await this.closeTunnel();
+    return this.listenFor('migrate-recover', 1);
+  }
+
+  get recoveryCount(): number {
+    return this.recoveries;
+  }
+
+  /** Post-copy switched over: the guest runs here from now on. */
+  async resume(): Promise<void> {
+    await this.deps.qmp.execute('cont');
+  }
+
+  /**
+   * The source finished sending: waits (up to 10 s) for QEMU to agree, then runs
+   * the guest, calling `beforeRun` first when it is not running yet.
+   */
+  async startGuest(beforeRun?: () => void): Promise<void> {
+    const { qmp, clock } = this.deps;
+    const deadline = clock.now() + 10_000;
+    for (;;) {
+      const status = await this.status();
+      if (status === 'completed') break;
+      if (status === 'failed' || clock.now() > deadline) {
+        throw new MigrationError(`the destination QEMU reports the incoming migration as ${status}`);
+      }
+      await clock.sleep(50);
+    }
+    if (await this.running()) return;
+    beforeRun?.();
+    await qmp.execute('cont');
+  }
+
+  /** Whether the incoming guest runs (false when its QEMU is gone or does not answer). */
+  async running(): Promise<boolean> {
+    const { qmp } = this.deps;
+    if (!qmp.connected) return false;
+    const status = await qmp.execute<{ running: boolean }>('query-status').catch(() => ({ running: false }));
+    return status.running;
+  }
+
+  /** Forgets the tunnel, if one was opened (a failure to close it is only logged). */
+  async closeTunnel(): Promise<void> {
+    if (!this.tunnelOpen) return;
+    this.tunnelOpen = false;
+    await this.deps.endpoints.closeTunnel(this.deps.id).catch((err: unknown) => {
+      this.deps.log(`closing the tunnel of migration ${this.deps.id}: ${describeError(err)}`);
+    });
+  }
+
+  private async listenFor(
+    command: 'migrate-incoming' | 'migrate-recover',
+    channels: number,
+  ): Promise<IncomingReply> {
+    const { qmp, stream, endpoints, id, hostName: destinationHost } = this.deps;
+    if (stream.transport === 'native') {
+      await qmp.execute(command, { uri: `tcp:${endpoints.migrationAddress}:0` });
+      return { uri: `tcp:${endpoints.migrationAddress}:${await this.listeningPort()}`, destinationHost };
+    }
+    const base = endpoints.incomingPath(id);
+    const targetPath = this.recoveries === 0 ? base : `${base}.r${this.recoveries}`;
+    await qmp.execute(command, { uri: `unix:${targetPath}` });
+    const token = randomBytes(32).toString('base64url');
+    const { naivePort } = await endpoints.acceptTunnel({
+      migrationId: id,
+      token,
+      peerCommonName: this.deps.peerCommonName,
+      targetPath,
+      channels,
+      mode: stream.tunnel,
+    });
+    this.tunnelOpen = true;
+    return { tunnelToken: token, destinationHost, ...(naivePort !== undefined ? { naivePort } : {}) };
+  }
+
+  private async status(): Promise<string> {
+    return (await this.deps.qmp.execute<{ status?: string }>('query-migrate')).status ?? 'unknown';
+  }
+
+  /** The port QEMU listens on for the stream: the newest inet address (migrate-recover adds one). */
+  private async listeningPort(): Promise<number> {
+    const info = await this.deps.qmp.execute<{ 'socket-address'?: { type: string; port?: string }[] }>(
+      'query-migrate',
+    );
+    const port = Number(info['socket-address']?.filter((a) => a.type === 'inet').at(-1)?.port);
+    if (!Number.isInteger(port) || port <= 0)
+      throw new MigrationError('the destination QEMU did not report its listening port');
+    return port;
+  }
+}

@@ -1,0 +1,38 @@
+import { UsageError } from '../errors.js';
+import { checkChannels } from './plan-input.js';
+import type { MigrationSettings } from './types.js';
+
+const isWhole = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+const isBool = (v: unknown): boolean => typeof v === 'boolean';
+
+/** Each field of MigrationSettings: how to check it, and what it must be. */
+const FIELDS: { [K in keyof MigrationSettings]: [check: (v: unknown) => boolean, expect: string] } = {
+  transport: [(v) => v === 'native' || v === 'tunnelled', 'native or tunnelled'],
+  tls: [isBool, 'true or false'],
+  channels: [(v) => checkChannels(v, 'settings.channels') === v, 'a channel count'],
+  tunnel: [(v) => v === 'multi' || v === 'naive', 'multi or naive'],
+  bandwidthMiBps: [isWhole, 'a whole number >= 0'],
+  maxBandwidthBytes: [isWhole, 'a whole number >= 0'],
+  downtimeSteps: [
+    (v) =>
+      Array.isArray(v) && v.every((s) => Array.isArray(s) && s.length === 2 && s.every((n) => isWhole(n))),
+    'a list of [delaySeconds, downtimeMs] pairs',
+  ],
+  completionTimeoutSeconds: [isWhole, 'a whole number >= 0'],
+  timeoutAction: [(v) => v === 'abort' || v === 'force_complete', 'abort or force_complete'],
+  postCopy: [isBool, 'true or false'],
+  autoConverge: [isBool, 'true or false'],
+  stallSeconds: [isWhole, 'a whole number >= 0'],
+  reasons: [(v) => Array.isArray(v) && v.every((r) => typeof r === 'string'), 'a list of strings'],
+};
+
+/** Migration settings as a peer sent them (the prepare request): every field checked, a bad one named. */
+export function checkMigrationSettings(value: unknown): MigrationSettings {
+  if (typeof value !== 'object' || value === null) throw new UsageError('settings must be a JSON object');
+  const given = value as Record<string, unknown>;
+  for (const [field, [check, expect]] of Object.entries(FIELDS)) {
+    if (!check(given[field]))
+      throw new UsageError(`settings.${field} must be ${expect}, got ${JSON.stringify(given[field])}`);
+  }
+  return Object.fromEntries(Object.keys(FIELDS).map((f) => [f, given[f]])) as unknown as MigrationSettings;
+}
