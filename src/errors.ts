@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   VMF_ERR_LIMIT: 429,
   VMF_ERR_MIGRATION: 500,
   VMF_ERR_QEMU_PROCESS: 500,
+  VMF_ERR_DISK_IMAGE: 500,
   VMF_ERR_HOST_SETUP: 500,
   VMF_ERR_CERTIFICATE: 500,
   VMF_ERR_JOURNAL: 500,
@@ -129,6 +130,13 @@ export class QmpTimeoutError extends VmferryError {
 export class QemuProcessError extends VmferryError {
   constructor(message: string, options: VmferryErrorOptions = {}) {
     super('VMF_ERR_QEMU_PROCESS', message, options);
+  }
+}
+
+/** A disk image could not be created, read or removed (qemu-img failed, the file is not there). */
+export class DiskImageError extends VmferryError {
+  constructor(message: string, options: VmferryErrorOptions = {}) {
+    super('VMF_ERR_DISK_IMAGE', message, options);
   }
 }
 
@@ -247,6 +255,7 @@ const REBUILD: Record<ErrorCode, Rebuild> = {
   VMF_ERR_LIMIT: (m, o) => new LimitError(m, o),
   VMF_ERR_MIGRATION: (m, o) => new MigrationError(m, o),
   VMF_ERR_QEMU_PROCESS: (m, o) => new QemuProcessError(m, o),
+  VMF_ERR_DISK_IMAGE: (m, o) => new DiskImageError(m, o),
   VMF_ERR_HOST_SETUP: (m, o) => new HostSetupError(m, o),
   VMF_ERR_CERTIFICATE: (m, o) => new CertificateError(m, o),
   VMF_ERR_JOURNAL: (m, o) => new VmferryError('VMF_ERR_JOURNAL', m, o),
