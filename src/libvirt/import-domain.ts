@@ -85,6 +85,13 @@ const DEVICE_REASONS: Record<string, string> = {
   parallel: 'vmferry VMs have no parallel port',
 };
 
+/** What an import could not carry over, and what it assumed: collected as it goes. */
+interface ImportNotes {
+  readonly lost: NotCarriedOver[];
+  readonly assumptions: string[];
+  readonly drop: (element: string, reason: string) => void;
+}
+
 /**
  * Turns a libvirt domain (as `virsh dumpxml` prints it for a nova instance)
  * into a vmferry spec: memory, vCPUs, machine type, CPU model, kernel or disk
@@ -94,26 +101,46 @@ const DEVICE_REASONS: Record<string, string> = {
 export function importLibvirtDomain(root: XmlElement, options: { name?: string } = {}): LibvirtImport {
   if (root.name !== 'domain') throw new UsageError(`the root element is <${root.name}>, not <domain>`);
   const lost: NotCarriedOver[] = [];
-  const assumptions: string[] = [];
-  const drop = (element: string, reason: string): void => void lost.push({ element, reason });
-
+  const notes: ImportNotes = {
+    lost,
+    assumptions: [],
+    drop: (element, reason) => void lost.push({ element, reason }),
+  };
   const libvirtName = child(root, 'name')?.text;
   const name = options.name ?? libvirtName;
   if (name === undefined || name === '')
     throw new UsageError('the domain has no <name>: give one with --name');
+  const size = importSize(root, notes);
+  const spec: Record<string, unknown> = { name, ...size };
+  const os = child(root, 'os');
+  const machine = importMachine(os, notes);
+  if (machine !== undefined) spec.machine = machine;
+  const cpu = importCpu(child(root, 'cpu'), size.vcpus, notes);
+  if (cpu !== undefined) spec.cpu = cpu;
+  const { disks, bootDisk, nics } = importDevices(child(root, 'devices'), notes);
+  spec.boot = importBoot(os, name, disks.length, bootDisk, notes);
+  spec.disks = disks;
+  spec.nics = nics;
+  dropDomainSettings(root, notes);
+  if (libvirtName !== undefined && libvirtName !== name)
+    notes.assumptions.push(`named ${name} (libvirt: ${libvirtName})`);
+  return { spec: parseVmSpec(spec), notCarriedOver: lost, assumptions: notes.assumptions };
+}
 
+/** Memory (rounded up to MiB) and vCPUs; a balloon or vCPU hotplug is not carried. */
+function importSize(root: XmlElement, notes: ImportNotes): { memoryMiB: number; vcpus: number } {
   const memoryEl = child(root, 'memory');
   if (memoryEl === undefined) throw new UsageError('the domain has no <memory>');
   const memoryBytes = libvirtBytes(memoryEl);
   const memoryMiB = Math.ceil(memoryBytes / 1024 ** 2);
   if (memoryMiB * 1024 ** 2 !== memoryBytes) {
-    assumptions.push(
+    notes.assumptions.push(
       `memory ${memoryEl.text} ${memoryEl.attrs.unit ?? 'KiB'} rounded up to ${memoryMiB} MiB`,
     );
   }
   const current = child(root, 'currentMemory');
   if (current !== undefined && libvirtBytes(current) < memoryBytes) {
-    drop(
+    notes.drop(
       `currentMemory ${current.text} ${current.attrs.unit ?? 'KiB'}`,
       `vmferry has no balloon: the guest gets all of its ${memoryMiB} MiB`,
     );
@@ -121,16 +148,17 @@ export function importLibvirtDomain(root: XmlElement, options: { name?: string }
   const vcpuEl = child(root, 'vcpu');
   const vcpus = vcpuEl === undefined ? 1 : Number(vcpuEl.text);
   if (vcpuEl?.attrs.current !== undefined && Number(vcpuEl.attrs.current) !== vcpus) {
-    drop(
+    notes.drop(
       `vcpu current='${vcpuEl.attrs.current}'`,
       `vmferry has no vCPU hotplug: the guest gets ${vcpus} vCPUs`,
     );
   }
+  return { memoryMiB, vcpus };
+}
 
-  const spec: Record<string, unknown> = { name, memoryMiB, vcpus };
-
-  // <os>: machine type, and how it boots.
-  const os = child(root, 'os');
+/** <os>: the machine type when vmferry can build it; firmware and other settings are not carried. */
+function importMachine(os: XmlElement | undefined, notes: ImportNotes): string | undefined {
+  const { drop } = notes;
   const type = child(os, 'type');
   if (type !== undefined && type.text !== 'hvm')
     drop(`os type ${type.text}`, 'vmferry runs full (hvm) machines only');
@@ -138,19 +166,7 @@ export function importLibvirtDomain(root: XmlElement, options: { name?: string }
   if (arch !== undefined && arch !== 'x86_64') {
     drop(`os type arch='${arch}'`, 'vmferry builds x86_64 machines (qemu-system-x86_64)');
   }
-  const machine = type?.attrs.machine;
-  if (machine !== undefined) {
-    if (/^pc-(i440fx|q35)-\d+\.\d+$/.test(machine) || machine === 'pc' || machine === 'q35') {
-      spec.machine = machine;
-    } else {
-      drop(
-        `os type machine='${machine}'`,
-        machineFamily(machine.replace(/-[^-]*$/, '-1.0')) !== undefined
-          ? "a distribution's own machine type, unknown to upstream QEMU: the agent picks the newest versioned one of the family (the guest sees newer virtual hardware)"
-          : 'vmferry builds pc-i440fx-* and pc-q35-* machines only: the agent picks one',
-      );
-    }
-  }
+  const machine = machineOf(type?.attrs.machine, notes);
   if (child(os, 'loader') !== undefined) {
     drop('os loader', 'vmferry boots through SeaBIOS or a kernel, not UEFI firmware');
   }
@@ -158,19 +174,36 @@ export function importLibvirtDomain(root: XmlElement, options: { name?: string }
     const el = child(os, extra);
     if (el !== undefined) drop(`os ${describe(el, ['mode', 'enable'])}`, 'vmferry does not set it');
   }
+  return machine;
+}
 
-  // <cpu>: the model, or host for host-passthrough.
-  const cpu = child(root, 'cpu');
+/** The machine type when vmferry can build it (a versioned pc-i440fx or pc-q35, or their aliases). */
+function machineOf(machine: string | undefined, notes: ImportNotes): string | undefined {
+  if (machine === undefined) return undefined;
+  if (/^pc-(i440fx|q35)-\d+\.\d+$/.test(machine) || machine === 'pc' || machine === 'q35') return machine;
+  notes.drop(
+    `os type machine='${machine}'`,
+    machineFamily(machine.replace(/-[^-]*$/, '-1.0')) !== undefined
+      ? "a distribution's own machine type, unknown to upstream QEMU: the agent picks the newest versioned one of the family (the guest sees newer virtual hardware)"
+      : 'vmferry builds pc-i440fx-* and pc-q35-* machines only: the agent picks one',
+  );
+  return undefined;
+}
+
+/** <cpu>: the named model, or host for host-passthrough; features, topology and NUMA are not carried. */
+function importCpu(cpu: XmlElement | undefined, vcpus: number, notes: ImportNotes): string | undefined {
+  const { drop } = notes;
   const mode = cpu?.attrs.mode ?? (child(cpu, 'model') !== undefined ? 'custom' : undefined);
-  if (mode === 'host-passthrough') spec.cpu = 'host';
+  let model: string | undefined;
+  if (mode === 'host-passthrough') model = 'host';
   else if (mode === 'host-model' || mode === 'maximum') {
     drop(
       `cpu mode='${mode}'`,
       'vmferry needs a named CPU model; the agent picks one (qemu64 under TCG, a named model under KVM)',
     );
   } else if (mode === 'custom') {
-    const model = child(cpu, 'model')?.text;
-    if (model !== undefined && model !== '') spec.cpu = model;
+    const named = child(cpu, 'model')?.text;
+    if (named !== undefined && named !== '') model = named;
   }
   const cpuFeatures = childrenNamed(cpu, 'feature');
   if (cpuFeatures.length > 0) {
@@ -187,12 +220,17 @@ export function importLibvirtDomain(root: XmlElement, options: { name?: string }
     );
   }
   if (child(cpu, 'numa') !== undefined) drop('cpu numa', 'vmferry VMs have one NUMA node');
+  return model;
+}
 
-  // Devices.
-  const devices = child(root, 'devices');
+/** <devices>: file disks and bridged NICs on virtio, one serial console; the rest is not carried. */
+function importDevices(
+  devices: XmlElement | undefined,
+  notes: ImportNotes,
+): { disks: Record<string, unknown>[]; bootDisk: number | undefined; nics: Record<string, unknown>[] } {
   const disks: Record<string, unknown>[] = [];
-  let bootDisk: number | undefined;
   const nics: Record<string, unknown>[] = [];
+  let bootDisk: number | undefined;
   let serials = 0;
   let pciAddresses = 0;
   for (const d of devices?.children ?? []) {
@@ -200,125 +238,147 @@ export function importLibvirtDomain(root: XmlElement, options: { name?: string }
     if (implicitDevice(d)) continue;
     const target = child(d, 'target');
     if (d.name === 'disk') {
-      const label = `disk ${target?.attrs.dev ?? '?'} (${d.attrs.device ?? 'disk'}, ${d.attrs.type ?? '?'}${target?.attrs.bus !== undefined ? `, bus ${target.attrs.bus}` : ''})`;
-      const format = child(d, 'driver')?.attrs.type ?? 'raw';
-      const file = child(d, 'source')?.attrs.file;
-      if ((d.attrs.device ?? 'disk') !== 'disk') {
-        drop(
-          label,
-          `vmferry attaches disks only (a ${d.attrs.device ?? '?'} such as nova's config drive is not carried)`,
-        );
-      } else if (d.attrs.type !== 'file' || file === undefined) {
-        drop(
-          label,
-          'vmferry attaches image files only (no block devices or network storage such as rbd or iscsi)',
-        );
-      } else if (target?.attrs.bus !== undefined && target.attrs.bus !== 'virtio') {
-        drop(
-          label,
-          `vmferry attaches disks as virtio-blk only; on bus ${target.attrs.bus} the guest would not find it where it was`,
-        );
-      } else if (format !== 'raw' && format !== 'qcow2') {
-        drop(label, `vmferry opens raw and qcow2 images only, not ${format}`);
-      } else if (!isAbsolute(file) || file.includes(',')) {
-        drop(label, 'its path must be absolute and without commas');
-      } else {
-        const order = child(d, 'boot')?.attrs.order;
-        if (order === '1') bootDisk = disks.length;
-        disks.push({
-          path: file,
-          format,
-          storage: 'shared',
-          ...(child(d, 'readonly') !== undefined ? { readonly: true } : {}),
-        });
-        assumptions.push(
-          `disks[${disks.length - 1}] ${file}: marked storage "shared" (the same file at the same path on every host)`,
-        );
-      }
-      continue;
-    }
-    if (d.name === 'interface') {
-      const mac = child(d, 'mac')?.attrs.address;
-      const label = `interface type='${d.attrs.type ?? '?'}'${mac !== undefined ? ` mac ${mac}` : ''}`;
-      const bridge = child(d, 'source')?.attrs.bridge;
-      const model = child(d, 'model')?.attrs.type;
-      if (d.attrs.type !== 'bridge' || bridge === undefined) {
-        drop(label, 'vmferry attaches NICs to a Linux bridge (type bridge) only');
-      } else if (child(d, 'virtualport') !== undefined) {
-        drop(label, `an Open vSwitch port on ${bridge}: vmferry puts tap devices on Linux bridges only`);
-      } else if (model !== undefined && model !== 'virtio') {
-        drop(label, `vmferry gives virtio-net NICs only, not ${model}`);
-      } else if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(bridge)) {
-        drop(label, `bridge ${bridge} is not a Linux interface name vmferry accepts`);
-      } else if (mac !== undefined && normaliseMac(mac) === undefined) {
-        drop(label, `${mac} is not a unicast MAC address`);
-      } else {
-        nics.push({ bridge, ...(mac !== undefined ? { mac: normaliseMac(mac) } : {}) });
-        const lostParts = ['mtu', 'bandwidth', 'vlan', 'filterref', 'tune', 'coalesce'].filter(
-          (part) => child(d, part) !== undefined,
-        );
-        if (lostParts.length > 0) {
-          drop(
-            `${label} ${lostParts.join(', ')}`,
-            'vmferry puts a plain tap device on the bridge, without these settings',
-          );
-        }
-      }
-      continue;
-    }
-    if (d.name === 'serial') {
+      if (importDisk(d, disks, notes) === 'boots') bootDisk = disks.length - 1;
+    } else if (d.name === 'interface') {
+      importNic(d, nics, notes);
+    } else if (d.name === 'serial') {
       serials++;
       if (serials > 1)
-        drop(
+        notes.drop(
           describe(d) + ` port ${target?.attrs.port ?? '?'}`,
           'vmferry VMs have one serial port: the console',
         );
-      continue;
-    }
-    if (d.name === 'console') {
+    } else if (d.name === 'console') {
       // The first serial port seen once more, as libvirt lists it.
       if ((target?.attrs.type ?? 'serial') === 'serial' && (target?.attrs.port ?? '0') === '0') continue;
-      drop(
+      notes.drop(
         describe(d) + ` target ${target?.attrs.type ?? '?'}`,
         'vmferry VMs have one console: the first serial port',
       );
-      continue;
+    } else {
+      notes.drop(
+        describe(d, ['type', 'model', 'bus']),
+        DEVICE_REASONS[d.name] ?? 'vmferry VMs have no such device',
+      );
     }
-    drop(describe(d, ['type', 'model', 'bus']), DEVICE_REASONS[d.name] ?? 'vmferry VMs have no such device');
   }
   if (pciAddresses > 0)
-    drop(`${pciAddresses} PCI address(es)`, 'vmferry places its devices at its own PCI slots');
+    notes.drop(`${pciAddresses} PCI address(es)`, 'vmferry places its devices at its own PCI slots');
+  return { disks, bootDisk, nics };
+}
 
-  // Boot: a kernel, else the disk libvirt boots.
+/** A <disk>: added to `disks` when vmferry can attach it ('boots' when libvirt boots it first). */
+function importDisk(
+  d: XmlElement,
+  disks: Record<string, unknown>[],
+  notes: ImportNotes,
+): 'boots' | 'added' | 'lost' {
+  const { drop } = notes;
+  const target = child(d, 'target');
+  const label = `disk ${target?.attrs.dev ?? '?'} (${d.attrs.device ?? 'disk'}, ${d.attrs.type ?? '?'}${target?.attrs.bus !== undefined ? `, bus ${target.attrs.bus}` : ''})`;
+  const format = child(d, 'driver')?.attrs.type ?? 'raw';
+  const file = child(d, 'source')?.attrs.file;
+  if ((d.attrs.device ?? 'disk') !== 'disk') {
+    drop(
+      label,
+      `vmferry attaches disks only (a ${d.attrs.device ?? '?'} such as nova's config drive is not carried)`,
+    );
+  } else if (d.attrs.type !== 'file' || file === undefined) {
+    drop(
+      label,
+      'vmferry attaches image files only (no block devices or network storage such as rbd or iscsi)',
+    );
+  } else if (target?.attrs.bus !== undefined && target.attrs.bus !== 'virtio') {
+    drop(
+      label,
+      `vmferry attaches disks as virtio-blk only; on bus ${target.attrs.bus} the guest would not find it where it was`,
+    );
+  } else if (format !== 'raw' && format !== 'qcow2') {
+    drop(label, `vmferry opens raw and qcow2 images only, not ${format}`);
+  } else if (!isAbsolute(file) || file.includes(',')) {
+    drop(label, 'its path must be absolute and without commas');
+  } else {
+    disks.push({
+      path: file,
+      format,
+      storage: 'shared',
+      ...(child(d, 'readonly') !== undefined ? { readonly: true } : {}),
+    });
+    notes.assumptions.push(
+      `disks[${disks.length - 1}] ${file}: marked storage "shared" (the same file at the same path on every host)`,
+    );
+    return child(d, 'boot')?.attrs.order === '1' ? 'boots' : 'added';
+  }
+  return 'lost';
+}
+
+/** An <interface>: added to `nics` when it is a virtio NIC on a Linux bridge. */
+function importNic(d: XmlElement, nics: Record<string, unknown>[], notes: ImportNotes): void {
+  const { drop } = notes;
+  const mac = child(d, 'mac')?.attrs.address;
+  const label = `interface type='${d.attrs.type ?? '?'}'${mac !== undefined ? ` mac ${mac}` : ''}`;
+  const bridge = child(d, 'source')?.attrs.bridge;
+  const model = child(d, 'model')?.attrs.type;
+  if (d.attrs.type !== 'bridge' || bridge === undefined) {
+    drop(label, 'vmferry attaches NICs to a Linux bridge (type bridge) only');
+  } else if (child(d, 'virtualport') !== undefined) {
+    drop(label, `an Open vSwitch port on ${bridge}: vmferry puts tap devices on Linux bridges only`);
+  } else if (model !== undefined && model !== 'virtio') {
+    drop(label, `vmferry gives virtio-net NICs only, not ${model}`);
+  } else if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(bridge)) {
+    drop(label, `bridge ${bridge} is not a Linux interface name vmferry accepts`);
+  } else if (mac !== undefined && normaliseMac(mac) === undefined) {
+    drop(label, `${mac} is not a unicast MAC address`);
+  } else {
+    nics.push({ bridge, ...(mac !== undefined ? { mac: normaliseMac(mac) } : {}) });
+    const lostParts = ['mtu', 'bandwidth', 'vlan', 'filterref', 'tune', 'coalesce'].filter(
+      (part) => child(d, part) !== undefined,
+    );
+    if (lostParts.length > 0) {
+      drop(
+        `${label} ${lostParts.join(', ')}`,
+        'vmferry puts a plain tap device on the bridge, without these settings',
+      );
+    }
+  }
+}
+
+/** How it boots: its kernel, else the disk libvirt boots; neither is a UsageError naming what was lost. */
+function importBoot(
+  os: XmlElement | undefined,
+  name: string,
+  diskCount: number,
+  bootDisk: number | undefined,
+  notes: ImportNotes,
+): Record<string, unknown> {
   const kernel = child(os, 'kernel')?.text;
   if (kernel !== undefined && kernel !== '') {
     const initrd = child(os, 'initrd')?.text;
     const cmdline = child(os, 'cmdline')?.text;
-    spec.boot = {
+    for (const b of childrenNamed(os, 'boot'))
+      notes.drop(`os ${describe(b, ['dev'])}`, 'the kernel boots directly; no boot device order');
+    return {
       kernel,
       ...(initrd !== undefined && initrd !== '' ? { initrd } : {}),
       ...(cmdline !== undefined && cmdline !== '' ? { append: cmdline } : {}),
     };
-    for (const b of childrenNamed(os, 'boot'))
-      drop(`os ${describe(b, ['dev'])}`, 'the kernel boots directly; no boot device order');
-  } else {
-    const order = childrenNamed(os, 'boot').map((b) => b.attrs.dev ?? '');
-    const first = order[0] ?? (bootDisk !== undefined ? 'hd' : undefined);
-    if (first === 'hd' && disks.length > 0) {
-      spec.boot = { firmware: 'bios', disk: bootDisk ?? 0 };
-      for (const other of order.slice(1))
-        drop(`os boot dev='${other}'`, 'vmferry boots one disk; no fallback device');
-    } else {
-      throw new UsageError(
-        `${name}: no way to boot it in vmferry: ${first === undefined ? 'no kernel and no boot device' : first === 'hd' ? 'it boots from disk, and none of its disks could be carried over' : `it boots from ${first}`}`,
-        { hint: lost.map((l) => `${l.element}: ${l.reason}`).join('; ') || undefined },
-      );
-    }
   }
-  spec.disks = disks;
-  spec.nics = nics;
+  const order = childrenNamed(os, 'boot').map((b) => b.attrs.dev ?? '');
+  const first = order[0] ?? (bootDisk !== undefined ? 'hd' : undefined);
+  if (first === 'hd' && diskCount > 0) {
+    for (const other of order.slice(1))
+      notes.drop(`os boot dev='${other}'`, 'vmferry boots one disk; no fallback device');
+    return { firmware: 'bios', disk: bootDisk ?? 0 };
+  }
+  throw new UsageError(
+    `${name}: no way to boot it in vmferry: ${first === undefined ? 'no kernel and no boot device' : first === 'hd' ? 'it boots from disk, and none of its disks could be carried over' : `it boots from ${first}`}`,
+    { hint: notes.lost.map((l) => `${l.element}: ${l.reason}`).join('; ') || undefined },
+  );
+}
 
-  // Whole-domain settings.
+/** Whole-domain settings vmferry does not apply: features, clock, UUID, SMBIOS, reboot, tuning, metadata. */
+function dropDomainSettings(root: XmlElement, notes: ImportNotes): void {
+  const { drop } = notes;
   for (const f of child(root, 'features')?.children ?? []) {
     if (f.name === 'acpi' || f.name === 'apic') continue;
     drop(`features ${f.name}`, "vmferry leaves it at QEMU's default for the machine type");
@@ -341,7 +401,4 @@ export function importLibvirtDomain(root: XmlElement, options: { name?: string }
     if (child(root, tuning) !== undefined) drop(tuning, 'host-side tuning vmferry does not apply');
   }
   if (child(root, 'metadata') !== undefined) drop('metadata', 'not part of the machine: it stays with nova');
-  if (libvirtName !== undefined && libvirtName !== name)
-    assumptions.push(`named ${name} (libvirt: ${libvirtName})`);
-  return { spec: parseVmSpec(spec), notCarriedOver: lost, assumptions };
 }

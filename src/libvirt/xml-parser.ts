@@ -20,110 +20,151 @@ const NAME = /[A-Za-z_][\w.:-]*/y;
  * from it. Errors name the file and line.
  */
 export function parseXml(text: string, file = 'the XML'): XmlElement {
-  let pos = 0;
-  const lineAt = (at: number): number => {
-    let line = 1;
-    for (let i = 0; i < at && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
-    return line;
-  };
-  const fail = (message: string, at = pos): never => {
-    throw new ConfigError(message, { file, line: lineAt(at) });
-  };
-  const decode = (raw: string, at: number): string =>
-    raw.replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[a-z]+);|&/g, (whole, ref: string | undefined) => {
-      if (ref === undefined) return fail('a bare & (write &amp;)', at);
-      if (ref.startsWith('#x')) return String.fromCodePoint(parseInt(ref.slice(2), 16));
-      if (ref.startsWith('#')) return String.fromCodePoint(parseInt(ref.slice(1), 10));
-      return ENTITIES[ref] ?? fail(`unknown entity ${whole}`, at);
-    });
-  const skip = (end: string, what: string): void => {
-    const at = text.indexOf(end, pos);
-    if (at < 0) fail(`${what} never ends`);
-    pos = at + end.length;
-  };
+  const reader = new XmlReader(text, file);
+  if (text.charCodeAt(0) === 0xfeff) reader.pos = 1;
+  reader.skipMisc();
+  if (reader.pos >= text.length) reader.fail('the document is empty');
+  const root = reader.element();
+  reader.skipMisc();
+  if (reader.pos < text.length) reader.fail('something follows the root element');
+  return root;
+}
+
+/** A recursive-descent reader over one document, at `pos`. */
+class XmlReader {
+  pos = 0;
+
+  constructor(
+    private readonly text: string,
+    private readonly file: string,
+  ) {}
+
+  fail(message: string, at = this.pos): never {
+    throw new ConfigError(message, { file: this.file, line: this.lineAt(at) });
+  }
+
   /** Comments, processing instructions and blanks between elements. */
-  const skipMisc = (): void => {
+  skipMisc(): void {
     for (;;) {
-      while (pos < text.length && /\s/.test(text[pos] ?? '')) pos++;
-      if (text.startsWith('<!--', pos)) skip('-->', 'a comment');
-      else if (text.startsWith('<?', pos)) skip('?>', 'a processing instruction');
-      else if (text.startsWith('<!DOCTYPE', pos)) fail('a DOCTYPE is not accepted (libvirt writes none)');
+      this.skipBlanks();
+      if (this.text.startsWith('<!--', this.pos)) this.skip('-->', 'a comment');
+      else if (this.text.startsWith('<?', this.pos)) this.skip('?>', 'a processing instruction');
+      else if (this.text.startsWith('<!DOCTYPE', this.pos))
+        this.fail('a DOCTYPE is not accepted (libvirt writes none)');
       else return;
     }
-  };
-  const name = (): string => {
-    NAME.lastIndex = pos;
-    const m = NAME.exec(text);
-    if (m === null) return fail('a name was expected');
-    pos += m[0].length;
-    return m[0];
-  };
-  const element = (): XmlElement => {
-    const start = pos;
-    if (text[pos] !== '<') fail('an element was expected');
-    pos++;
-    const el: XmlElement = { name: name(), attrs: {}, children: [], text: '', line: lineAt(start) };
+  }
+
+  element(): XmlElement {
+    const start = this.pos;
+    if (this.text[this.pos] !== '<') this.fail('an element was expected');
+    this.pos++;
+    const el: XmlElement = { name: this.name(), attrs: {}, children: [], text: '', line: this.lineAt(start) };
+    if (this.attributes(el) === 'empty') return el;
+    this.content(el);
+    return el;
+  }
+
+  /** The attributes of `el`, up to `>` (content follows) or `/>` (an empty element). */
+  private attributes(el: XmlElement): 'empty' | 'content' {
+    const { text } = this;
     for (;;) {
-      const before = pos;
-      while (/\s/.test(text[pos] ?? '')) pos++;
-      if (text.startsWith('/>', pos)) {
-        pos += 2;
-        return el;
+      const before = this.pos;
+      this.skipBlanks();
+      if (text.startsWith('/>', this.pos)) {
+        this.pos += 2;
+        return 'empty';
       }
-      if (text[pos] === '>') {
-        pos++;
-        break;
+      if (text[this.pos] === '>') {
+        this.pos++;
+        return 'content';
       }
-      if (pos === before) fail(`<${el.name}>: a blank, > or /> was expected`);
-      const attr = name();
-      while (/\s/.test(text[pos] ?? '')) pos++;
-      if (text[pos] !== '=') fail(`<${el.name}>: attribute ${attr} has no value`);
-      pos++;
-      while (/\s/.test(text[pos] ?? '')) pos++;
-      const quote = text[pos];
-      if (quote !== '"' && quote !== "'") return fail(`<${el.name}>: the value of ${attr} must be quoted`);
-      const end = text.indexOf(quote, pos + 1);
-      if (end < 0) fail(`<${el.name}>: the value of ${attr} never ends`);
-      if (attr in el.attrs) fail(`<${el.name}>: attribute ${attr} given twice`);
-      el.attrs[attr] = decode(text.slice(pos + 1, end), pos);
-      pos = end + 1;
+      if (this.pos === before) this.fail(`<${el.name}>: a blank, > or /> was expected`);
+      const attr = this.name();
+      this.skipBlanks();
+      if (text[this.pos] !== '=') this.fail(`<${el.name}>: attribute ${attr} has no value`);
+      this.pos++;
+      this.skipBlanks();
+      const quote = text[this.pos];
+      if (quote !== '"' && quote !== "'") this.fail(`<${el.name}>: the value of ${attr} must be quoted`);
+      const end = text.indexOf(quote, this.pos + 1);
+      if (end < 0) this.fail(`<${el.name}>: the value of ${attr} never ends`);
+      if (attr in el.attrs) this.fail(`<${el.name}>: attribute ${attr} given twice`);
+      el.attrs[attr] = this.decode(text.slice(this.pos + 1, end), this.pos);
+      this.pos = end + 1;
     }
+  }
+
+  /** Text, CDATA, comments and child elements up to `el`'s closing tag. */
+  private content(el: XmlElement): void {
+    const { text } = this;
     let own = '';
     for (;;) {
-      if (pos >= text.length) fail(`<${el.name}> (line ${el.line}) is never closed`);
-      if (text.startsWith('</', pos)) {
-        pos += 2;
-        const closing = name();
-        if (closing !== el.name) fail(`</${closing}> closes <${el.name}> (line ${el.line})`);
-        while (/\s/.test(text[pos] ?? '')) pos++;
-        if (text[pos] !== '>') fail(`</${closing}>: > was expected`);
-        pos++;
+      if (this.pos >= text.length) this.fail(`<${el.name}> (line ${el.line}) is never closed`);
+      if (text.startsWith('</', this.pos)) {
+        this.close(el);
         el.text = own.trim();
-        return el;
+        return;
       }
-      if (text.startsWith('<![CDATA[', pos)) {
-        const end = text.indexOf(']]>', pos);
-        if (end < 0) fail('a CDATA section never ends');
-        own += text.slice(pos + 9, end);
-        pos = end + 3;
-      } else if (text.startsWith('<!--', pos)) skip('-->', 'a comment');
-      else if (text.startsWith('<?', pos)) skip('?>', 'a processing instruction');
-      else if (text[pos] === '<') el.children.push(element());
+      if (text.startsWith('<![CDATA[', this.pos)) {
+        const end = text.indexOf(']]>', this.pos);
+        if (end < 0) this.fail('a CDATA section never ends');
+        own += text.slice(this.pos + 9, end);
+        this.pos = end + 3;
+      } else if (text.startsWith('<!--', this.pos)) this.skip('-->', 'a comment');
+      else if (text.startsWith('<?', this.pos)) this.skip('?>', 'a processing instruction');
+      else if (text[this.pos] === '<') el.children.push(this.element());
       else {
-        const next = text.indexOf('<', pos);
+        const next = text.indexOf('<', this.pos);
         const end = next < 0 ? text.length : next;
-        own += decode(text.slice(pos, end), pos);
-        pos = end;
+        own += this.decode(text.slice(this.pos, end), this.pos);
+        this.pos = end;
       }
     }
-  };
-  if (text.charCodeAt(0) === 0xfeff) pos = 1;
-  skipMisc();
-  if (pos >= text.length) fail('the document is empty');
-  const root = element();
-  skipMisc();
-  if (pos < text.length) fail('something follows the root element');
-  return root;
+  }
+
+  /** The closing tag of `el`, at `</`. */
+  private close(el: XmlElement): void {
+    this.pos += 2;
+    const closing = this.name();
+    if (closing !== el.name) this.fail(`</${closing}> closes <${el.name}> (line ${el.line})`);
+    this.skipBlanks();
+    if (this.text[this.pos] !== '>') this.fail(`</${closing}>: > was expected`);
+    this.pos++;
+  }
+
+  private name(): string {
+    NAME.lastIndex = this.pos;
+    const m = NAME.exec(this.text);
+    if (m === null) return this.fail('a name was expected');
+    this.pos += m[0].length;
+    return m[0];
+  }
+
+  private skip(end: string, what: string): void {
+    const at = this.text.indexOf(end, this.pos);
+    if (at < 0) this.fail(`${what} never ends`);
+    this.pos = at + end.length;
+  }
+
+  private skipBlanks(): void {
+    while (/\s/.test(this.text[this.pos] ?? '')) this.pos++;
+  }
+
+  private decode(raw: string, at: number): string {
+    return raw.replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[a-z]+);|&/g, (whole, ref: string | undefined) => {
+      if (ref === undefined) return this.fail('a bare & (write &amp;)', at);
+      if (ref.startsWith('#x')) return String.fromCodePoint(parseInt(ref.slice(2), 16));
+      if (ref.startsWith('#')) return String.fromCodePoint(parseInt(ref.slice(1), 10));
+      return ENTITIES[ref] ?? this.fail(`unknown entity ${whole}`, at);
+    });
+  }
+
+  private lineAt(at: number): number {
+    let line = 1;
+    for (let i = 0; i < at && i < this.text.length; i++) if (this.text.charCodeAt(i) === 10) line++;
+    return line;
+  }
 }
 
 /** The first child named `name`. */
