@@ -35,6 +35,8 @@ export interface AgentOptions {
   listenHost: string;
   listenPort: number;
   stateDir: string;
+  /** Where local disk images are (default STATE_DIR/instances). */
+  instancesPath?: string;
   tls: TlsIdentity;
   /** Address destination QEMUs listen on for native migration streams (default: listenHost). */
   migrationAddress?: string;
@@ -70,6 +72,11 @@ export class Agent {
   private stopRetention: () => void = () => undefined;
   addresses: string[] = [];
 
+  /** Where local disk images are on this host. */
+  get instancesPath(): string {
+    return this.options.instancesPath ?? join(this.options.stateDir, 'instances');
+  }
+
   private constructor(options: AgentOptions, host: HostInfo) {
     this.options = options;
     this.host = host;
@@ -81,6 +88,7 @@ export class Agent {
     });
     this.log = options.log ?? ((line) => process.stderr.write(`vmferry-agent[${options.name}]: ${line}\n`));
     mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+    mkdirSync(this.instancesPath, { recursive: true, mode: 0o700 });
     const now = (): number => Date.now();
     this.metrics = new AgentMetrics({
       liveMigrations: () => this.outgoing.live(),
@@ -97,6 +105,7 @@ export class Agent {
     this.registry = new VmRegistry({
       hostName: options.name,
       stateDir: options.stateDir,
+      instancesPath: this.instancesPath,
       accel: host.accelerator,
       specDefaults: {
         accelerator: host.accelerator,

@@ -123,6 +123,19 @@ export class OutgoingMigrations {
       source,
       destination: target,
       overrides,
+      disks: {
+        mode: undefined,
+        modeReason: { message: 'a live migration' },
+        destinationHost: target.name,
+        disks: spec.disks.map((d, i) => ({
+          disk: i,
+          storage: d.storage,
+          path: d.path,
+          format: d.format,
+          virtualSize: 1,
+        })),
+        destination: [],
+      },
     });
     return migrationSettings(plan);
   }

@@ -65,6 +65,8 @@ export interface VmRegistryOptions {
   /** This host's agent name (tap device names derive from it). */
   hostName: string;
   stateDir: string;
+  /** Where the images of local disks are (their spec paths are relative to it). */
+  instancesPath: string;
   accel: Accelerator;
   /** What this host fills in for a new VM: machine type, CPU model. */
   specDefaults: SpecDefaults;
@@ -91,6 +93,11 @@ export class VmRegistry {
   /** The accelerator this host runs its guests under. */
   get accelerator(): Accelerator {
     return this.options.accel;
+  }
+
+  /** Where the images of local disks are on this host. */
+  get instancesPath(): string {
+    return this.options.instancesPath;
   }
 
   runDirOf(name: string): string {
@@ -270,6 +277,7 @@ export class VmRegistry {
         accel: this.options.accel,
         runDir,
         taps: vm.taps,
+        instancesPath: this.options.instancesPath,
         qemuBinary: this.options.qemuBinary,
         ...(state === 'incoming' ? { incoming: 'defer' as const, paused: true } : {}),
       });

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { ConflictError, DiskImageError, HostSetupError } from '../errors.js';
+import { diskIdentity, type DiskIdentity } from '../qemu/index.js';
 
 /** The disk formats vmferry creates and copies. */
 export type DiskFormat = 'raw' | 'qcow2';
@@ -18,16 +18,14 @@ export interface ImageInfo {
 }
 
 /**
- * What makes two image files the same image: format, sizes and a hash of the
- * file's first and last MiB (the qcow2 header and tables, the end of the data).
- * Meant for images nobody writes, such as a backing image: a file in use can
- * change between two looks.
+ * What makes two image files the same image: format, virtual size, and the
+ * file's size and fingerprint (its first and last MiB: the qcow2 header and
+ * tables, the end of the data). Meant for images nobody writes, such as a
+ * backing image: a file in use can change between two looks.
  */
-export interface ImageIdentity {
+export interface ImageIdentity extends DiskIdentity {
   format: string;
   virtualSize: number;
-  fileBytes: number;
-  sha256: string;
 }
 
 /** Runs `qemu-img` with `args` and resolves with its stdout; injected so tests can fake it. */
@@ -151,37 +149,17 @@ export async function imageInfo(path: string, run: QemuImgRunner = runQemuImg): 
   return parseImageInfo(await run(['info', '-U', '--output=json', path]), path);
 }
 
-/** The identity of the image at `path`: its info, and a hash of its first and last MiB. */
+/** The identity of the image at `path`: what qemu-img says of it, and its fingerprint. */
 export async function imageIdentity(path: string, run: QemuImgRunner = runQemuImg): Promise<ImageIdentity> {
   const info = await imageInfo(path, run);
-  const { fileBytes, sha256 } = await edgeHash(path);
-  return { format: info.format, virtualSize: info.virtualSize, fileBytes, sha256 };
-}
-
-/** sha256 of the file's size, first MiB and last MiB. */
-export async function edgeHash(path: string): Promise<{ fileBytes: number; sha256: string }> {
-  const file = await open(path, 'r');
-  try {
-    const { size } = await file.stat();
-    const hash = createHash('sha256').update(`${size}\n`);
-    const head = Buffer.alloc(Math.min(MiB, size));
-    await file.read(head, 0, head.length, 0);
-    hash.update(head);
-    const tailStart = Math.max(head.length, size - MiB);
-    const tail = Buffer.alloc(size - tailStart);
-    await file.read(tail, 0, tail.length, tailStart);
-    hash.update(tail);
-    return { fileBytes: size, sha256: hash.digest('hex') };
-  } finally {
-    await file.close();
-  }
+  return { ...diskIdentity(path), format: info.format, virtualSize: info.virtualSize };
 }
 
 /** Why `b` is not the same image as `a`, or undefined when it is. Pure. */
 export function identityMismatch(a: ImageIdentity, b: ImageIdentity): string | undefined {
   if (a.format !== b.format) return `format ${b.format}, not ${a.format}`;
   if (a.virtualSize !== b.virtualSize) return `virtual size ${b.virtualSize}, not ${a.virtualSize} bytes`;
-  if (a.fileBytes !== b.fileBytes) return `file size ${b.fileBytes}, not ${a.fileBytes} bytes`;
-  if (a.sha256 !== b.sha256) return 'different content in its first or last MiB';
+  if (a.sizeBytes !== b.sizeBytes) return `file size ${b.sizeBytes}, not ${a.sizeBytes} bytes`;
+  if (a.fingerprint !== b.fingerprint) return 'different content in its first or last MiB';
   return undefined;
 }

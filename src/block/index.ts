@@ -16,7 +16,6 @@ export {
 } from './block-qmp.js';
 export {
   createImage,
-  edgeHash,
   identityMismatch,
   imageIdentity,
   imageInfo,
@@ -29,12 +28,6 @@ export {
   type NewImage,
   type QemuImgRunner,
 } from './disk-image.js';
-export {
-  checkLocalDiskPath,
-  destinationBacking,
-  diskImagePath,
-  isInside,
-  type DiskStorage,
-} from './disk-location.js';
+export { destinationBacking, isInside } from './disk-location.js';
 export { DiskMirrors, type MirroredDisk, type NbdClientTls } from './disk-mirrors.js';
 export { NbdExports, type ExportedDisk, type NbdServerTls } from './nbd-exports.js';

@@ -49,6 +49,13 @@ export const OPTIONS = [
   },
   {
     section: 'DEFAULT',
+    name: 'instances_path',
+    type: 'string',
+    default: null,
+    help: "nova's folder of instance files; vmferry keeps local disks there too unless [vmferry] instances_path says otherwise.",
+  },
+  {
+    section: 'DEFAULT',
     name: 'reserved_host_memory_mb',
     type: 'int',
     default: 512,
@@ -354,6 +361,16 @@ export const OPTIONS = [
     type: 'string',
     default: '/var/lib/vmferry',
     help: "The agent's VM run directories, journal and sockets (`--state-dir`).",
+  },
+  {
+    section: 'vmferry',
+    name: 'instances_path',
+    type: 'string',
+    default: null,
+    help:
+      'Where the images of local disks are: a VM spec names a local disk by its path under this folder, and ' +
+      "block migration creates the destination's copy under the destination's own (`--instances-path`; " +
+      "default: nova's [DEFAULT] instances_path when set, else STATE_DIR/instances).",
   },
   {
     section: 'vmferry',

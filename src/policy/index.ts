@@ -12,8 +12,14 @@ export { migrationSettings, planMigration, type MigrationPlan } from './migratio
 export { CHANNEL_RANGE, checkChannels, type MigrationKind, type PlanInput } from './plan-input.js';
 export { RELAY_WORKER_RANGE, decideRelayWorkers } from './relay-workers.js';
 export { checkMigrationSettings } from './check-settings.js';
+export { decideDisks, type DiskDecisionInput } from './decide-disks.js';
 export type {
+  BlockMode,
   Decided,
+  DestinationDiskView,
+  DiskPlan,
+  ImageFingerprint,
+  SourceDisk,
   Encryption,
   MigrationOverrides,
   MigrationSettings,

@@ -424,3 +424,57 @@ describe('planMigration: the other per-migration overrides', () => {
     assert.throws(() => bad({ postCopy: 'yes' }), /postCopy must be true or false, got "yes"/);
   });
 });
+
+describe('a plan made with the VM disks', () => {
+  const GiB = 1024 ** 3;
+  const disks = {
+    mode: 'all' as const,
+    modeReason: { message: 'asked for with --block (override)' },
+    destinationHost: 'host-b',
+    disks: [
+      {
+        disk: 0,
+        storage: 'local' as const,
+        path: 'w/d.qcow2',
+        format: 'qcow2' as const,
+        virtualSize: 20 * GiB,
+      },
+    ],
+    destination: [{ disk: 0, exists: false, sameFile: false, why: 'no file there' }],
+  };
+
+  it('is a block migration when a disk is copied: disks count in the data size, no post-copy, NON_SHARED_DISK', () => {
+    const p = plan({ 'libvirt.live_migration_permit_post_copy': true }, { disks });
+    assert.equal(p.kind, 'block');
+    assert.equal(p.dataGiB, 4 + 20);
+    assert.equal(p.postCopy, false);
+    assert.ok(
+      p.flags.includes('VIR_MIGRATE_NON_SHARED_DISK') && !p.flags.includes('VIR_MIGRATE_NON_SHARED_INC'),
+    );
+    assert.deepEqual(
+      p.disks?.map((d) => [d.action, d.sync]),
+      [['copy', 'full']],
+    );
+    assert.match(reason(p, 'disks'), /disk 0 \(w\/d\.qcow2, local\): copied whole/);
+  });
+
+  it('is a live migration when every disk is shared', () => {
+    const p = plan(
+      {},
+      {
+        kind: 'block',
+        disks: {
+          ...disks,
+          mode: 'auto',
+          destination: [{ disk: 0, exists: true, sameFile: true, why: 'probe seen' }],
+        },
+      },
+    );
+    assert.equal(p.kind, 'live');
+    assert.equal(p.dataGiB, 4);
+    assert.deepEqual(
+      p.disks?.map((d) => d.action),
+      ['shared'],
+    );
+  });
+});

@@ -1,4 +1,6 @@
+import { computeMigrationFlags } from '../config/index.js';
 import { decideChannels, requestChannels } from './decide-channels.js';
+import { decideDisks } from './decide-disks.js';
 import { decideBandwidth, decideDowntime, decideStall, decideTimeouts } from './decide-limits.js';
 import { decideAutoConverge, decidePostCopy, postCopyOption } from './decide-post-copy.js';
 import { decideEncryption, decideTransport, decideTunnel } from './decide-transport.js';
@@ -7,6 +9,7 @@ import { planContext, type MigrationKind, type PlanContext, type PlanInput } fro
 import { decideRelayWorkers } from './relay-workers.js';
 import type {
   Decided,
+  DiskPlan,
   Encryption,
   MigrationSettings,
   PlanReason,
@@ -41,6 +44,10 @@ export interface MigrationPlan {
   readonly stallTimeoutSeconds: number;
   /** Tunnelled, with the source's CPUs known: the relay processes of the source agent ([vmferry] workers). */
   readonly relayWorkers: number | undefined;
+  /** How each disk gets to the destination, when the plan was made with the VM's disks. */
+  readonly disks: readonly DiskPlan[] | undefined;
+  /** Block migration: the source keeps its images of copied disks. */
+  readonly keepSourceDisks: boolean;
   readonly reasons: readonly PlanReason[];
 }
 
@@ -51,7 +58,17 @@ export interface MigrationPlan {
  * carries its reasons (the decide* functions, one per decision).
  */
 export function planMigration(input: PlanInput): MigrationPlan {
-  const ctx = planContext(input);
+  const disks = planDisks(input);
+  const copied = disks?.value.filter((d) => d.action === 'copy') ?? [];
+  const ctx = planContext(
+    disks === undefined
+      ? input
+      : {
+          ...input,
+          kind: copied.length > 0 ? 'block' : 'live',
+          disksGiB: copied.map((d) => d.virtualSize / GiB),
+        },
+  );
   const transport = decideTransport(ctx);
   const encryption = decideEncryption(ctx, transport);
   const tunnel = decideTunnel(ctx);
@@ -71,6 +88,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
     postCopy: postCopy.value,
     autoConverge: autoConverge.value,
     channels: channels.value,
+    disks: disks?.value,
   });
   const downtime = decideDowntime(ctx);
   const timeouts = decideTimeouts(ctx, downtime.value.dataGiB, postCopy.value);
@@ -86,6 +104,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
     flags,
   ];
   decided.push(downtime, timeouts, bandwidth, stall, ...(relay === undefined ? [] : [relay]));
+  if (disks !== undefined) decided.push(disks);
   return {
     kind: ctx.kind,
     transport: transport.value,
@@ -104,8 +123,19 @@ export function planMigration(input: PlanInput): MigrationPlan {
     qemuMaxBandwidthBytes: bandwidth.value.qemuMaxBandwidthBytes,
     stallTimeoutSeconds: stall.value,
     relayWorkers: relay?.value,
+    disks: disks?.value,
+    keepSourceDisks: ctx.overrides.keepSourceDisks === true,
     reasons: decided.flatMap((d) => d.reasons),
   };
+}
+
+const GiB = 1024 ** 3;
+
+/** How each disk crosses, when the input says what both hosts see of them; incremental copies as nova's block flags allow. */
+function planDisks(input: PlanInput): Decided<DiskPlan[]> | undefined {
+  if (input.disks === undefined) return undefined;
+  const nova = computeMigrationFlags(input.options);
+  return decideDisks({ ...input.disks, incremental: nova.block.includes('VIR_MIGRATE_NON_SHARED_INC') });
 }
 
 /** nova's VIR_MIGRATE_* flags for this kind of migration, with the decisions above set in them. */
@@ -117,6 +147,7 @@ function decideFlags(
     postCopy: boolean;
     autoConverge: boolean;
     channels: number;
+    disks: readonly DiskPlan[] | undefined;
   },
 ): Decided<string[]> {
   const flags = new Set(ctx.novaFlags);
@@ -129,12 +160,23 @@ function decideFlags(
   set('VIR_MIGRATE_POSTCOPY', d.postCopy);
   set('VIR_MIGRATE_AUTO_CONVERGE', d.autoConverge);
   set('VIR_MIGRATE_PARALLEL', d.channels > 1);
+  if (d.disks !== undefined) {
+    // Known disks: NON_SHARED_INC for a top image copied alone, NON_SHARED_DISK for a whole disk.
+    set(
+      'VIR_MIGRATE_NON_SHARED_INC',
+      d.disks.some((p) => p.sync === 'top'),
+    );
+    set(
+      'VIR_MIGRATE_NON_SHARED_DISK',
+      d.disks.some((p) => p.sync === 'full'),
+    );
+  }
   const reason: PlanReason = {
     decision: 'flags',
     option: ctx.legacy ? ctx.listOption : undefined,
     message:
       (ctx.legacy ? `nova 13 rules on ${ctx.listOption}` : "today's nova rules") +
-      ', then TUNNELLED, TLS, POSTCOPY, AUTO_CONVERGE and PARALLEL set by the decisions above',
+      ', then TUNNELLED, TLS, POSTCOPY, AUTO_CONVERGE, PARALLEL and the NON_SHARED_* of the disks set by the decisions above',
   };
   return { value: [...flags].sort(), reasons: [reason] };
 }
@@ -161,5 +203,6 @@ export function migrationSettings(plan: MigrationPlan): MigrationSettings {
     autoConverge: plan.autoConverge,
     stallSeconds: plan.stallTimeoutSeconds,
     reasons: plan.reasons.map((r) => r.message),
+    ...(plan.disks !== undefined ? { disks: [...plan.disks], keepSourceDisks: plan.keepSourceDisks } : {}),
   };
 }

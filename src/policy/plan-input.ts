@@ -8,16 +8,20 @@ import {
 } from '../config/index.js';
 import { PlanError, UsageError } from '../errors.js';
 import type { HostCapabilities } from '../qemu/index.js';
+import type { DiskDecisionInput } from './decide-disks.js';
 import type { MigrationOverrides } from './types.js';
 
 export type MigrationKind = 'live' | 'block';
 
 export interface PlanInput {
   readonly options: ResolvedOptions;
+  /** Without `disks`: the kind asked for. With them, a migration that copies a disk is a block migration. */
   readonly kind: MigrationKind;
   readonly memoryMiB: number;
-  /** Local disks a block migration copies, GiB each (nova counts each as at least 2 GiB). */
+  /** Local disks a block migration copies, GiB each (nova counts each as at least 2 GiB); from `disks` when given. */
   readonly disksGiB?: readonly number[];
+  /** The VM's disks as both hosts see them: each is shared or copied (decideDisks). */
+  readonly disks?: Omit<DiskDecisionInput, 'incremental'>;
   readonly source: HostCapabilities;
   readonly destination: HostCapabilities;
   readonly overrides?: Readonly<MigrationOverrides>;
@@ -88,6 +92,8 @@ const OVERRIDE_CHOICES = {
   tls: [true, false],
   autoConverge: [true, false],
   postCopy: [true, false],
+  block: ['all', 'auto'],
+  keepSourceDisks: [true, false],
 } as const;
 
 /** Per-migration overrides as the API received them: every field checked, a bad one named. */

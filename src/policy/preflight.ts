@@ -1,5 +1,5 @@
 import { PlanError } from '../errors.js';
-import { hostCpuMismatch, type HostCpu } from '../qemu/index.js';
+import { hostCpuMismatch, type DiskIdentity, type HostCpu } from '../qemu/index.js';
 
 /** One check made before a migration prepares anything on the destination. */
 export interface PreflightResult {
@@ -159,13 +159,7 @@ export function checkQemuVersion(
   };
 }
 
-/** A disk image as one host sees it: size and a fingerprint of its first and last MiB. */
-export interface DiskIdentity {
-  path: string;
-  sizeBytes: number;
-  /** sha256 of the first and the last MiB (the whole file when smaller). */
-  fingerprint: string;
-}
+export type { DiskIdentity };
 
 /** What the destination found at a shared disk's path: its identity, or why it has none. */
 export type DiskLookup = DiskIdentity | { path: string; missing: string };

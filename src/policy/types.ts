@@ -26,7 +26,8 @@ export type PlanDecision =
   | 'timeoutAction'
   | 'bandwidth'
   | 'stallTimeout'
-  | 'relayWorkers';
+  | 'relayWorkers'
+  | 'disks';
 
 /** Why the plan decided something; names the option or capability (or override) that drove it. */
 export interface PlanReason {
@@ -55,6 +56,10 @@ export interface MigrationOverrides {
   autoConverge?: boolean;
   postCopy?: boolean;
   stallSeconds?: number;
+  /** Block migration: copy every local disk, or decide per disk from what the destination sees. */
+  block?: BlockMode;
+  /** Keep the source's images of copied disks after the VM moved (they are removed by default). */
+  keepSourceDisks?: boolean;
 }
 
 /** How one migration is carried out: the migration plan, reduced to what the drivers act on. */
@@ -79,4 +84,60 @@ export interface MigrationSettings {
   stallSeconds: number;
   /** Why each of the above was chosen, for the report. */
   reasons: string[];
+  /** Block migration: how each disk of the VM gets there (absent for a live migration). */
+  disks?: DiskPlan[];
+  /** Block migration: keep the source's images of copied disks after the VM moved. */
+  keepSourceDisks?: boolean;
+}
+
+/** `--block`: copy every local disk (`all`), or decide each disk from what the destination sees (`auto`). */
+export type BlockMode = 'all' | 'auto';
+
+/** An image file as two hosts compare it: format, sizes and the fingerprint of its first and last MiB. */
+export interface ImageFingerprint {
+  format: string;
+  virtualSize: number;
+  sizeBytes: number;
+  fingerprint: string;
+}
+
+/** What the source knows of one of the VM's disks before it migrates. */
+export interface SourceDisk {
+  /** Its index in the VM spec. */
+  disk: number;
+  storage: 'shared' | 'local';
+  /** As the spec names it (relative to instances_path for a local disk). */
+  path: string;
+  format: 'raw' | 'qcow2';
+  /** The size the guest sees, bytes. */
+  virtualSize: number;
+  /** qcow2 on a backing image: the name its header gives, and that image's identity. */
+  backing?: { name: string; format: string; identity: ImageFingerprint } | undefined;
+}
+
+/** What the destination sees for one disk: its answer to the pre-flight disk check. */
+export interface DestinationDiskView {
+  disk: number;
+  /** A file is at the disk's path there. */
+  exists: boolean;
+  /** It is the source's own file (the folder is shared: the source's probe file is there). */
+  sameFile: boolean;
+  /** Why it is, or is not, the same file. */
+  why: string;
+  /** For a disk on a backing image: whether the destination has that image, where a copy of the top would name it. */
+  backing?: { present: boolean; why: string } | undefined;
+}
+
+/** How one disk gets to the destination: the destination opens the same file, or gets a copy. */
+export interface DiskPlan {
+  disk: number;
+  action: 'shared' | 'copy';
+  /** A copy: `full` into a standalone image, `top` only the top image over the destination's own backing image. */
+  sync?: 'full' | 'top' | undefined;
+  format: 'raw' | 'qcow2';
+  virtualSize: number;
+  /** `top` only: the backing image the new top names, as the source's top names it, and its identity. */
+  backing?: { name: string; format: string; identity: ImageFingerprint } | undefined;
+  /** Why, in a sentence. */
+  reason: string;
 }

@@ -1,8 +1,15 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import type { DiskIdentity } from '../policy/index.js';
 
 const MIB = 1024 * 1024;
+
+/** A disk image as one host sees it: size and a fingerprint of its first and last MiB. */
+export interface DiskIdentity {
+  path: string;
+  sizeBytes: number;
+  /** sha256 of the first and the last MiB (the whole file when smaller). */
+  fingerprint: string;
+}
 
 /**
  * A disk image's identity as one host sees it: its size and a sha256 of its first

@@ -57,6 +57,8 @@ export {
   type ProbeOptions,
 } from './accel-probe.js';
 export { probeQemuFeatures, probeKvmCpuModels, type QemuFeatures } from './qemu-features.js';
+export { diskIdentity, type DiskIdentity } from './disk-identity.js';
+export { checkLocalDiskPath, diskImagePath, type DiskStorage } from './disk-paths.js';
 export { followFile, type FileFollower } from './file-follower.js';
 export { probeHost, type HostInfo } from './host-info.js';
 export { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';

@@ -74,6 +74,25 @@ describe('VM spec to QEMU argv', () => {
     assert.deepEqual(deviceIds('nic', 7).slot, '0x13', 'the last NIC stays below the ICH9 functions at 0x1f');
   });
 
+  it("opens a local disk under this host's instances_path, and refuses one without it", () => {
+    const local = validateVmSpec({
+      ...spec,
+      disks: [{ path: 'web-1/disk.qcow2', format: 'qcow2', storage: 'local' }],
+      nics: [],
+    });
+    assert.deepEqual(
+      valuesAfter(
+        buildQemuArgv(local, { accel: 'tcg', runDir: '/r', instancesPath: '/b/instances' }),
+        '-blockdev',
+      )[0],
+      'driver=file,node-name=vmf-drive0-file,filename=/b/instances/web-1/disk.qcow2',
+    );
+    assert.throws(
+      () => buildQemuArgv(local, { accel: 'tcg', runDir: '/r' }),
+      /VM web-1: disks\[0\] is local but no instances_path was given/,
+    );
+  });
+
   it('builds the same device tree on both ends of a migration (only host paths and tap names differ)', () => {
     const source = buildQemuArgv(spec, {
       accel: 'tcg',

@@ -1,3 +1,4 @@
+import { diskImagePath } from './disk-paths.js';
 import { machineFamily } from './machine-types.js';
 import { isKernelBoot, ramSizeKiB, runFiles, MAX_DISKS, type LaunchOptions, type VmSpec } from './vm-spec.js';
 
@@ -21,6 +22,15 @@ export function deviceIds(
     backend: `vmf-net${index}`,
     slot: `0x${(4 + MAX_DISKS + index).toString(16)}`,
   };
+}
+
+/** Where disk `i` of `spec` is on this host: a local disk under its instances_path. */
+function imageOf(spec: VmSpec, i: number, options: LaunchOptions): string {
+  const disk = spec.disks[i]!;
+  if (disk.storage === 'local' && options.instancesPath === undefined) {
+    throw new Error(`VM ${spec.name}: disks[${i}] is local but no instances_path was given`);
+  }
+  return diskImagePath(disk, options.instancesPath ?? '/');
 }
 
 /** The QEMU command line (without the binary) for a spec on this host. Pure. */
@@ -64,7 +74,7 @@ export function buildQemuArgv(spec: VmSpec, options: LaunchOptions): string[] {
     const bootIndex = !isKernelBoot(boot) && boot.disk === i ? ',bootindex=1' : '';
     argv.push(
       '-blockdev',
-      `driver=file,node-name=${ids.backend}-file,filename=${disk.path}${ro}`,
+      `driver=file,node-name=${ids.backend}-file,filename=${imageOf(spec, i, options)}${ro}`,
       '-blockdev',
       `driver=${disk.format},node-name=${ids.backend},file=${ids.backend}-file${ro}`,
       '-device',

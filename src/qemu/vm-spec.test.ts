@@ -56,6 +56,14 @@ describe('VM spec parsing', () => {
     assert.deepEqual(draft.boot, { firmware: 'bios', disk: 0 });
   });
 
+  it('takes a local disk by its path under instances_path', () => {
+    const draft = parseVmSpec({
+      ...base,
+      disks: [{ path: 'web-1/disk.qcow2', format: 'qcow2', storage: 'local' }],
+    });
+    assert.deepEqual(draft.disks, [{ path: 'web-1/disk.qcow2', format: 'qcow2', storage: 'local' }]);
+  });
+
   it('writes MACs in lower case and keeps a memory backend', () => {
     const draft = parseVmSpec({
       ...base,
@@ -106,7 +114,11 @@ describe('VM spec parsing', () => {
       ],
       [
         { ...base, disks: [{ path: '/a', format: 'raw', storage: 'local' }] },
-        /disks\[0\]\.storage is not supported yet: vmferry cannot copy a local disk \(block migration\), got "local"/,
+        /disks\[0\]\.path must be a path relative to instances_path, without "\.\.", "\." or empty parts, and without commas, got "\/a"/,
+      ],
+      [
+        { ...base, disks: [{ path: 'web/../../etc/shadow', format: 'raw', storage: 'local' }] },
+        /disks\[0\]\.path must be a path relative to instances_path.*, got "web\/\.\.\/\.\.\/etc\/shadow"/,
       ],
       [
         { ...base, disks: [{ path: '/a', format: 'raw', storage: 'shared', readonly: 'yes' }] },

@@ -1,5 +1,6 @@
 import { isAbsolute, join } from 'node:path';
 import { UsageError } from '../errors.js';
+import { checkLocalDiskPath, type DiskStorage } from './disk-paths.js';
 
 /**
  * The VM spec: what a VM is, independent of the host it runs on. It travels
@@ -24,11 +25,15 @@ export interface FirmwareBoot {
 
 export type BootSpec = KernelBoot | FirmwareBoot;
 
-/** A virtio-blk disk. `shared`: the same file is visible at the same path on every host. */
+/**
+ * A virtio-blk disk. `shared`: the same file at the same absolute path on every
+ * host. `local`: `path` is relative to each host's instances_path; block
+ * migration copies it into the destination's.
+ */
 export interface DiskSpec {
   path: string;
   format: 'raw' | 'qcow2';
-  storage: 'shared' | 'local';
+  storage: DiskStorage;
   readonly?: boolean;
 }
 
@@ -75,6 +80,8 @@ export interface LaunchOptions {
   runDir: string;
   /** The tap device of each NIC on this host, in spec order (the agent creates them). */
   taps?: string[];
+  /** This host's instances_path: where the images of local disks are (their paths are relative to it). */
+  instancesPath?: string;
   /** `defer`: start as a migration destination waiting for `migrate-incoming`. */
   incoming?: 'defer';
   /** Start with the vCPUs stopped (-S). */
@@ -188,6 +195,21 @@ class FieldReader {
     return v;
   }
 
+  /** A local disk's path: relative to instances_path, never leaving it (checkLocalDiskPath). */
+  localPath(key: string): string {
+    const v = this.value[key];
+    try {
+      if (typeof v !== 'string') throw new TypeError('not a string');
+      return checkLocalDiskPath(v);
+    } catch {
+      return this.fail(
+        key,
+        'must be a path relative to instances_path, without "..", "." or empty parts, and without commas',
+        'for example "web-1/disk.qcow2"',
+      );
+    }
+  }
+
   oneOf<T extends string>(key: string, values: readonly T[], hint?: string): T {
     const v = this.value[key];
     if (typeof v !== 'string' || !values.includes(v as T)) {
@@ -258,22 +280,16 @@ function parseBoot(vm: string, r: FieldReader, diskCount: number): BootSpec {
 
 function parseDisk(vm: string, at: string, value: unknown): DiskSpec {
   const d = FieldReader.of(vm, at, value, ['path', 'format', 'storage', 'readonly']);
+  const storage = d.oneOf(
+    'storage',
+    ['shared', 'local'] as const,
+    "shared: the same file at the same path on every host; local: under each host's instances_path, copied by block migration",
+  );
   const disk: DiskSpec = {
-    path: d.file('path'),
+    path: storage === 'shared' ? d.file('path') : d.localPath('path'),
     format: d.oneOf('format', ['raw', 'qcow2'] as const),
-    storage: d.oneOf(
-      'storage',
-      ['shared', 'local'] as const,
-      'shared: the same file at the same path on every host; local: copied by block migration',
-    ),
+    storage,
   };
-  if (disk.storage === 'local') {
-    d.fail(
-      'storage',
-      'is not supported yet: vmferry cannot copy a local disk (block migration)',
-      'put the disk on storage every host sees at the same path and mark it "shared"',
-    );
-  }
   if (d.boolean('readonly') === true) disk.readonly = true;
   return disk;
 }

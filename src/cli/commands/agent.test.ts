@@ -18,6 +18,7 @@ describe('agent settings', () => {
       host: '198.18.0.7',
       port: 7711,
       stateDir: '/srv/vmf',
+      instancesPath: '/srv/vmf/instances',
       tlsDir: '/etc/vmferry/id',
       migrationAddress: '198.18.1.7',
       accel: 'tcg',
@@ -36,6 +37,21 @@ describe('agent settings', () => {
     assert.equal(s.port, 7700);
     assert.equal(s.accel, 'kvm');
     assert.equal(s.workers, undefined, '0 = the default, one per 2 CPUs');
+  });
+
+  it("keeps local disks in [vmferry] instances_path, else nova's [DEFAULT] instances_path, else STATE_DIR/instances", () => {
+    const nova = { 'vmferry.tls_dir': '/t', 'DEFAULT.instances_path': '/var/lib/nova/instances' } as const;
+    const flags = { qemu: 'q', qemuTls: true };
+    assert.equal(agentSettings(flags, optionsFrom(nova)).instancesPath, '/var/lib/nova/instances');
+    assert.equal(
+      agentSettings(flags, optionsFrom({ ...nova, 'vmferry.instances_path': '/srv/disks' })).instancesPath,
+      '/srv/disks',
+    );
+    assert.equal(agentSettings({ ...flags, instancesPath: '/x' }, optionsFrom(nova)).instancesPath, '/x');
+    assert.equal(
+      agentSettings({ ...flags, stateDir: '/s' }, optionsFrom({ 'vmferry.tls_dir': '/t' })).instancesPath,
+      '/s/instances',
+    );
   });
 
   it('names what is missing or wrong', () => {

@@ -13,6 +13,7 @@ interface AgentFlags {
   name?: string;
   listen?: string;
   stateDir?: string;
+  instancesPath?: string;
   tlsDir?: string;
   migrationAddress?: string;
   accel?: string;
@@ -45,11 +46,17 @@ export function agentSettings(flags: AgentFlags, options: ResolvedOptions) {
     throw new UsageError(`--accel must be auto, kvm or tcg, got ${JSON.stringify(accel)}`);
   }
   const workers = options['vmferry.workers'].value;
+  const stateDir = flags.stateDir ?? options['vmferry.state_dir'].value ?? '/var/lib/vmferry';
   return {
     // Unset: the name in the agent's certificate (peers check it against the certificate).
     name: flags.name ?? options['vmferry.agent_name'].value ?? undefined,
     ...parseListen(flags.listen ?? options['vmferry.listen'].value ?? '0.0.0.0:7700'),
-    stateDir: flags.stateDir ?? options['vmferry.state_dir'].value ?? '/var/lib/vmferry',
+    stateDir,
+    instancesPath:
+      flags.instancesPath ??
+      options['vmferry.instances_path'].value ??
+      options['DEFAULT.instances_path'].value ??
+      join(stateDir, 'instances'),
     tlsDir,
     migrationAddress:
       flags.migrationAddress ?? options['libvirt.live_migration_inbound_addr'].value ?? undefined,
@@ -81,6 +88,7 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
     listenHost: settings.host,
     listenPort: settings.port,
     stateDir: settings.stateDir,
+    instancesPath: settings.instancesPath,
     tls,
     migrationAddress: settings.migrationAddress,
     accel: settings.accel,
@@ -134,6 +142,10 @@ export const agentCommand: CommandModule = {
       .option(
         '--state-dir <dir>',
         'VM run directories, journal, sockets (default: [vmferry] state_dir, /var/lib/vmferry)',
+      )
+      .option(
+        '--instances-path <dir>',
+        "local disk images (default: [vmferry] instances_path, else nova's [DEFAULT] instances_path, else STATE_DIR/instances)",
       )
       .option(
         '--tls-dir <dir>',

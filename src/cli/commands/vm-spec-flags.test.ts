@@ -82,7 +82,7 @@ describe('vmferry vm start: the spec from --spec or flags', () => {
     );
     refused(
       { memory: '256', kernel: '/k', disk: ['/a.raw,format=raw,storage=local'] },
-      /disks\[0\]\.storage is not supported yet/,
+      /disks\[0\]\.path must be a path relative to instances_path.*, got "\/a\.raw"/,
     );
     refused({ kernel: '/k' }, /--memory is needed with --kernel/);
     refused({ memory: 'lots', kernel: '/k' }, /--memory must be a whole number, got "lots"/);

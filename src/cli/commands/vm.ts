@@ -71,7 +71,7 @@ export const vmCommand: CommandModule = {
         .option('--append <cmdline>', 'kernel command line')
         .option('--boot-disk <index>', 'boot disk number INDEX through SeaBIOS instead of a kernel')
         .option(
-          '--disk <path=...,format=raw|qcow2,storage=shared>',
+          '--disk <path=...,format=raw|qcow2,storage=shared|local>',
           'a virtio-blk disk (repeat for more)',
           collect,
         )
