@@ -1,8 +1,14 @@
 import { chmodSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type InjectOptions,
+  type LightMyRequestResponse,
+} from 'fastify';
 import { InternalError, NotFoundError, UsageError, VmferryError, describeError } from '../errors.js';
 import { PEER_CN_HEADER } from '../transport/index.js';
 import { routeOf } from './api-client.js';
+import { API_SCHEMAS, ERROR_REPLY, type EndpointSchema } from './api-schemas.js';
 
 /** Who is calling, from their client certificate (already verified against the deployment CA). */
 export interface Peer {
@@ -20,13 +26,6 @@ export interface ApiRequest {
 
 export type ApiHandler = (req: ApiRequest) => Promise<unknown>;
 
-interface Route {
-  method: string;
-  pattern: RegExp;
-  names: string[];
-  handler: ApiHandler;
-}
-
 /** A reply with an explicit status (201, 202...); plain values are sent as 200. */
 export class Reply {
   constructor(
@@ -37,130 +36,148 @@ export class Reply {
   ) {}
 }
 
-const MAX_BODY_BYTES = 1024 * 1024;
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+interface AjvError {
+  keyword: string;
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/** A schema refusal as a UsageError naming the part and the field. */
+function validationError(err: FastifyError): UsageError {
+  const where = err.validationContext ?? 'request';
+  const details = ((err.validation ?? []) as AjvError[]).map((v) => {
+    const at = `${where}${v.instancePath.replace(/\//g, '.')}`;
+    if (v.keyword === 'additionalProperties')
+      return `${at} has an unknown field ${JSON.stringify(v.params.additionalProperty)}`;
+    return `${at} ${v.message ?? 'is invalid'}`;
+  });
+  return new UsageError(details.join('; ') || err.message, {
+    hint: 'the agent API takes only the fields it documents (src/agent/api-schemas.ts)',
+  });
+}
+
+/** Any error a request ends in, as the one error shape {code, message, hint?}. */
+export function apiError(err: unknown): VmferryError {
+  if (err instanceof VmferryError) return err;
+  const e = err as Partial<FastifyError> | undefined;
+  if (e?.validation !== undefined) return validationError(e as FastifyError);
+  switch (e?.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new UsageError(`request body larger than ${MAX_BODY_BYTES} bytes`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new UsageError('request body must be JSON (content-type: application/json)');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new UsageError('request body is empty: send {} when there is nothing to say');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new UsageError('request body is not valid JSON');
+  }
+  if (err instanceof SyntaxError) return new UsageError('request body is not valid JSON');
+  return new InternalError(`internal error: ${describeError(err)}`);
+}
+
+function schemaOf(endpoint: string): EndpointSchema {
+  const schema = API_SCHEMAS[endpoint];
+  if (schema === undefined) throw new Error(`the API endpoint ${endpoint} has no schema in api-schemas.ts`);
+  return schema;
+}
 
 /**
- * The agent's control API: plain HTTP on a unix socket only the agent's TLS
- * front door (src/transport) can reach. The front door terminates mutual TLS
- * (a client without a certificate from the deployment CA never gets here) and
- * names the caller in a header it sets itself. Errors are answered as
+ * The agent's control API on fastify: plain HTTP on a unix socket only the
+ * agent's TLS front door (src/transport) can reach. The front door terminates
+ * mutual TLS (a client without a certificate from the deployment CA never gets
+ * here) and names the caller in a header it sets itself. Every body, query and
+ * reply has a JSON schema (api-schemas.ts); errors are answered as
  * `{code, message, hint}` with the status of their code (errors.ts).
  */
 export class ApiServer {
-  private readonly routes: Route[] = [];
-  private server: Server | undefined;
+  private readonly app: FastifyInstance;
+  private readonly paths: { method: string; pattern: RegExp }[] = [];
+  private listening = false;
+
+  constructor() {
+    this.app = Fastify({
+      bodyLimit: MAX_BODY_BYTES,
+      // Only the front door's workers connect here; they keep connections open, and an idle
+      // connection closed by this side races their next request. Keep them for a day.
+      keepAliveTimeout: 24 * 3600 * 1000,
+      requestTimeout: 0,
+      forceCloseConnections: true,
+      logger: false,
+      // Refuse unknown fields and wrong types instead of dropping or converting them.
+      ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
+    });
+    this.app.setErrorHandler((err, _request, reply) => {
+      const e = apiError(err);
+      void reply.status(e.httpStatus).type('application/json').send(e.toJSON());
+    });
+    this.app.setNotFoundHandler((request, reply) => {
+      const path = new URL(request.url, 'http://agent').pathname;
+      const e = this.paths.some((p) => p.pattern.test(path))
+        ? new UsageError(`${request.method} is not allowed on ${path}`)
+        : new NotFoundError(`no API endpoint ${request.method} ${path}`);
+      void reply.status(e.httpStatus).type('application/json').send(e.toJSON());
+    });
+  }
 
   /** Serves `endpoint` (`METHOD /path/:param`, as in api-client.ts's API table) with `handler`. */
   route(endpoint: `${'GET' | 'POST'} /${string}`, handler: ApiHandler): this {
     const { method, path } = routeOf(endpoint);
-    const names: string[] = [];
-    const source = path.replace(/:([A-Za-z]+)/g, (_m, name: string) => {
-      names.push(name);
-      return '([^/]+)';
+    const schema = schemaOf(endpoint);
+    this.paths.push({ method, pattern: new RegExp(`^${path.replace(/:[A-Za-z]+/g, '[^/]+')}$`) });
+    this.app.route({
+      method,
+      url: path,
+      schema: {
+        ...(schema.body !== undefined ? { body: schema.body } : {}),
+        ...(schema.querystring !== undefined ? { querystring: schema.querystring } : {}),
+        ...(schema.params !== undefined ? { params: schema.params } : {}),
+        response: {
+          ...(schema.reply !== undefined ? { '2xx': schema.reply } : {}),
+          '4xx': ERROR_REPLY,
+          '5xx': ERROR_REPLY,
+        },
+      },
+      handler: async (request, reply) => {
+        const cn = request.headers[PEER_CN_HEADER];
+        const query = new URLSearchParams();
+        for (const [k, v] of Object.entries((request.query ?? {}) as Record<string, unknown>))
+          query.set(k, String(v));
+        const result = await handler({
+          method,
+          path: new URL(request.url, 'http://agent').pathname,
+          params: (request.params ?? {}) as Record<string, string>,
+          query,
+          body: request.body,
+          peer: { commonName: typeof cn === 'string' ? cn : '' },
+        });
+        if (!(result instanceof Reply)) return result ?? {};
+        void reply.status(result.status);
+        if (result.contentType !== undefined) void reply.type(result.contentType);
+        return result.body;
+      },
     });
-    this.routes.push({ method, pattern: new RegExp(`^${source}$`), names, handler });
     return this;
   }
 
   /** Listens on a unix socket (mode 0600). */
   async listen(path: string): Promise<void> {
     rmSync(path, { force: true });
-    const server = createServer((req, res) => void this.handle(req, res));
-    // Only the front door's workers connect here; they keep connections open, and an idle
-    // connection closed by this side races their next request. Keep them for a day.
-    server.keepAliveTimeout = 24 * 3600 * 1000;
-    server.requestTimeout = 0;
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await this.app.listen({ path });
+    this.listening = true;
     chmodSync(path, 0o600);
   }
 
+  /** Answers one request without a socket (tests). */
+  inject(options: InjectOptions): Promise<LightMyRequestResponse> {
+    return this.app.inject(options);
+  }
+
   async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (server === undefined) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    try {
-      const url = new URL(req.url ?? '/', 'http://agent');
-      const method = req.method ?? 'GET';
-      let route: Route | undefined;
-      let match: RegExpExecArray | null = null;
-      let pathKnown = false;
-      for (const r of this.routes) {
-        const m = r.pattern.exec(url.pathname);
-        if (m === null) continue;
-        pathKnown = true;
-        if (r.method === method) {
-          route = r;
-          match = m;
-          break;
-        }
-      }
-      if (route === undefined || match === null) {
-        throw pathKnown
-          ? new UsageError(`${method} is not allowed on ${url.pathname}`)
-          : new NotFoundError(`no API endpoint ${method} ${url.pathname}`);
-      }
-      const params: Record<string, string> = {};
-      route.names.forEach((name, i) => (params[name] = decodeURIComponent(match[i + 1] ?? '')));
-      const body = await readJsonBody(req);
-      const cn = req.headers[PEER_CN_HEADER];
-      const result = await route.handler({
-        method,
-        path: url.pathname,
-        params,
-        query: url.searchParams,
-        body,
-        peer: { commonName: typeof cn === 'string' ? cn : '' },
-      });
-      if (result instanceof Reply && result.contentType !== undefined)
-        sendText(res, result.status, result.contentType, String(result.body));
-      else if (result instanceof Reply) send(res, result.status, result.body);
-      else send(res, 200, result ?? {});
-    } catch (err) {
-      const e =
-        err instanceof VmferryError
-          ? err
-          : new InternalError(`internal error: ${describeError(err)}`, { cause: err });
-      send(res, e.httpStatus, e.toJSON());
-    }
-  }
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  sendText(res, status, 'application/json', `${JSON.stringify(body)}\n`);
-}
-
-function sendText(res: ServerResponse, status: number, contentType: string, text: string): void {
-  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-async function readJsonBody(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new UsageError(`request body larger than ${MAX_BODY_BYTES} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  if (size === 0) return undefined;
-  const text = Buffer.concat(chunks).toString('utf8');
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new UsageError('request body is not valid JSON');
+    if (!this.listening) return;
+    this.listening = false;
+    await this.app.close();
   }
 }

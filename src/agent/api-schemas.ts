@@ -1,0 +1,119 @@
+/**
+ * JSON schemas of the agent API: every body, query string and reply, by
+ * endpoint ('METHOD /path'). Bodies and queries are closed (an unknown field
+ * is refused, naming it); replies list what callers rely on and may carry more.
+ * A VM spec is checked by validateVmSpec (its one definition), not here.
+ */
+
+type Schema = Record<string, unknown>;
+
+export interface EndpointSchema {
+  body?: Schema;
+  querystring?: Schema;
+  params?: Schema;
+  /** The 2xx reply (none for a reply that is not JSON). */
+  reply?: Schema;
+}
+
+const name = { type: 'string', minLength: 1, maxLength: 200 };
+const id = { type: 'string', minLength: 1, maxLength: 100 };
+/** A whole number >= 0 in a query string (which is text). */
+const count = { type: 'string', pattern: '^[0-9]{1,9}$' };
+const nonNegative = { type: 'number', minimum: 0 };
+
+function closed(properties: Record<string, Schema>, required: string[] = []): Schema {
+  return { type: 'object', properties, required, additionalProperties: false };
+}
+
+function open(properties: Record<string, Schema> = {}, required: string[] = []): Schema {
+  return { type: 'object', properties, required, additionalProperties: true };
+}
+
+const EMPTY_BODY = closed({});
+
+const OVERRIDES = closed({
+  transport: { enum: ['native', 'tunnelled'] },
+  tls: { type: 'boolean' },
+  tunnel: { enum: ['multi', 'naive'] },
+  channels: { type: 'integer', minimum: 1 },
+  bandwidthMiBps: nonNegative,
+  completionTimeoutSeconds: nonNegative,
+  timeoutAction: { enum: ['abort', 'force_complete'] },
+  autoConverge: { type: 'boolean' },
+  postCopy: { type: 'boolean' },
+  stallSeconds: nonNegative,
+});
+
+const MIGRATION_REQUEST = closed({ vm: name, to: { type: 'string', minLength: 1 }, options: OVERRIDES }, [
+  'vm',
+  'to',
+]);
+
+const VM_VIEW = open({ name, state: { type: 'string' } }, ['name', 'state']);
+const MIGRATION_RECORD = open({ id, vm: name, role: { type: 'string' }, state: { type: 'string' } }, [
+  'id',
+  'state',
+]);
+const INCOMING_REPLY = open({ destinationHost: { type: 'string' } }, ['destinationHost']);
+const EMPTY_REPLY = open();
+
+const nameParam = closed({ name }, ['name']);
+const idParam = closed({ id }, ['id']);
+
+/** The error reply every endpoint answers with: {code, message, hint?}. */
+export const ERROR_REPLY: Schema = closed(
+  { code: { type: 'string' }, message: { type: 'string' }, hint: { type: 'string' } },
+  ['code', 'message'],
+);
+
+export const API_SCHEMAS: Record<string, EndpointSchema> = {
+  // Prometheus text, not JSON.
+  'GET /metrics': {},
+  'GET /v1/host': { reply: open({ name, accelerator: { type: 'string' } }, ['name']) },
+  'GET /v1/vms': { reply: closed({ vms: { type: 'array', items: VM_VIEW } }, ['vms']) },
+  'POST /v1/vms': { body: { type: 'object' }, reply: VM_VIEW },
+  'GET /v1/vms/:name': { params: nameParam, reply: VM_VIEW },
+  'GET /v1/vms/:name/health': {
+    params: nameParam,
+    querystring: closed({ afterSeq: count, minOk: count, waitMs: count }),
+    reply: open({ state: { type: 'string' } }, ['state']),
+  },
+  'POST /v1/vms/:name/stop': { params: nameParam, body: EMPTY_BODY, reply: closed({ stopped: name }) },
+  'GET /v1/migrations': {
+    reply: closed({ migrations: { type: 'array', items: MIGRATION_RECORD } }, ['migrations']),
+  },
+  'POST /v1/migrations': {
+    body: MIGRATION_REQUEST,
+    reply: open({ id, settings: open() }, ['id', 'settings']),
+  },
+  'POST /v1/migrations/dry-run': { body: MIGRATION_REQUEST, reply: open({ vm: name }, ['vm']) },
+  'GET /v1/migrations/:id': { params: idParam, reply: MIGRATION_RECORD },
+  'GET /v1/migrations/:id/samples': {
+    params: idParam,
+    reply: closed({ samples: { type: 'array', items: open({ time: { type: 'number' } }) } }, ['samples']),
+  },
+  'POST /v1/migrations/:id/abort': {
+    params: idParam,
+    body: EMPTY_BODY,
+    reply: closed({ aborting: id }),
+  },
+  'POST /v1/migrations/:id/force-complete': {
+    params: idParam,
+    body: EMPTY_BODY,
+    reply: closed({ forcing: id }),
+  },
+  // The prepare request is the source's plan for this migration; its VM spec is checked by validateVmSpec.
+  'POST /v1/incoming': {
+    body: open({ migrationId: id, spec: { type: 'object' } }, ['migrationId', 'spec']),
+    reply: INCOMING_REPLY,
+  },
+  'POST /v1/incoming/:id/resume': { params: idParam, body: EMPTY_BODY, reply: EMPTY_REPLY },
+  'POST /v1/incoming/:id/recover': { params: idParam, body: EMPTY_BODY, reply: INCOMING_REPLY },
+  'POST /v1/incoming/:id/complete': { params: idParam, body: EMPTY_BODY, reply: EMPTY_REPLY },
+  'GET /v1/incoming/:id/guest': { params: idParam, reply: open({ state: { type: 'string' } }, ['state']) },
+  'POST /v1/incoming/:id/abort': {
+    params: idParam,
+    body: closed({ reason: { type: 'string', maxLength: 2000 } }),
+    reply: EMPTY_REPLY,
+  },
+};
