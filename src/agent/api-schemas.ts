@@ -2,7 +2,8 @@
  * JSON schemas of the agent API: every body, query string and reply, by
  * endpoint ('METHOD /path'). Bodies and queries are closed (an unknown field
  * is refused, naming it); replies list what callers rely on and may carry more.
- * A VM spec is checked by validateVmSpec (its one definition), not here.
+ * A VM spec is checked by validateVmSpec (its one definition, which also
+ * refuses unknown fields), not here.
  */
 
 type Schema = Record<string, unknown>;
@@ -77,6 +78,12 @@ export const API_SCHEMAS: Record<string, EndpointSchema> = {
     params: nameParam,
     querystring: closed({ afterSeq: count, minOk: count, waitMs: count }),
     reply: open({ state: { type: 'string' } }, ['state']),
+  },
+  // `hops`: how many agents passed the request on, following the VM's migrations.
+  'GET /v1/vms/:name/console': {
+    params: nameParam,
+    querystring: closed({ after: count, lines: count, hops: count }),
+    reply: open({ vm: name, host: { type: 'string' }, text: { type: 'string' } }, ['text']),
   },
   'POST /v1/vms/:name/stop': { params: nameParam, body: EMPTY_BODY, reply: closed({ stopped: name }) },
   'GET /v1/migrations': {
