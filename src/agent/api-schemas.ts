@@ -58,6 +58,11 @@ const MIGRATION_RECORD = open({ id, vm: name, role: { type: 'string' }, state: {
 const INCOMING_REPLY = open({ destinationHost: { type: 'string' } }, ['destinationHost']);
 const EMPTY_REPLY = open();
 
+/** What the source hands over when the guest starts on the destination: its console's last bytes. */
+const HAND_OVER = closed({
+  consoleTail: closed({ text: { type: 'string' }, end: { type: 'integer', minimum: 0 } }, ['text', 'end']),
+});
+
 const nameParam = closed({ name }, ['name']);
 const idParam = closed({ id }, ['id']);
 
@@ -114,9 +119,9 @@ export const API_SCHEMAS: Record<string, EndpointSchema> = {
     body: open({ migrationId: id, spec: { type: 'object' } }, ['migrationId', 'spec']),
     reply: INCOMING_REPLY,
   },
-  'POST /v1/incoming/:id/resume': { params: idParam, body: EMPTY_BODY, reply: EMPTY_REPLY },
+  'POST /v1/incoming/:id/resume': { params: idParam, body: HAND_OVER, reply: EMPTY_REPLY },
   'POST /v1/incoming/:id/recover': { params: idParam, body: EMPTY_BODY, reply: INCOMING_REPLY },
-  'POST /v1/incoming/:id/complete': { params: idParam, body: EMPTY_BODY, reply: EMPTY_REPLY },
+  'POST /v1/incoming/:id/complete': { params: idParam, body: HAND_OVER, reply: EMPTY_REPLY },
   'GET /v1/incoming/:id/guest': { params: idParam, reply: open({ state: { type: 'string' } }, ['state']) },
   'POST /v1/incoming/:id/abort': {
     params: idParam,
