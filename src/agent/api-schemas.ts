@@ -114,9 +114,19 @@ export const API_SCHEMAS: Record<string, EndpointSchema> = {
     body: EMPTY_BODY,
     reply: closed({ forcing: id }),
   },
-  // The prepare request is the source's plan for this migration; its VM spec is checked by validateVmSpec.
+  // The source's plan travels as it is (the destination reads what it needs); the spec is checked by validateVmSpec.
   'POST /v1/incoming': {
-    body: open({ migrationId: id, spec: { type: 'object' } }, ['migrationId', 'spec']),
+    body: closed(
+      {
+        migrationId: id,
+        spec: { type: 'object' },
+        settings: { type: 'object' },
+        sourceHost: name,
+        sourceAccelerator: { enum: ['kvm', 'tcg'] },
+        sourceAddress: { type: 'string', maxLength: 300 },
+      },
+      ['migrationId', 'spec', 'settings', 'sourceHost'],
+    ),
     reply: INCOMING_REPLY,
   },
   'POST /v1/incoming/:id/resume': { params: idParam, body: HAND_OVER, reply: EMPTY_REPLY },

@@ -7,6 +7,7 @@ import { PeerError, VmferryError } from '../../src/errors.js';
 import { TwoHostLab } from '../../src/lab/index.js';
 import type { MigrationReport } from '../../src/migration/index.js';
 import { initCa, issueCertificate, loadTlsIdentity } from '../../src/pki/index.js';
+import { EXAMPLE_SETTINGS } from '../../src/policy/settings.fixture.js';
 import {
   guestSpec,
   guestVmSpec,
@@ -273,11 +274,7 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
         migrationId: '11111111-2222-3333-4444-555555555555',
         sourceHost: lab.agents.a.name,
         spec: guestVmSpec('impostor'),
-        transport: 'native',
-        tls: true,
-        channels: 1,
-        tunnel: 'multi',
-        postCopy: false,
+        settings: EXAMPLE_SETTINGS,
       }),
       (err: unknown) =>
         err instanceof VmferryError &&
