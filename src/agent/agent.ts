@@ -284,7 +284,11 @@ export class Agent {
     if (e.type === 'worker-exited') this.metrics.relayWorkerRestarted();
     if (e.type === 'tunnel-refused') this.metrics.tunnelRefused(e.status);
     if (e.type === 'worker-started') return;
-    this.log(`transport: ${JSON.stringify(e)}`);
+    const migration = 'migrationId' in e && typeof e.migrationId === 'string' ? e.migrationId : undefined;
+    this.log(`transport: ${JSON.stringify(e)}`, {
+      level: e.type === 'worker-exited' || e.type === 'tunnel-refused' ? 'warn' : 'info',
+      ...(migration !== undefined ? { migration } : {}),
+    });
   }
 
   private peer(address: string): AgentApi {

@@ -20,6 +20,7 @@ import type { AgentApi } from './api-client.js';
 import type { ConsoleTail } from './console-log.js';
 import type { Journal, MigrationRecord } from './journal.js';
 import type { AgentTunnels } from './tunnels.js';
+import type { LogFn } from '../log/index.js';
 import type { VmRegistry } from './vm-registry.js';
 
 interface IncomingMigration {
@@ -45,7 +46,7 @@ export interface IncomingMigrationsOptions {
   journal: Journal;
   tunnels: AgentTunnels;
   qemuTlsDir: string | undefined;
-  log: (line: string) => void;
+  log: LogFn;
   /** The API of the source agent at `address`, whose certificate must name `peerName`. */
   sourceApi?: (address: string, peerName: string) => AgentApi;
   /** How long an incoming copy may wait before the source is asked about it (ms); 0: never. */
@@ -185,6 +186,7 @@ export class IncomingMigrations {
     });
     this.options.log(
       `migration ${record.id}: post-copy in progress, the guest runs here; kept after the restart`,
+      { migration: record.id, vm: record.vm },
     );
   }
 
@@ -238,7 +240,12 @@ export class IncomingMigrations {
     if (vm.spec.nics.length === 0) return;
     await vm
       .qemu!.qmp.execute('announce-self', { initial: 50, max: 550, rounds: 5, step: 100 })
-      .catch((err: unknown) => this.options.log(`VM ${vmName}: announce-self failed: ${describeError(err)}`));
+      .catch((err: unknown) =>
+        this.options.log(`VM ${vmName}: announce-self failed: ${describeError(err)}`, {
+          level: 'warn',
+          vm: vmName,
+        }),
+      );
   }
 
   private async startGuest(entry: IncomingMigration, consoleTail?: ConsoleTail): Promise<void> {
@@ -252,7 +259,10 @@ export class IncomingMigrations {
     await entry.driver.closeTunnel();
     this.options.registry.setState(entry.vmName, 'running');
     this.options.journal.setMigrationState(id, 'completed', { message: 'the VM runs here' });
-    this.options.log(`migration ${id}: VM ${entry.vmName} now runs here`);
+    this.options.log(`migration ${id}: VM ${entry.vmName} now runs here`, {
+      migration: id,
+      vm: entry.vmName,
+    });
   }
 
   /** The guest's own verdict after it arrived: its first heartbeats here (up to 20 s). */
@@ -336,7 +346,11 @@ export class IncomingMigrations {
           ? `${entry.owner} does not know this migration`
           : `${entry.owner} ended this migration (${state}) without telling this host`;
       await this.abort(entry.id, `${why}; nobody will finish this copy`).catch((err: unknown) => {
-        this.options.log(`migration ${entry.id}: keeping the incoming copy: ${describeError(err)}`);
+        this.options.log(`migration ${entry.id}: keeping the incoming copy: ${describeError(err)}`, {
+          level: 'warn',
+          migration: entry.id,
+          vm: entry.vmName,
+        });
       });
     }
   }
@@ -366,7 +380,10 @@ export class IncomingMigrations {
     for (const m of migrationIds) {
       if (this.options.registry.has(m.vm) && this.options.registry.get(m.vm).state === 'incoming') {
         await this.options.registry.destroy(m.vm, 2000);
-        this.options.log(`dropped incoming VM ${m.vm} of interrupted migration ${m.id}`);
+        this.options.log(`dropped incoming VM ${m.vm} of interrupted migration ${m.id}`, {
+          migration: m.id,
+          vm: m.vm,
+        });
       }
     }
   }
@@ -388,7 +405,11 @@ export class IncomingMigrations {
       if (vm.migrationId === id) await this.options.registry.destroy(vmName, 2000);
     }
     this.options.journal.setMigrationState(id, 'failed', { message: reason, error: reason });
-    this.options.log(`incoming migration ${id} failed: ${reason}`);
+    this.options.log(`incoming migration ${id} failed: ${reason}`, {
+      level: 'warn',
+      migration: id,
+      vm: vmName,
+    });
   }
 }
 

@@ -37,6 +37,7 @@ import type { ConsoleTail } from './console-log.js';
 import type { VmSpec } from '../qemu/index.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord } from './journal.js';
+import type { LogFn } from '../log/index.js';
 import type { VmRegistry } from './vm-registry.js';
 
 export interface OutgoingMigrationsOptions {
@@ -57,7 +58,7 @@ export interface OutgoingMigrationsOptions {
   dirtyRateSampleSeconds: number;
   /** How often the monitor loop polls QEMU and records a sample, ms. */
   sampleIntervalMs: number;
-  log: (line: string) => void;
+  log: LogFn;
   /** Told when a migration starts and ends (the agent's metrics). */
   observer?: MigrationObserver;
 }
@@ -271,7 +272,11 @@ export class OutgoingMigrations {
       async (report) => this.finish(report),
       (err: unknown) => {
         // run() reports failures in its report; reaching here is a bug, but the VM must still be released.
-        this.options.log(`migration ${id} crashed: ${describeError(err)}`);
+        this.options.log(`migration ${id} crashed: ${describeError(err)}`, {
+          level: 'error',
+          migration: id,
+          vm: vmName,
+        });
         registry.setState(vmName, 'running');
         throw err;
       },
@@ -279,6 +284,7 @@ export class OutgoingMigrations {
     this.running.set(id, { id, vm: vmName, to, driver, done });
     this.options.log(
       `migration ${id}: ${vmName} -> ${to} (${settings.transport}${settings.tls ? ', TLS' : ''}, ${settings.channels} channel(s))`,
+      { migration: id, vm: vmName },
     );
     return { id, settings };
   }
@@ -344,7 +350,7 @@ export class OutgoingMigrations {
     if (qmp === undefined) {
       const error = 'the source QEMU died during post-copy: the guest on the destination lacks pages';
       journal.setMigrationState(m.id, 'failed', { message: error, error });
-      log(`migration ${m.id}: ${error}`);
+      log(`migration ${m.id}: ${error}`, { level: 'warn', migration: m.id, vm: m.vm });
       return;
     }
     const destination = this.options.peerApi(m.peer);
@@ -368,7 +374,11 @@ export class OutgoingMigrations {
               message: 'post-copy resumed over a new connection after the restart',
             });
           } else if (attempt <= 5 || attempt % 30 === 0) {
-            log(`migration ${m.id}: post-copy recovery failed: ${describeError(error)}; trying again`);
+            log(`migration ${m.id}: post-copy recovery failed: ${describeError(error)}; trying again`, {
+              level: 'warn',
+              migration: m.id,
+              vm: m.vm,
+            });
           }
         },
       });
@@ -388,7 +398,10 @@ export class OutgoingMigrations {
     journal.setMigrationState(m.id, 'completed', {
       message: `post-copy finished after a restart: the VM runs on ${m.peer}`,
     });
-    log(`migration ${m.id}: post-copy finished after a restart, ${m.vm} runs on ${m.peer}`);
+    log(`migration ${m.id}: post-copy finished after a restart, ${m.vm} runs on ${m.peer}`, {
+      migration: m.id,
+      vm: m.vm,
+    });
   }
 
   /**
@@ -417,7 +430,10 @@ export class OutgoingMigrations {
       journal.setMigrationState(m.id, 'completed', {
         message: `settled after a restart: the VM runs on ${m.peer}`,
       });
-      log(`migration ${m.id}: settled after a restart, ${m.vm} runs on ${m.peer}`);
+      log(`migration ${m.id}: settled after a restart, ${m.vm} runs on ${m.peer}`, {
+        migration: m.id,
+        vm: m.vm,
+      });
       return;
     }
     const qmp = registry.qmpOf(m.vm);
@@ -426,7 +442,7 @@ export class OutgoingMigrations {
     if (restored.outcome === 'running') registry.setState(m.vm, 'running');
     const reason = `the agent restarted during the hand-over and ${m.peer} ${outcome === 'dropped' ? 'dropped its copy' : 'never got the request to start the guest'}`;
     journal.setMigrationState(m.id, 'failed', { message: `${reason}; ${restored.message}`, error: reason });
-    log(`migration ${m.id}: ${reason}; ${restored.message}`);
+    log(`migration ${m.id}: ${reason}; ${restored.message}`, { level: 'warn', migration: m.id, vm: m.vm });
   }
 
   private get(id: string): Running {
@@ -482,6 +498,7 @@ export class OutgoingMigrations {
     });
     this.options.log(
       `migration ${report.id} ${report.status}: ${report.bytes} bytes in ${report.seconds} s (${report.gbps} Gbit/s), guest ${report.guest}${report.error ? `; ${report.error}` : ''}`,
+      { level: report.status === 'completed' ? 'info' : 'warn', migration: report.id, vm: report.vm },
     );
     return report;
   }

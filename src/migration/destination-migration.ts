@@ -46,7 +46,7 @@ export interface DestinationMigrationDeps {
   /** QEMU's tls-creds-x509 directory on this host (native TLS). */
   tlsCredsDir: string | undefined;
   clock: Clock;
-  log: (line: string) => void;
+  log: (line: string, fields?: { level?: 'warn'; migration?: string }) => void;
 }
 
 /**
@@ -137,7 +137,10 @@ export class DestinationMigration {
     if (!this.tunnelOpen) return;
     this.tunnelOpen = false;
     await this.deps.endpoints.closeTunnel(this.deps.id).catch((err: unknown) => {
-      this.deps.log(`closing the tunnel of migration ${this.deps.id}: ${describeError(err)}`);
+      this.deps.log(`closing the tunnel of migration ${this.deps.id}: ${describeError(err)}`, {
+        level: 'warn',
+        migration: this.deps.id,
+      });
     });
   }
 

@@ -211,6 +211,31 @@ describe('seeing what migrations do: charts (real QEMU, real agents)', () => {
     assert.equal(value(onA, 'vmferry_migrations_completed_total'), 1, 'A sent one migration: the chart test');
   });
 
+  it('logs JSON lines with the host on each, and the VM and migration on those that concern one', async () => {
+    const { migrations } = await lab.client('b').get<{ migrations: MigrationRecord[] }>('/v1/migrations');
+    const sent = migrations.find((m) => m.role === 'source' && m.state === 'completed');
+    assert.ok(sent !== undefined, 'B sent a migration in the test before');
+    const lines = readFileSync(lab.agents.b.logFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map(
+        (l) =>
+          JSON.parse(l) as { host?: string; vm?: string; migration?: string; msg: string; level: number },
+      );
+    assert.ok(lines.length > 0, 'the agent logs JSON lines when no terminal watches');
+    assert.ok(
+      lines.every((l) => l.host === 'host-b'),
+      'every line names its host',
+    );
+    const about = lines.filter((l) => l.migration === sent.id);
+    assert.ok(about.length >= 2, `lines about ${sent.id}: ${JSON.stringify(about)}`);
+    assert.ok(about.every((l) => l.vm === undefined || l.vm === 'charted'));
+    assert.ok(
+      about.some((l) => l.vm === 'charted' && l.msg.startsWith(`migration ${sent.id} completed: `)),
+      JSON.stringify(about),
+    );
+  });
+
   it('says which migration it does not know instead of writing an empty chart', async () => {
     const r = await runCli(
       ['migration', 'show', 'no-such-id', '--svg', join(OUTPUT_DIR, 'none.svg')],
