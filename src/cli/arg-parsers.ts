@@ -5,13 +5,21 @@ import { UsageError } from '../errors.js';
  * value. A bad value is a UsageError naming the flag and what it got.
  */
 function invalid(flag: string, value: string, expected: string): UsageError {
-  return new UsageError(`invalid ${flag} '${value}': expected ${expected}`);
+  return new UsageError(`${flag} must be ${expected}, got ${JSON.stringify(value)}`);
 }
 
 export function wholeNumber(flag: string): (value: string) => number {
   return (value) => {
     if (!/^\d+$/.test(value)) throw invalid(flag, value, 'a whole number');
     return Number(value);
+  };
+}
+
+export function wholeNumberIn(flag: string, min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) throw invalid(flag, value, `from ${min} to ${max}`);
+    return n;
   };
 }
 

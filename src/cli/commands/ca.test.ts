@@ -68,7 +68,7 @@ describe('vmferry ca', () => {
     for (const [args, bad] of [
       [['--ip', '198.18.0.1', '--ip', 'not-an-ip'], "invalid IP address 'not-an-ip'"],
       [['--dns', 'under_score'], "invalid DNS name 'under_score'"],
-      [['--days', 'ten'], "invalid --days 'ten'"],
+      [['--days', 'ten'], '--days must be a whole number, got "ten"'],
     ] as const) {
       const r = await run('ca', 'issue', join(root, 'ca'), '--name', 'host-b', ...args);
       assert.equal(r.code, 1);

@@ -5,13 +5,14 @@ import { UsageError } from '../../errors.js';
 import { agentAddress, operatorIdentity } from '../agent-connection.js';
 import type { CommandModule } from '../command.js';
 import { printJson, printLines, type CliIo } from '../io.js';
+import { wholeNumberIn } from '../arg-parsers.js';
 
 interface DashboardFlags {
   listen: string;
   agents?: string;
   agent?: string;
   tlsDir?: string;
-  intervalMs: string;
+  intervalMs: number;
   json?: boolean;
 }
 
@@ -38,15 +39,16 @@ export const dashboardCommand: CommandModule = {
       .option('--agents <addresses>', 'agents to follow, comma-separated (default: --agent / VMFERRY_AGENT)')
       .option('--agent <address>', 'one agent to follow (env VMFERRY_AGENT)')
       .option('--tls-dir <dir>', 'your client identity: ca.pem, cert.pem, key.pem (env VMFERRY_TLS_DIR)')
-      .option('--interval-ms <ms>', 'how often the agents are read', '1000')
+      .option(
+        '--interval-ms <ms>',
+        'how often the agents are read',
+        wholeNumberIn('--interval-ms', 200, 60_000),
+        1000,
+      )
       .option('--json', 'print where it listens as JSON')
       .action(async (flags: DashboardFlags) => {
         const listen = parseDashboardListen(flags.listen);
-        const intervalMs = Number(flags.intervalMs);
-        if (!Number.isInteger(intervalMs) || intervalMs < 200 || intervalMs > 60_000)
-          throw new UsageError(
-            `--interval-ms must be from 200 to 60000, got ${JSON.stringify(flags.intervalMs)}`,
-          );
+        const { intervalMs } = flags;
         const identity = await operatorIdentity(io, flags);
         const addresses = dashboardAgents(io, flags);
         const agents = addresses.map((address) => ({

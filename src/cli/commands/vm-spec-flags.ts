@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../guest/index.js';
 import { parseVmSpec, type VmSpecDraft } from '../../qemu/index.js';
+import { wholeNumber } from '../arg-parsers.js';
 
 /** The flags of `vmferry vm start` that describe the VM (the alternative to --spec FILE). */
 export interface SpecFlags {
@@ -37,9 +38,7 @@ const HARDWARE_FLAGS: [keyof SpecFlags, string][] = [
 ];
 
 function int(value: string, flag: string): number {
-  if (!/^\d+$/.test(value))
-    throw new UsageError(`${flag} must be a whole number, got ${JSON.stringify(value)}`);
-  return Number(value);
+  return wholeNumber(flag)(value);
 }
 
 /** `key=value,key=value` (a bare first item is `first`'s value), as --disk and --nic take them. */
