@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentClient, MigrationRecord, VmView } from '../../src/agent/index.js';
 import { describeError } from '../../src/errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../src/guest/index.js';
 import { isTerminalMigrationState, type MigrationReport } from '../../src/migration/index.js';
+import type { HostKey, TwoHostLab } from '../../src/lab/index.js';
 import { packageRoot } from '../../src/paths.js';
 import type { VmSpec, VmSpecDraft } from '../../src/qemu/index.js';
 
@@ -142,4 +143,12 @@ export function qemuPidsMatching(fragment: string): Promise<number[]> {
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.on('close', () => resolve(out.split('\n').filter(Boolean).map(Number)));
   });
+}
+
+/** A tap device as `ip -d link show` prints it in a lab host, or undefined when there is none. */
+export function tapLink(lab: TwoHostLab, host: HostKey, tap: string): string | undefined {
+  const r = spawnSync('ip', ['-n', lab.agents[host].netns ?? '', '-d', 'link', 'show', tap], {
+    encoding: 'utf8',
+  });
+  return r.status === 0 ? r.stdout : undefined;
 }

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AgentClient, VmView } from '../../src/agent/index.js';
 import { VmferryError } from '../../src/errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../src/guest/index.js';
-import { TwoHostLab, canUseNetns, type HostKey } from '../../src/lab/index.js';
+import { TwoHostLab, canUseNetns } from '../../src/lab/index.js';
 import type { MigrationReport } from '../../src/migration/index.js';
 import { packageRoot } from '../../src/paths.js';
-import { qemuPidsMatching, runCli, vmNames, waitFor, waitForOkHeartbeats } from './helpers.js';
+import { qemuPidsMatching, runCli, tapLink, vmNames, waitFor, waitForOkHeartbeats } from './helpers.js';
 
 /** Heartbeat sequence numbers in console text, in order. */
 function heartbeatSeqs(text: string): number[] {
@@ -22,13 +22,6 @@ function assertConsecutive(seqs: number[], what: string): void {
   seqs.forEach((seq, i) => {
     if (i > 0) assert.equal(seq, (seqs[i - 1] ?? 0) + 1, `${what}: heartbeat ${seq} follows ${seqs[i - 1]}`);
   });
-}
-
-/** The tap device as `ip -d link show` prints it in a lab host, or undefined when there is none. */
-function tapLink(lab: TwoHostLab, host: HostKey, tap: string): string | undefined {
-  const netns = lab.agents[host].netns ?? '';
-  const r = spawnSync('ip', ['-n', netns, '-d', 'link', 'show', tap], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout : undefined;
 }
 
 describe(
