@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { tapName } from './tap-devices.js';
+import { tapMac, tapName } from './tap-devices.js';
 
 describe('tap device names', () => {
   it('fit in 15 characters and stay the same for the same host, VM and NIC', () => {
@@ -20,5 +20,10 @@ describe('tap device names', () => {
       tapName('host-aw', 'eb-1', 0),
     ];
     assert.equal(new Set(names).size, names.length);
+  });
+
+  it("give the tap the guest's MAC with 0xfe first, above any MAC a bridge would take from its ports", () => {
+    assert.equal(tapMac('52:54:00:ab:cd:ef'), 'fe:54:00:ab:cd:ef');
+    assert.equal(tapMac('fa:16:3e:12:ab:01'), 'fe:16:3e:12:ab:01');
   });
 });

@@ -14,11 +14,22 @@ export function tapName(host: string, vm: string, nicIndex: number): string {
   return `vmf${digest.slice(0, 12)}`;
 }
 
+/**
+ * The host side's MAC for a NIC's tap: the guest's with the first byte 0xfe, as
+ * libvirt does. A Linux bridge without a MAC of its own takes the lowest of its
+ * ports'; a tap with a low random MAC would change the bridge's MAC when it
+ * comes and goes, and guests that cached the old one lose the host (seen here:
+ * pings to the bridge unanswered for seconds after a migration).
+ */
+export function tapMac(guestMac: string): string {
+  return `fe${guestMac.slice(2)}`;
+}
+
 /** What the agent does to a host's network for its VMs' NICs (the `ip` command, or a test's stand-in). */
 export interface HostNetwork {
   bridgeExists(bridge: string): boolean;
-  /** Creates a tap on `bridge`, up; one left by an earlier run of the same VM is replaced. */
-  createTap(tap: string, bridge: string): void;
+  /** Creates a tap with MAC `mac` on `bridge`, up; one left by an earlier run of the same VM is replaced. */
+  createTap(tap: string, bridge: string, mac: string): void;
   /** Removes a tap; one that is already gone is fine. */
   removeTap(tap: string): void;
   tapExists(tap: string): boolean;
@@ -40,10 +51,11 @@ function ip(args: string[]): void {
 export const linuxHostNetwork: HostNetwork = {
   bridgeExists: (bridge) => existsSync(`/sys/class/net/${bridge}/bridge`),
   tapExists: (tap) => existsSync(`/sys/class/net/${tap}`),
-  createTap(tap, bridge) {
+  createTap(tap, bridge, mac) {
     if (this.tapExists(tap)) ip(['link', 'del', tap]);
     ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
     try {
+      ip(['link', 'set', tap, 'address', mac]);
       ip(['link', 'set', tap, 'master', bridge]);
       ip(['link', 'set', tap, 'up']);
     } catch (err) {

@@ -22,7 +22,7 @@ import {
 import type { LogFn } from '../log/index.js';
 import { GuestWatcher } from './guest-watcher.js';
 import type { Journal, VmState } from './journal.js';
-import { tapName, type HostNetwork } from './tap-devices.js';
+import { tapMac, tapName, type HostNetwork } from './tap-devices.js';
 
 export type { VmState } from './journal.js';
 
@@ -272,7 +272,10 @@ export class VmRegistry {
     };
     this.vms.set(spec.name, vm);
     try {
-      for (const [i, tap] of vm.taps.entries()) network.createTap(tap, spec.nics[i]?.bridge ?? '');
+      for (const [i, tap] of vm.taps.entries()) {
+        const nic = spec.nics[i];
+        if (nic !== undefined) network.createTap(tap, nic.bridge, tapMac(nic.mac));
+      }
       vm.qemu = await QemuVm.launch(spec, {
         accel: this.options.accel,
         runDir,

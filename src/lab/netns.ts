@@ -14,7 +14,7 @@ export interface LabHost {
    * this host's address on it. The two hosts' bridges are joined by a second
    * veth pair: one L2 network for the guests, apart from the migration link.
    */
-  bridge: { name: string; address: string; prefixLength: number };
+  bridge: { name: string; address: string; prefixLength: number; mac: string };
 }
 
 /** The name of the lab's guest bridge on every host. */
@@ -88,7 +88,8 @@ function joinGuestBridges(a: LabHost, b: LabHost, link: { a: string; b: string }
   for (const key of ['a', 'b'] as const) {
     const h = key === 'a' ? a : b;
     ip(['link', 'set', link[key], 'netns', h.netns]);
-    ip(['-n', h.netns, 'link', 'add', h.bridge.name, 'type', 'bridge']);
+    // A MAC of its own: otherwise the bridge takes the lowest of its ports' and changes with them.
+    ip(['-n', h.netns, 'link', 'add', h.bridge.name, 'address', h.bridge.mac, 'type', 'bridge']);
     ip(['-n', h.netns, 'link', 'set', link[key], 'master', h.bridge.name]);
     ip(['-n', h.netns, 'addr', 'add', `${h.bridge.address}/${h.bridge.prefixLength}`, 'dev', h.bridge.name]);
     ip(['-n', h.netns, 'link', 'set', link[key], 'up']);
@@ -155,6 +156,7 @@ export function createTwoHostNetwork(options: {
     name: LAB_BRIDGE,
     address: `198.19.${subnet}.${host}`,
     prefixLength: 24,
+    mac: `02:00:c6:13:${subnet.toString(16).padStart(2, '0')}:0${host}`,
   });
   const a: LabHost = {
     netns: `${prefix}a`,

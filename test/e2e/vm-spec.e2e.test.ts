@@ -67,7 +67,10 @@ describe(
       assert.equal(view.host, lab.agents.a.name);
       const tap = view.taps[0] ?? '';
       assert.match(tap, /^vmf[0-9a-f]{12}$/);
-      assert.match(tapLink(lab, 'a', tap) ?? 'no tap', /master br0/);
+      const link = tapLink(lab, 'a', tap) ?? 'no tap';
+      assert.match(link, /master br0/);
+      // The guest's MAC with 0xfe first: a bridge never takes it as its own MAC (see tapMac).
+      assert.match(link, new RegExp(`link/ether fe${(view.spec.nics[0]?.mac ?? '').slice(2)} `));
       await waitForOkHeartbeats(a, 'web-1', 2);
     });
 
