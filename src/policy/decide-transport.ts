@@ -1,6 +1,7 @@
 import { describeSource } from '../config/index.js';
 import { PlanError } from '../errors.js';
 import { cite, hostsLacking, type PlanContext } from './plan-input.js';
+import { benchmarkedDefault, chooseFigures, fasterByFigures, figureOrigin } from './transport-figures.js';
 import type { Decided, Encryption, PlanReason, Transport, TunnelMode } from './types.js';
 
 const BOTH_TLS = 'source.nativeTls,destination.nativeTls';
@@ -35,8 +36,10 @@ function transportOverridden(ctx: PlanContext): boolean {
 
 /**
  * The transport (live_migration_tunnelled, tri-state): True = tunnelled through
- * vmferry's agents; False = native; unset = native when both hosts can do QEMU
- * TLS, otherwise tunnelled, so that unset never means clear text.
+ * vmferry's agents; False = native; unset = the faster secure transport: by the
+ * figures measured to this destination (calibration, else past migrations),
+ * else by the benchmark of the QEMU version in use; tunnelled whenever a host
+ * cannot do QEMU TLS, so that unset never means clear text.
  */
 export function decideTransport(ctx: PlanContext): Decided<Transport> {
   const reasons: PlanReason[] = [];
@@ -48,14 +51,18 @@ export function decideTransport(ctx: PlanContext): Decided<Transport> {
   } else if (tri.value !== null) {
     value = tri.value ? 'tunnelled' : 'native';
     reasons.push({ decision: 'transport', option: tri.option, message: `${value}: ${tri.text}` });
-  } else if (bothHostsTls(ctx)) {
+  } else if (bothHostsTls(ctx) && ctx.o['libvirt.live_migration_with_native_tls'].value) {
     value = 'native';
     reasons.push({
       decision: 'transport',
-      option: 'libvirt.live_migration_tunnelled',
+      option: 'libvirt.live_migration_with_native_tls',
       capability: BOTH_TLS,
-      message: `native with QEMU TLS: ${tri.text} and both hosts can do QEMU TLS (the fastest secure transport)`,
+      message: `native with QEMU TLS: ${tri.text} and ${cite(ctx.o, 'libvirt.live_migration_with_native_tls')} asks for it`,
     });
+  } else if (bothHostsTls(ctx)) {
+    const faster = fasterSecureTransport(ctx, tri.text);
+    value = faster.value;
+    reasons.push(...faster.reasons);
   } else {
     value = 'tunnelled';
     const noTls = hostsLacking(ctx.source, ctx.destination, 'nativeTls');
@@ -78,6 +85,35 @@ export function decideTransport(ctx: PlanContext): Decided<Transport> {
     });
   }
   return { value, reasons };
+}
+
+/**
+ * Both hosts can do either secure transport: the faster one by the figures for
+ * this pair of hosts, else the benchmarked default for the source's QEMU.
+ */
+function fasterSecureTransport(ctx: PlanContext, setting: string): Decided<Transport> {
+  const chosen = chooseFigures(ctx.transportFigures);
+  const faster = fasterByFigures(chosen);
+  const base = {
+    decision: 'transport',
+    option: 'libvirt.live_migration_tunnelled',
+    capability: BOTH_TLS,
+  } as const;
+  if (faster !== undefined) {
+    const value: Transport = faster.transport === 'tunnelled' ? 'tunnelled' : 'native';
+    const name = value === 'tunnelled' ? 'tunnelled' : 'native with QEMU TLS';
+    const message = `${name}: ${setting}, both hosts can do either secure transport and it was faster to this host: ${faster.text}`;
+    return { value, reasons: [{ ...base, message }] };
+  }
+  const only = chosen.tunnelled ?? chosen.nativeTls;
+  const partial =
+    only === undefined
+      ? 'no figures for this pair of hosts (vmferry host calibrate --peer measures them)'
+      : `figures for only the ${chosen.tunnelled !== undefined ? 'tunnel' : 'native TLS'} to this host (${only.gbps.toFixed(1)} Gbit/s, ${figureOrigin(only)})`;
+  const { row, match } = benchmarkedDefault(ctx.source.qemuVersion ?? ctx.destination.qemuVersion);
+  const name = row.transport === 'tunnelled' ? 'tunnelled' : 'native with QEMU TLS';
+  const message = `${name}: ${setting}, both hosts can do either secure transport, ${partial}; the default for ${match}: ${row.evidence}`;
+  return { value: row.transport, reasons: [{ ...base, message }] };
 }
 
 /**

@@ -12,6 +12,15 @@ export { migrationSettings, planMigration, type MigrationPlan } from './migratio
 export { CHANNEL_RANGE, checkChannels, type MigrationKind, type PlanInput } from './plan-input.js';
 export { RELAY_WORKER_RANGE, decideRelayWorkers } from './relay-workers.js';
 export { checkMigrationSettings } from './check-settings.js';
+export {
+  BENCHMARKED_DEFAULTS,
+  benchmarkedDefault,
+  chooseFigures,
+  type FigurePair,
+  type SecureTransport,
+  type TransportFigure,
+  type TransportFigures,
+} from './transport-figures.js';
 export { decideDisks, type DiskDecisionInput } from './decide-disks.js';
 export type {
   BlockMode,

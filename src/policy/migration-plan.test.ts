@@ -73,13 +73,114 @@ function planError(fn: () => unknown): PlanError {
 }
 
 describe('planMigration: transport and TLS (live_migration_tunnelled tri-state)', () => {
-  it('unset: native with QEMU TLS when both hosts can', () => {
-    const p = plan({});
-    assert.deepEqual([p.transport, p.tls, p.encryption], ['native', true, 'qemu-tls']);
+  it('unset, no figures: the benchmarked default for QEMU 7.2 (the tunnel), citing the benchmark', () => {
+    const v72 = { ...FULL_CAPABILITIES, qemuVersion: '7.2.22' };
+    const p = plan({}, { source: v72, destination: v72 });
+    assert.deepEqual([p.transport, p.tls, p.encryption], ['tunnelled', true, 'agent-tls']);
     const r = p.reasons.find((x) => x.decision === 'transport');
     assert.equal(r?.capability, 'source.nativeTls,destination.nativeTls');
-    assert.match(r?.message ?? '', /live_migration_tunnelled = unset \(default\)/);
-    assert.ok(p.flags.includes('VIR_MIGRATE_TLS') && !p.flags.includes('VIR_MIGRATE_TUNNELLED'));
+    assert.equal(r?.option, 'libvirt.live_migration_tunnelled');
+    assert.match(
+      r?.message ?? '',
+      /^tunnelled: libvirt.live_migration_tunnelled = unset \(default\), both hosts can do either secure transport, no figures for this pair of hosts \(vmferry host calibrate --peer measures them\); the default for QEMU 7\.2\.22: vmferry's benchmark on QEMU 7\.2: tunnel 2\.05 Gbit\/s vs native TLS 1\.32 Gbit\/s/,
+    );
+    assert.ok(p.flags.includes('VIR_MIGRATE_TUNNELLED') && !p.flags.includes('VIR_MIGRATE_TLS'));
+  });
+
+  it('unset, with calibration figures: the faster secure transport, citing the figures', () => {
+    const calibration = {
+      nativeTls: { gbps: 2.6, cpuSecondsPerGiB: 2.3, date: '2026-11-30', migrations: 1 },
+      tunnelled: { gbps: 3.2, cpuSecondsPerGiB: 1.3, date: '2026-11-30', migrations: 1 },
+    };
+    const t = plan({}, { transportFigures: { calibration } });
+    assert.deepEqual([t.transport, t.encryption], ['tunnelled', 'agent-tls']);
+    assert.equal(
+      reason(t, 'transport'),
+      'tunnelled: libvirt.live_migration_tunnelled = unset (default), both hosts can do either secure transport and ' +
+        'it was faster to this host: tunnel 3.2 Gbit/s vs native TLS 2.6 Gbit/s, calibrated 2026-11-30',
+    );
+    const faster = { ...calibration, nativeTls: { ...calibration.nativeTls, gbps: 4.1 } };
+    const n = plan({}, { transportFigures: { calibration: faster } });
+    assert.deepEqual([n.transport, n.encryption], ['native', 'qemu-tls']);
+    assert.match(
+      reason(n, 'transport'),
+      /^native with QEMU TLS: .*faster to this host: native TLS 4\.1 Gbit\/s vs tunnel 3\.2 Gbit\/s, calibrated 2026-11-30$/,
+    );
+    assert.ok(n.flags.includes('VIR_MIGRATE_TLS'));
+  });
+
+  it('unset, figures from past migrations: compared when the calibration lacks a transport', () => {
+    const p = plan(
+      {},
+      {
+        transportFigures: {
+          calibration: { tunnelled: { gbps: 3.0, date: '2026-11-29', migrations: 1 } },
+          migrations: {
+            nativeTls: { gbps: 2.5, date: '2026-11-28', migrations: 3 },
+            tunnelled: { gbps: 2.0, date: '2026-11-27', migrations: 2 },
+          },
+        },
+      },
+    );
+    assert.equal(p.transport, 'native');
+    assert.match(
+      reason(p, 'transport'),
+      /native TLS 2\.5 Gbit\/s \(median of 3 migrations to this host, last 2026-11-28\) vs tunnel 2\.0 Gbit\/s \(median of 2 migrations to this host, last 2026-11-27\)$/,
+    );
+  });
+
+  it('unset, figures for one transport only: the benchmarked default, saying which figures there were', () => {
+    const p = plan(
+      {},
+      { transportFigures: { migrations: { nativeTls: { gbps: 2.5, date: '2026-11-28', migrations: 1 } } } },
+    );
+    assert.equal(p.transport, 'tunnelled');
+    assert.match(
+      reason(p, 'transport'),
+      /figures for only the native TLS to this host \(2\.5 Gbit\/s, one migration to this host, last 2026-11-28\); the default for QEMU version unknown/,
+    );
+  });
+
+  it('unset with live_migration_with_native_tls = True: native TLS, whatever the figures', () => {
+    const p = plan(
+      { 'libvirt.live_migration_with_native_tls': true },
+      {
+        transportFigures: {
+          calibration: {
+            nativeTls: { gbps: 1, date: '2026-11-30', migrations: 1 },
+            tunnelled: { gbps: 3, date: '2026-11-30', migrations: 1 },
+          },
+        },
+      },
+    );
+    assert.deepEqual([p.transport, p.encryption], ['native', 'qemu-tls']);
+    assert.equal(
+      p.reasons.find((x) => x.decision === 'transport')?.option,
+      'libvirt.live_migration_with_native_tls',
+    );
+  });
+
+  it('True and False still force the transport against the figures', () => {
+    const transportFigures = {
+      calibration: {
+        nativeTls: { gbps: 5, date: '2026-11-30', migrations: 1 },
+        tunnelled: { gbps: 1, date: '2026-11-30', migrations: 1 },
+      },
+    };
+    assert.equal(
+      plan({ 'libvirt.live_migration_tunnelled': true }, { transportFigures }).transport,
+      'tunnelled',
+    );
+    const slow = {
+      calibration: {
+        ...transportFigures.calibration,
+        nativeTls: { gbps: 0.5, date: '2026-11-30', migrations: 1 },
+      },
+    };
+    assert.equal(
+      plan({ 'libvirt.live_migration_tunnelled': false }, { transportFigures: slow }).transport,
+      'native',
+    );
   });
 
   it('unset: tunnelled when a host cannot do QEMU TLS, never clear text', () => {
@@ -215,7 +316,10 @@ describe('planMigration: channels, post-copy, auto-converge', () => {
   });
 
   it('refuses post-copy over QEMU TLS', () => {
-    const p = plan({ 'libvirt.live_migration_permit_post_copy': true });
+    const p = plan({
+      'libvirt.live_migration_permit_post_copy': true,
+      'libvirt.live_migration_with_native_tls': true,
+    });
     assert.equal(p.encryption, 'qemu-tls');
     assert.equal(p.postCopy, false);
     assert.match(reason(p, 'postCopy'), /QEMU TLS.*stall/);
@@ -251,7 +355,8 @@ describe('planMigration: channels, post-copy, auto-converge', () => {
   });
 
   it('turns an unsafe post-copy override into a PlanError', () => {
-    const err = planError(() => plan({}, { overrides: { postCopy: true } }));
+    const nativeTls = { 'libvirt.live_migration_with_native_tls': true } as const;
+    const err = planError(() => plan(nativeTls, { overrides: { postCopy: true } }));
     assert.match(err.message, /post-copy was requested but cannot be used safely/);
   });
 
@@ -413,7 +518,8 @@ describe('planMigration: the other per-migration overrides', () => {
     assert.equal(p.relayWorkers, 2);
     assert.match(reason(p, 'relayWorkers'), /one per 2 of the host's 4 CPUs/);
     assert.equal(plan({ 'vmferry.workers': 3, ...tunnelled }, { source: small }).relayWorkers, 3);
-    assert.equal(plan({}, { source: small, destination: small }).relayWorkers, undefined);
+    const native = { 'libvirt.live_migration_tunnelled': false } as const;
+    assert.equal(plan(native, { source: small, destination: small }).relayWorkers, undefined);
   });
 
   it('refuses an override of the wrong kind, naming it', () => {

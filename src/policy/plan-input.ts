@@ -9,6 +9,7 @@ import {
 import { PlanError, UsageError } from '../errors.js';
 import type { HostCapabilities } from '../qemu/index.js';
 import type { DiskDecisionInput } from './decide-disks.js';
+import type { TransportFigures } from './transport-figures.js';
 import type { MigrationOverrides } from './types.js';
 
 export type MigrationKind = 'live' | 'block';
@@ -25,6 +26,8 @@ export interface PlanInput {
   readonly source: HostCapabilities;
   readonly destination: HostCapabilities;
   readonly overrides?: Readonly<MigrationOverrides>;
+  /** Measured throughput of each secure transport to this destination (calibration, past migrations). */
+  readonly transportFigures?: TransportFigures;
 }
 
 /** The input, checked, with nova's flag rules applied once for every decision to read. */
@@ -36,6 +39,7 @@ export interface PlanContext {
   readonly source: HostCapabilities;
   readonly destination: HostCapabilities;
   readonly overrides: Readonly<MigrationOverrides>;
+  readonly transportFigures: TransportFigures;
   /** nova 13's rules: the live/block flag lists decide. */
   readonly legacy: boolean;
   /** The flag list option of this kind of migration. */
@@ -76,7 +80,7 @@ export function cite(options: ResolvedOptions, name: OptionName): string {
 export function hostsLacking(
   source: HostCapabilities,
   destination: HostCapabilities,
-  cap: Exclude<keyof HostCapabilities, 'cpus'>,
+  cap: Exclude<keyof HostCapabilities, 'cpus' | 'qemuVersion'>,
 ): { names: string[]; capability: string } {
   const names = [...(source[cap] ? [] : ['source']), ...(destination[cap] ? [] : ['destination'])];
   return {
@@ -137,6 +141,7 @@ export function planContext(input: PlanInput): PlanContext {
     source: input.source,
     destination: input.destination,
     overrides,
+    transportFigures: input.transportFigures ?? {},
     legacy: nova.mode === 'legacy',
     listOption: input.kind === 'live' ? 'libvirt.live_migration_flag' : 'libvirt.block_migration_flag',
     novaFlags: new Set(input.kind === 'live' ? nova.live : nova.block),

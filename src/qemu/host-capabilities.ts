@@ -10,6 +10,8 @@ export interface HostCapabilities {
   readonly autoConverge: boolean;
   /** CPUs of the host, when known: the default channel count is sized to them. */
   readonly cpus?: number;
+  /** QEMU's version (major.minor.micro), when known: the transport's default follows the benchmark of that version. */
+  readonly qemuVersion?: string;
 }
 
 /** What QEMU 7.2 on a host with vmferry's certificates in place offers. */

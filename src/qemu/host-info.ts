@@ -9,7 +9,7 @@ import { probeKvmCpuModels, probeQemuFeatures, type QemuFeatures } from './qemu-
 import { DEFAULT_QEMU_BINARY } from './qemu-process.js';
 
 /** Everything `vmferry host info` and an agent report about a host. */
-export interface HostInfo extends QemuFeatures, HostCapabilities {
+export interface HostInfo extends QemuFeatures, Omit<HostCapabilities, 'qemuVersion'> {
   qemuBinary: string;
   accelerator: AcceleratorProbe['accelerator'];
   acceleratorReason: string;

@@ -86,8 +86,13 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as MigrationReport;
     assert.equal(report.status, 'completed', report.error);
-    assert.equal(report.transport, 'native');
-    assert.equal(report.tls, true, 'both hosts can do QEMU TLS: the plan must not send clear text');
+    // No figures for this pair of hosts yet: the default benchmarked for QEMU 7.2, never clear text.
+    assert.equal(report.transport, 'tunnelled');
+    assert.equal(report.tls, true, 'the plan must not send clear text');
+    assert.ok(
+      report.reasons.some((r) => /no figures for this pair of hosts.*benchmark on QEMU 7\.2/.test(r)),
+      report.reasons.join('\n'),
+    );
     assert.equal(report.guest, 'ok', report.guestDetail);
     assert.ok(report.bytes > 100 * 1024 * 1024, `sent ${report.bytes} bytes`);
     assert.ok(report.downtimeMs !== undefined && report.downtimeMs >= 0);
