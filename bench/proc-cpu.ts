@@ -45,3 +45,19 @@ export function netnsPids(name: string): number[] {
   }
   return pids;
 }
+
+/**
+ * Confines every process of a network namespace, all its threads, to one CPU
+ * (`taskset`); processes they start later (QEMU, relay workers) inherit it.
+ */
+export function pinNamespace(name: string, cpu: string): number[] {
+  const pids = netnsPids(name);
+  for (const pid of pids) {
+    try {
+      execFileSync('taskset', ['-a', '-pc', cpu, String(pid)], { stdio: 'ignore' });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}

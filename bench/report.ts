@@ -26,6 +26,8 @@ export type CpuByKind = Partial<Record<ProcessKind, number>>;
 
 export interface BenchResult {
   transport: string;
+  /** Multifd channels of the runs (1 = QEMU's single stream). */
+  channels?: number;
   /** Median Gbit/s over the runs. */
   gbps: number;
   minGbps: number;
@@ -59,6 +61,7 @@ export function summarize(transport: string, runs: readonly BenchRun[]): BenchRe
   };
   return {
     transport,
+    channels: runs[0]?.channels ?? 1,
     gbps: round(median(gbps)),
     minGbps: round(Math.min(...gbps)),
     maxGbps: round(Math.max(...gbps)),
@@ -149,4 +152,41 @@ export function resultSvg(results: readonly BenchResult[], title: string): strin
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;
+}
+
+/** What the pinned benchmark adds to each transport: the relay against the cipher, and projections. */
+export interface PinnedFigures {
+  transport: string;
+  /** Relay CPU seconds per GiB over cipherCpuPerGiB, each side (the target: at most 2). */
+  relayVsCipher: { source: number; destination: number } | undefined;
+  /** The one-core projection from the run's own costs, beside what was measured. */
+  pinnedCheck: { projectedGbps: number; measuredGbps: number; ratio: number; limit: string };
+  projections: { cores: number; linkGbps: number; gbps: number; limit: string }[];
+}
+
+/** The pinned run's second table: CPU per GiB per host and kind against the cipher, and the projections. */
+export function pinnedTable(
+  results: readonly BenchResult[],
+  pinned: readonly PinnedFigures[],
+  cipher: { suite: string; cpuPerGiB: number },
+): string[] {
+  const first = pinned[0]?.projections ?? [];
+  const header = [
+    `| transport | relay s/GiB source / dest | x cipher (${cipher.suite} ${cipher.cpuPerGiB.toFixed(2)} s/GiB) | projected 1 core (measured) | ${first
+      .map((p) => `${p.cores} cores, ${p.linkGbps} Gbit/s`)
+      .join(' | ')} |`,
+    `|---|---|---|---|${first.map(() => '---|').join('')}`,
+  ];
+  const rows = pinned.map((p) => {
+    const r = results.find((x) => x.transport === p.transport);
+    const relay = `${(r?.cpuSourcePerGiBByKind.relay ?? 0).toFixed(2)} / ${(r?.cpuDestinationPerGiBByKind.relay ?? 0).toFixed(2)}`;
+    const x =
+      p.relayVsCipher === undefined
+        ? '-'
+        : `${p.relayVsCipher.source.toFixed(1)}x / ${p.relayVsCipher.destination.toFixed(1)}x`;
+    const check = `${p.pinnedCheck.projectedGbps.toFixed(2)} (${p.pinnedCheck.measuredGbps.toFixed(2)}, ${p.pinnedCheck.limit})`;
+    const projections = p.projections.map((q) => `${q.gbps.toFixed(1)} (${q.limit})`).join(' | ');
+    return `| ${p.transport} | ${relay} | ${x} | ${check} | ${projections} |`;
+  });
+  return [...header, ...rows];
 }

@@ -1,10 +1,15 @@
 /**
- * The two-host benchmark: `npm run bench -- [--json] [--link-gbps N] [--memory-mib N] [--runs N]
- * [--transports a,b,...]`. Two agents in network namespaces joined by a veth link, a guest
+ * The two-host benchmark: `npm run bench -- [--json] [--pin] [--readme] [--link-gbps N] [--memory-mib N]
+ * [--runs N] [--transports a,b,...]`. Two agents in network namespaces joined by a veth link, a guest
  * whose memory is filled with non-zero data, and each transport migrated several times in one
  * run, alternating transports and directions. Needs root.
+ *
+ * --pin: each host gets one core of its own (host A cpu 0, host B cpu 1; every process of its
+ * namespace, all threads: the agent, its relay workers, its QEMUs), the cipher's own cost is
+ * measured on cpu 0 (cipherCpuPerGiB), and each transport is projected to bigger hosts.
+ * --readme (with --pin): writes the tables into README.md's `bench:pinned` block.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AgentApi } from '../src/agent/index.js';
@@ -13,8 +18,12 @@ import { TwoHostLab, canUseNetns, type HostKey } from '../src/lab/index.js';
 import { isTerminalMigrationState, type MigrationReport } from '../src/migration/index.js';
 import type { MigrationOverrides } from '../src/policy/index.js';
 import { packageRoot } from '../src/paths.js';
-import { CLK_TCK, cpuTicks, kindOf, netnsPids } from './proc-cpu.js';
+import { DEFAULT_CIPHER_SUITES } from '../src/transport/index.js';
+import { cipherCpuPerGiB } from './cipher-floor.js';
+import { PROJECTED_HOSTS, pinnedFigures, replaceReadmeBlock } from './pinned.js';
+import { CLK_TCK, cpuTicks, kindOf, netnsPids, pinNamespace } from './proc-cpu.js';
 import {
+  pinnedTable,
   resultSvg,
   resultTable,
   summarize,
@@ -22,6 +31,12 @@ import {
   type CpuByKind,
   type ProcessKind,
 } from './report.js';
+
+/** --pin: the core of each host. */
+const PIN = [
+  ['a', '0'],
+  ['b', '1'],
+] as const satisfies readonly (readonly [HostKey, string])[];
 
 /** How each benchmarked transport is asked for. */
 const TRANSPORTS: Record<string, MigrationOverrides> = {
@@ -145,6 +160,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       json: { type: 'boolean' },
+      pin: { type: 'boolean' },
+      readme: { type: 'boolean' },
       'link-gbps': { type: 'string' },
       'memory-mib': { type: 'string', default: '1024' },
       runs: { type: 'string', default: '3' },
@@ -174,6 +191,8 @@ async function main(): Promise<void> {
   const accel = values.accel;
   if (accel !== 'tcg' && accel !== 'kvm' && accel !== 'auto')
     throw new Error(`--accel must be tcg, kvm or auto, got ${accel}`);
+  if (values.readme === true && values.pin !== true)
+    throw new Error('--readme writes the pinned tables: use it with --pin');
   if (!canUseNetns())
     throw new Error('the benchmark needs root: it builds two hosts from network namespaces');
   const say = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
@@ -189,6 +208,12 @@ async function main(): Promise<void> {
   let accelerator = { accelerator: accel as string, reason: '' };
   try {
     await lab.start();
+    if (values.pin === true) {
+      for (const [key, cpu] of PIN)
+        say(
+          `pinned host ${key} to cpu ${cpu}: pids ${pinNamespace(lab.agents[key].netns ?? '', cpu).join(' ')}`,
+        );
+    }
     const host = await lab.hostSummary('a');
     accelerator = { accelerator: host.accelerator, reason: host.acceleratorReason };
     say(`accelerator ${host.accelerator} (--accel ${accel}: ${host.acceleratorReason})`);
@@ -219,7 +244,16 @@ async function main(): Promise<void> {
     await lab.close();
   }
   const results = transports.map((t) => summarize(t, byTransport.get(t) ?? []));
+  // The tunnel's server picks the first suite of its list (honorCipherOrder).
+  const cipherSuite = DEFAULT_CIPHER_SUITES.split(':')[0] ?? '';
+  const cipher = await cipherCpuPerGiB(cipherSuite, values.pin === true ? { cpu: PIN[0][1] } : {});
+  say(`cipher floor: ${cipherSuite} ${cipher.toFixed(3)} CPU s/GiB on one core`);
+  const pinned = pinnedFigures(results, cipher);
   const json = {
+    pinned: values.pin === true,
+    cipherSuite,
+    cipherCpuPerGiB: Math.round(cipher * 1000) / 1000,
+    projectedHosts: PROJECTED_HOSTS,
     linkGbps: linkGbps ?? null,
     memoryMiB,
     channels,
@@ -227,8 +261,15 @@ async function main(): Promise<void> {
     acceleratorReason: accelerator.reason,
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
     date: new Date().toISOString(),
-    results,
+    results: results.map((r) => ({ ...r, ...pinned.find((p) => p.transport === r.transport) })),
   };
+  const tables = [
+    `\`${json.command}\` (${json.date.slice(0, 10)}, ${values.pin === true ? 'one core per host' : 'hosts share all cores'})`,
+    '',
+    ...resultTable(results, linkGbps, accelerator.accelerator),
+    '',
+    ...pinnedTable(results, pinned, { suite: cipherSuite, cpuPerGiB: cipher }),
+  ];
   mkdirSync(values.out ?? '.', { recursive: true });
   writeFileSync(join(values.out ?? '.', 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
   writeFileSync(
@@ -238,8 +279,13 @@ async function main(): Promise<void> {
       `migration of ${memoryMiB} MiB under ${accelerator.accelerator.toUpperCase()}, ${linkGbps === undefined ? 'unshaped veth' : `${linkGbps} Gbit/s link`} (median, min-max)`,
     ),
   );
+  if (values.readme === true) {
+    const readme = join(packageRoot(), 'README.md');
+    writeFileSync(readme, replaceReadmeBlock(readFileSync(readme, 'utf8'), 'bench:pinned', tables));
+    say('README.md: the bench:pinned block rewritten');
+  }
   if (values.json === true) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-  else process.stdout.write(`${resultTable(results, linkGbps, accelerator.accelerator).join('\n')}\n`);
+  else process.stdout.write(`${tables.join('\n')}\n`);
 }
 
 main().catch((err: unknown) => {

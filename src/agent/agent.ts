@@ -22,6 +22,7 @@ import { AgentMetrics } from '../metrics/index.js';
 import { openJournal, type Journal } from './journal.js';
 import { watchJournalWrites } from './journal-write-errors.js';
 import { keepJournalTrimmed } from './journal-retention.js';
+import { AgentCalibrations } from './calibrations.js';
 import { OutgoingMigrations } from './outgoing.js';
 import { registerMetricsRoute, registerRoutes } from './routes.js';
 import { linuxHostNetwork } from './tap-devices.js';
@@ -61,6 +62,7 @@ export class Agent {
   readonly registry: VmRegistry;
   readonly outgoing: OutgoingMigrations;
   readonly incoming: IncomingMigrations;
+  readonly calibrations: AgentCalibrations;
   private readonly api: ApiServer;
   private readonly peers = new Map<string, AgentApi>();
   private host: HostInfo | undefined;
@@ -144,6 +146,16 @@ export class Agent {
       sampleIntervalMs: this.migrationOptions['vmferry.sample_interval_ms'].value,
       log: this.log,
       observer: this.metrics,
+      transportFigures: (to) => this.calibrations.figuresTo(to),
+    });
+    this.calibrations = new AgentCalibrations({
+      registry: this.registry,
+      journal: this.journal,
+      outgoing: this.outgoing,
+      peerApi: (address) => this.peer(address),
+      hostSummary: () => this.summary(),
+      migrationOptions: this.migrationOptions,
+      relayStats: () => this.frontend().stats(),
     });
     this.api = new ApiServer();
     registerRoutes(this.api, {
@@ -154,6 +166,7 @@ export class Agent {
       journal: this.journal,
       outgoing: this.outgoing,
       incoming: this.incoming,
+      calibrations: this.calibrations,
     });
     registerMetricsRoute(this.api, this.metrics);
   }

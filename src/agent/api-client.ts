@@ -1,7 +1,13 @@
 import type { GuestHealth } from '../guest/index.js';
 import type { Forecast, GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import type { MigrationSample, MigrationState } from '../migration/index.js';
-import type { MigrationOverrides, MigrationSettings } from '../policy/index.js';
+import type { CalibrationResult } from '../calibration/index.js';
+import type {
+  MigrationOverrides,
+  MigrationPlan,
+  MigrationSettings,
+  TransportFigures,
+} from '../policy/index.js';
 import type { Accelerator, HostCapabilities, HostCpu, VmSpecDraft } from '../qemu/index.js';
 import type { AgentClient } from './agent-client.js';
 import type { ConsoleChunk, ConsoleTail } from './console-log.js';
@@ -11,6 +17,9 @@ import type { VmView } from './vm-registry.js';
 /** The agent API's endpoints, each once: routes.ts serves them, {@link AgentApi} calls them. */
 export const API = {
   host: 'GET /v1/host',
+  calibrate: 'POST /v1/host/calibrations',
+  calibrations: 'GET /v1/host/calibrations',
+  plan: 'POST /v1/plan',
   vms: 'GET /v1/vms',
   startVm: 'POST /v1/vms',
   vm: 'GET /v1/vms/:name',
@@ -89,6 +98,9 @@ export interface StartedMigration {
   settings: MigrationSettings;
 }
 
+/** POST /v1/plan: the agent's plan to a peer, and the figures it compared. */
+export type AgentPlan = MigrationPlan & { figures: TransportFigures };
+
 /** `vmferry migrate --dry-run`: the plan and the forecast, nothing started. */
 export interface DryRun {
   vm: string;
@@ -160,6 +172,23 @@ export class AgentApi {
   async migrations(options: { timeoutMs?: number } = {}): Promise<MigrationRecord[]> {
     return (await this.client.get<{ migrations: MigrationRecord[] }>(pathOf(API.migrations), options))
       .migrations;
+  }
+
+  /** `vmferry host calibrate`: trial migrations through each secure transport to `peer` (minutes with a busy host). */
+  calibrate(request: { peer: string; memoryMiB?: number; runs?: number }): Promise<CalibrationResult> {
+    return this.client.post(pathOf(API.calibrate), request, { timeoutMs: 900_000 });
+  }
+
+  async calibrations(peer?: string): Promise<CalibrationResult[]> {
+    const query = peer === undefined ? '' : `?${new URLSearchParams({ peer }).toString()}`;
+    return (
+      await this.client.get<{ calibrations: CalibrationResult[] }>(`${pathOf(API.calibrations)}${query}`)
+    ).calibrations;
+  }
+
+  /** The plan this agent would make for a live migration of a guest of `memoryMiB` to `to`, with its figures. */
+  plan(request: { to: string; memoryMiB: number }): Promise<AgentPlan> {
+    return this.client.post(pathOf(API.plan), request, { timeoutMs: 60_000 });
   }
 
   startMigration(request: MigrationRequest): Promise<StartedMigration> {

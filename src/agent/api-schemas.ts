@@ -76,6 +76,38 @@ export const API_SCHEMAS: Record<string, EndpointSchema> = {
   // Prometheus text, not JSON.
   'GET /metrics': {},
   'GET /v1/host': { reply: open({ name, accelerator: { type: 'string' } }, ['name']) },
+  // `vmferry host calibrate`: trial migrations of a throwaway guest to the peer, through each secure transport.
+  'POST /v1/host/calibrations': {
+    body: closed(
+      {
+        peer: { type: 'string', minLength: 1, maxLength: 300 },
+        memoryMiB: { type: 'integer', minimum: 64, maximum: 4096 },
+        runs: { type: 'integer', minimum: 1, maximum: 5 },
+      },
+      ['peer'],
+    ),
+    reply: open({ id, peer: { type: 'string' }, date: { type: 'string' }, runs: { type: 'array' } }, [
+      'id',
+      'peer',
+      'runs',
+    ]),
+  },
+  'GET /v1/host/calibrations': {
+    querystring: closed({ peer: { type: 'string', minLength: 1, maxLength: 300 } }),
+    reply: closed({ calibrations: { type: 'array', items: open({ id }, ['id']) } }, ['calibrations']),
+  },
+  // What `vmferry plan --agent` shows: this agent's plan to a peer for a guest of that size, with its figures.
+  'POST /v1/plan': {
+    body: closed(
+      { to: { type: 'string', minLength: 1, maxLength: 300 }, memoryMiB: { type: 'integer', minimum: 1 } },
+      ['to', 'memoryMiB'],
+    ),
+    reply: open({ transport: { type: 'string' }, reasons: { type: 'array' }, figures: open() }, [
+      'transport',
+      'reasons',
+      'figures',
+    ]),
+  },
   'GET /v1/vms': { reply: closed({ vms: { type: 'array', items: VM_VIEW } }, ['vms']) },
   'POST /v1/vms': { body: { type: 'object' }, reply: VM_VIEW },
   'GET /v1/vms/:name': { params: nameParam, reply: VM_VIEW },

@@ -52,7 +52,7 @@ describe('agent journal', () => {
 
   it('opens in WAL mode with full sync, at the current schema version', () => {
     assert.equal(journal.schemaVersion(), JOURNAL_SCHEMA_VERSION);
-    assert.equal(JOURNAL_SCHEMA_VERSION, 2);
+    assert.equal(JOURNAL_SCHEMA_VERSION, 3);
     journal.close();
     const db = new Database(path, { readonly: true });
     try {
@@ -61,11 +61,48 @@ describe('agent journal', () => {
       assert.deepEqual(applied, [
         { version: 1, applied_at: clock },
         { version: 2, applied_at: clock },
+        { version: 3, applied_at: clock },
       ]);
     } finally {
       db.close();
     }
     journal = openJournal(path, { now });
+  });
+
+  it('keeps calibrations per peer, newest first, across a reopen', () => {
+    journal.addCalibration({
+      id: 'c1',
+      peer: 'https://b:7700',
+      startedAt: clock - 5000,
+      result: { gbps: 1 },
+    });
+    clock += 60_000;
+    journal.addCalibration({
+      id: 'c2',
+      peer: 'https://c:7700',
+      startedAt: clock - 5000,
+      result: { gbps: 2 },
+    });
+    clock += 60_000;
+    journal.addCalibration({
+      id: 'c3',
+      peer: 'https://b:7700',
+      startedAt: clock - 5000,
+      result: { gbps: 3 },
+    });
+    journal.close();
+    journal = openJournal(path, { now });
+    assert.deepEqual(
+      journal.listCalibrations('https://b:7700').map((c) => [c.id, c.finishedAt, c.result]),
+      [
+        ['c3', clock, { gbps: 3 }],
+        ['c1', clock - 120_000, { gbps: 1 }],
+      ],
+    );
+    assert.deepEqual(
+      journal.listCalibrations().map((c) => c.id),
+      ['c3', 'c2', 'c1'],
+    );
   });
 
   it('round-trips VMs, keeping the creation time on update', () => {
@@ -424,7 +461,7 @@ describe('agent journal', () => {
     `);
     db.close();
     journal = openJournal(old, { now });
-    assert.equal(journal.schemaVersion(), 2);
+    assert.equal(journal.schemaVersion(), JOURNAL_SCHEMA_VERSION);
     assert.deepEqual(journal.samples('m-old'), [
       {
         time: 2500,

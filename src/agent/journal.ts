@@ -106,6 +106,24 @@ export interface StateChange {
   message?: string;
 }
 
+/** A `vmferry host calibrate` run as journaled: its result is the calibration module's, stored as JSON. */
+export interface CalibrationRecord {
+  id: string;
+  /** The peer agent's address as the operator named it. */
+  peer: string;
+  startedAt: number;
+  finishedAt: number;
+  result: unknown;
+}
+
+interface CalibrationRow {
+  id: string;
+  peer: string;
+  started_at: number;
+  finished_at: number;
+  result: string;
+}
+
 /** A migration that {@link Journal.failInFlightMigrations} ended, with the state it was cut off in. */
 export interface InterruptedMigration extends MigrationRecord {
   previousState: MigrationState;
@@ -190,6 +208,20 @@ const SCHEMA_STEPS: readonly { version: number; sql: string }[] = [
     sql: `
       ALTER TABLE migration_samples ADD COLUMN elapsed_ms REAL;
       ALTER TABLE migration_samples ADD COLUMN downtime_limit_ms REAL;
+    `,
+  },
+  {
+    // `vmferry host calibrate`: each secure transport measured to one peer (issue 16).
+    version: 3,
+    sql: `
+      CREATE TABLE calibrations (
+        id TEXT PRIMARY KEY,
+        peer TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        result TEXT NOT NULL
+      );
+      CREATE INDEX calibrations_peer ON calibrations (peer, finished_at);
     `,
   },
 ];
@@ -459,6 +491,38 @@ export class Journal {
       .prepare<string[], MigrationRow>(sql)
       .all(...params)
       .map(migrationFromRow);
+  }
+
+  // --- calibrations
+
+  /** Records a finished calibration; `result` is JSON-serializable (the caller reads it back). */
+  addCalibration(c: { id: string; peer: string; startedAt: number; result: unknown }): CalibrationRecord {
+    const finishedAt = this.now();
+    this.db
+      .prepare('INSERT INTO calibrations (id, peer, started_at, finished_at, result) VALUES (?, ?, ?, ?, ?)')
+      .run(c.id, c.peer, c.startedAt, finishedAt, JSON.stringify(c.result));
+    return { id: c.id, peer: c.peer, startedAt: c.startedAt, finishedAt, result: c.result };
+  }
+
+  /** Calibrations, newest first; of one peer when given. */
+  listCalibrations(peer?: string): CalibrationRecord[] {
+    const rows =
+      peer === undefined
+        ? this.db
+            .prepare<[], CalibrationRow>('SELECT * FROM calibrations ORDER BY finished_at DESC, rowid DESC')
+            .all()
+        : this.db
+            .prepare<[string], CalibrationRow>(
+              'SELECT * FROM calibrations WHERE peer = ? ORDER BY finished_at DESC, rowid DESC',
+            )
+            .all(peer);
+    return rows.map((r) => ({
+      id: r.id,
+      peer: r.peer,
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
+      result: JSON.parse(r.result) as unknown,
+    }));
   }
 
   /** The state changes of a migration, oldest first. */

@@ -31,6 +31,7 @@ import {
   preflightError,
   type MigrationOverrides,
   type MigrationSettings,
+  type TransportFigures,
 } from '../policy/index.js';
 import type { AgentApi, DryRun, HandOver, HostSummary } from './api-client.js';
 import type { ConsoleTail } from './console-log.js';
@@ -61,6 +62,8 @@ export interface OutgoingMigrationsOptions {
   log: LogFn;
   /** Told when a migration starts and ends (the agent's metrics). */
   observer?: MigrationObserver;
+  /** What this host measured of each secure transport to the agent at an address (the plan compares them). */
+  transportFigures?: (to: string) => TransportFigures;
 }
 
 export interface MigrationObserver {
@@ -91,7 +94,7 @@ export class OutgoingMigrations {
    */
   async dryRun(vmName: string, to: string, overrides: MigrationOverrides): Promise<DryRun> {
     const vm = this.options.registry.get(vmName);
-    const settings = await this.plan(vm.spec, this.options.peerApi(to), overrides);
+    const settings = await this.plan(vm.spec, to, overrides);
     const estimate = await this.estimate(vmName, to, settings);
     return { vm: vmName, to, settings, ...estimate };
   }
@@ -100,11 +103,8 @@ export class OutgoingMigrations {
    * The plan for a migration to the agent behind `destination`: asks it what its
    * host can do (refusing this host itself), then decides (src/policy).
    */
-  private async plan(
-    spec: VmSpec,
-    destination: AgentApi,
-    overrides: MigrationOverrides,
-  ): Promise<MigrationSettings> {
+  private async plan(spec: VmSpec, to: string, overrides: MigrationOverrides): Promise<MigrationSettings> {
+    const destination = this.options.peerApi(to);
     const source = this.options.hostSummary();
     const target = await destination.host();
     if (target.name === source.name) {
@@ -124,6 +124,7 @@ export class OutgoingMigrations {
       source,
       destination: target,
       overrides,
+      transportFigures: this.options.transportFigures?.(to) ?? {},
       disks: {
         mode: undefined,
         modeReason: { message: 'a live migration' },
@@ -213,6 +214,7 @@ export class OutgoingMigrations {
     vmName: string,
     to: string,
     overrides: MigrationOverrides,
+    options: { trial?: boolean } = {},
   ): Promise<{ id: string; settings: MigrationSettings }> {
     const { registry, journal } = this.options;
     const vm = registry.get(vmName);
@@ -228,7 +230,7 @@ export class OutgoingMigrations {
       );
     }
     const destination = this.options.peerApi(to);
-    const settings = await this.plan(vm.spec, destination, overrides);
+    const settings = await this.plan(vm.spec, to, overrides);
     const id = randomUUID();
     const qemu = vm.qemu;
     if (qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
@@ -267,9 +269,10 @@ export class OutgoingMigrations {
       tlsCredsDir: this.options.qemuTlsDir,
       forecast: async () => (await this.estimate(vmName, to, settings)).forecast,
       pollMs: this.options.sampleIntervalMs,
+      trial: options.trial === true,
     });
     const done = driver.run().then(
-      async (report) => this.finish(report),
+      async (report) => this.finish(report, options.trial === true),
       (err: unknown) => {
         // run() reports failures in its report; reaching here is a bug, but the VM must still be released.
         this.options.log(`migration ${id} crashed: ${describeError(err)}`, {
@@ -287,6 +290,13 @@ export class OutgoingMigrations {
       { migration: id, vm: vmName },
     );
     return { id, settings };
+  }
+
+  /** The report of a migration this agent is sending, when it ends. */
+  finished(id: string): Promise<MigrationReport> {
+    const running = this.running.get(id);
+    if (running === undefined) throw new NotFoundError(`no running migration ${id} on this host`);
+    return running.done;
   }
 
   liveProgress(id: string): SourceMigration['progress'] | undefined {
@@ -478,11 +488,11 @@ export class OutgoingMigrations {
     });
   }
 
-  private async finish(report: MigrationReport): Promise<MigrationReport> {
+  private async finish(report: MigrationReport, trial = false): Promise<MigrationReport> {
     const { registry, journal } = this.options;
     this.running.delete(report.id);
     this.options.observer?.migrationFinished(report);
-    if (report.status === 'completed') {
+    if (report.status === 'completed' && !trial) {
       await registry.destroy(report.vm);
     } else if (registry.has(report.vm)) {
       registry.setState(report.vm, registry.get(report.vm).qemu?.alive === false ? 'failed' : 'running');
@@ -490,7 +500,9 @@ export class OutgoingMigrations {
     const message =
       report.error !== undefined
         ? `${report.error}; ${report.guestDetail}`
-        : `the VM runs on ${report.to}; guest ${report.guest}: ${report.guestDetail}`;
+        : trial
+          ? `trial: ${report.guestDetail}`
+          : `the VM runs on ${report.to}; guest ${report.guest}: ${report.guestDetail}`;
     journal.setMigrationState(report.id, report.status, {
       message,
       report,

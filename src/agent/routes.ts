@@ -7,6 +7,7 @@ import type { AgentMetrics } from '../metrics/index.js';
 import type { IncomingMigrations } from './incoming.js';
 import type { Journal } from './journal.js';
 import type { MigrationOverrides } from '../policy/index.js';
+import type { AgentCalibrations } from './calibrations.js';
 import type { OutgoingMigrations } from './outgoing.js';
 import type { VmRegistry } from './vm-registry.js';
 
@@ -19,6 +20,7 @@ export interface RouteDeps {
   journal: Journal;
   outgoing: OutgoingMigrations;
   incoming: IncomingMigrations;
+  calibrations: AgentCalibrations;
 }
 
 /** GET /metrics: Prometheus text, through the same mutual-TLS front door as the API. */
@@ -35,6 +37,17 @@ const CONSOLE_HOPS = 4;
 export function registerRoutes(api: ApiServer, d: RouteDeps): void {
   api
     .route(API.host, () => Promise.resolve(d.hostInfo()))
+    .route(API.calibrate, (req) => {
+      const b = req.body as { peer: string; memoryMiB?: number; runs?: number };
+      return d.calibrations.calibrate(b.peer, b);
+    })
+    .route(API.calibrations, (req) =>
+      Promise.resolve({ calibrations: d.calibrations.list(req.query.get('peer') ?? undefined) }),
+    )
+    .route(API.plan, (req) => {
+      const b = req.body as { to: string; memoryMiB: number };
+      return d.calibrations.planTo(b.to, b.memoryMiB);
+    })
     .route(API.vms, () => Promise.resolve({ vms: d.registry.list().map((vm) => d.registry.view(vm)) }))
     .route(API.startVm, async (req) => {
       const vm = await d.registry.start(parseVmSpec(req.body));

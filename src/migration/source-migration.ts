@@ -62,6 +62,11 @@ export interface SourceMigrationDeps {
   pollMs?: number;
   /** Samples the guest and predicts convergence before the migration starts. */
   forecast?: () => Promise<Forecast>;
+  /**
+   * A trial (`vmferry host calibrate`): once QEMU sent everything, the destination
+   * drops its copy and the guest goes on here, instead of the hand-over.
+   */
+  trial?: boolean;
 }
 
 /** What one run has learnt so far, for the steps after it and the report. */
@@ -134,6 +139,7 @@ export class SourceMigration {
       await this.prepare();
       await this.configureQemu();
       await this.migrate();
+      if (this.deps.trial === true) return await this.endTrial();
       this.setState('completing', `QEMU finished sending; starting the guest on ${this.deps.peer.name}`);
       this.facts.completedAt = this.deps.clock.now();
       await this.handOver();
@@ -376,6 +382,28 @@ export class SourceMigration {
       downtimeMs: forcedPauseMs ?? (qemuDowntime !== undefined ? qemuDowntime + handover : undefined),
       forcedPauseMs,
       guest,
+      error: undefined,
+    });
+  }
+
+  /** A trial sent everything: the destination drops its copy, the guest runs on here. */
+  private async endTrial(): Promise<MigrationReport> {
+    const { deps, facts } = this;
+    facts.completedAt = deps.clock.now();
+    const outcome = await deps.peer.abort(deps.id, 'a trial migration: the copy is not needed');
+    if (outcome !== 'dropped')
+      throw new MigrationError(`${deps.peer.name} did not drop the trial copy: it says the guest runs there`);
+    const restore = await restoreSourceGuest(deps.qmp, false);
+    this.setState(
+      'completed',
+      `trial: QEMU sent everything, ${deps.peer.name} dropped its copy; ${restore.message}`,
+    );
+    return this.report('completed', {
+      seconds: (facts.completedAt - (facts.sendingSince ?? facts.startedAt)) / 1000,
+      totalSeconds: (facts.completedAt - facts.startedAt) / 1000,
+      downtimeMs: undefined,
+      forcedPauseMs: undefined,
+      guest: { state: 'unknown', reason: `a trial: the guest stayed on the source (${restore.message})` },
       error: undefined,
     });
   }

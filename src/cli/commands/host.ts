@@ -1,15 +1,65 @@
 import type { Command } from 'commander';
 import { probeHost } from '../../qemu/index.js';
-import { withAgent, type AgentConnectionFlags } from '../agent-connection.js';
+import type { CalibrationResult } from '../../calibration/index.js';
+import { withAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
+import { wholeNumberIn } from '../arg-parsers.js';
 import { printJson, printLines, type CliIo } from '../io.js';
 import type { CommandModule } from '../command.js';
+
+/** One line per transport of a calibration: Gbit/s and CPU per GiB, or why it failed. */
+export function calibrationLines(c: CalibrationResult): string[] {
+  const names = { nativeTls: 'native TLS', tunnelled: 'tunnel' } as const;
+  return [
+    `calibration ${c.id} to ${c.peer} on ${c.date}: ${c.memoryMiB} MiB guest`,
+    ...c.runs.map((r) =>
+      r.status === 'completed'
+        ? `  ${names[r.transport].padEnd(10)} ${r.gbps.toFixed(2)} Gbit/s  ${r.seconds.toFixed(2)} s  ` +
+          `${r.cpuSecondsPerGiB === undefined ? '-' : r.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB on this host`
+        : `  ${names[r.transport].padEnd(10)} ${r.status}: ${r.error ?? ''}`,
+    ),
+  ];
+}
+
+function registerCalibrate(host: Command, io: CliIo): void {
+  withAgentOptions(
+    host
+      .command('calibrate')
+      .description(
+        "measure each secure transport (QEMU's TLS, vmferry's tunnel) to a peer with short trial migrations of a " +
+          'throwaway guest, and journal the figures the plan compares',
+      )
+      .requiredOption('--peer <address>', 'the peer agent, as migrations name it: https://HOST:PORT')
+      .option(
+        '--memory-mib <n>',
+        'guest memory to migrate (64-4096)',
+        wholeNumberIn('--memory-mib', 64, 4096),
+      )
+      .option('--runs <n>', 'trial migrations per transport (1-5)', wholeNumberIn('--runs', 1, 5))
+      .option('--json', 'print JSON'),
+  ).action(
+    async (
+      opts: { peer: string; memoryMib?: number; runs?: number; json?: boolean } & AgentConnectionFlags,
+    ) => {
+      await withAgent(io, opts, async (agent) => {
+        const result = await agent.calibrate({
+          peer: opts.peer,
+          ...(opts.memoryMib !== undefined ? { memoryMiB: opts.memoryMib } : {}),
+          ...(opts.runs !== undefined ? { runs: opts.runs } : {}),
+        });
+        if (opts.json === true) printJson(io, result);
+        else printLines(io, calibrationLines(result));
+      });
+    },
+  );
+}
 
 export const hostCommand: CommandModule = {
   name: 'host',
   register(program: Command, io: CliIo): void {
     const host = program
       .command('host')
-      .description('this hypervisor host: QEMU, accelerator, migration features');
+      .description('this hypervisor host: QEMU, accelerator, migration features, transport figures');
+    registerCalibrate(host, io);
     host
       .command('info')
       .description(

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { ConfigError, UsageError } from '../../errors.js';
 import { CHANNEL_RANGE, planMigration, type MigrationPlan, type Transport } from '../../policy/index.js';
 import { FULL_CAPABILITIES, type HostCapabilities } from '../../qemu/index.js';
+import { withAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
 import { oneOf, positiveNumber, repeated, wholeNumber } from '../arg-parsers.js';
 import { printJson, printLines, type CliIo } from '../io.js';
 import { DEFAULT_NOVA_CONF, loadConfigFile } from './config.js';
@@ -41,7 +42,8 @@ export function parseCapabilities(spec: string): HostCapabilities {
   return caps;
 }
 
-interface PlanFlags {
+interface PlanFlags extends AgentConnectionFlags {
+  to?: string;
   config: string;
   block?: boolean;
   memoryMib: number;
@@ -78,7 +80,44 @@ function describe(plan: MigrationPlan, memoryMiB: number): string[] {
   ];
 }
 
+/** --to: the plan the agent would make to that peer, with the figures it compared. */
+async function runAgentPlan(io: CliIo, flags: PlanFlags & { to: string }): Promise<void> {
+  await withAgent(io, flags, async (agent) => {
+    const plan = await agent.plan({ to: flags.to, memoryMiB: flags.memoryMib });
+    if (flags.json === true) {
+      printJson(io, plan);
+      return;
+    }
+    const f = plan.figures;
+    const line = (what: string, pair: typeof f.calibration): string[] =>
+      pair === undefined
+        ? []
+        : [
+            `  ${what}: ${(['nativeTls', 'tunnelled'] as const)
+              .filter((t) => pair[t] !== undefined)
+              .map(
+                (t) =>
+                  `${t === 'nativeTls' ? 'native TLS' : 'tunnel'} ${pair[t]?.gbps ?? 0} Gbit/s (${pair[t]?.date ?? ''})`,
+              )
+              .join(', ')}`,
+          ];
+    printLines(io, [
+      ...describe(plan, flags.memoryMib),
+      'figures to this peer:',
+      ...line('calibration', f.calibration),
+      ...line('past migrations', f.migrations),
+      ...(f.calibration === undefined && f.migrations === undefined
+        ? ['  none yet (vmferry host calibrate --peer)']
+        : []),
+    ]);
+  });
+}
+
 async function runPlan(io: CliIo, flags: PlanFlags): Promise<void> {
+  if (flags.to !== undefined) {
+    await runAgentPlan(io, { ...flags, to: flags.to });
+    return;
+  }
   const check = await loadConfigFile(flags.config);
   const first = check.errors[0];
   if (check.options === null || first !== undefined) {
@@ -114,9 +153,16 @@ async function runPlan(io: CliIo, flags: PlanFlags): Promise<void> {
 export const planCommand: CommandModule = {
   name: 'plan',
   register(program: Command, io: CliIo): void {
-    program
+    const plan = program
       .command('plan')
-      .description('show how a migration would run with this nova.conf and these hosts, and why')
+      .description(
+        'show how a migration would run with this nova.conf and these hosts, and why; with --to, the plan the agent ' +
+          '(--agent) would make to that peer with its own configuration, both hosts and its transport figures',
+      )
+      .option(
+        '--to <address>',
+        'ask the agent for its plan to this peer (ignores --config, --source, --dest)',
+      )
       .option('--config <file>', 'the nova.conf to read', DEFAULT_NOVA_CONF)
       .option('--block', 'block migration (local disks are copied)')
       .option('--memory-mib <n>', 'guest memory in MiB', positiveNumber('--memory-mib'), 1024)
@@ -146,7 +192,7 @@ export const planCommand: CommandModule = {
         wholeNumber('--channels'),
       )
       .option('--bandwidth <mibs>', 'override: MiB/s, 0 = unlimited', wholeNumber('--bandwidth'))
-      .option('--json', 'print the plan as JSON')
-      .action((flags: PlanFlags) => runPlan(io, flags));
+      .option('--json', 'print the plan as JSON');
+    withAgentOptions(plan).action((flags: PlanFlags) => runPlan(io, flags));
   },
 };
