@@ -148,7 +148,12 @@ export class Agent {
       observer: this.metrics,
       transportFigures: (to) => this.calibrations.figuresTo(to),
     });
-    this.calibrations = new AgentCalibrations({
+    this.calibrations = this.newCalibrations();
+    this.api = this.newApi();
+  }
+
+  private newCalibrations(): AgentCalibrations {
+    return new AgentCalibrations({
       registry: this.registry,
       journal: this.journal,
       outgoing: this.outgoing,
@@ -157,9 +162,13 @@ export class Agent {
       migrationOptions: this.migrationOptions,
       relayStats: () => this.frontend().stats(),
     });
-    this.api = new ApiServer();
-    registerRoutes(this.api, {
-      hostName: options.name,
+  }
+
+  /** The agent's API: its routes over this agent's parts, and the metrics. */
+  private newApi(): ApiServer {
+    const api = new ApiServer();
+    registerRoutes(api, {
+      hostName: this.options.name,
       hostInfo: () => this.summary(),
       peerApi: (address) => this.peer(address),
       registry: this.registry,
@@ -168,7 +177,8 @@ export class Agent {
       incoming: this.incoming,
       calibrations: this.calibrations,
     });
-    registerMetricsRoute(this.api, this.metrics);
+    registerMetricsRoute(api, this.metrics);
+    return api;
   }
 
   /** Probes the host, reattaches to surviving VMs, settles interrupted migrations, and starts serving. */

@@ -18,6 +18,7 @@ import {
   type DestinationPeer,
   type IncomingReply,
   type IncomingRequest,
+  type MigrationRecorder,
   type MigrationReport,
   type MigrationSample,
   type TransportSession,
@@ -261,10 +262,7 @@ export class OutgoingMigrations {
       qmp: qemu.qmp,
       peer,
       openTransport: (reply) => this.openTransport(id, settings, reply, destination),
-      recorder: {
-        state: (state, message) => journal.setMigrationState(id, state, { message }),
-        sample: (s) => journal.addSample(id, s),
-      },
+      recorder: this.recorder(id),
       clock: systemClock(),
       tlsCredsDir: this.options.qemuTlsDir,
       forecast: async () => (await this.estimate(vmName, to, settings)).forecast,
@@ -290,6 +288,15 @@ export class OutgoingMigrations {
       { migration: id, vm: vmName },
     );
     return { id, settings };
+  }
+
+  /** Writes a migration's state changes and samples to the journal. */
+  private recorder(id: string): MigrationRecorder {
+    const { journal } = this.options;
+    return {
+      state: (state, message) => journal.setMigrationState(id, state, { message }),
+      sample: (s) => journal.addSample(id, s),
+    };
   }
 
   /** The report of a migration this agent is sending, when it ends. */
