@@ -378,7 +378,10 @@ export class IncomingMigrations {
   /** At start-up: incoming VMs left by a previous agent process cannot be trusted; drop them. */
   async dropLeftovers(migrationIds: readonly { id: string; vm: string }[]): Promise<void> {
     for (const m of migrationIds) {
-      if (this.options.registry.has(m.vm) && this.options.registry.get(m.vm).state === 'incoming') {
+      const vm = this.options.registry.has(m.vm) ? this.options.registry.get(m.vm) : undefined;
+      // Its QEMU may have died with the stream (a tunnel's relay goes with the agent): then reattach marked it failed.
+      const left = vm?.state === 'incoming' || (vm?.state === 'failed' && vm.qemu?.alive !== true);
+      if (left) {
         await this.options.registry.destroy(m.vm, 2000);
         this.options.log(`dropped incoming VM ${m.vm} of interrupted migration ${m.id}`, {
           migration: m.id,

@@ -42,7 +42,7 @@ describe('seeing what migrations do: charts (real QEMU, real agents)', () => {
     const { id } = await a.post<{ id: string }>('/v1/migrations', {
       vm: 'charted',
       to: lab.agents.b.address,
-      options: { bandwidthMiBps: 48 },
+      options: { transport: 'native', tls: true, bandwidthMiBps: 48 },
     });
     const report = await migrationReport(a, id);
     assert.equal(report.status, 'completed', report.error);
@@ -150,7 +150,7 @@ describe('seeing what migrations do: charts (real QEMU, real agents)', () => {
     const { id } = await b.post<{ id: string }>('/v1/migrations', {
       vm: 'charted',
       to: lab.agents.a.address,
-      options: { bandwidthMiBps: 24 },
+      options: { transport: 'native', tls: true, bandwidthMiBps: 24 },
     });
     await waitUntilTransferring(b, id);
     const during = await waitFor('the running migration in /metrics', async () => {
