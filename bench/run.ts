@@ -9,6 +9,7 @@
  * measured on cpu 0 (cipherCpuPerGiB), and each transport is projected to bigger hosts.
  * --readme (with --pin): writes the tables into README.md's `bench:pinned` block.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -264,7 +265,8 @@ async function main(): Promise<void> {
     results: results.map((r) => ({ ...r, ...pinned.find((p) => p.transport === r.transport) })),
   };
   const tables = [
-    `\`${json.command}\` (${json.date.slice(0, 10)}, ${values.pin === true ? 'one core per host' : 'hosts share all cores'})`,
+    `\`${json.command}\` (${json.date.slice(0, 10)}, ${values.pin === true ? 'one core per host' : 'hosts share all cores'}, ` +
+      `${memoryMiB} MiB guest, ${runs} run(s); the second table: relay against the cipher, and the projections)`,
     '',
     ...resultTable(results, linkGbps, accelerator.accelerator),
     '',
@@ -282,6 +284,10 @@ async function main(): Promise<void> {
   if (values.readme === true) {
     const readme = join(packageRoot(), 'README.md');
     writeFileSync(readme, replaceReadmeBlock(readFileSync(readme, 'utf8'), 'bench:pinned', tables));
+    // The tables as prettier aligns them, so the README stays as `npm run lint` wants it.
+    execFileSync(join(packageRoot(), 'node_modules', '.bin', 'prettier'), ['--write', readme], {
+      stdio: 'ignore',
+    });
     say('README.md: the bench:pinned block rewritten');
   }
   if (values.json === true) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);

@@ -71,9 +71,11 @@ describe('calibration: each secure transport measured to a peer, and the plan fo
     assert.equal(plan.transport, tunnelFaster ? 'tunnelled' : 'native');
     assert.equal(plan.encryption, tunnelFaster ? 'agent-tls' : 'qemu-tls');
     const one = (x: number | undefined): string => (x ?? 0).toFixed(1).replace('.', '\\.');
+    // The reason quotes the journaled figures (Gbit/s to 2 places) to one place.
+    const journaled = plan.figures.calibration;
     const figures = tunnelFaster
-      ? `tunnel ${one(tunnelled?.gbps)} Gbit/s vs native TLS ${one(nativeTls?.gbps)} Gbit/s`
-      : `native TLS ${one(nativeTls?.gbps)} Gbit/s vs tunnel ${one(tunnelled?.gbps)} Gbit/s`;
+      ? `tunnel ${one(journaled?.tunnelled?.gbps)} Gbit/s vs native TLS ${one(journaled?.nativeTls?.gbps)} Gbit/s`
+      : `native TLS ${one(journaled?.nativeTls?.gbps)} Gbit/s vs tunnel ${one(journaled?.tunnelled?.gbps)} Gbit/s`;
     assert.match(
       plan.reasons.find((x) => x.decision === 'transport')?.message ?? '',
       new RegExp(`faster to this host: ${figures}, calibrated ${c.date}$`),
