@@ -1,8 +1,10 @@
+import type { DiskCheckRequest } from '../block/index.js';
 import type { GuestHealth } from '../guest/index.js';
 import type { Forecast, GuestVerdict, IncomingReply, IncomingRequest } from '../migration/index.js';
 import type { MigrationSample, MigrationState } from '../migration/index.js';
 import type { CalibrationResult } from '../calibration/index.js';
 import type {
+  DestinationDiskView,
   MigrationOverrides,
   MigrationPlan,
   MigrationSettings,
@@ -34,6 +36,7 @@ export const API = {
   abortMigration: 'POST /v1/migrations/:id/abort',
   forceComplete: 'POST /v1/migrations/:id/force-complete',
   prepareIncoming: 'POST /v1/incoming',
+  checkDisks: 'POST /v1/incoming/disks',
   resumeIncoming: 'POST /v1/incoming/:id/resume',
   recoverIncoming: 'POST /v1/incoming/:id/recover',
   completeIncoming: 'POST /v1/incoming/:id/complete',
@@ -220,6 +223,15 @@ export class AgentApi {
 
   prepareIncoming(request: IncomingRequest): Promise<IncomingReply> {
     return this.client.post(pathOf(API.prepareIncoming), request, { timeoutMs: 60_000 });
+  }
+
+  /** Before a block migration: what the destination sees of each disk (it reads image headers: allow a while). */
+  async checkDisks(request: DiskCheckRequest): Promise<DestinationDiskView[]> {
+    return (
+      await this.client.post<{ disks: DestinationDiskView[] }>(pathOf(API.checkDisks), request, {
+        timeoutMs: 60_000,
+      })
+    ).disks;
   }
 
   async resumeIncoming(id: string, handOver: HandOver = {}): Promise<void> {

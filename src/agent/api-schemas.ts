@@ -43,6 +43,8 @@ const OVERRIDES = closed({
   autoConverge: { type: 'boolean' },
   postCopy: { type: 'boolean' },
   stallSeconds: nonNegative,
+  block: { enum: ['all', 'auto'] },
+  keepSourceDisks: { type: 'boolean' },
 });
 
 const MIGRATION_REQUEST = closed({ vm: name, to: { type: 'string', minLength: 1 }, options: OVERRIDES }, [
@@ -156,10 +158,44 @@ export const API_SCHEMAS: Record<string, EndpointSchema> = {
         sourceHost: name,
         sourceAccelerator: { enum: ['kvm', 'tcg'] },
         sourceAddress: { type: 'string', maxLength: 300 },
+        sourceInstancesPath: { type: 'string', minLength: 1, maxLength: 4096 },
       },
       ['migrationId', 'spec', 'settings', 'sourceHost'],
     ),
     reply: INCOMING_REPLY,
+  },
+  // Before a block migration: what the destination sees of each disk (checkDiskCheckRequest reads each field).
+  'POST /v1/incoming/disks': {
+    body: closed(
+      {
+        sourceInstancesPath: { type: 'string', minLength: 1, maxLength: 4096 },
+        probe: closed(
+          { name: { type: 'string', maxLength: 100 }, token: { type: 'string', maxLength: 100 } },
+          ['name', 'token'],
+        ),
+        disks: {
+          type: 'array',
+          maxItems: 64,
+          items: closed(
+            {
+              disk: { type: 'integer', minimum: 0 },
+              storage: { enum: ['shared', 'local'] },
+              path: { type: 'string', minLength: 1, maxLength: 4096 },
+              probed: { type: 'boolean' },
+              backing: closed({ name: { type: 'string', maxLength: 4096 }, identity: { type: 'object' } }, [
+                'name',
+                'identity',
+              ]),
+            },
+            ['disk', 'storage', 'path', 'probed'],
+          ),
+        },
+      },
+      ['sourceInstancesPath', 'probe', 'disks'],
+    ),
+    reply: closed({ disks: { type: 'array', items: open({ disk: { type: 'integer' } }, ['disk']) } }, [
+      'disks',
+    ]),
   },
   'POST /v1/incoming/:id/resume': { params: idParam, body: HAND_OVER, reply: EMPTY_REPLY },
   'POST /v1/incoming/:id/recover': { params: idParam, body: EMPTY_BODY, reply: INCOMING_REPLY },

@@ -13,9 +13,13 @@ import {
   checkAccelerators,
   checkMigrationSettings,
   preflightError,
+  type DestinationDiskView,
   type MigrationSettings,
 } from '../policy/index.js';
-import { validateVmSpec, type QmpClient } from '../qemu/index.js';
+import { createServer } from 'node:net';
+import { isAbsolute } from 'node:path';
+import { checkDiskCheckRequest, createTargetImages, viewDisks, type TargetImages } from '../block/index.js';
+import { deviceIds, validateVmSpec, type QmpClient } from '../qemu/index.js';
 import type { AgentApi } from './api-client.js';
 import type { ConsoleTail } from './console-log.js';
 import type { Journal, MigrationRecord } from './journal.js';
@@ -36,6 +40,8 @@ interface IncomingMigration {
   completing?: Promise<void>;
   /** Set by abort() once it decided to drop the copy: complete() may no longer start the guest. */
   dropping?: boolean;
+  /** Block migration: the images created here for the copied disks (removed when the migration fails). */
+  images?: TargetImages;
 }
 
 export interface IncomingMigrationsOptions {
@@ -74,6 +80,9 @@ export class IncomingMigrations {
       incomingPath: (id) => tunnels.incomingPath(id),
       acceptTunnel: (t) => tunnels.accept(t),
       closeTunnel: (id) => tunnels.close(id),
+      incomingDisksPath: (id) => tunnels.incomingDisksPath(id),
+      acceptDiskTunnel: (t) => tunnels.acceptDisks(t),
+      freePort,
     };
   }
 
@@ -110,9 +119,12 @@ export class IncomingMigrations {
       state: 'preparing',
     });
     let entry: IncomingMigration | undefined;
+    let images: TargetImages | undefined;
     try {
+      images = await this.createImages(request);
       const vm = await registry.prepareIncoming(spec, request.migrationId);
       entry = this.track(request.migrationId, spec.name, request.sourceHost, request.settings, vm.qemu!.qmp);
+      entry.images = images;
       entry.preparedAt = Date.now();
       if (request.sourceAddress !== undefined) entry.sourceAddress = request.sourceAddress;
       const reply = await entry.driver.listen();
@@ -127,8 +139,41 @@ export class IncomingMigrations {
       return reply;
     } catch (err) {
       await this.fail(request.migrationId, `preparing failed: ${describeError(err)}`, entry);
+      if (entry === undefined) await this.removeImages(request.migrationId, images);
       throw err;
     }
+  }
+
+  /** Block migration: the new images of the copied disks, before the incoming QEMU opens them. */
+  private async createImages(request: IncomingRequest): Promise<TargetImages | undefined> {
+    const plans = request.settings.disks ?? [];
+    if (!plans.some((p) => p.action === 'copy')) return undefined;
+    if (plans.length !== request.spec.disks.length) {
+      throw new UsageError(
+        `settings.disks has ${plans.length} disk plans for a VM with ${request.spec.disks.length} disks`,
+      );
+    }
+    return createTargetImages({
+      disks: request.spec.disks,
+      plans,
+      instancesPath: this.options.registry.instancesPath,
+      sourceInstancesPath: request.sourceInstancesPath,
+    });
+  }
+
+  /** Removes a failed migration's new images (after its QEMU is gone); what cannot be removed is logged. */
+  private async removeImages(id: string, images: TargetImages | undefined): Promise<void> {
+    if (images === undefined) return;
+    const problems = await images.remove();
+    for (const p of problems) this.options.log(`migration ${id}: removing a disk image: ${p}`);
+    if (problems.length === 0 && images.files.length > 0) {
+      this.options.log(`migration ${id}: removed ${images.files.join(', ')}`);
+    }
+  }
+
+  /** Before a block migration: what this host sees of each of the VM's disks (see viewDisks). */
+  async checkDisks(body: unknown): Promise<DestinationDiskView[]> {
+    return viewDisks(checkDiskCheckRequest(body), this.options.registry.instancesPath);
   }
 
   private track(
@@ -148,6 +193,9 @@ export class IncomingMigrations {
       tlsCredsDir: this.options.qemuTlsDir,
       clock: this.clock,
       log: this.options.log,
+      disks: (settings.disks ?? [])
+        .filter((p) => p.action === 'copy')
+        .map((p) => ({ nodeName: deviceIds('disk', p.disk).backend, exportName: `disk${p.disk}` })),
     });
     const entry: IncomingMigration = { id, vmName, owner, driver };
     this.active.set(id, entry);
@@ -407,6 +455,7 @@ export class IncomingMigrations {
       // Only the VM this migration brought: never one that already ran here under that name.
       if (vm.migrationId === id) await this.options.registry.destroy(vmName, 2000);
     }
+    await this.removeImages(id, entry?.images);
     this.options.journal.setMigrationState(id, 'failed', { message: reason, error: reason });
     this.options.log(`incoming migration ${id} failed: ${reason}`, {
       level: 'warn',
@@ -435,5 +484,24 @@ function validateIncoming(body: unknown): IncomingRequest {
     ...(typeof b.sourceAddress === 'string' && /^https:\/\/[^/]+$/.test(b.sourceAddress)
       ? { sourceAddress: b.sourceAddress }
       : {}),
+    ...(typeof b.sourceInstancesPath === 'string' && isAbsolute(b.sourceInstancesPath)
+      ? { sourceInstancesPath: b.sourceInstancesPath }
+      : {}),
   };
+}
+
+/** A TCP port free on `host` now (for a block migration's NBD server, which cannot say which port it took). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address !== null
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
 }

@@ -52,7 +52,7 @@ describe('agent journal', () => {
 
   it('opens in WAL mode with full sync, at the current schema version', () => {
     assert.equal(journal.schemaVersion(), JOURNAL_SCHEMA_VERSION);
-    assert.equal(JOURNAL_SCHEMA_VERSION, 3);
+    assert.equal(JOURNAL_SCHEMA_VERSION, 4);
     journal.close();
     const db = new Database(path, { readonly: true });
     try {
@@ -62,6 +62,7 @@ describe('agent journal', () => {
         { version: 1, applied_at: clock },
         { version: 2, applied_at: clock },
         { version: 3, applied_at: clock },
+        { version: 4, applied_at: clock },
       ]);
     } finally {
       db.close();
@@ -315,6 +316,27 @@ describe('agent journal', () => {
     assert.equal(got[3]?.downtimeLimitMs, 300);
     assert.deepEqual(journal.samples('other'), []);
     assert.throws(() => journal.addSample('other', sample(1, 1)), NotFoundError);
+  });
+
+  it('keeps each copied disk of a block migration sample, and drops them with their sample', () => {
+    journal.createMigration({
+      id: 'm5',
+      vm: 'vm1',
+      role: 'source',
+      peer: 'host-b',
+      transport: 'native',
+      plan: settings,
+    });
+    const disks = [
+      { disk: 0, transferredBytes: 100, remainingBytes: 50, totalBytes: 150, dirtyBytes: 4096, ready: false },
+      { disk: 2, transferredBytes: 7, remainingBytes: 0, totalBytes: 7, dirtyBytes: 0, ready: true },
+    ];
+    journal.addSample('m5', { ...sample(100, 0), status: 'none', disks });
+    journal.addSample('m5', sample(200, 10));
+    const got = journal.samples('m5');
+    assert.deepEqual(got[0]?.disks, disks);
+    assert.equal(got[1]?.disks, undefined, 'a sample without disks has none');
+    assert.deepEqual(got[1], sample(200, 10));
   });
 
   it('keeps everything across close and reopen', () => {

@@ -222,6 +222,22 @@ const SCHEMA_STEPS: readonly { version: number; sql: string }[] = [
         result TEXT NOT NULL
       );
       CREATE INDEX calibrations_peer ON calibrations (peer, finished_at);
+      `,
+  },
+  {
+    // Block migration: each copied disk at each sample.
+    version: 4,
+    sql: `
+      CREATE TABLE migration_disk_samples (
+        sample_seq INTEGER NOT NULL REFERENCES migration_samples (seq) ON DELETE CASCADE,
+        disk INTEGER NOT NULL,
+        transferred INTEGER NOT NULL,
+        remaining INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        dirty INTEGER NOT NULL,
+        ready INTEGER NOT NULL,
+        PRIMARY KEY (sample_seq, disk)
+      ) STRICT;
     `,
   },
 ];
@@ -263,6 +279,7 @@ interface EventRow {
 }
 
 interface SampleRow {
+  seq: number;
   time: number;
   elapsed_ms: number;
   downtime_limit_ms: number | null;
@@ -543,7 +560,7 @@ export class Journal {
   /** Records a progress sample of a migration. */
   addSample(id: string, sample: MigrationSample): void {
     if (this.getMigration(id) === undefined) throw new NotFoundError(`no migration '${id}' in the journal`);
-    this.db
+    const { lastInsertRowid } = this.db
       .prepare(
         `INSERT INTO migration_samples (migration_id, time, elapsed_ms, status, transferred, remaining, total,
            dirty_rate, throughput_mbps, pass, expected_downtime_ms, cpu_throttle_pct, downtime_limit_ms)
@@ -564,13 +581,28 @@ export class Journal {
         sample.cpuThrottlePct,
         sample.downtimeLimitMs ?? null,
       );
+    const disk = this.db.prepare(
+      `INSERT INTO migration_disk_samples (sample_seq, disk, transferred, remaining, total, dirty, ready)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const d of sample.disks ?? []) {
+      disk.run(
+        lastInsertRowid,
+        d.disk,
+        d.transferredBytes,
+        d.remainingBytes,
+        d.totalBytes,
+        d.dirtyBytes,
+        d.ready ? 1 : 0,
+      );
+    }
   }
 
   /** The samples of a migration in time order (ties in the order they were added). */
   samples(id: string): MigrationSample[] {
     return this.db
       .prepare<[string], SampleRow>(
-        `SELECT s.time, COALESCE(s.elapsed_ms, s.time - m.started_at) AS elapsed_ms, s.status, s.transferred,
+        `SELECT s.seq, s.time, COALESCE(s.elapsed_ms, s.time - m.started_at) AS elapsed_ms, s.status, s.transferred,
            s.remaining, s.total, s.dirty_rate, s.throughput_mbps, s.pass, s.expected_downtime_ms,
            s.cpu_throttle_pct, s.downtime_limit_ms
          FROM migration_samples s JOIN migrations m ON m.id = s.migration_id
@@ -590,7 +622,31 @@ export class Journal {
         expectedDowntimeMs: row.expected_downtime_ms ?? 0,
         cpuThrottlePct: row.cpu_throttle_pct ?? 0,
         downtimeLimitMs: row.downtime_limit_ms ?? undefined,
+        ...this.diskSamples(row.seq),
       }));
+  }
+
+  /** The disks of one sample (none for a live migration). */
+  private diskSamples(seq: number): Pick<MigrationSample, 'disks'> {
+    const rows = this.db
+      .prepare<
+        [number],
+        { disk: number; transferred: number; remaining: number; total: number; dirty: number; ready: number }
+      >(
+        'SELECT disk, transferred, remaining, total, dirty, ready FROM migration_disk_samples WHERE sample_seq = ? ORDER BY disk',
+      )
+      .all(seq);
+    if (rows.length === 0) return {};
+    return {
+      disks: rows.map((r) => ({
+        disk: r.disk,
+        transferredBytes: r.transferred,
+        remainingBytes: r.remaining,
+        totalBytes: r.total,
+        dirtyBytes: r.dirty,
+        ready: r.ready === 1,
+      })),
+    };
   }
 
   /**

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { rm, rmdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import {
   ConflictError,
   MigrationError,
@@ -22,8 +24,11 @@ import {
   type MigrationReport,
   type MigrationSample,
   type TransportSession,
+  type DiskCopyPlan,
+  type DiskTransport,
 } from '../migration/index.js';
-import type { ResolvedOptions } from '../config/index.js';
+import { inspectSourceDisks, placeProbes } from '../block/index.js';
+import { computeMigrationFlags, type ResolvedOptions } from '../config/index.js';
 import {
   migrationSettings,
   planMigration,
@@ -33,10 +38,11 @@ import {
   type MigrationOverrides,
   type MigrationSettings,
   type TransportFigures,
+  type PlanInput,
 } from '../policy/index.js';
 import type { AgentApi, DryRun, HandOver, HostSummary } from './api-client.js';
 import type { ConsoleTail } from './console-log.js';
-import type { VmSpec } from '../qemu/index.js';
+import { deviceIds, diskImagePath, type VmSpec } from '../qemu/index.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord } from './journal.js';
 import type { LogFn } from '../log/index.js';
@@ -78,6 +84,8 @@ interface Running {
   to: string;
   driver: SourceMigration;
   done: Promise<MigrationReport>;
+  spec: VmSpec;
+  settings: MigrationSettings;
 }
 
 /** The source half of migrations from this host: starts, tracks, aborts and force-completes them. */
@@ -126,21 +134,60 @@ export class OutgoingMigrations {
       destination: target,
       overrides,
       transportFigures: this.options.transportFigures?.(to) ?? {},
-      disks: {
-        mode: undefined,
-        modeReason: { message: 'a live migration' },
-        destinationHost: target.name,
-        disks: spec.disks.map((d, i) => ({
-          disk: i,
-          storage: d.storage,
-          path: d.path,
-          format: d.format,
-          virtualSize: 1,
-        })),
-        destination: [],
-      },
+      disks: await this.diskFacts(spec, destination, target.name, overrides),
     });
     return migrationSettings(plan);
+  }
+
+  /**
+   * What the plan decides the disks from. A live migration needs no look at
+   * them (a local one is refused). A block migration asks the destination what
+   * it sees of each disk, with a probe file in each disk's folder while it looks.
+   */
+  private async diskFacts(
+    spec: VmSpec,
+    destination: AgentApi,
+    destinationHost: string,
+    overrides: MigrationOverrides,
+  ): Promise<NonNullable<PlanInput['disks']>> {
+    const requested = blockRequest(overrides, this.options.migrationOptions);
+    const live = spec.disks.map((d, i) => ({
+      disk: i,
+      storage: d.storage,
+      path: d.path,
+      format: d.format,
+      virtualSize: 0,
+    }));
+    if (requested === undefined || spec.disks.length === 0) {
+      return {
+        mode: undefined,
+        modeReason: { message: 'a live migration' },
+        destinationHost,
+        disks: live,
+        destination: [],
+      };
+    }
+    const instancesPath = this.options.registry.instancesPath;
+    const disks = await inspectSourceDisks(spec.disks, instancesPath);
+    const folders = spec.disks.map((d) => dirname(diskImagePath(d, instancesPath)));
+    const probe = await placeProbes(folders);
+    try {
+      const views = await destination.checkDisks({
+        sourceInstancesPath: instancesPath,
+        probe: { name: probe.name, token: probe.token },
+        disks: disks.map((d, i) => ({
+          disk: d.disk,
+          storage: d.storage,
+          path: d.path,
+          probed: probe.placed.has(folders[i] ?? ''),
+          backing:
+            d.backing === undefined ? undefined : { name: d.backing.name, identity: d.backing.identity },
+        })),
+      });
+      return { ...requested, destinationHost, disks, destination: views };
+    } finally {
+      await probe.remove();
+    }
   }
 
   /** Samples the guest's dirty rate and forecasts pre-copy for these settings. */
@@ -170,6 +217,10 @@ export class OutgoingMigrations {
       dirtyRateBps,
       throughputBps,
       downtimeLimitMs,
+      diskBytes: (settings.disks ?? []).reduce(
+        (sum, d) => sum + (d.action === 'copy' ? (d.copyBytes ?? d.virtualSize) : 0),
+        0,
+      ),
     });
     return {
       dirtyRateBps,
@@ -247,17 +298,10 @@ export class OutgoingMigrations {
     });
     this.options.observer?.migrationStarted(settings.transport, settings.tls);
     const peer = peerOverApi(destination, to, () => registry.consoleTail(vmName));
-    const request: Omit<IncomingRequest, 'migrationId' | 'sourceHost'> = {
-      spec: vm.spec,
-      settings,
-      sourceAccelerator: registry.accelerator,
-    };
-    const sourceAddress = this.options.sourceAddress?.();
-    if (sourceAddress !== undefined) request.sourceAddress = sourceAddress;
     const driver = new SourceMigration({
       id,
       sourceHost: this.options.hostName,
-      request,
+      request: this.incomingRequest(vm.spec, settings),
       settings,
       qmp: qemu.qmp,
       peer,
@@ -268,6 +312,7 @@ export class OutgoingMigrations {
       forecast: async () => (await this.estimate(vmName, to, settings)).forecast,
       pollMs: this.options.sampleIntervalMs,
       trial: options.trial === true,
+      disks: this.diskCopyPlan(id, settings, destination),
     });
     const done = driver.run().then(
       async (report) => this.finish(report, options.trial === true),
@@ -282,7 +327,7 @@ export class OutgoingMigrations {
         throw err;
       },
     );
-    this.running.set(id, { id, vm: vmName, to, driver, done });
+    this.running.set(id, { id, vm: vmName, to, driver, done, spec: vm.spec, settings });
     this.options.log(
       `migration ${id}: ${vmName} -> ${to} (${settings.transport}${settings.tls ? ', TLS' : ''}, ${settings.channels} channel(s))`,
       { migration: id, vm: vmName },
@@ -304,6 +349,22 @@ export class OutgoingMigrations {
     const running = this.running.get(id);
     if (running === undefined) throw new NotFoundError(`no running migration ${id} on this host`);
     return running.done;
+  }
+
+  /** What the destination is asked to prepare (the driver adds the migration's id and this host). */
+  private incomingRequest(
+    spec: VmSpec,
+    settings: MigrationSettings,
+  ): Omit<IncomingRequest, 'migrationId' | 'sourceHost'> {
+    const { registry } = this.options;
+    const sourceAddress = this.options.sourceAddress?.();
+    return {
+      spec,
+      settings,
+      sourceAccelerator: registry.accelerator,
+      ...(settings.disks !== undefined ? { sourceInstancesPath: registry.instancesPath } : {}),
+      ...(sourceAddress !== undefined ? { sourceAddress } : {}),
+    };
   }
 
   liveProgress(id: string): SourceMigration['progress'] | undefined {
@@ -495,12 +556,81 @@ export class OutgoingMigrations {
     });
   }
 
+  /** Block migration: the disks the driver copies, and the way to the destination's NBD server. */
+  private diskCopyPlan(
+    id: string,
+    settings: MigrationSettings,
+    destination: AgentApi,
+  ): DiskCopyPlan | undefined {
+    const copies = (settings.disks ?? []).filter((p) => p.action === 'copy');
+    if (copies.length === 0) return undefined;
+    return {
+      disks: copies.map((p) => ({
+        disk: p.disk,
+        nodeName: deviceIds('disk', p.disk).backend,
+        exportName: `disk${p.disk}`,
+        sync: p.sync ?? 'full',
+      })),
+      speed: settings.bandwidthMiBps * 1024 * 1024,
+      open: (reply) => this.openDiskTransport(id, reply, destination),
+    };
+  }
+
+  private async openDiskTransport(
+    id: string,
+    reply: IncomingReply,
+    destination: AgentApi,
+  ): Promise<DiskTransport> {
+    const way = reply.disks;
+    if (way === undefined) throw new PeerError('the destination did not say where to send the disks');
+    if (way.type === 'inet') {
+      const host = reachableHost(way.host, destination.client.endpoint.host);
+      return { target: { type: 'inet', host, port: way.port }, close: () => undefined };
+    }
+    if (reply.tunnelToken === undefined) throw new PeerError('the destination did not give a tunnel token');
+    const tunnel = await this.options.tunnels.openDisks({
+      migrationId: id,
+      token: reply.tunnelToken,
+      destination: destination.client,
+      destinationHost: reply.destinationHost,
+    });
+    return { target: { type: 'unix', path: tunnel.path }, close: tunnel.close };
+  }
+
+  /**
+   * After a block migration, once the guest runs on the destination: the source's
+   * images of the local disks it copied are removed (kept with --keep-source-disks),
+   * with their folder under instances_path when it is left empty.
+   */
+  private async removeSourceImages(r: Running): Promise<string[]> {
+    if (r.settings.keepSourceDisks === true) return [];
+    const instancesPath = this.options.registry.instancesPath;
+    const removed: string[] = [];
+    for (const plan of r.settings.disks ?? []) {
+      const disk = r.spec.disks[plan.disk];
+      if (plan.action !== 'copy' || disk?.storage !== 'local') continue;
+      const path = diskImagePath(disk, instancesPath);
+      await rm(path, { force: true });
+      removed.push(path);
+      if (dirname(path) !== resolve(instancesPath)) await rmdir(dirname(path)).catch(() => undefined);
+    }
+    return removed;
+  }
+
   private async finish(report: MigrationReport, trial = false): Promise<MigrationReport> {
     const { registry, journal } = this.options;
+    const running = this.running.get(report.id);
     this.running.delete(report.id);
     this.options.observer?.migrationFinished(report);
     if (report.status === 'completed' && !trial) {
       await registry.destroy(report.vm);
+      if (running !== undefined) {
+        const removed = await this.removeSourceImages(running).catch((err: unknown) => {
+          report.events.push(`could not remove the source's disk images: ${describeError(err)}`);
+          return [];
+        });
+        if (removed.length > 0) report.events.push(`removed the source's images ${removed.join(', ')}`);
+      }
     } else if (registry.has(report.vm)) {
       registry.setState(report.vm, registry.get(report.vm).qemu?.alive === false ? 'failed' : 'running');
     }
@@ -525,6 +655,42 @@ export class OutgoingMigrations {
 
 /** Waits that do not keep the process alive (for work the agent carries on after a restart). */
 const backgroundClock = systemClock({ background: true });
+
+/** A destination listening on a wildcard address is reached at the address we reach its agent on. */
+export function reachableHost(host: string, agentHost: string | undefined): string {
+  return ['0.0.0.0', '::', '[::]'].includes(host) && agentHost !== undefined ? agentHost : host;
+}
+
+/**
+ * Whether this migration copies disks, and why: asked for (`--block`, `--block
+ * auto`), or nova's live flags have VIR_MIGRATE_NON_SHARED_DISK, with which
+ * libvirt copies the disks of every migration.
+ */
+export function blockRequest(
+  overrides: MigrationOverrides,
+  options: ResolvedOptions,
+): Pick<NonNullable<PlanInput['disks']>, 'mode' | 'modeReason'> | undefined {
+  if (overrides.block !== undefined) {
+    return {
+      mode: overrides.block,
+      modeReason: {
+        message: `asked for with --block${overrides.block === 'auto' ? ' auto' : ''} (override)`,
+      },
+    };
+  }
+  const nova = computeMigrationFlags(options);
+  if (nova.live.includes('VIR_MIGRATE_NON_SHARED_DISK')) {
+    const option = nova.mode === 'legacy' ? 'libvirt.live_migration_flag' : undefined;
+    return {
+      mode: 'all',
+      modeReason: {
+        option,
+        message: `${option ?? "nova's live flags"} has VIR_MIGRATE_NON_SHARED_DISK: every migration copies its local disks`,
+      },
+    };
+  }
+  return undefined;
+}
 
 /** A destination listening on a wildcard address is reached at the address we reach its agent on. */
 export function reachableUri(uri: string, agentHost: string | undefined): string {

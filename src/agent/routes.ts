@@ -108,6 +108,7 @@ function handOverTail(body: unknown): ConsoleTail | undefined {
 function registerIncomingRoutes(api: ApiServer, d: RouteDeps): void {
   api
     .route(API.prepareIncoming, (req) => d.incoming.prepare(req.body, req.peer.commonName))
+    .route(API.checkDisks, async (req) => ({ disks: await d.incoming.checkDisks(req.body) }))
     .route(API.resumeIncoming, async (req) => {
       d.incoming.authorize(req.params.id ?? '', req.peer.commonName);
       await d.incoming.resume(req.params.id ?? '', handOverTail(req.body));

@@ -27,7 +27,7 @@ export class AgentTunnels {
     this.options.tls = tls;
   }
 
-  private socketPath(migrationId: string, end: 'in' | 'out'): string {
+  private socketPath(migrationId: string, end: 'in' | 'out' | 'disks-in' | 'disks-out'): string {
     const dir = join(this.options.stateDir, 'tunnels');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     return join(dir, `${migrationId.slice(0, 12)}-${end}.sock`);
@@ -36,6 +36,55 @@ export class AgentTunnels {
   /** Where the destination QEMU listens (`migrate-incoming unix:...`). */
   incomingPath(migrationId: string): string {
     return this.socketPath(migrationId, 'in');
+  }
+
+  /** Where the destination QEMU's NBD server listens behind the tunnel (block migration). */
+  incomingDisksPath(migrationId: string): string {
+    return this.socketPath(migrationId, 'disks-in');
+  }
+
+  /**
+   * Destination, block migration: the source's disk connections come through the
+   * tunnel too, as a second registration with the same token and peer, relayed
+   * to the NBD server's socket (one connection per copied disk). Always through
+   * the front door's relay, also when the stream itself uses the naive baseline.
+   */
+  async acceptDisks(t: {
+    migrationId: string;
+    token: string;
+    peerCommonName: string;
+    targetPath: string;
+    disks: number;
+  }): Promise<void> {
+    await this.frontend().acceptTunnel({
+      migrationId: disksTunnelId(t.migrationId),
+      token: t.token,
+      peerCommonName: t.peerCommonName,
+      targetPath: t.targetPath,
+      maxConnections: t.disks,
+    });
+  }
+
+  /** Source, block migration: a local socket for QEMU's NBD client, relayed to the destination's NBD server. */
+  async openDisks(t: {
+    migrationId: string;
+    token: string;
+    destination: AgentClient;
+    destinationHost: string;
+  }): Promise<{ path: string; close: () => Promise<void> }> {
+    const { endpoint } = t.destination;
+    if (endpoint.host === undefined || endpoint.port === undefined) {
+      throw new UsageError(`a tunnel needs the destination agent's TCP address, not ${endpoint.url}`);
+    }
+    const listenPath = this.socketPath(t.migrationId, 'disks-out');
+    const tunnel = await this.frontend().openSourceTunnel({
+      migrationId: disksTunnelId(t.migrationId),
+      token: t.token,
+      listenPath,
+      remote: { host: endpoint.host, port: endpoint.port },
+      expectedPeerCommonName: t.destinationHost,
+    });
+    return { path: listenPath, close: async () => void (await tunnel.close()) };
   }
 
   /** Destination: accepts tunnel connections for this migration from `peerCommonName` with `token`; returns the naive port if any. */
@@ -70,8 +119,9 @@ export class AgentTunnels {
     return {};
   }
 
-  /** Destination: forgets the tunnel and drops its connections. */
+  /** Destination: forgets the tunnel (and a block migration's disk tunnel) and drops their connections. */
   async close(migrationId: string): Promise<void> {
+    await this.frontend().closeTunnel(disksTunnelId(migrationId));
     const naive = this.naive.get(migrationId);
     if (naive !== undefined) {
       this.naive.delete(migrationId);
@@ -116,4 +166,9 @@ export class AgentTunnels {
     });
     return { uri: `unix:${listenPath}`, close: async () => void (await tunnel.close()) };
   }
+}
+
+/** The disk tunnel's registration id: the migration's, marked (the tunnel path allows dots). */
+function disksTunnelId(migrationId: string): string {
+  return `${migrationId}.disks`;
 }

@@ -31,3 +31,11 @@ export {
 export { destinationBacking, isInside } from './disk-location.js';
 export { DiskMirrors, type MirroredDisk, type NbdClientTls } from './disk-mirrors.js';
 export { NbdExports, type ExportedDisk, type NbdServerTls } from './nbd-exports.js';
+export {
+  checkDiskCheckRequest,
+  inspectSourceDisks,
+  placeProbes,
+  viewDisks,
+  type DiskCheckRequest,
+} from './disk-check.js';
+export { createTargetImages, targetImagePaths, type TargetImages } from './target-images.js';

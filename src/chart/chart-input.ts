@@ -1,3 +1,4 @@
+import { sumDiskSamples } from '../block/index.js';
 import type { AgentApi, MigrationEvent, MigrationRecord } from '../agent/index.js';
 import type { MigrationReport, MigrationSample } from '../migration/index.js';
 import type { MigrationSettings } from '../policy/index.js';
@@ -15,6 +16,10 @@ export function chartSample(s: MigrationSample): ChartSample {
     cpuThrottlePct: s.cpuThrottlePct,
     expectedDowntimeMs: s.expectedDowntimeMs,
     downtimeLimitMs: s.downtimeLimitMs ?? null,
+    // Block migration: the disk copies' remaining bytes, on the chart's disk series.
+    ...(s.disks !== undefined && s.disks.length > 0
+      ? { remainingDiskBytes: sumDiskSamples(s.disks).remainingBytes }
+      : {}),
   };
 }
 

@@ -1,4 +1,5 @@
 import type { DryRun } from '../agent/index.js';
+import { sumDiskSamples } from '../block/index.js';
 import type { MigrationReport, MigrationSample } from '../migration/index.js';
 
 const GIB = 1024 ** 3;
@@ -29,8 +30,20 @@ export function progressLine(sample: MigrationSample, state: string, width = 24)
     `pass ${sample.pass}`,
   ];
   if (sample.cpuThrottlePct > 0) parts.push(`throttle ${sample.cpuThrottlePct}%`);
+  const disks = diskProgress(sample);
+  if (disks !== undefined) parts.push(disks);
   parts.push(`${(sample.elapsedMs / 1000).toFixed(1)} s`, state);
   return parts.join('  ');
+}
+
+/** Block migration: the disk copies beside the memory: copied, remaining, not yet copied writes, in step or not. */
+export function diskProgress(sample: Pick<MigrationSample, 'disks'>): string | undefined {
+  if (sample.disks === undefined || sample.disks.length === 0) return undefined;
+  const d = sumDiskSamples(sample.disks);
+  return (
+    `disks ${formatBytes(d.transferredBytes)} copied, ${formatBytes(d.remainingBytes)} remaining, ` +
+    `dirty ${formatBytes(d.dirtyBytes)}${d.ready ? ', in step' : ''}`
+  );
 }
 
 /** The end-of-migration report for people. */
@@ -45,6 +58,10 @@ export function reportLines(r: MigrationReport): string[] {
     lines.push(`  throttle    up to ${r.maxCpuThrottlePct}% of guest CPU (auto-converge)`);
   if (r.postcopySwitchSeconds !== undefined)
     lines.push(`  post-copy   switched at ${r.postcopySwitchSeconds} s`);
+  for (const d of r.disks ?? [])
+    lines.push(
+      `  disk ${d.disk}      ${formatBytes(d.bytes)} copied (${d.sync === 'top' ? 'top image only' : 'whole disk'})`,
+    );
   for (const e of r.events) lines.push(`  event       ${e}`);
   if (r.forecast !== undefined) lines.push(`  forecast    ${r.forecast}`);
   lines.push(`  guest       ${r.guest}: ${r.guestDetail}`);

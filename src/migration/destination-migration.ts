@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConflictError, MigrationError, describeError } from '../errors.js';
 import type { TunnelMode } from '../policy/index.js';
+import { NbdExports, type ExportedDisk, type NbdAddress } from '../block/index.js';
 import type { QmpClient } from '../qemu/index.js';
 import type { Clock } from './clock.js';
 import { configureMigration, type StreamSettings } from './qemu-setup.js';
@@ -22,6 +23,18 @@ export interface IncomingEndpoints {
     mode: TunnelMode;
   }): Promise<{ naivePort?: number }>;
   closeTunnel(migrationId: string): Promise<void>;
+  /** Block migration: the unix socket the destination QEMU's NBD server listens on behind the tunnel. */
+  incomingDisksPath(migrationId: string): string;
+  /** Block migration: lets the same peer with the same token open `disks` connections to `targetPath` through the tunnel. */
+  acceptDiskTunnel(t: {
+    migrationId: string;
+    token: string;
+    peerCommonName: string;
+    targetPath: string;
+    disks: number;
+  }): Promise<void>;
+  /** Block migration, native: a TCP port free on `host` for the NBD server. */
+  freePort(host: string): Promise<number>;
 }
 
 /**
@@ -47,6 +60,8 @@ export interface DestinationMigrationDeps {
   tlsCredsDir: string | undefined;
   clock: Clock;
   log: (line: string, fields?: { level?: 'warn'; migration?: string }) => void;
+  /** Block migration: the nodes of the new images to export to the source, one per copied disk. */
+  disks?: readonly ExportedDisk[] | undefined;
 }
 
 /**
@@ -62,6 +77,8 @@ export class DestinationMigration {
   private tunnelOpen = false;
   /** Post-copy recoveries so far (each listens on a fresh socket). */
   private recoveries = 0;
+  /** Block migration: the NBD server and its exports, until the guest starts or the migration fails. */
+  private exports: NbdExports | undefined;
 
   constructor(deps: DestinationMigrationDeps) {
     this.deps = deps;
@@ -75,7 +92,55 @@ export class DestinationMigration {
       { role: 'destination', settings: stream },
       { objectId: 'vmf-tls-in', credsDir: tlsCredsDir, host: hostName },
     );
-    return this.listenFor('migrate-incoming', stream.channels);
+    const reply = await this.listenFor('migrate-incoming', stream.channels);
+    if (this.deps.disks === undefined || this.deps.disks.length === 0) return reply;
+    return { ...reply, disks: await this.exportDisks(this.deps.disks, reply.tunnelToken) };
+  }
+
+  /**
+   * Block migration: starts the NBD server and exports each new image, writable.
+   * Native: on the migration address, with QEMU's TLS (admitting only the source
+   * agent's certificate) unless the stream is clear text. Tunnelled: on a unix
+   * socket the tunnel reaches with the stream's token.
+   */
+  private async exportDisks(
+    disks: readonly ExportedDisk[],
+    token: string | undefined,
+  ): Promise<NonNullable<IncomingReply['disks']>> {
+    const { qmp, stream, endpoints, id, peerCommonName } = this.deps;
+    if (stream.transport === 'native') {
+      const host = endpoints.migrationAddress;
+      const listen: NbdAddress = { type: 'inet', host, port: await endpoints.freePort(host) };
+      const tls = stream.tls
+        ? { credsId: 'vmf-tls-in', clientCommonName: peerCommonName, authzId: 'vmf-nbd-authz' }
+        : undefined;
+      this.exports = await NbdExports.start(qmp, { listen, disks, tls });
+      return listen;
+    }
+    if (token === undefined) throw new MigrationError('no tunnel token for the disks');
+    const path = endpoints.incomingDisksPath(id);
+    this.exports = await NbdExports.start(qmp, { listen: { type: 'unix', path }, disks });
+    await endpoints.acceptDiskTunnel({
+      migrationId: id,
+      token,
+      peerCommonName,
+      targetPath: path,
+      disks: disks.length,
+    });
+    return { type: 'tunnel' };
+  }
+
+  /** Block migration: removes the exports and stops the NBD server (before the guest runs, or when giving up). */
+  async stopExports(): Promise<void> {
+    const exports = this.exports;
+    this.exports = undefined;
+    const problems = (await exports?.stop()) ?? [];
+    for (const p of problems) {
+      this.deps.log(`migration ${this.deps.id}: stopping the disk exports: ${p}`, {
+        level: 'warn',
+        migration: this.deps.id,
+      });
+    }
   }
 
   /**
@@ -120,6 +185,7 @@ export class DestinationMigration {
       await clock.sleep(50);
     }
     if (await this.running()) return;
+    await this.stopExports();
     beforeRun?.();
     await qmp.execute('cont');
   }

@@ -70,4 +70,15 @@ describe('pre-copy forecast', () => {
       /throughputBps/,
     );
   });
+
+  it('a block migration copies its disks first: their time comes before the memory and the summary says so', () => {
+    const GiB = 1024 ** 3;
+    const memory = { memoryBytes: GiB, dirtyRateBps: 0, throughputBps: GiB / 4, downtimeLimitMs: 300 };
+    const without = forecastPrecopy(memory);
+    const withDisks = forecastPrecopy({ ...memory, diskBytes: 2 * GiB });
+    assert.equal(withDisks.seconds, without.seconds + 8);
+    assert.equal(withDisks.converges, without.converges);
+    assert.equal(withDisks.summary, `copies 2.0 GiB of disk first (about 8 s), then ${without.summary}`);
+    assert.throws(() => forecastPrecopy({ ...memory, diskBytes: -1 }), /diskBytes must be a non-negative/);
+  });
 });

@@ -16,6 +16,8 @@ export interface ForecastInput {
   downtimeLimitMs: number;
   /** Give up counting after this many passes. */
   maxPasses?: number;
+  /** Block migration: disk data copied before the memory, bytes (over the same link). */
+  diskBytes?: number;
 }
 
 export interface Forecast {
@@ -39,6 +41,20 @@ function checkRate(name: string, value: number, allowZero: boolean): void {
 }
 
 export function forecastPrecopy(input: ForecastInput): Forecast {
+  const memory = forecastMemory(input);
+  const diskBytes = input.diskBytes ?? 0;
+  checkRate('diskBytes', diskBytes, true);
+  if (diskBytes === 0) return memory;
+  const diskSeconds = diskBytes / input.throughputBps;
+  const gib = (diskBytes / 1024 ** 3).toFixed(1);
+  return {
+    ...memory,
+    seconds: memory.seconds + diskSeconds,
+    summary: `copies ${gib} GiB of disk first (about ${Math.ceil(diskSeconds)} s), then ${memory.summary}`,
+  };
+}
+
+function forecastMemory(input: ForecastInput): Forecast {
   const { memoryBytes, dirtyRateBps, throughputBps, downtimeLimitMs } = input;
   checkRate('memoryBytes', memoryBytes, false);
   checkRate('dirtyRateBps', dirtyRateBps, true);

@@ -20,4 +20,5 @@ export { configureMigration, type QemuSetup, type StreamSettings } from './qemu-
 export { forecastPrecopy, type Forecast, type ForecastInput } from './forecast.js';
 export { restoreSourceGuest, type SourceRestore } from './source-recovery.js';
 export { settleHandOver, settleRetryDelayMs, type HandOverOutcome } from './handover.js';
+export { DiskCopy, type DiskCopyPlan, type DiskTransport } from './disk-copy.js';
 export { closeTransport, type TransportFactory, type TransportSession } from './transport-session.js';

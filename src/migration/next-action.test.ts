@@ -124,4 +124,12 @@ describe('nextAction on recorded migrations', () => {
       assert.deepEqual(nextAction(state, { ...sample, status }).action, { kind: 'postcopy' }, status);
     assert.deepEqual(nextAction(state, { ...sample, status: 'failed' }).action, { kind: 'qemu-failed' });
   });
+
+  it('a block migration paused before the switch-over completes its disk copies, unless it is being cancelled', () => {
+    const state = initialMonitorState(STUBBORN.settings);
+    const paused: MigrationSample = { ...STUBBORN.samples[5]!, status: 'pre-switchover' };
+    assert.deepEqual(nextAction(state, paused).action, { kind: 'switch-over' });
+    const aborting = { ...state, abort: { reason: 'operator', byOperator: true } };
+    assert.equal(nextAction(aborting, paused).action.kind, 'cancel');
+  });
 });

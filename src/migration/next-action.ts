@@ -31,6 +31,8 @@ export type MonitorAction =
   | { readonly kind: 'cancelled'; readonly message: string }
   /** QEMU switched to post-copy: the post-copy phase takes over. */
   | { readonly kind: 'postcopy' }
+  /** Block migration: QEMU paused the guest before the switch-over; complete the disk copies, then let it go on. */
+  | { readonly kind: 'switch-over' }
   | { readonly kind: 'cancel'; readonly event: string | undefined }
   | { readonly kind: 'start-postcopy'; readonly event: string }
   | { readonly kind: 'pause'; readonly event: string }
@@ -53,7 +55,8 @@ export function initialMonitorState(settings: MonitorState['settings']): Monitor
 /**
  * What the source does after one look at QEMU during pre-copy, and the state to
  * carry: stop when QEMU completed, failed or was cancelled; hand over to the
- * post-copy phase once QEMU switched; cancel when asked; on a force-complete,
+ * post-copy phase once QEMU switched; cancel when asked; at a pause before the
+ * switch-over (block migration) have the disk copies completed; on a force-complete,
  * the completion timeout or a stall, do what nova's timeout action says (cancel,
  * switch to post-copy, or pause the guest), once; otherwise send the downtime
  * step that is due. Pure: time is the sample's elapsedMs.
@@ -81,6 +84,7 @@ export function nextAction(
     const event = state.cancelAnnounced ? undefined : `abort requested at ${at}`;
     return { state: { ...state, cancelAnnounced: true }, action: { kind: 'cancel', event } };
   }
+  if (status === 'pre-switchover') return stay({ kind: 'switch-over' });
   const { settings } = state;
   const progress = trackProgress(state.stall, sample.remainingBytes, elapsed, settings.stallSeconds);
   const next: MonitorState = { ...state, stall: progress.state };

@@ -15,6 +15,8 @@ export type QemuSetup =
       downtimeLimitMs: number | undefined;
       /** The destination's certificate name: QEMU checks the peer against it. */
       destinationHost: string;
+      /** Block migration: QEMU stops before the switch-over, for the disk copies to be completed there. */
+      pauseBeforeSwitchover?: boolean;
     }
   | { role: 'destination'; settings: StreamSettings };
 
@@ -36,7 +38,10 @@ export async function configureMigration(
       { capability: 'multifd', state: settings.channels > 1 },
       { capability: 'postcopy-ram', state: settings.postCopy },
       ...(setup.role === 'source'
-        ? [{ capability: 'auto-converge', state: setup.settings.autoConverge }]
+        ? [
+            { capability: 'auto-converge', state: setup.settings.autoConverge },
+            { capability: 'pause-before-switchover', state: setup.pauseBeforeSwitchover === true },
+          ]
         : []),
     ],
   });

@@ -5,7 +5,7 @@ import type { QmpClient } from '../qemu/index.js';
 import type { Clock } from './clock.js';
 import type { QueryMigrate } from './query-migrate.js';
 import { CONVERGING, STUBBORN } from './recorded-samples.fixture.js';
-import { SourceMigration, type DestinationPeer } from './source-migration.js';
+import { SourceMigration, type DestinationPeer, type SourceMigrationDeps } from './source-migration.js';
 import type { IncomingReply, MigrationSample, MigrationState } from './types.js';
 
 /** Time that passes only when the driver waits: every wait of the driver's moves it on. */
@@ -77,7 +77,12 @@ function willingPeer(): DestinationPeer & { asked: string[] } {
   };
 }
 
-function driver(qmp: QmpClient, peer: DestinationPeer, settings = EXAMPLE_SETTINGS) {
+function driver(
+  qmp: QmpClient,
+  peer: DestinationPeer,
+  settings = EXAMPLE_SETTINGS,
+  more: Partial<SourceMigrationDeps> = {},
+) {
   const states: [MigrationState, string][] = [];
   const samples: MigrationSample[] = [];
   const transports: string[] = [];
@@ -108,6 +113,7 @@ function driver(qmp: QmpClient, peer: DestinationPeer, settings = EXAMPLE_SETTIN
     recorder: { state: (s, m) => states.push([s, m]), sample: (s) => samples.push(s) },
     clock,
     pollMs: 500,
+    ...more,
   });
   return { migration, states, samples, transports, clock };
 }
@@ -225,5 +231,190 @@ describe('the source driver on a fake clock, with QEMU answering from recorded r
       report.events.join('\n'),
     );
     assert.equal(report.postcopySwitchSeconds, 1);
+  });
+});
+
+/**
+ * A source QEMU with one disk mirrored: its mirror job is in step after `readyAfter`
+ * looks, ends as block-job-cancel asks (BLOCK_JOB_COMPLETED, or CANCELLED when forced,
+ * or with `failAtSwitchOver` an error), and its migration goes through `statuses`.
+ */
+function blockQemu(o: { readyAfter: number; statuses: string[]; failAtSwitchOver?: boolean }) {
+  const handlers = new Map<string, ((e: { event: string; data: Record<string, unknown> }) => void)[]>();
+  const sent: [string, Record<string, unknown> | undefined][] = [];
+  let job: { device: string; len: number; offset: number; ready: boolean } | undefined;
+  let looks = 0;
+  let status = 'none';
+  const emit = (event: string, data: Record<string, unknown>): void => {
+    for (const h of handlers.get(event) ?? []) queueMicrotask(() => h({ event, data }));
+  };
+  const answer = (command: string, args: Record<string, unknown> | undefined): unknown => {
+    switch (command) {
+      case 'query-status':
+        return { status: 'running', running: true };
+      case 'blockdev-mirror':
+        job = { device: String(args?.['job-id']), len: 1 << 30, offset: 0, ready: false };
+        return {};
+      case 'query-block-jobs':
+        if (job === undefined) return [];
+        looks += 1;
+        if (looks >= o.readyAfter) job = { ...job, offset: job.len, ready: true };
+        else job = { ...job, offset: job.len / 4 };
+        return [{ ...job, status: job.ready ? 'ready' : 'running' }];
+      case 'query-named-block-nodes':
+        return [{ 'node-name': 'vmf-drive0', 'dirty-bitmaps': [{ count: 65536 }] }];
+      case 'block-job-cancel': {
+        const { device } = job ?? { device: '' };
+        const error = o.failAtSwitchOver === true ? { error: 'Input/output error' } : {};
+        emit(args?.force === true ? 'BLOCK_JOB_CANCELLED' : 'BLOCK_JOB_COMPLETED', { device, ...error });
+        job = undefined;
+        return {};
+      }
+      case 'migrate':
+        status = o.statuses.shift() ?? status;
+        return {};
+      case 'migrate-continue':
+      case 'migrate_cancel':
+        status = command === 'migrate_cancel' ? 'cancelled' : (o.statuses.shift() ?? status);
+        return {};
+      case 'query-migrate': {
+        const now = status;
+        if (now === 'active') status = o.statuses.shift() ?? status;
+        return answerFor({ ...CONVERGING.samples[0]!, status: now });
+      }
+      default:
+        return {};
+    }
+  };
+  const qmp = {
+    connected: true,
+    execute: (command: string, args?: Record<string, unknown>) => {
+      sent.push([command, args]);
+      return Promise.resolve(answer(command, args));
+    },
+    on: (event: string, h: (e: { event: string; data: Record<string, unknown> }) => void) => {
+      handlers.set(event, [...(handlers.get(event) ?? []), h]);
+      return () =>
+        handlers.set(
+          event,
+          (handlers.get(event) ?? []).filter((x) => x !== h),
+        );
+    },
+  };
+  return { qmp: qmp as unknown as QmpClient, sent };
+}
+
+/** The driver with one disk to copy over TCP to the destination's NBD server. */
+function blockDriver(qmp: QmpClient, peer: DestinationPeer, settings = plain) {
+  const closed: string[] = [];
+  const d = driver(qmp, peer, settings, {
+    disks: {
+      disks: [{ disk: 0, nodeName: 'vmf-drive0', exportName: 'disk0', sync: 'full' }],
+      speed: 0,
+      open: (reply) => {
+        assert.deepEqual(reply.disks, { type: 'inet', host: '198.18.0.2', port: 10809 });
+        return Promise.resolve({
+          target: { type: 'inet', host: '198.18.0.2', port: 10809 },
+          close: () => void closed.push('disks'),
+        });
+      },
+    },
+  });
+  return { ...d, closed };
+}
+
+function blockPeer(): ReturnType<typeof willingPeer> {
+  const peer = willingPeer();
+  return {
+    ...peer,
+    prepare: async (request) => ({
+      ...(await peer.prepare(request)),
+      disks: { type: 'inet', host: '198.18.0.2', port: 10809 },
+    }),
+  };
+}
+
+describe('the source driver of a block migration, on a fake clock', () => {
+  it('copies the disk until it is in step, then the memory, and completes the copy at the pause before the switch-over', async () => {
+    const { qmp, sent } = blockQemu({ readyAfter: 3, statuses: ['active', 'pre-switchover', 'completed'] });
+    const peer = blockPeer();
+    const { migration, samples, closed } = blockDriver(qmp, peer);
+    const report = await migration.run();
+    assert.equal(report.status, 'completed', report.error);
+    const commands = sent.map(([c]) => c).filter((c) => !c.startsWith('query-'));
+    assert.deepEqual(commands, [
+      'migrate-set-capabilities',
+      'migrate-set-parameters',
+      'blockdev-add',
+      'blockdev-mirror',
+      'migrate',
+      'migrate-set-parameters',
+      'block-job-cancel',
+      'blockdev-del',
+      'migrate-continue',
+    ]);
+    const caps = sent[1]?.[1]?.capabilities as { capability: string; state: boolean }[];
+    assert.ok(caps.some((c) => c.capability === 'pause-before-switchover' && c.state));
+    assert.equal(
+      sent.find(([c]) => c === 'block-job-cancel')?.[1]?.force,
+      false,
+      'ends the ready mirror, not forced',
+    );
+    assert.ok(!sent.some(([c]) => c === 'block-job-complete'), 'the source never pivots to the copy');
+    assert.deepEqual(samples[0]?.disks?.[0], {
+      disk: 0,
+      transferredBytes: 1 << 28,
+      remainingBytes: 3 << 28,
+      totalBytes: 1 << 30,
+      dirtyBytes: 65536,
+      ready: false,
+    });
+    assert.deepEqual(report.disks, [{ disk: 0, sync: 'full', bytes: 1 << 30 }]);
+    assert.ok(
+      report.events.some((e) => /^disks in step after .* \(1024 MiB copied\)$/.test(e)),
+      report.events.join('\n'),
+    );
+    assert.deepEqual(closed, ['disks']);
+  });
+
+  it('a failure while the memory moves cancels the copy (forced): the source stays on its disk, the destination drops it', async () => {
+    const { qmp, sent } = blockQemu({ readyAfter: 1, statuses: ['active', 'failed'] });
+    const peer = blockPeer();
+    const { migration, closed } = blockDriver(qmp, peer);
+    const report = await migration.run();
+    assert.equal(report.status, 'failed');
+    assert.match(report.error ?? '', /QEMU reports the migration failed/);
+    assert.equal(sent.find(([c]) => c === 'block-job-cancel')?.[1]?.force, true);
+    assert.ok(sent.some(([c]) => c === 'blockdev-del'));
+    assert.ok(!sent.some(([c]) => c === 'migrate-continue' || c === 'block-job-complete'));
+    assert.match(peer.asked.at(-1) ?? '', /^abort: QEMU reports the migration failed/);
+    assert.deepEqual(closed, ['disks']);
+  });
+
+  it('a copy that does not complete at the switch-over fails the migration there: QEMU is cancelled, not continued', async () => {
+    const { qmp, sent } = blockQemu({
+      readyAfter: 1,
+      statuses: ['active', 'pre-switchover'],
+      failAtSwitchOver: true,
+    });
+    const peer = blockPeer();
+    const { migration } = blockDriver(qmp, peer);
+    const report = await migration.run();
+    assert.equal(report.status, 'failed');
+    assert.equal(report.error, 'the copy of disk 0 (Input/output error) did not complete');
+    assert.ok(sent.some(([c]) => c === 'migrate_cancel'));
+    assert.ok(!sent.some(([c]) => c === 'migrate-continue'));
+    assert.match(peer.asked.at(-1) ?? '', /^abort: /);
+  });
+
+  it('a disk that never gets in step fails at the completion timeout, before any memory moves', async () => {
+    const { qmp, sent } = blockQemu({ readyAfter: Infinity, statuses: ['active'] });
+    const peer = blockPeer();
+    const { migration } = blockDriver(qmp, peer, { ...plain, completionTimeoutSeconds: 5 });
+    const report = await migration.run();
+    assert.equal(report.status, 'failed');
+    assert.equal(report.error, 'the disks were not in step within the completion timeout of 5 s');
+    assert.ok(!sent.some(([c]) => c === 'migrate'));
+    assert.equal(sent.find(([c]) => c === 'block-job-cancel')?.[1]?.force, true);
   });
 });

@@ -1,7 +1,9 @@
+import type { DiskSample } from '../block/index.js';
 import { MigrationError, describeError } from '../errors.js';
-import type { MigrationSettings } from '../policy/index.js';
+import { completionTimeoutReached, type MigrationSettings } from '../policy/index.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import type { Clock } from './clock.js';
+import { DiskCopy, type DiskCopyPlan } from './disk-copy.js';
 import type { Forecast } from './forecast.js';
 import { settleHandOver } from './handover.js';
 import { initialMonitorState, nextAction, type MonitorState } from './next-action.js';
@@ -67,11 +69,18 @@ export interface SourceMigrationDeps {
    * drops its copy and the guest goes on here, instead of the hand-over.
    */
   trial?: boolean;
+  /** Block migration: the disks to copy and the way to the destination's NBD server. */
+  disks?: DiskCopyPlan | undefined;
 }
 
 /** What one run has learnt so far, for the steps after it and the report. */
 interface RunFacts {
   startedAt: number;
+  /** Block migration: when the disk copies started (timeouts and samples count from it, as nova's do). */
+  copyingSince?: number;
+  /** The destination's answer to prepare. */
+  reply?: IncomingReply;
+  diskCopy?: DiskCopy;
   /** When QEMU started sending: timeouts, samples and throughput count from it, as nova's monitor does. */
   sendingSince?: number;
   transport?: TransportSession;
@@ -138,6 +147,7 @@ export class SourceMigration {
     try {
       await this.prepare();
       await this.configureQemu();
+      await this.copyDisks();
       await this.migrate();
       if (this.deps.trial === true) return await this.endTrial();
       this.setState('completing', `QEMU finished sending; starting the guest on ${this.deps.peer.name}`);
@@ -148,6 +158,7 @@ export class SourceMigration {
       return await this.failedReport(err);
     } finally {
       await closeTransport(this.facts.transport);
+      await this.facts.diskCopy?.close();
       const { tlsObject } = this.facts;
       if (tlsObject !== undefined)
         await this.deps.qmp.execute('object-del', { id: tlsObject }).catch(() => undefined);
@@ -168,6 +179,7 @@ export class SourceMigration {
       sourceHost: deps.sourceHost,
     });
     this.facts.destinationPrepared = true;
+    this.facts.reply = reply;
     this.destinationName = reply.destinationHost;
     this.throwIfAborted();
     this.facts.transport = await deps.openTransport(reply);
@@ -198,9 +210,67 @@ export class SourceMigration {
         settings: deps.settings,
         downtimeLimitMs: this.monitor.downtimeLimitMs,
         destinationHost: this.destinationName,
+        pauseBeforeSwitchover: this.copiesDisks,
       },
       { objectId: `vmf-tls-${deps.id.slice(0, 8)}`, credsDir: deps.tlsCredsDir, host: deps.sourceHost },
     );
+  }
+
+  private get copiesDisks(): boolean {
+    return (this.deps.disks?.disks.length ?? 0) > 0;
+  }
+
+  /**
+   * Block migration: mirrors every copied disk into the destination's new image
+   * and waits until all are in step; the memory goes after. Counts against the
+   * completion timeout, as nova's monitor counts libvirt's disk copy.
+   */
+  private async copyDisks(): Promise<void> {
+    const { deps, facts } = this;
+    const plan = deps.disks;
+    if (plan === undefined || !this.copiesDisks || facts.reply === undefined) return;
+    facts.copyingSince = deps.clock.now();
+    facts.diskCopy = await DiskCopy.start(deps.qmp, plan, facts.reply, {
+      prefix: `vmf-${deps.id.slice(0, 8)}`,
+      tls:
+        facts.tlsObject !== undefined
+          ? { credsId: facts.tlsObject, hostname: this.destinationName }
+          : undefined,
+    });
+    const how =
+      facts.reply.disks?.type === 'tunnel'
+        ? 'through the tunnel'
+        : deps.settings.tls
+          ? 'over QEMU TLS'
+          : 'in clear text';
+    this.setState(
+      'migrating',
+      `copying ${plan.disks.length} disk(s) to ${deps.peer.name} ${how}, then the memory`,
+    );
+    const { completionTimeoutSeconds } = deps.settings;
+    for (;;) {
+      await this.tick();
+      const sample = await this.look();
+      if (sample.disks?.every((d) => d.ready) === true) break;
+      this.throwIfAborted();
+      if (completionTimeoutReached(this.elapsedSeconds(), completionTimeoutSeconds, false)) {
+        throw new MigrationError(
+          `the disks were not in step within the completion timeout of ${completionTimeoutSeconds} s`,
+        );
+      }
+    }
+    const mib = (facts.diskCopy.copiedBytes / 1024 ** 2).toFixed(0);
+    this.events.push(`disks in step after ${this.elapsedSeconds().toFixed(1)} s (${mib} MiB copied)`);
+  }
+
+  /** QEMU paused the guest before the switch-over: the disk copies are completed, then the memory goes on. */
+  private async switchOver(): Promise<void> {
+    const { diskCopy } = this.facts;
+    if (diskCopy !== undefined) {
+      await diskCopy.complete();
+      this.events.push(`disk copies completed at the switch-over, ${this.elapsedSeconds().toFixed(1)} s`);
+    }
+    await this.deps.qmp.execute('migrate-continue', { state: 'pre-switchover' });
   }
 
   /** Starts QEMU sending and follows it to the end: pre-copy by nextAction, then post-copy if it switched. */
@@ -225,7 +295,7 @@ export class SourceMigration {
     const { qmp } = this.deps;
     for (;;) {
       await this.tick();
-      const sample = this.record(await qmp.execute<QueryMigrate>('query-migrate'));
+      const sample = await this.look();
       const next = nextAction(this.monitor, sample);
       this.monitor = next.state;
       const { action } = next;
@@ -252,6 +322,9 @@ export class SourceMigration {
           break;
         case 'set-downtime':
           await qmp.execute('migrate-set-parameters', { 'downtime-limit': action.downtimeMs });
+          break;
+        case 'switch-over':
+          await this.switchOver();
           break;
         case 'wait':
           break;
@@ -316,12 +389,20 @@ export class SourceMigration {
     this.setState('postcopy', message);
   }
 
+  /** Asks QEMU how the migration (and the disk copies) go, and records the sample. */
+  private async look(): Promise<MigrationSample> {
+    const info = await this.deps.qmp.execute<QueryMigrate>('query-migrate');
+    const disks = await this.facts.diskCopy?.progress();
+    return this.record(info, disks);
+  }
+
   /** Keeps QEMU's answer (a cancelled or failed migration reports no RAM figures: the last ones stay) and records its sample. */
-  private record(info: QueryMigrate): MigrationSample {
+  private record(info: QueryMigrate, disks?: DiskSample[]): MigrationSample {
     const { facts, deps } = this;
     facts.lastInfo = info.ram === undefined ? { ...info, ram: facts.lastInfo.ram } : info;
     const elapsedMs = this.elapsedSeconds() * 1000;
     const sample = toSample(facts.lastInfo, elapsedMs, this.monitor.downtimeLimitMs, deps.clock.epochMs());
+    if (disks !== undefined) sample.disks = disks;
     facts.maxThrottle = Math.max(facts.maxThrottle, sample.cpuThrottlePct);
     this.latest = sample;
     deps.recorder.sample(sample);
@@ -414,6 +495,9 @@ export class SourceMigration {
     const postcopy = facts.switchedAt !== undefined;
     const cancelled = this.monitor.abort?.byOperator === true && !postcopy;
     const message = describeError(err);
+    // The source never switched to a copy: cancelled, the mirrors leave it on its own images.
+    for (const problem of (await facts.diskCopy?.cancel()) ?? [])
+      this.events.push(`cancelling the disk copies: ${problem}`);
     const recovery = (await restoreSourceGuest(deps.qmp, postcopy)).message;
     if (postcopy) {
       // The destination holds the guest's newest CPU and device state: it must not drop it.
@@ -438,14 +522,24 @@ export class SourceMigration {
     });
   }
 
+  private diskReport(copy: DiskCopy): NonNullable<MigrationReport['disks']> {
+    return copy.last.map((d) => ({
+      disk: d.disk,
+      sync: copy.plan.disks.find((p) => p.disk === d.disk)?.sync ?? 'full',
+      bytes: d.transferredBytes,
+    }));
+  }
+
   /** Terminal states are recorded by the caller, together with the report. */
   private setState(state: MigrationState, message: string): void {
     this.state = state;
     if (!isTerminalMigrationState(state)) this.deps.recorder.state(state, message);
   }
 
+  /** Seconds since the migration started moving data: the disk copies, else QEMU's sending. */
   private elapsedSeconds(): number {
-    return (this.deps.clock.now() - (this.facts.sendingSince ?? this.facts.startedAt)) / 1000;
+    const { facts } = this;
+    return (this.deps.clock.now() - (facts.copyingSince ?? facts.sendingSince ?? facts.startedAt)) / 1000;
   }
 
   private throwIfAborted(): void {
@@ -508,6 +602,7 @@ export class SourceMigration {
       guest: r.guest.state,
       guestDetail: r.guest.reason,
       error: r.error,
+      ...(this.facts.diskCopy !== undefined ? { disks: this.diskReport(this.facts.diskCopy) } : {}),
     };
   }
 }

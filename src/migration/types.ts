@@ -1,4 +1,5 @@
 import type { MigrationSettings, Transport } from '../policy/index.js';
+import type { DiskSample } from '../block/index.js';
 import type { VmSpec } from '../qemu/index.js';
 
 /** A migration's life, as the journal records it. */
@@ -40,6 +41,8 @@ export interface MigrationSample {
   expectedDowntimeMs: number;
   cpuThrottlePct: number;
   downtimeLimitMs: number | undefined;
+  /** Block migration: each copied disk at that moment (absent when no disk is copied). */
+  disks?: DiskSample[] | undefined;
 }
 
 /** What the destination agent is asked to prepare. */
@@ -52,6 +55,8 @@ export interface IncomingRequest {
   sourceHost: string;
   /** The accelerator the guest runs under on the source: the destination refuses another. */
   sourceAccelerator?: 'kvm' | 'tcg';
+  /** Block migration: the source's instances_path, where a copied top's backing image is looked for (mapped to this host's). */
+  sourceInstancesPath?: string;
   /**
    * The source agent's API address (https://HOST:PORT), so the destination can ask
    * it about a copy nobody finished; absent when the source listens on a wildcard.
@@ -69,6 +74,11 @@ export interface IncomingReply {
   naivePort?: number;
   /** The destination agent's certificate name (for TLS host checks). */
   destinationHost: string;
+  /**
+   * Block migration: where its QEMU's NBD server takes the disks. Native: its TCP
+   * address. Tunnelled: through the agent's tunnel, with the same token as the stream.
+   */
+  disks?: { type: 'inet'; host: string; port: number } | { type: 'tunnel' };
 }
 
 /** The guest's own verdict after the migration, from its heartbeats on the destination. */
@@ -111,4 +121,6 @@ export interface MigrationReport {
   guest: GuestVerdict['state'];
   guestDetail: string;
   error: string | undefined;
+  /** Block migration: what each copied disk took (bytes the mirror copied, rewrites included). */
+  disks?: { disk: number; sync: 'full' | 'top'; bytes: number }[];
 }

@@ -47,6 +47,7 @@ function isDiskPlan(v: unknown): boolean {
   if (!isRecord(v) || !isWhole(v.disk) || !isText(v.reason)) return false;
   if (v.format !== 'raw' && v.format !== 'qcow2') return false;
   if (!isWhole(v.virtualSize) || (v.virtualSize as number) <= 0) return false;
+  if (v.copyBytes !== undefined && !isWhole(v.copyBytes)) return false;
   if (v.action === 'shared') return v.sync === undefined && v.backing === undefined;
   if (v.action !== 'copy') return false;
   if (v.sync === 'full') return v.backing === undefined;

@@ -18,6 +18,7 @@ const layered: SourceDisk = {
   ...local,
   disk: 1,
   path: 'web-1/data.qcow2',
+  allocatedBytes: 64 << 20,
   backing: { name: '../_base/debian.qcow2', format: 'qcow2', identity: base },
 };
 const shared: SourceDisk = {
@@ -135,6 +136,7 @@ describe('how each disk crosses', () => {
       format: 'qcow2',
       virtualSize: GiB,
       sync: 'top',
+      copyBytes: 64 << 20,
       backing: layered.backing,
       reason:
         'top image only (VIR_MIGRATE_NON_SHARED_INC): host-b has its backing image ../_base/debian.qcow2 (same identity at /b/instances/_base/debian.qcow2)',
@@ -142,7 +144,14 @@ describe('how each disk crosses', () => {
     const missing = absent(1, {
       backing: { present: false, why: 'different content in its first or last MiB' },
     });
-    assert.deepEqual(decide({ disks: [layered], destination: [missing] }).value[0]?.sync, 'full');
+    assert.deepEqual(
+      [
+        decide({ disks: [layered], destination: [missing] }).value[0]?.sync,
+        decide({ disks: [layered], destination: [missing] }).value[0]?.copyBytes,
+      ],
+      ['full', (64 << 20) + 200_000],
+      'a whole copy moves the backing image too',
+    );
     assert.match(
       decide({ disks: [layered], destination: [missing] }).value[0]!.reason,
       /copied whole, its backing image \.\.\/_base\/debian\.qcow2 included: different content in its first or last MiB/,

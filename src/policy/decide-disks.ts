@@ -83,7 +83,9 @@ function decideDisk(input: DiskDecisionInput, d: SourceDisk): DiskPlan {
       },
     );
   }
-  return { ...base, action: 'copy', ...copyKind(input, d, view) };
+  const kind = copyKind(input, d, view);
+  const below = kind.sync === 'full' ? (d.backing?.identity.sizeBytes ?? 0) : 0;
+  return { ...base, action: 'copy', ...kind, copyBytes: (d.allocatedBytes ?? d.virtualSize) + below };
 }
 
 function copyKind(

@@ -4,7 +4,8 @@ import { checkConfig, optionsFrom, type OptionValues, type ResolvedOptions } fro
 import { PlanError } from '../errors.js';
 import { FULL_CAPABILITIES, type HostCapabilities } from '../qemu/index.js';
 import { UNLIMITED_BANDWIDTH_BYTES } from './decide-limits.js';
-import { planMigration, type MigrationPlan } from './migration-plan.js';
+import { checkMigrationSettings } from './check-settings.js';
+import { migrationSettings, planMigration, type MigrationPlan } from './migration-plan.js';
 import type { PlanInput } from './plan-input.js';
 
 const NO_TLS: HostCapabilities = { ...FULL_CAPABILITIES, nativeTls: false };
@@ -581,6 +582,66 @@ describe('a plan made with the VM disks', () => {
     assert.deepEqual(
       p.disks?.map((d) => d.action),
       ['shared'],
+    );
+  });
+});
+
+describe('the settings of a plan made with the VM disks', () => {
+  it('carry the disk plans only for a block migration', () => {
+    const base = {
+      options: optionsFrom({}),
+      kind: 'live' as const,
+      memoryMiB: 1024,
+      source: FULL_CAPABILITIES,
+      destination: FULL_CAPABILITIES,
+    };
+    const shared = {
+      disk: 0,
+      storage: 'shared' as const,
+      path: '/nfs/a.raw',
+      format: 'raw' as const,
+      virtualSize: 0,
+    };
+    const live = migrationSettings(
+      planMigration({
+        ...base,
+        disks: {
+          mode: undefined,
+          modeReason: { message: 'live' },
+          destinationHost: 'b',
+          disks: [shared],
+          destination: [],
+        },
+      }),
+    );
+    assert.equal(live.disks, undefined);
+    assert.equal(
+      checkMigrationSettings(JSON.parse(JSON.stringify(live))).disks,
+      undefined,
+      'the destination takes them',
+    );
+    const block = migrationSettings(
+      planMigration({
+        ...base,
+        overrides: { keepSourceDisks: true },
+        disks: {
+          mode: 'all',
+          modeReason: { message: '--block (override)' },
+          destinationHost: 'b',
+          disks: [{ ...shared, storage: 'local', path: 'a/d.raw', virtualSize: 1 << 30 }],
+          destination: [{ disk: 0, exists: false, sameFile: false, why: 'no file there' }],
+        },
+      }),
+    );
+    assert.deepEqual(
+      block.disks?.map((d) => [d.action, d.sync]),
+      [['copy', 'full']],
+    );
+    assert.equal(block.keepSourceDisks, true);
+    assert.deepEqual(checkMigrationSettings(JSON.parse(JSON.stringify(block))).disks, block.disks);
+    assert.throws(
+      () => checkMigrationSettings({ ...block, disks: [{ ...block.disks![0], sync: 'top' }] }),
+      /settings\.disks must be a list of disk plans/,
     );
   });
 });

@@ -203,6 +203,9 @@ export function migrationSettings(plan: MigrationPlan): MigrationSettings {
     autoConverge: plan.autoConverge,
     stallSeconds: plan.stallTimeoutSeconds,
     reasons: plan.reasons.map((r) => r.message),
-    ...(plan.disks !== undefined ? { disks: [...plan.disks], keepSourceDisks: plan.keepSourceDisks } : {}),
+    // Only a block migration has disks for the destination to act on.
+    ...(plan.kind === 'block' && plan.disks !== undefined
+      ? { disks: [...plan.disks], keepSourceDisks: plan.keepSourceDisks }
+      : {}),
   };
 }

@@ -111,6 +111,8 @@ export interface SourceDisk {
   format: 'raw' | 'qcow2';
   /** The size the guest sees, bytes. */
   virtualSize: number;
+  /** What its image holds on the host's storage, bytes (qemu-img's actual size; the backing image's not counted). */
+  allocatedBytes?: number | undefined;
   /** qcow2 on a backing image: the name its header gives, and that image's identity. */
   backing?: { name: string; format: string; identity: ImageFingerprint } | undefined;
 }
@@ -136,6 +138,8 @@ export interface DiskPlan {
   sync?: 'full' | 'top' | undefined;
   format: 'raw' | 'qcow2';
   virtualSize: number;
+  /** A copy: about how many bytes it moves (what the images hold, not their virtual size), for the forecast. */
+  copyBytes?: number | undefined;
   /** `top` only: the backing image the new top names, as the source's top names it, and its identity. */
   backing?: { name: string; format: string; identity: ImageFingerprint } | undefined;
   /** Why, in a sentence. */

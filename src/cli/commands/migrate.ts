@@ -38,6 +38,9 @@ interface MigrateFlags extends AgentConnectionFlags {
   autoConverge?: boolean;
   postCopy?: boolean;
   stallTimeout?: number;
+  /** `--block` alone: true; `--block auto`: 'auto'. */
+  block?: true | 'all' | 'auto';
+  keepSourceDisks?: boolean;
   detach?: boolean;
   dryRun?: boolean;
   json?: boolean;
@@ -54,6 +57,11 @@ export function overridesFromFlags(flags: MigrateFlags): MigrationOverrides {
   if (flags.autoConverge !== undefined) o.autoConverge = flags.autoConverge;
   if (flags.postCopy !== undefined) o.postCopy = flags.postCopy;
   if (flags.stallTimeout !== undefined) o.stallSeconds = flags.stallTimeout;
+  if (flags.block !== undefined) o.block = flags.block === true ? 'all' : flags.block;
+  if (flags.keepSourceDisks === true) {
+    if (o.block === undefined) throw new UsageError('--keep-source-disks goes with --block');
+    o.keepSourceDisks = true;
+  }
   return o;
 }
 
@@ -119,6 +127,12 @@ export async function followMigration(
   }
 }
 
+/** ", copying disks 0, 1" for a block migration; "" otherwise. */
+function copied(s: { disks?: { disk: number; action: string }[] }): string {
+  const disks = (s.disks ?? []).filter((d) => d.action === 'copy').map((d) => d.disk);
+  return disks.length === 0 ? '' : `, copying disk${disks.length > 1 ? 's' : ''} ${disks.join(', ')}`;
+}
+
 /** Whether followMigration ended with a report. */
 export function isReport(end: MigrationReport | ReportlessEnd): end is MigrationReport {
   return 'status' in end;
@@ -153,7 +167,7 @@ async function runMigrate(io: CliIo, vm: string | undefined, flags: MigrateFlags
     if (flags.json !== true) {
       const s = started.settings;
       io.stderr.write(
-        `migration ${started.id}: ${s.transport}${s.tls ? ' + TLS' : ''}, ${s.channels} channel(s)\n`,
+        `migration ${started.id}: ${s.transport}${s.tls ? ' + TLS' : ''}, ${s.channels} channel(s)${copied(s)}\n`,
       );
     }
     const end = await followMigration(io, agent, started.id, { quiet: flags.json === true });
@@ -210,6 +224,12 @@ export const migrateCommand: CommandModule = {
           'treat no progress for this long as a timeout (0 = off)',
           wholeNumber('--stall-timeout'),
         )
+        .option(
+          '--block [auto]',
+          "block migration: copy the VM's local disks (auto: copy only the disks the destination does not see as the same file)",
+          oneOf('--block', ['all', 'auto'] as const),
+        )
+        .option('--keep-source-disks', "block migration: keep the source's images after the VM moved")
         .option('--detach', 'start it and print its id without waiting')
         .option('--dry-run', 'show the plan and a forecast (samples the guest dirty rate) without migrating')
         .option('--json', 'print the report (or the id) as JSON'),

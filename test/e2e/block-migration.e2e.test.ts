@@ -1,0 +1,239 @@
+// Block migration between two agents (issue 13): a VM with a 1 GiB local qcow2
+// disk, whose first 64 MiB the Linux guest keeps rewriting and checking, moves
+// with `vmferry migrate --block` over QEMU's TLS and through the agents' tunnel;
+// a qcow2 on a base image the destination has moves top layer only; a
+// migration failing midway leaves the source on its unchanged disk and nothing
+// on the destination.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { AgentClient, VmView } from '../../src/agent/index.js';
+import { createImage } from '../../src/block/index.js';
+import type { GuestHealth } from '../../src/guest/index.js';
+import {
+  checkLinuxGuest,
+  linuxGuestAppend,
+  linuxGuestFiles,
+  linuxGuestRamMiB,
+} from '../../src/guest/index.js';
+import { TwoHostLab, type HostKey } from '../../src/lab/index.js';
+import type { MigrationReport, MigrationSample } from '../../src/migration/index.js';
+import { migrationReport, qemuPidsMatching, runCli, vmNames, waitFor } from './helpers.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+describe('block migration between two agents (TCG, the Linux guest writing its local qcow2 disk)', () => {
+  let lab: TwoHostLab;
+  let a: AgentClient;
+  let b: AgentClient;
+
+  before(async () => {
+    checkLinuxGuest();
+    lab = await TwoHostLab.create({ prefix: 'vmb', subnet: 80, accel: 'tcg' });
+    await lab.start();
+    a = lab.client('a');
+    b = lab.client('b');
+  });
+  after(async () => {
+    await lab?.close();
+  });
+
+  const instances = (host: HostKey): string => join(lab.agents[host].stateDir, 'instances');
+
+  /** A new 1 GiB qcow2 at `rel` under A's instances_path (on `backing` when given). */
+  async function newDisk(rel: string, backing?: string): Promise<string> {
+    const path = join(instances('a'), rel);
+    mkdirSync(dirname(path), { recursive: true });
+    await createImage({
+      path,
+      format: 'qcow2',
+      virtualSize: GiB,
+      ...(backing !== undefined ? { backing: { name: backing, format: 'qcow2' } } : {}),
+    });
+    return path;
+  }
+
+  /** Boots the Linux guest on A with one local disk (`rel` under A's instances_path) it writes `blocksPerSec` blocks/s to. */
+  async function startGuest(name: string, rel: string, blocksPerSec: number): Promise<void> {
+    const files = linuxGuestFiles();
+    const append = linuxGuestAppend({
+      memMiB: 32,
+      dirtyMiBps: 4,
+      verifyMiBps: 32,
+      disk: '/dev/vda',
+      diskMiB: 64,
+      diskDirtyBlocksPerSec: blocksPerSec,
+      diskVerifyBlocksPerSec: 1024,
+    });
+    await a.post(
+      '/v1/vms',
+      {
+        name,
+        memoryMiB: linuxGuestRamMiB(32),
+        vcpus: 1,
+        boot: { kernel: files.kernel, initrd: files.initrd, append },
+        disks: [{ path: rel, format: 'qcow2', storage: 'local' }],
+        nics: [],
+      },
+      { timeoutMs: 60_000 },
+    );
+    await healthy(a, name);
+  }
+
+  /** Three good heartbeats in a row (after `afterSeq`), with the disk checked OK. */
+  async function healthy(client: AgentClient, name: string, afterSeq?: number): Promise<GuestHealth> {
+    const health = await client.get<GuestHealth>(
+      `/v1/vms/${name}/health?minOk=3&waitMs=90000${afterSeq !== undefined ? `&afterSeq=${afterSeq}` : ''}`,
+      { timeoutMs: 100_000 },
+    );
+    assert.equal(health.state, 'ok', `${name}: ${health.reason}`);
+    assert.equal(health.parts?.disk, 'ok', `${name}: disk ${health.parts?.disk ?? 'unchecked'}`);
+    return health;
+  }
+
+  async function migrate(name: string, flags: string[]): Promise<MigrationReport> {
+    const r = await runCli(
+      ['migrate', name, '--to', lab.agents.b.address, ...flags, '--json'],
+      lab.cliEnv('a'),
+    );
+    const report = JSON.parse(r.stdout) as MigrationReport;
+    assert.equal(report.status, 'completed', `${report.error ?? ''} ${r.stderr}`);
+    assert.equal(r.code, 0, r.stderr);
+    return report;
+  }
+
+  /** After the move: the VM runs on B and its guest checks RAM and every disk block OK there. */
+  async function assertMoved(name: string, report: MigrationReport): Promise<void> {
+    assert.equal(report.guest, 'ok', report.guestDetail);
+    assert.ok(!(await vmNames(a)).includes(name));
+    assert.equal((await b.get<VmView>(`/v1/vms/${name}`)).state, 'running');
+    const there = await healthy(b, name);
+    assert.equal(there.parts?.mem, 'ok');
+    const later = await healthy(b, name, there.lastSeq);
+    assert.ok((later.lastSeq ?? 0) > (there.lastSeq ?? 0), 'the guest goes on on B');
+  }
+
+  it('moves a VM with a 1 GiB local qcow2 over QEMU TLS while the guest writes; every block checks OK on B; A removes its image', async () => {
+    const rel = 'tls-vm/disk.qcow2';
+    await newDisk(rel);
+    await startGuest('tls-vm', rel, 64);
+    const report = await migrate('tls-vm', ['--block', '--transport', 'native']);
+    assert.equal(report.transport, 'native');
+    assert.equal(report.tls, true, 'both hosts can do QEMU TLS: native is encrypted by it, the disks too');
+    assert.equal(report.disks?.length, 1);
+    assert.equal(report.disks?.[0]?.sync, 'full');
+    assert.ok((report.disks?.[0]?.bytes ?? 0) >= 64 * MiB, `copied ${report.disks?.[0]?.bytes} bytes`);
+    assert.ok(
+      report.reasons.some((r) => /disk 0 \(tls-vm\/disk\.qcow2, local\): copied whole/.test(r)),
+      report.reasons.join('\n'),
+    );
+    await assertMoved('tls-vm', report);
+    assert.ok(existsSync(join(instances('b'), rel)), "B's copy is under B's instances_path");
+    assert.ok(!existsSync(join(instances('a'), rel)), "A's image is removed once the guest runs on B");
+    assert.ok(!existsSync(join(instances('a'), 'tls-vm')), "and A's folder of it");
+
+    // The journal kept per-disk samples: copied, remaining and dirty next to RAM.
+    const samples = await a.get<{ samples: MigrationSample[] }>(`/v1/migrations/${report.id}/samples`);
+    const withDisks = samples.samples.filter((s) => s.disks !== undefined);
+    assert.ok(withDisks.length >= 2, `${withDisks.length} samples with disks`);
+    assert.ok(
+      withDisks.some((s) => s.disks?.[0]?.ready === false) || withDisks[0]?.disks?.[0]?.ready === true,
+    );
+    assert.ok(
+      withDisks.some((s) => s.disks?.[0]?.ready === true && s.transferredBytes > 0),
+      'RAM moved once in step',
+    );
+    const chart = await runCli(
+      ['migration', 'show', report.id, '--svg', join(lab.dir, 'block.svg')],
+      lab.cliEnv('a'),
+    );
+    assert.equal(chart.code, 0, chart.stderr);
+    assert.match(readFileSync(join(lab.dir, 'block.svg'), 'utf8'), /data-series="remaining-disk"/);
+  });
+
+  it("moves it through the agents' tunnel, keeping the source image when asked", async () => {
+    const rel = 'tunnel-vm/disk.qcow2';
+    await newDisk(rel);
+    await startGuest('tunnel-vm', rel, 64);
+    const report = await migrate('tunnel-vm', ['--block', '--transport', 'tunnelled', '--keep-source-disks']);
+    // B's NBD server listens only on a unix socket in B's namespace: the disk can only have come through the tunnel.
+    assert.equal(report.transport, 'tunnelled');
+    assert.ok((report.disks?.[0]?.bytes ?? 0) >= 64 * MiB);
+    await assertMoved('tunnel-vm', report);
+    assert.ok(existsSync(join(instances('a'), rel)), '--keep-source-disks keeps it');
+  });
+
+  it('copies only the top layer when B has the same base image (--block auto)', async () => {
+    const base = join(instances('a'), '_base', 'base.qcow2');
+    mkdirSync(dirname(base), { recursive: true });
+    await createImage({ path: base, format: 'qcow2', virtualSize: GiB });
+    // 256 MiB of data in the base, beyond the 64 MiB the guest writes.
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 256M 256M', base], { stdio: 'ignore' });
+    mkdirSync(join(instances('b'), '_base'), { recursive: true });
+    execFileSync('cp', [base, join(instances('b'), '_base', 'base.qcow2')]);
+    const rel = 'inc-vm/disk.qcow2';
+    await newDisk(rel, '../_base/base.qcow2');
+    await startGuest('inc-vm', rel, 64);
+    const report = await migrate('inc-vm', ['--block', 'auto']);
+    assert.equal(report.disks?.[0]?.sync, 'top');
+    const copied = report.disks?.[0]?.bytes ?? 0;
+    assert.ok(copied < 128 * MiB, `copied ${copied} bytes: well under the 256 MiB of the base`);
+    assert.ok(
+      report.reasons.some((r) =>
+        /top image only \(VIR_MIGRATE_NON_SHARED_INC\): host-b has its backing image/.test(r),
+      ),
+      report.reasons.join('\n'),
+    );
+    await assertMoved('inc-vm', report);
+    await b.post('/v1/vms/inc-vm/stop', {}, { timeoutMs: 30_000 });
+    // The base's data is there under B's copy of the top layer.
+    const read = spawnSync(
+      'qemu-io',
+      ['-f', 'qcow2', '-c', 'read -P 0x5a 256M 256M', join(instances('b'), rel)],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(read.status, 0, read.stderr);
+    assert.doesNotMatch(read.stdout, /Pattern verification failed/);
+  });
+
+  it('a migration failing midway (B killed during the disk copy) leaves A running on its unchanged disk and nothing on B', async () => {
+    const rel = 'fail-vm/disk.qcow2';
+    const image = await newDisk(rel);
+    // The guest writes its 64 MiB once, then only reads: the image must not change at all.
+    await startGuest('fail-vm', rel, 0);
+    const sha = (): string => createHash('sha256').update(readFileSync(image)).digest('hex');
+    const before = await waitFor('the image to stay the same', async () => {
+      const first = sha();
+      await new Promise((r) => setTimeout(r, 1000));
+      return sha() === first ? first : undefined;
+    });
+    const { id } = await a.post<{ id: string }>('/v1/migrations', {
+      vm: 'fail-vm',
+      to: lab.agents.b.address,
+      options: { block: 'all', bandwidthMiBps: 4 },
+    });
+    await waitFor('some of the disk copied', async () => {
+      const m = await a.get<{ live?: { sample?: MigrationSample } }>(`/v1/migrations/${id}`);
+      return (m.live?.sample?.disks?.[0]?.transferredBytes ?? 0) > 8 * MiB ? true : undefined;
+    });
+    const pids = await qemuPidsMatching(join(lab.agents.b.stateDir, 'vms', 'fail-vm'));
+    assert.equal(pids.length, 1, `B's incoming QEMU: ${pids.join(', ')}`);
+    process.kill(pids[0]!, 'SIGKILL');
+    const report = await migrationReport(a, id);
+    assert.equal(report.status, 'failed');
+    assert.equal((await a.get<VmView>('/v1/vms/fail-vm')).state, 'running');
+    await healthy(a, 'fail-vm');
+    assert.equal(sha(), before, "A's image is unchanged");
+    await waitFor('B to forget fail-vm', async () =>
+      (await vmNames(b)).includes('fail-vm') ? undefined : true,
+    );
+    assert.ok(!existsSync(join(instances('b'), rel)), 'no image left on B');
+    assert.ok(!existsSync(join(instances('b'), 'fail-vm')), 'nor its folder');
+  });
+});
