@@ -1,6 +1,6 @@
 /**
  * The two-host benchmark: `npm run bench -- [--json] [--pin] [--readme] [--link-gbps N] [--memory-mib N]
- * [--runs N] [--transports a,b,...]`. Two agents in network namespaces joined by a veth link, a guest
+ * [--runs N] [--transports a,b,...] [--disk-mib N] [--block-transports a,b,...]`. Two agents in network namespaces joined by a veth link, a guest
  * whose memory is filled with non-zero data, and each transport migrated several times in one
  * run, alternating transports and directions. Needs root.
  *
@@ -8,6 +8,8 @@
  * namespace, all threads: the agent, its relay workers, its QEMUs), the cipher's own cost is
  * measured on cpu 0 (cipherCpuPerGiB), and each transport is projected to bigger hosts.
  * --readme (with --pin): writes the tables into README.md's `bench:pinned` block.
+ * Then the block-migration rows (bench/block.ts): a VM on a local disk of --disk-mib MiB moved with
+ * --block over each of --block-transports (--disk-mib 0 leaves them out).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +22,7 @@ import { isTerminalMigrationState, type MigrationReport } from '../src/migration
 import type { MigrationOverrides } from '../src/policy/index.js';
 import { packageRoot } from '../src/paths.js';
 import { DEFAULT_CIPHER_SUITES } from '../src/transport/index.js';
+import { blockMigrateOnce, blockTable, startDiskVm, summarizeBlock, type BlockRun } from './block.js';
 import { cipherCpuPerGiB } from './cipher-floor.js';
 import { PROJECTED_HOSTS, pinnedFigures, replaceReadmeBlock } from './pinned.js';
 import { CLK_TCK, cpuTicks, kindOf, netnsPids, pinNamespace } from './proc-cpu.js';
@@ -157,6 +160,94 @@ async function migrateOnce(
   };
 }
 
+/** The memory rows: the idle guest moves back and forth over each transport, `runs` times; then it is stopped. */
+async function benchMemory(
+  lab: TwoHostLab,
+  agents: Record<HostKey, AgentApi>,
+  o: {
+    memoryMiB: number;
+    linkGbps: number | undefined;
+    runs: number;
+    transports: string[];
+    byTransport: Map<string, BenchRun[]>;
+    say: (line: string) => void;
+  },
+): Promise<void> {
+  const { memoryMiB, linkGbps, runs, transports, byTransport, say } = o;
+  // An idle guest (dirty=0) with slowly paced verification: memory full of non-zero data, little CPU.
+  const append = guestAppend({ memMiB: memoryMiB, dirtyMiBps: 0, verifyMiBps: 16 });
+  await agents.a.startVm(
+    { name: 'bench-guest', memoryMiB: guestRamMiB(memoryMiB), vcpus: 1, kernel: guestKernelPath(), append },
+    { timeoutMs: 120_000 },
+  );
+  await agents.a.vmHealth('bench-guest', { minOk: 2, waitMs: 60_000 });
+  say(
+    `guest ready (${append}); link ${linkGbps === undefined ? 'unshaped veth' : `${linkGbps} Gbit/s`}; ${runs} run(s) of ${transports.join(', ')}`,
+  );
+  let here: HostKey = 'a';
+  for (let run = 1; run <= runs; run++) {
+    for (const transport of transports) {
+      const there: HostKey = here === 'a' ? 'b' : 'a';
+      const r = await migrateOnce(lab, agents, here, there, transport);
+      byTransport.get(transport)?.push(r);
+      say(
+        `run ${run} ${transport.padEnd(12)} ${r.from}->${r.to} ${r.gbps.toFixed(2)} Gbit/s  ${r.seconds.toFixed(2)} s  CPU ${r.cpuSourceSeconds.toFixed(2)} / ${r.cpuDestinationSeconds.toFixed(2)} s`,
+      );
+      here = there;
+    }
+  }
+  await agents[here].stopVm('bench-guest');
+}
+
+/** The block-migration rows: the disk VM moves back and forth over each transport, `runs` times. */
+async function benchBlock(
+  lab: TwoHostLab,
+  agents: Record<HostKey, AgentApi>,
+  o: {
+    diskMiB: number;
+    runs: number;
+    runsByTransport: Map<string, BlockRun[]>;
+    say: (line: string) => void;
+  },
+): Promise<void> {
+  if (o.runsByTransport.size === 0) return;
+  await startDiskVm(lab, agents.a, o.diskMiB);
+  o.say(`disk guest ready (${o.diskMiB} MiB local raw disk, every byte written)`);
+  let here: HostKey = 'a';
+  for (let run = 1; run <= o.runs; run++) {
+    for (const [transport, runs] of o.runsByTransport) {
+      const there: HostKey = here === 'a' ? 'b' : 'a';
+      const r = await blockMigrateOnce(
+        lab,
+        agents,
+        { from: here, to: there },
+        transport,
+        TRANSPORTS[transport] ?? {},
+      );
+      runs.push(r);
+      o.say(
+        `run ${run} block ${transport.padEnd(12)} ${r.from}->${r.to} ${r.diskGiBps.toFixed(2)} GiB/s  ${r.diskSeconds.toFixed(2)} s`,
+      );
+      here = there;
+    }
+  }
+}
+
+/** --disk-mib and --block-transports, checked. */
+function blockOptions(values: { 'disk-mib'?: string; 'block-transports'?: string }): {
+  diskMiB: number;
+  transports: string[];
+} {
+  const diskMiB = Number(values['disk-mib']);
+  if (!Number.isInteger(diskMiB) || diskMiB < 0)
+    throw new Error(`--disk-mib must be a whole number >= 0, got ${values['disk-mib']}`);
+  const transports = (values['block-transports'] ?? '').split(',').filter(Boolean);
+  for (const t of transports)
+    if (!(t in TRANSPORTS) || t === 'naive-tunnel')
+      throw new Error(`--block-transports: unknown ${t}; known: native, native-tls, tunnelled`);
+  return { diskMiB, transports: diskMiB > 0 ? transports : [] };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -167,6 +258,9 @@ async function main(): Promise<void> {
       'memory-mib': { type: 'string', default: '1024' },
       runs: { type: 'string', default: '3' },
       transports: { type: 'string', default: Object.keys(TRANSPORTS).join(',') },
+      // Block migration rows: a local disk of this size, over these transports (0 or '' leaves them out).
+      'disk-mib': { type: 'string', default: '1024' },
+      'block-transports': { type: 'string', default: 'native,native-tls,tunnelled' },
       channels: { type: 'string', default: 'auto' },
       // Pinned by default so figures compare from run to run and machine to machine.
       accel: { type: 'string', default: 'tcg' },
@@ -192,6 +286,7 @@ async function main(): Promise<void> {
   const accel = values.accel;
   if (accel !== 'tcg' && accel !== 'kvm' && accel !== 'auto')
     throw new Error(`--accel must be tcg, kvm or auto, got ${accel}`);
+  const block = blockOptions(values);
   if (values.readme === true && values.pin !== true)
     throw new Error('--readme writes the pinned tables: use it with --pin');
   if (!canUseNetns())
@@ -206,6 +301,7 @@ async function main(): Promise<void> {
     novaConf: `[vmferry]\npermit_cleartext = True\n${channels !== undefined ? `channels = ${channels}\n` : ''}dirty_rate_sample_seconds = 1\n`,
   });
   const byTransport = new Map<string, BenchRun[]>(transports.map((t) => [t, []]));
+  const blockRuns = new Map<string, BlockRun[]>(block.transports.map((t) => [t, []]));
   let accelerator = { accelerator: accel as string, reason: '' };
   try {
     await lab.start();
@@ -219,32 +315,14 @@ async function main(): Promise<void> {
     accelerator = { accelerator: host.accelerator, reason: host.acceleratorReason };
     say(`accelerator ${host.accelerator} (--accel ${accel}: ${host.acceleratorReason})`);
     const agents = { a: new AgentApi(lab.client('a')), b: new AgentApi(lab.client('b')) };
-    // An idle guest (dirty=0) with slowly paced verification: memory full of non-zero data, little CPU.
-    const append = guestAppend({ memMiB: memoryMiB, dirtyMiBps: 0, verifyMiBps: 16 });
-    await agents.a.startVm(
-      { name: 'bench-guest', memoryMiB: guestRamMiB(memoryMiB), vcpus: 1, kernel: guestKernelPath(), append },
-      { timeoutMs: 120_000 },
-    );
-    await agents.a.vmHealth('bench-guest', { minOk: 2, waitMs: 60_000 });
-    say(
-      `guest ready (${append}); link ${linkGbps === undefined ? 'unshaped veth' : `${linkGbps} Gbit/s`}; ${runs} run(s) of ${transports.join(', ')}`,
-    );
-    let here: HostKey = 'a';
-    for (let run = 1; run <= runs; run++) {
-      for (const transport of transports) {
-        const there: HostKey = here === 'a' ? 'b' : 'a';
-        const r = await migrateOnce(lab, agents, here, there, transport);
-        byTransport.get(transport)?.push(r);
-        say(
-          `run ${run} ${transport.padEnd(12)} ${r.from}->${r.to} ${r.gbps.toFixed(2)} Gbit/s  ${r.seconds.toFixed(2)} s  CPU ${r.cpuSourceSeconds.toFixed(2)} / ${r.cpuDestinationSeconds.toFixed(2)} s`,
-        );
-        here = there;
-      }
-    }
+    if (transports.length > 0)
+      await benchMemory(lab, agents, { memoryMiB, linkGbps, runs, transports, byTransport, say });
+    await benchBlock(lab, agents, { diskMiB: block.diskMiB, runs, runsByTransport: blockRuns, say });
   } finally {
     await lab.close();
   }
   const results = transports.map((t) => summarize(t, byTransport.get(t) ?? []));
+  const blockResults = [...blockRuns].map(([t, r]) => summarizeBlock(t, r));
   // The tunnel's server picks the first suite of its list (honorCipherOrder).
   const cipherSuite = DEFAULT_CIPHER_SUITES.split(':')[0] ?? '';
   const cipher = await cipherCpuPerGiB(cipherSuite, values.pin === true ? { cpu: PIN[0][1] } : {});
@@ -263,6 +341,8 @@ async function main(): Promise<void> {
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
     date: new Date().toISOString(),
     results: results.map((r) => ({ ...r, ...pinned.find((p) => p.transport === r.transport) })),
+    diskMiB: block.diskMiB,
+    blockResults,
   };
   const tables = [
     `\`${json.command}\` (${json.date.slice(0, 10)}, ${values.pin === true ? 'one core per host' : 'hosts share all cores'}, ` +
@@ -271,6 +351,7 @@ async function main(): Promise<void> {
     ...resultTable(results, linkGbps, accelerator.accelerator),
     '',
     ...pinnedTable(results, pinned, { suite: cipherSuite, cpuPerGiB: cipher }),
+    ...(blockResults.length > 0 ? ['', ...blockTable(blockResults, block.diskMiB)] : []),
   ];
   mkdirSync(values.out ?? '.', { recursive: true });
   writeFileSync(join(values.out ?? '.', 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);

@@ -78,6 +78,8 @@ interface RunFacts {
   startedAt: number;
   /** Block migration: when the disk copies started (timeouts and samples count from it, as nova's do). */
   copyingSince?: number;
+  /** Block migration: when every disk was in step. */
+  disksInStepAt?: number;
   /** The destination's answer to prepare. */
   reply?: IncomingReply;
   diskCopy?: DiskCopy;
@@ -259,6 +261,7 @@ export class SourceMigration {
         );
       }
     }
+    facts.disksInStepAt = deps.clock.now();
     const mib = (facts.diskCopy.copiedBytes / 1024 ** 2).toFixed(0);
     this.events.push(`disks in step after ${this.elapsedSeconds().toFixed(1)} s (${mib} MiB copied)`);
   }
@@ -603,6 +606,9 @@ export class SourceMigration {
       guestDetail: r.guest.reason,
       error: r.error,
       ...(this.facts.diskCopy !== undefined ? { disks: this.diskReport(this.facts.diskCopy) } : {}),
+      ...(this.facts.disksInStepAt !== undefined && this.facts.copyingSince !== undefined
+        ? { diskSeconds: round((this.facts.disksInStepAt - this.facts.copyingSince) / 1000, 3) }
+        : {}),
     };
   }
 }

@@ -123,4 +123,6 @@ export interface MigrationReport {
   error: string | undefined;
   /** Block migration: what each copied disk took (bytes the mirror copied, rewrites included). */
   disks?: { disk: number; sync: 'full' | 'top'; bytes: number }[];
+  /** Block migration: seconds from the start of the disk copies until every disk was in step. */
+  diskSeconds?: number;
 }
