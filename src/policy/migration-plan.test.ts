@@ -586,6 +586,65 @@ describe('a plan made with the VM disks', () => {
   });
 });
 
+describe("a block migration under nova's flags", () => {
+  const GiB = 1024 ** 3;
+  const copy = {
+    mode: 'all' as const,
+    modeReason: { message: 'asked for with --block (override)' },
+    destinationHost: 'host-b',
+    disks: [
+      { disk: 0, storage: 'local' as const, path: 'w/d.raw', format: 'raw' as const, virtualSize: 2 * GiB },
+    ],
+    destination: [{ disk: 0, exists: false, sameFile: false, why: 'no file there' }],
+  };
+  const planOf = (options: ResolvedOptions, more: Partial<Omit<PlanInput, 'options'>> = {}): MigrationPlan =>
+    planMigration({
+      options,
+      kind: 'live',
+      memoryMiB: 1024,
+      source: FULL_CAPABILITIES,
+      destination: FULL_CAPABILITIES,
+      ...more,
+    });
+
+  it('reads block_migration_flag, not live_migration_flag, once a disk is copied', () => {
+    const options = fromFile(
+      '[libvirt]\n' +
+        'live_migration_flag = VIR_MIGRATE_LIVE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_UNDEFINE_SOURCE\n' +
+        'block_migration_flag = VIR_MIGRATE_LIVE, VIR_MIGRATE_PEER2PEER, VIR_MIGRATE_UNDEFINE_SOURCE, VIR_MIGRATE_TUNNELLED, VIR_MIGRATE_NON_SHARED_INC\n',
+    );
+    const live = planOf(options);
+    assert.equal(live.transport, 'native');
+    const block = planOf(options, { disks: copy });
+    assert.equal(block.kind, 'block');
+    assert.equal(block.transport, 'tunnelled');
+    assert.match(reason(block, 'transport'), /libvirt\.block_migration_flag has VIR_MIGRATE_TUNNELLED/);
+    assert.match(
+      reason(block, 'transport'),
+      /block migration through the tunnel: .*relay the disk stream too/,
+    );
+    assert.match(reason(block, 'flags'), /^nova 13 rules on libvirt\.block_migration_flag/);
+    assert.ok(block.flags.includes('VIR_MIGRATE_NON_SHARED_DISK'), block.flags.join(','));
+  });
+
+  it('copies the disks in clear text only when [vmferry] permit_cleartext allows it', () => {
+    const refused = planError(() =>
+      planOf(optionsFrom({}), { disks: copy, overrides: { transport: 'native', tls: false } }),
+    );
+    assert.equal(refused.code, 'VMF_ERR_PLAN');
+    assert.match(refused.message, /clear text was requested/);
+    assert.match(refused.hint ?? '', /permit_cleartext/);
+    const clear = planOf(optionsFrom({ 'vmferry.permit_cleartext': true }), {
+      disks: copy,
+      overrides: { transport: 'native', tls: false },
+    });
+    assert.equal(clear.kind, 'block');
+    assert.equal(clear.encryption, 'none');
+    assert.equal(clear.tls, false);
+    assert.equal(migrationSettings(clear).tls, false, 'the destination exports the disks without tls-creds');
+  });
+});
+
 describe('the settings of a plan made with the VM disks', () => {
   it('carry the disk plans only for a block migration', () => {
     const base = {

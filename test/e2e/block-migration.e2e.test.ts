@@ -33,7 +33,13 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
 
   before(async () => {
     checkLinuxGuest();
-    lab = await TwoHostLab.create({ prefix: 'vmb', subnet: 80, accel: 'tcg' });
+    // Clear text is permitted, so that it can be asked for; QEMU TLS is still what the plan chooses unasked.
+    lab = await TwoHostLab.create({
+      prefix: 'vmb',
+      subnet: 80,
+      accel: 'tcg',
+      novaConf: '[vmferry]\npermit_cleartext = True\n',
+    });
     await lab.start();
     a = lab.client('a');
     b = lab.client('b');
@@ -165,6 +171,27 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     assert.ok((report.disks?.[0]?.bytes ?? 0) >= 64 * MiB);
     await assertMoved('tunnel-vm', report);
     assert.ok(existsSync(join(instances('a'), rel)), '--keep-source-disks keeps it');
+  });
+
+  it('moves it in clear text when asked for, [vmferry] permit_cleartext allowing it', async () => {
+    const rel = 'clear-vm/disk.qcow2';
+    await newDisk(rel);
+    await startGuest('clear-vm', rel, 64);
+    const { id } = await a.post<{ id: string }>('/v1/migrations', {
+      vm: 'clear-vm',
+      to: lab.agents.b.address,
+      options: { block: 'all', transport: 'native', tls: false },
+    });
+    const report = await migrationReport(a, id);
+    assert.equal(report.status, 'completed', report.error);
+    assert.deepEqual([report.transport, report.tls], ['native', false]);
+    assert.ok(
+      report.reasons.some((r) => /^CLEAR TEXT: requested .*permit_cleartext/.test(r)),
+      report.reasons.join('\n'),
+    );
+    assert.ok((report.disks?.[0]?.bytes ?? 0) >= 64 * MiB, `copied ${report.disks?.[0]?.bytes} bytes`);
+    await assertMoved('clear-vm', report);
+    assert.ok(!existsSync(join(instances('a'), rel)));
   });
 
   it('copies only the top layer when B has the same base image (--block auto)', async () => {
