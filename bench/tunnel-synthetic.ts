@@ -2,43 +2,54 @@
  * Tunnel relay cost without QEMU: a load generator writes N channels of
  * constant data into a source tunnel; the destination tunnel delivers them to
  * a sink. Both agents' frontends run in this process (their workers are
- * separate processes); the generator and sink run in a child process. Prints
- * Gbit/s and worker CPU seconds per GiB for each side, for each variant.
+ * separate processes); the generator and the sink are child processes. Prints
+ * Gbit/s and worker CPU seconds per GiB for each side, for each variant, and
+ * each against its TLS suite's cipher alone (cipher-floor.ts), measured after
+ * every run on the source's core. Variants alternate within a run; the table
+ * gives the median and range over the runs.
  *
- *   node dist/bench/tunnel-synthetic.js [--mib 1024] [--channels 4] [--workers 2] [--runs 2]
+ *   node dist/bench/tunnel-synthetic.js [--mib 1024] [--block 131072] [--channels 4] [--workers 2] [--runs 2]
+ *       [--suites all|TLS_AES_128_GCM_SHA256,...] [--pin] [--json]
  *       [--variant '{"label":"x","tuning":{...},"workers":1,"keepHeap":true,"execArgv":[...]}' ...]
+ *
+ * --block: the generator's write size (QEMU 7.2 writes up to 64 iovecs, 32 pages with their
+ * headers, about 128 KiB, per writev on its migration stream). --suites: each variant once per suite. --pin: source workers and generator on cpu 0,
+ * destination workers and sink on cpu 1 (hosts with a core each, as `npm run bench -- --pin`).
  */
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki, type TlsIdentity } from '../src/pki/index.js';
-import { TlsFrontend, type RelayTuning, type WorkerStats } from '../src/transport/index.js';
+import { TlsFrontend, type WorkerStats } from '../src/transport/index.js';
 import { parseArgs } from 'node:util';
+import { SUITE_CIPHERS, cipherCpuPerGiB } from './cipher-floor.js';
+import {
+  suiteOf,
+  suiteVariants,
+  summarizeVariant,
+  summaryLine,
+  type Measured,
+  type Variant,
+} from './relay-summary.js';
 
-interface Variant {
-  label: string;
-  tuning?: Partial<RelayTuning>;
-  workers?: number;
-  channels?: number;
-  /**
-   * true: the workers keep freed heap and serve buffers up to 1 MiB from it
-   * (glibc tunables), to see whether page faults on fresh buffers matter.
-   */
-  keepHeap?: boolean;
-  /** Node flags for the workers. */
-  execArgv?: string[];
+/** --pin: the source side (its relay workers and the load generator, QEMU's stand-in) on one core, the destination's workers on the other. */
+const SOURCE_CPU = '0';
+const DESTINATION_CPU = '1';
+
+function pin(pids: readonly number[], cpu: string): void {
+  for (const pid of pids) execFileSync('taskset', ['-a', '-pc', cpu, String(pid)], { stdio: 'ignore' });
 }
 
-function loadgen(): void {
-  const [sinkPath = '', srcPath = '', channelsText, mibText] = process.argv.slice(3);
+/** The destination QEMU's stand-in: counts what each channel delivers; reports the total when all have ended. */
+function sink(): void {
+  const [sinkPath = '', channelsText] = process.argv.slice(3);
   const channels = Number(channelsText);
-  const mib = Number(mibText);
   let done = 0;
   let bytes = 0;
-  const sink = createServer((s) => {
+  const server = createServer((s) => {
     s.on('data', (d: Buffer) => (bytes += d.length));
     s.on('end', () => {
       s.end();
@@ -46,15 +57,23 @@ function loadgen(): void {
       if (done === channels) process.send?.({ bytes });
     });
   });
-  sink.listen(sinkPath, () => process.send?.('ready'));
+  server.listen(sinkPath, () => process.send?.('ready'));
+}
+
+/** The source QEMU's stand-in: on 'go', writes `mib` MiB of constant data over `channels` connections. */
+function loadgen(): void {
+  const [srcPath = '', channelsText, mibText, blockText] = process.argv.slice(3);
+  const channels = Number(channelsText);
+  const block = Buffer.alloc(Number(blockText), 0x5a);
+  const blocksPerChannel = (Number(mibText) * 2 ** 20) / block.length / channels;
+  process.send?.('ready');
   process.on('message', (m) => {
     if (m !== 'go') return;
-    const block = Buffer.alloc(1 << 20, 0x5a);
     for (let i = 0; i < channels; i++) {
       const c = connect(srcPath);
       let sent = 0;
       const pump = (): void => {
-        while (sent < mib / channels) {
+        while (sent < blocksPerChannel) {
           sent += 1;
           if (!c.write(block)) {
             c.once('drain', pump);
@@ -90,13 +109,13 @@ function cpuSeconds(before: WorkerStats[], after: WorkerStats[]): number {
 
 async function runOnce(
   variant: Variant,
-  defaults: { mib: number; channels: number; workers: number },
+  defaults: { mib: number; channels: number; workers: number; pin: boolean; block: number },
   pki: TestPki,
   ids: {
     a: TlsIdentity;
     b: TlsIdentity;
   },
-): Promise<{ gbps: number; dstCpuPerGiB: number; srcCpuPerGiB: number; faultsPerGiB: number; load: string }> {
+): Promise<Omit<Measured, 'cipherCpuPerGiB'> & { load: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'vmf-synth-'));
   const channels = variant.channels ?? defaults.channels;
   const workers = variant.workers ?? defaults.workers;
@@ -118,15 +137,21 @@ async function runOnce(
   };
   const dst = await TlsFrontend.start({ ...common, listen: { host: '127.0.0.1', port: 0 }, tls: ids.b });
   const src = await TlsFrontend.start({ ...common, localPath: join(dir, 'src-agent.sock'), tls: ids.a });
-  const gen = fork(fileURLToPath(import.meta.url), [
+  const self = fileURLToPath(import.meta.url);
+  const sinkProcess = fork(self, ['sink', join(dir, 'sink.sock'), String(channels)]);
+  const gen = fork(self, [
     'loadgen',
-    join(dir, 'sink.sock'),
     join(dir, 'qemu-out.sock'),
     String(channels),
     String(defaults.mib),
+    String(defaults.block),
   ]);
   try {
-    await new Promise((r) => gen.once('message', r));
+    await Promise.all([sinkProcess, gen].map((p) => new Promise((r) => p.once('message', r))));
+    if (defaults.pin) {
+      pin([...(await src.stats()).map((w) => w.pid), gen.pid ?? 0], SOURCE_CPU);
+      pin([...(await dst.stats()).map((w) => w.pid), sinkProcess.pid ?? 0], DESTINATION_CPU);
+    }
     const token = 'synthetic-token-0123456789';
     const address = dst.address;
     if (address === undefined) throw new Error('no address');
@@ -148,7 +173,7 @@ async function runOnce(
     const t0 = process.hrtime.bigint();
     gen.send('go');
     const result = await new Promise<{ bytes: number }>((r) =>
-      gen.once('message', (m) => r(m as { bytes: number })),
+      sinkProcess.once('message', (m) => r(m as { bytes: number })),
     );
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const after = { dst: await dst.stats(), src: await src.stats() };
@@ -163,46 +188,81 @@ async function runOnce(
     };
   } finally {
     gen.kill();
+    sinkProcess.kill();
     await src.close();
     await dst.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
+const SUITE_NAMES = Object.keys(SUITE_CIPHERS);
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       mib: { type: 'string', default: '1024' },
+      block: { type: 'string', default: String(128 * 1024) },
       channels: { type: 'string', default: '4' },
       workers: { type: 'string', default: '2' },
       runs: { type: 'string', default: '2' },
       variant: { type: 'string', multiple: true, default: [] },
+      suites: { type: 'string' },
+      pin: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
     },
   });
   const defaults = {
     mib: Number(values.mib),
+    block: Number(values.block),
     channels: Number(values.channels),
     workers: Number(values.workers),
+    pin: values.pin,
   };
   const runs = Number(values.runs);
-  const variants = values.variant.map((v) => JSON.parse(v) as Variant);
-  if (variants.length === 0) variants.push({ label: 'default' });
+  const suites = values.suites === 'all' ? SUITE_NAMES : (values.suites?.split(',').filter(Boolean) ?? []);
+  for (const s of suites) if (!SUITE_NAMES.includes(s)) throw new Error(`unknown TLS 1.3 suite ${s}`);
+  const variants = suiteVariants(
+    suites,
+    values.variant.map((v) => JSON.parse(v) as Variant),
+  );
   const pki = await createTestPki();
   const ids = { a: await pki.issue('agent-a'), b: await pki.issue('agent-b') };
-  const rows: Record<string, string[]> = {};
+  const measured = new Map<string, Measured[]>();
+  const log = (line: string) => (values.json ? process.stderr : process.stdout).write(`${line}\n`);
   try {
+    // Variants alternate within each run, so background load falls on all of them alike.
     for (let r = 0; r < runs; r++) {
       for (const v of variants) {
         const m = await runOnce(v, defaults, pki, ids);
-        const line = `${m.gbps.toFixed(2)} Gbit/s  dst ${m.dstCpuPerGiB.toFixed(2)}  src ${m.srcCpuPerGiB.toFixed(2)} cpu-s/GiB  ${Math.round(m.faultsPerGiB)} faults/GiB  (load ${m.load})`;
-        (rows[v.label] ??= []).push(line);
-        process.stdout.write(`${v.label.padEnd(28)} ${line}\n`);
+        const suite = suiteOf(v);
+        const cipher = await cipherCpuPerGiB(suite, values.pin ? { cpu: SOURCE_CPU } : {});
+        measured.set(v.label, [...(measured.get(v.label) ?? []), { ...m, cipherCpuPerGiB: cipher }]);
+        log(
+          `${v.label.padEnd(28)} ${m.gbps.toFixed(2)} Gbit/s  src ${m.srcCpuPerGiB.toFixed(2)}  dst ${m.dstCpuPerGiB.toFixed(2)} ` +
+            `cpu-s/GiB  cipher ${cipher.toFixed(3)}  ${Math.round(m.faultsPerGiB)} faults/GiB  (load ${m.load})`,
+        );
       }
     }
   } finally {
     pki.dispose();
   }
+  const summary = variants.map((v) => summarizeVariant(v.label, suiteOf(v), measured.get(v.label) ?? []));
+  const command = `node dist/bench/tunnel-synthetic.js ${process.argv.slice(2).join(' ')}`.trim();
+  if (values.json) {
+    const out = { command, date: new Date().toISOString(), ...defaults, runs, variants: summary };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(
+    `\n${command}: ${defaults.mib} MiB in ${defaults.block}-byte writes, ${defaults.channels} channel(s), ${defaults.workers} worker(s) per side, ` +
+      `${runs} run(s)${defaults.pin ? ', source on cpu 0, destination on cpu 1' : ''}; median (min-max)\n` +
+      '| variant | Gbit/s | source relay CPU s/GiB | destination relay CPU s/GiB | cipher alone s/GiB | relay / cipher (src / dst) |\n' +
+      '| --- | --- | --- | --- | --- | --- |\n' +
+      summary.map(summaryLine).join('\n') +
+      '\n',
+  );
 }
 
 if (process.argv[2] === 'loadgen') loadgen();
+else if (process.argv[2] === 'sink') sink();
 else await main();

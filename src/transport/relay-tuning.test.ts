@@ -8,6 +8,7 @@ describe('relay tuning', () => {
     const t = resolveTuning();
     assert.equal(t.cipherSuites, DEFAULT_CIPHER_SUITES);
     assert.equal(t.batchWrites, true);
+    assert.equal(t.batchTlsWrites, false);
     assert.ok(t.writeHighWaterMark >= 16 * 1024);
   });
 

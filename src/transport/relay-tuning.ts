@@ -3,8 +3,10 @@ import { UsageError } from '../errors.js';
 /**
  * TLS 1.3 cipher suites in order of preference. On this project's hosts
  * (x86-64 with AES-NI, Node 20's OpenSSL 3.0) AES-256-GCM costs the same as
- * AES-128-GCM per byte and ChaCha20-Poly1305 slightly more (bench/tunnel-ciphers.ts),
- * so the stronger AES wins. The server's order decides (honorCipherOrder).
+ * AES-128-GCM per byte through the relay on both sides and ChaCha20-Poly1305 more
+ * to receive (bench/tunnel-synthetic.ts --suites all, bench/tunnel-ciphers.ts;
+ * src/transport/README.md), so the stronger AES wins. The server's order decides
+ * (honorCipherOrder).
  */
 export const DEFAULT_CIPHER_SUITES =
   'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
@@ -17,6 +19,11 @@ export interface RelayTuning {
   writeHighWaterMark: number;
   /** Coalesce the chunks decrypted in one event-loop turn into one writev to QEMU's socket. */
   batchWrites: boolean;
+  /**
+   * Coalesce the chunks read from QEMU in one event-loop turn into one TLS write. Off: Node
+   * already reads 64 KiB (four full records) at a time, and batching measured no gain.
+   */
+  batchTlsWrites: boolean;
   /** TCP_NODELAY on tunnel connections. */
   noDelay: boolean;
   /** After one side ends, how long the other may take to finish before both are destroyed. */
@@ -56,6 +63,12 @@ const ROWS: { [K in keyof RelayTuning]: TuningRow<K> } = {
   batchWrites: {
     name: 'batchWrites',
     default: true,
+    check: (v) => typeof v === 'boolean',
+    expect: 'a boolean',
+  },
+  batchTlsWrites: {
+    name: 'batchTlsWrites',
+    default: false,
     check: (v) => typeof v === 'boolean',
     expect: 'a boolean',
   },

@@ -109,7 +109,7 @@ function startRelay(
   const r = relay(qemu, network, {
     lingerMs: tuning.lingerMs,
     // a is the QEMU side (plain socket), b the TLS side.
-    batchWrites: { aToB: false, bToA: tuning.batchWrites },
+    batchWrites: { aToB: tuning.batchTlsWrites, bToA: tuning.batchWrites },
     onBytes: (direction, bytes) => {
       bytesRelayed += bytes;
       if (direction === 'aToB') c.bytesFromQemu += bytes;
