@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { UsageError, describeError } from '../errors.js';
 import { loadMigrationOptions, type ResolvedOptions } from '../config/index.js';
 import { activeFailpoints } from '../failpoints.js';
-import { restoreSourceGuest } from '../migration/index.js';
+import { isTerminalMigrationState } from '../migration/index.js';
 import { decideRelayWorkers } from '../policy/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
@@ -19,8 +19,9 @@ import { ApiServer } from './api-server.js';
 import { IncomingMigrations } from './incoming.js';
 import type { LogFn } from '../log/index.js';
 import { AgentMetrics } from '../metrics/index.js';
-import { openJournal, type Journal } from './journal.js';
-import { watchJournalWrites } from './journal-write-errors.js';
+import { openJournal, type Journal, type MigrationRecord } from './journal.js';
+import { migrationOfError, watchJournalWrites } from './journal-write-errors.js';
+import { JournalBacklog } from './journal-backlog.js';
 import { keepJournalTrimmed } from './journal-retention.js';
 import { AgentCalibrations } from './calibrations.js';
 import { OutgoingMigrations } from './outgoing.js';
@@ -59,6 +60,8 @@ export interface AgentOptions {
 export class Agent {
   readonly options: AgentOptions;
   readonly journal: Journal;
+  /** Journal writes waiting for the disk (a migration past the point of no return goes on without them). */
+  readonly backlog: JournalBacklog;
   readonly registry: VmRegistry;
   readonly outgoing: OutgoingMigrations;
   readonly incoming: IncomingMigrations;
@@ -72,6 +75,7 @@ export class Agent {
   private readonly migrationOptions: ResolvedOptions;
   readonly metrics: AgentMetrics;
   private stopRetention: () => void = () => undefined;
+  private readonly onRejection = (reason: unknown): void => this.unexpectedRejection(reason);
   addresses: string[] = [];
 
   /** Where local disk images are on this host. */
@@ -97,13 +101,8 @@ export class Agent {
       guestHealth: () =>
         this.registry.list().map((vm) => ({ vm: vm.spec.name, health: this.registry.view(vm).guest.health })),
     });
-    this.journal = watchJournalWrites(
-      openJournal(join(options.stateDir, 'journal.sqlite'), { now }),
-      (err) => {
-        this.metrics.journalWriteFailed();
-        this.log(`journal write failed: ${describeError(err)}`, { level: 'error' });
-      },
-    );
+    this.backlog = openAgentJournal(options.stateDir, now, this.metrics, this.log);
+    this.journal = this.backlog.journal;
     this.registry = new VmRegistry({
       hostName: options.name,
       stateDir: options.stateDir,
@@ -118,6 +117,7 @@ export class Agent {
       network: linuxHostNetwork,
       qemuBinary: options.qemuBinary,
       journal: this.journal,
+      backlog: this.backlog,
       log: this.log,
     });
     this.incoming = new IncomingMigrations({
@@ -125,6 +125,7 @@ export class Agent {
       migrationAddress: options.migrationAddress ?? options.listenHost,
       registry: this.registry,
       journal: this.journal,
+      backlog: this.backlog,
       tunnels: this.tunnels,
       qemuTlsDir: options.qemuTlsDir,
       log: this.log,
@@ -136,6 +137,7 @@ export class Agent {
       hostName: options.name,
       registry: this.registry,
       journal: this.journal,
+      backlog: this.backlog,
       peerApi: (address) => this.peer(address),
       sourceAddress: () => this.publicAddress(),
       migrationOptions: this.migrationOptions,
@@ -190,6 +192,7 @@ export class Agent {
       accel: options.accel,
     });
     const agent = new Agent(options, host);
+    process.on('unhandledRejection', agent.onRejection);
     try {
       await agent.recover();
       agent.stopRetention = keepJournalTrimmed(agent.journal, {
@@ -219,10 +222,13 @@ export class Agent {
       );
       agent.log(`listening on ${agent.addresses.join(' and ')} (accelerator ${host.accelerator})`);
       agent.incoming.watchOrphans();
-      for (const [point, ms] of activeFailpoints())
-        agent.log(`warning: test failpoint ${point} is set (${ms} ms delay): not for production`, {
-          level: 'warn',
-        });
+      for (const [point, action] of activeFailpoints())
+        agent.log(
+          `warning: test failpoint ${point} is set (${action === 'hold' ? 'held' : `${action} ms delay`}): not for production`,
+          {
+            level: 'warn',
+          },
+        );
     } catch (err) {
       await agent.close();
       throw err;
@@ -263,12 +269,14 @@ export class Agent {
 
   /** Stops serving; VMs keep running (their QEMU processes belong to the host). */
   async close(): Promise<void> {
+    process.off('unhandledRejection', this.onRejection);
     this.incoming.stopWatchingOrphans();
     this.stopRetention();
     await this.frontendInstance?.close();
     await this.api.close();
     for (const peer of this.peers.values()) peer.close();
     this.registry.detachAll();
+    this.backlog.close();
     this.journal.close();
   }
 
@@ -324,67 +332,74 @@ export class Agent {
   }
 
   /**
-   * After a restart: reattach VMs, then settle every migration the previous
-   * process left unfinished. Each is recorded as failed; as source, the VM is
-   * made to run here again and the destination is told to drop its copy; as
-   * destination, the half-received VM is dropped.
+   * After a restart: reattach VMs, then take up every migration the previous
+   * process left unfinished (recoverMigration).
    */
   private async recover(): Promise<void> {
     await this.registry.reattach();
-    // Not every migration in flight can be called off. Cut off during the hand-over, the
-    // destination may already run the guest: settled with it, the source guest paused until
-    // then. In post-copy, the guest runs on the destination and needs pages from the source:
-    // finished, by both agents.
-    const inFlight = this.journal.listMigrations({ active: true });
-    const kept: string[] = [];
-    for (const m of inFlight) {
-      let carryOn: Promise<void> | undefined;
-      if (m.role === 'source' && m.state === 'completing') carryOn = this.outgoing.settleAfterRestart(m);
-      else if (m.role === 'source' && m.state === 'postcopy')
-        carryOn = this.outgoing.finishPostcopyAfterRestart(m);
-      else if (m.role === 'destination' && m.state === 'postcopy') this.incoming.adopt(m);
-      else continue;
-      kept.push(m.id);
-      carryOn?.catch((err: unknown) => {
-        this.log(`migration ${m.id} after the restart: ${describeError(err)}`, { migration: m.id, vm: m.vm });
+    for (const m of this.journal.listMigrations({ active: true }))
+      await this.recoverMigration(m, 'the agent restarted while the migration was in flight');
+  }
+
+  /**
+   * Takes up a migration nothing drives any more, from its record and its QEMU.
+   * Not every migration in flight can be called off: once the destination may run
+   * the guest (a hand-over begun, post-copy), it is settled with the other host or
+   * finished; before that, the source guest runs on and the destination drops its copy.
+   */
+  private async recoverMigration(m: MigrationRecord, reason: string): Promise<void> {
+    try {
+      if (m.role === 'source') await this.outgoing.takeUp(m, reason);
+      else await this.incoming.takeUp(m, reason);
+    } catch (err) {
+      this.log(`migration ${m.id} could not be taken up (${reason}): ${describeError(err)}`, {
+        level: 'error',
+        migration: m.id,
+        vm: m.vm,
       });
     }
-    const interrupted = this.journal.failInFlightMigrations(
-      'the agent restarted while the migration was in flight',
-      kept,
-    );
-    for (const m of interrupted) {
-      if (m.role === 'destination') {
-        await this.incoming.dropLeftovers([{ id: m.id, vm: m.vm }]);
-        continue;
-      }
-      const qmp = this.registry.qmpOf(m.vm);
-      if (qmp !== undefined) {
-        const restored = await restoreSourceGuest(qmp);
-        if (restored.outcome === 'split') {
-          this.log(`migration ${m.id} was in post-copy: the guest runs on ${m.peer}; not resuming here`, {
-            migration: m.id,
-            vm: m.vm,
-          });
-          continue;
-        }
-        if (restored.outcome === 'running') this.registry.setState(m.vm, 'running');
-        this.log(`migration ${m.id} interrupted by a restart: VM ${m.vm}: ${restored.message}`, {
-          migration: m.id,
-          vm: m.vm,
-        });
-      }
-      try {
-        await this.peer(m.peer).abortIncoming(m.id, 'the source agent restarted', { timeoutMs: 5000 });
-      } catch (err) {
-        this.log(`could not tell ${m.peer} to drop migration ${m.id}: ${describeError(err)}`, {
-          level: 'warn',
-          migration: m.id,
-          vm: m.vm,
-        });
-      }
-    }
   }
+
+  /**
+   * The agent's policy for a promise rejection nothing handled (a bug: every known
+   * failure is handled where it happens): log it with its stack, count it, keep
+   * serving (other VMs and migrations are fine), and when it concerns a migration
+   * whose task has ended, take that migration up as after a restart. Ending the
+   * process instead would stop every migration on the host to recover one.
+   */
+  private unexpectedRejection(reason: unknown): void {
+    this.metrics.unexpectedRejection();
+    const id = migrationOfError(reason);
+    const stack = reason instanceof Error ? reason.stack : String(reason);
+    this.log(`unexpected rejection (a bug; the agent keeps serving): ${stack ?? describeError(reason)}`, {
+      level: 'error',
+      ...(id !== undefined ? { migration: id } : {}),
+    });
+    if (id === undefined) return;
+    // Later, off this tick: the task that failed may still be unwinding.
+    setTimeout(() => {
+      const m = this.journal.getMigration(id);
+      if (m === undefined || isTerminalMigrationState(m.state)) return;
+      void this.recoverMigration(m, `its task ended unexpectedly: ${describeError(reason)}`);
+    }, 1000).unref();
+  }
+}
+
+/**
+ * The agent's journal: every failed write counted and logged, and writes that must
+ * not stop what they record waiting for the disk (JournalBacklog).
+ */
+function openAgentJournal(
+  stateDir: string,
+  now: () => number,
+  metrics: AgentMetrics,
+  log: LogFn,
+): JournalBacklog {
+  const watched = watchJournalWrites(openJournal(join(stateDir, 'journal.sqlite'), { now }), (err) => {
+    metrics.journalWriteFailed();
+    log(`journal write failed: ${describeError(err)}`, { level: 'error' });
+  });
+  return new JournalBacklog(watched, { log });
 }
 
 /**

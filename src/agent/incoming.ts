@@ -1,12 +1,22 @@
-import { AuthError, ConflictError, NotFoundError, UsageError, describeError } from '../errors.js';
+import {
+  AuthError,
+  ConflictError,
+  MigrationError,
+  NotFoundError,
+  UsageError,
+  describeError,
+} from '../errors.js';
 import {
   DestinationMigration,
+  interruptedDestinationAction,
+  isTerminalMigrationState,
   orphanVerdict,
   systemClock,
   type GuestVerdict,
   type IncomingEndpoints,
   type IncomingReply,
   type IncomingRequest,
+  type MigrationState,
 } from '../migration/index.js';
 import { failpoint } from '../failpoints.js';
 import {
@@ -22,7 +32,8 @@ import { checkDiskCheckRequest, createTargetImages, viewDisks, type TargetImages
 import { deviceIds, validateVmSpec, type QmpClient } from '../qemu/index.js';
 import type { AgentApi } from './api-client.js';
 import type { ConsoleTail } from './console-log.js';
-import type { Journal, MigrationRecord } from './journal.js';
+import type { Journal, MigrationRecord, StateChange } from './journal.js';
+import type { JournalBacklog } from './journal-backlog.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { LogFn } from '../log/index.js';
 import type { VmRegistry } from './vm-registry.js';
@@ -50,6 +61,8 @@ export interface IncomingMigrationsOptions {
   migrationAddress: string;
   registry: VmRegistry;
   journal: Journal;
+  /** Where the journal writes of a guest that runs here (or is dropped) wait for a full disk. */
+  backlog: JournalBacklog;
   tunnels: AgentTunnels;
   qemuTlsDir: string | undefined;
   log: LogFn;
@@ -136,6 +149,9 @@ export class IncomingMigrations {
         if (this.active.has(id))
           void this.fail(id, 'the incoming QEMU exited before the migration completed');
       });
+      await failpoint('incoming.prepared');
+      if (!this.active.has(id))
+        throw new MigrationError('the incoming QEMU exited while it was being prepared');
       return reply;
     } catch (err) {
       await this.fail(request.migrationId, `preparing failed: ${describeError(err)}`, entry);
@@ -182,9 +198,11 @@ export class IncomingMigrations {
     owner: string,
     settings: MigrationSettings,
     qmp: QmpClient,
+    postcopyStarted = false,
   ): IncomingMigration {
     const driver = new DestinationMigration({
       id,
+      postcopyStarted,
       hostName: this.options.hostName,
       stream: settings,
       peerCommonName: owner,
@@ -202,40 +220,108 @@ export class IncomingMigrations {
     return entry;
   }
 
-  /** Post-copy switched over: run the guest here now. */
+  /**
+   * Post-copy switched over: run the guest here now. Journaled first, so that a
+   * restart finds the guest it must keep; but the source cannot take the guest
+   * back any more, so a journal that cannot take it does not stop the guest.
+   */
   async resume(id: string, consoleTail?: ConsoleTail): Promise<void> {
     const entry = this.get(id);
-    if (consoleTail !== undefined) this.options.registry.continueConsole(entry.vmName, consoleTail);
+    this.journalFirst(id, 'postcopy', { message: 'guest resumed on the destination (post-copy)' });
+    if (consoleTail !== undefined) this.continueConsole(entry.vmName, consoleTail);
     await entry.driver.resume();
     await this.announce(entry.vmName);
-    this.options.registry.setState(entry.vmName, 'running', id);
-    this.options.journal.setMigrationState(id, 'postcopy', {
-      message: 'guest resumed on the destination (post-copy)',
+    this.options.registry.setState(entry.vmName, 'running', id, 'eventually');
+  }
+
+  /** Journals a state the guest is about to be in; when the disk refuses, it is journaled later. */
+  private journalFirst(id: string, state: 'postcopy' | 'completing', change: StateChange): void {
+    try {
+      this.options.journal.setMigrationState(id, state, change);
+    } catch (err) {
+      this.options.log(`migration ${id}: ${state} not journaled yet: ${describeError(err)}`, {
+        level: 'error',
+        migration: id,
+      });
+      this.journalLater(id, state, change);
+    }
+  }
+
+  private journalLater(id: string, state: MigrationState, change: StateChange): void {
+    this.options.backlog.later(`migration ${id} ${state}`, (j) => {
+      const current = j.getMigration(id)?.state;
+      if (current !== undefined && !isTerminalMigrationState(current)) j.setMigrationState(id, state, change);
     });
   }
 
-  /**
-   * After a restart: a migration that was in post-copy here keeps going, because
-   * the guest runs here and the source still holds pages it needs. Takes it back
-   * as active so the source can recover its stream and complete it.
-   */
-  adopt(record: MigrationRecord): void {
-    const qmp = this.options.registry.qmpOf(record.vm);
-    if (qmp === undefined) {
-      this.options.journal.setMigrationState(record.id, 'failed', {
-        message: 'the agent restarted during post-copy and the guest QEMU is gone',
-        error: 'the guest QEMU died during post-copy',
+  /** The source's console before the guest's first line here; a file that cannot be written is only logged. */
+  private continueConsole(vmName: string, tail: ConsoleTail): void {
+    try {
+      this.options.registry.continueConsole(vmName, tail);
+    } catch (err) {
+      this.options.log(`VM ${vmName}: the source's console could not be kept: ${describeError(err)}`, {
+        level: 'warn',
+        vm: vmName,
       });
-      return;
     }
-    this.track(record.id, record.vm, record.peer, record.plan, qmp);
-    this.options.journal.setMigrationState(record.id, 'postcopy', {
-      message: 'the agent restarted during post-copy; the guest runs here, waiting for the source to finish',
-    });
-    this.options.log(
-      `migration ${record.id}: post-copy in progress, the guest runs here; kept after the restart`,
-      { migration: record.id, vm: record.vm },
-    );
+  }
+
+  /**
+   * A migration nothing drives here any more (the agent restarted, or its task
+   * ended unexpectedly), from its record and its QEMU (interruptedDestinationAction):
+   * a guest that ran here is kept; in post-copy it waits for the source to finish;
+   * a hand-over journaled but not started waits for the source to settle it; a copy
+   * that never ran is dropped.
+   */
+  async takeUp(record: MigrationRecord, reason: string): Promise<void> {
+    if (this.active.has(record.id)) return;
+    const { registry, log } = this.options;
+    const fields = { migration: record.id, vm: record.vm };
+    const qmp = registry.qmpOf(record.vm);
+    const qemu =
+      qmp === undefined || !qmp.connected
+        ? undefined
+        : await Promise.all([
+            qmp.execute<{ running: boolean }>('query-status'),
+            qmp.execute<{ status?: string }>('query-migrate'),
+          ]).then(
+            ([s, m]) => ({ running: s.running, status: m.status ?? 'none' }),
+            () => undefined,
+          );
+    switch (interruptedDestinationAction(record.state, qemu)) {
+      case 'keep':
+        registry.setState(record.vm, 'running', undefined, 'eventually');
+        this.journalLater(record.id, 'completed', {
+          message: `${reason}; the guest had started here: it runs here`,
+        });
+        log(`migration ${record.id}: ${record.vm} had started here before the restart; it runs here`, fields);
+        return;
+      case 'postcopy':
+        this.track(record.id, record.vm, record.peer, record.plan, qmp as QmpClient, true);
+        this.journalLater(record.id, 'postcopy', {
+          message: `${reason}; post-copy: the guest runs here, waiting for the source to finish`,
+        });
+        log(`migration ${record.id}: post-copy in progress, the guest runs here; kept (${reason})`, fields);
+        return;
+      case 'await-source':
+        this.track(record.id, record.vm, record.peer, record.plan, qmp as QmpClient);
+        this.journalLater(record.id, 'completing', {
+          message: `${reason}; the hand-over had begun: the paused copy waits for the source to settle it`,
+        });
+        log(`migration ${record.id}: hand-over begun before the restart; waiting for ${record.peer}`, fields);
+        return;
+      case 'drop':
+      case 'gone': {
+        const vm = registry.has(record.vm) ? registry.get(record.vm) : undefined;
+        if (vm !== undefined && vm.state !== 'running') await registry.destroy(record.vm, 2000);
+        const error =
+          qemu === undefined && record.state === 'postcopy'
+            ? `${reason}; the guest QEMU died during post-copy`
+            : reason;
+        this.journalLater(record.id, 'failed', { message: error, error });
+        log(`dropped incoming VM ${record.vm} of interrupted migration ${record.id} (${reason})`, fields);
+      }
+    }
   }
 
   /**
@@ -296,17 +382,28 @@ export class IncomingMigrations {
       );
   }
 
+  /**
+   * Starts the guest once QEMU has received everything. The hand-over is journaled
+   * before the guest runs (`completing`), so a restart in between knows the guest
+   * may run here and settles with the source instead of dropping it. Before
+   * post-copy a journal that cannot take it fails the hand-over (the source resumes
+   * its copy); after post-copy only this host can run the guest, so it runs anyway.
+   */
   private async startGuest(entry: IncomingMigration, consoleTail?: ConsoleTail): Promise<void> {
     const { id } = entry;
     await failpoint('incoming.complete');
     await entry.driver.startGuest(() => {
-      if (consoleTail !== undefined) this.options.registry.continueConsole(entry.vmName, consoleTail);
+      const change = { message: 'starting the guest here' };
+      if (entry.driver.postcopyStarted) this.journalFirst(id, 'completing', change);
+      else this.options.journal.setMigrationState(id, 'completing', change);
+      if (consoleTail !== undefined) this.continueConsole(entry.vmName, consoleTail);
     });
+    await failpoint('incoming.started');
     await this.announce(entry.vmName);
     this.active.delete(id);
     await entry.driver.closeTunnel();
-    this.options.registry.setState(entry.vmName, 'running');
-    this.options.journal.setMigrationState(id, 'completed', { message: 'the VM runs here' });
+    this.options.registry.setState(entry.vmName, 'running', undefined, 'eventually');
+    this.journalLater(id, 'completed', { message: 'the VM runs here' });
     this.options.log(`migration ${id}: VM ${entry.vmName} now runs here`, {
       migration: id,
       vm: entry.vmName,
@@ -319,9 +416,12 @@ export class IncomingMigrations {
     if (record === undefined || record.role !== 'destination') {
       throw new NotFoundError(`no incoming migration ${id} on this host`);
     }
-    if (record.state !== 'completed' && record.state !== 'postcopy') {
-      throw new ConflictError(`migration ${id} is ${record.state}: the guest does not run here`);
-    }
+    // 'completing': the guest runs here and 'completed' waits for the disk.
+    const runsHere =
+      record.state === 'completed' ||
+      record.state === 'postcopy' ||
+      (record.state === 'completing' && !this.active.has(id) && this.options.registry.has(record.vm));
+    if (!runsHere) throw new ConflictError(`migration ${id} is ${record.state}: the guest does not run here`);
     const health = await this.options.registry
       .get(record.vm)
       .guest.waitHealthy({ minOk: 3, timeoutMs: 20_000 });
@@ -339,7 +439,7 @@ export class IncomingMigrations {
     if (entry === undefined) {
       const record = this.options.journal.getMigration(id);
       if (record === undefined) throw new NotFoundError(`no incoming migration ${id} on this host`);
-      if (record.state === 'completed' || record.state === 'postcopy') throw this.runsHere(id);
+      if (['completed', 'completing', 'postcopy'].includes(record.state)) throw this.runsHere(id);
       return;
     }
     if (entry.completing !== undefined) await entry.completing.catch(() => undefined);
@@ -359,8 +459,9 @@ export class IncomingMigrations {
     );
   }
 
-  /** Whether the incoming guest has run here: post-copy resumed it, or its QEMU is running. */
+  /** Whether the incoming guest has run here, or only can from now on: post-copy started, or its QEMU runs. */
   private async guestStarted(entry: IncomingMigration): Promise<boolean> {
+    if (entry.driver.postcopyStarted) return true;
     if (this.options.journal.getMigration(entry.id)?.state === 'postcopy') return true;
     return entry.driver.running();
   }
@@ -423,28 +524,13 @@ export class IncomingMigrations {
     this.orphanTimer = undefined;
   }
 
-  /** At start-up: incoming VMs left by a previous agent process cannot be trusted; drop them. */
-  async dropLeftovers(migrationIds: readonly { id: string; vm: string }[]): Promise<void> {
-    for (const m of migrationIds) {
-      const vm = this.options.registry.has(m.vm) ? this.options.registry.get(m.vm) : undefined;
-      // Its QEMU may have died with the stream (a tunnel's relay goes with the agent): then reattach marked it failed.
-      const left = vm?.state === 'incoming' || (vm?.state === 'failed' && vm.qemu?.alive !== true);
-      if (left) {
-        await this.options.registry.destroy(m.vm, 2000);
-        this.options.log(`dropped incoming VM ${m.vm} of interrupted migration ${m.id}`, {
-          migration: m.id,
-          vm: m.vm,
-        });
-      }
-    }
-  }
-
   private get(id: string): IncomingMigration {
     const entry = this.active.get(id);
     if (entry === undefined) throw new NotFoundError(`no incoming migration ${id} in progress on this host`);
     return entry;
   }
 
+  /** Drops an incoming copy: its tunnel, its QEMU, and (when the disk allows) its record, failed. Never throws. */
   private async fail(id: string, reason: string, fallback?: IncomingMigration): Promise<void> {
     const entry = this.active.get(id) ?? fallback;
     this.active.delete(id);
@@ -456,7 +542,7 @@ export class IncomingMigrations {
       if (vm.migrationId === id) await this.options.registry.destroy(vmName, 2000);
     }
     await this.removeImages(id, entry?.images);
-    this.options.journal.setMigrationState(id, 'failed', { message: reason, error: reason });
+    this.journalLater(id, 'failed', { message: reason, error: reason });
     this.options.log(`incoming migration ${id} failed: ${reason}`, {
       level: 'warn',
       migration: id,

@@ -13,6 +13,7 @@ import {
   SourceMigration,
   closeTransport,
   forecastPrecopy,
+  interruptedSourceAction,
   restoreSourceGuest,
   finishPostcopy,
   settleHandOver,
@@ -20,9 +21,10 @@ import {
   type DestinationPeer,
   type IncomingReply,
   type IncomingRequest,
-  type MigrationRecorder,
   type MigrationReport,
   type MigrationSample,
+  type MigrationState,
+  type QueryMigrate,
   type TransportSession,
   type DiskCopyPlan,
   type DiskTransport,
@@ -44,14 +46,20 @@ import type { AgentApi, DryRun, HandOver, HostSummary } from './api-client.js';
 import type { ConsoleTail } from './console-log.js';
 import { deviceIds, diskImagePath, type VmSpec } from '../qemu/index.js';
 import type { AgentTunnels } from './tunnels.js';
-import type { Journal, MigrationRecord } from './journal.js';
+import type { Journal, MigrationRecord, StateChange } from './journal.js';
+import type { JournalBacklog } from './journal-backlog.js';
+import { markMigrationError } from './journal-write-errors.js';
+import { journalRecorder } from './migration-recorder.js';
+import { failpoint } from '../failpoints.js';
 import type { LogFn } from '../log/index.js';
-import type { VmRegistry } from './vm-registry.js';
+import type { ManagedVm, VmRegistry } from './vm-registry.js';
 
 export interface OutgoingMigrationsOptions {
   hostName: string;
   registry: VmRegistry;
   journal: Journal;
+  /** Where the journal writes of migrations past the point of no return wait for a full disk. */
+  backlog: JournalBacklog;
   /** The API of the agent at `address` (cached by the caller). */
   peerApi: (address: string) => AgentApi;
   /** This agent's address as destinations reach it (undefined on a wildcard listener). */
@@ -91,6 +99,8 @@ interface Running {
 /** The source half of migrations from this host: starts, tracks, aborts and force-completes them. */
 export class OutgoingMigrations {
   private readonly running = new Map<string, Running>();
+  /** VMs whose migration is being planned: taken before start()'s first await, so only one starts. */
+  private readonly planning = new Set<string>();
   private readonly options: OutgoingMigrationsOptions;
 
   constructor(options: OutgoingMigrationsOptions) {
@@ -268,8 +278,23 @@ export class OutgoingMigrations {
     overrides: MigrationOverrides,
     options: { trial?: boolean } = {},
   ): Promise<{ id: string; settings: MigrationSettings }> {
-    const { registry, journal } = this.options;
-    const vm = registry.get(vmName);
+    // No await before the claim: of two requests for one VM, the second finds it taken.
+    if (this.planning.has(vmName)) {
+      throw new ConflictError(`VM ${vmName} is already being migrated: a migration of it is being planned`, {
+        hint: 'wait for it: vmferry migration list shows it once it starts',
+      });
+    }
+    this.requireRunning(vmName);
+    this.planning.add(vmName);
+    try {
+      return await this.begin(vmName, to, overrides, options);
+    } finally {
+      this.planning.delete(vmName);
+    }
+  }
+
+  private requireRunning(vmName: string): ManagedVm {
+    const vm = this.options.registry.get(vmName);
     if (vm.state !== 'running') {
       throw new ConflictError(
         `VM ${vmName} is ${vm.state}${vm.migrationId ? ` (migration ${vm.migrationId})` : ''}`,
@@ -281,12 +306,24 @@ export class OutgoingMigrations {
         },
       );
     }
+    return vm;
+  }
+
+  private async begin(
+    vmName: string,
+    to: string,
+    overrides: MigrationOverrides,
+    options: { trial?: boolean },
+  ): Promise<{ id: string; settings: MigrationSettings }> {
+    const { registry, journal, backlog } = this.options;
     const destination = this.options.peerApi(to);
-    const settings = await this.plan(vm.spec, to, overrides);
+    const settings = await this.plan(this.requireRunning(vmName).spec, to, overrides);
+    // Planning awaited: the VM may have been stopped or have failed meanwhile.
+    const vm = this.requireRunning(vmName);
     const id = randomUUID();
     const qemu = vm.qemu;
     if (qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
-    registry.setState(vmName, 'migrating', id);
+    // Journaled before anything moves; if the journal cannot take it, nothing has.
     journal.createMigration({
       id,
       vm: vmName,
@@ -296,6 +333,13 @@ export class OutgoingMigrations {
       plan: settings,
       state: 'preparing',
     });
+    try {
+      registry.setState(vmName, 'migrating', id);
+    } catch (err) {
+      const error = `the VM could not be marked migrating: ${describeError(err)}`;
+      backlog.later(`migration ${id} failed`, (j) => j.setMigrationState(id, 'failed', { error }));
+      throw err;
+    }
     this.options.observer?.migrationStarted(settings.transport, settings.tls);
     const peer = peerOverApi(destination, to, () => registry.consoleTail(vmName));
     const driver = new SourceMigration({
@@ -306,42 +350,30 @@ export class OutgoingMigrations {
       qmp: qemu.qmp,
       peer,
       openTransport: (reply) => this.openTransport(id, settings, reply, destination),
-      recorder: this.recorder(id),
+      recorder: journalRecorder({ id, journal, backlog, log: this.options.log, reached: 'preparing' }),
       clock: systemClock(),
+      failpoint,
       tlsCredsDir: this.options.qemuTlsDir,
       forecast: async () => (await this.estimate(vmName, to, settings)).forecast,
       pollMs: this.options.sampleIntervalMs,
       trial: options.trial === true,
       disks: this.diskCopyPlan(id, settings, destination),
     });
-    const done = driver.run().then(
-      async (report) => this.finish(report, options.trial === true),
-      (err: unknown) => {
-        // run() reports failures in its report; reaching here is a bug, but the VM must still be released.
-        this.options.log(`migration ${id} crashed: ${describeError(err)}`, {
-          level: 'error',
-          migration: id,
-          vm: vmName,
-        });
-        registry.setState(vmName, 'running');
-        throw err;
-      },
-    );
+    const done = driver
+      .run()
+      .then((report) => this.finish(report, options.trial === true))
+      .catch((err: unknown) => {
+        // run() reports failures in its report and finish() does not throw: reaching here is a bug.
+        // The agent's policy for unexpected rejections recovers the migration as after a restart.
+        this.running.delete(id);
+        throw markMigrationError(err, id);
+      });
     this.running.set(id, { id, vm: vmName, to, driver, done, spec: vm.spec, settings });
     this.options.log(
       `migration ${id}: ${vmName} -> ${to} (${settings.transport}${settings.tls ? ', TLS' : ''}, ${settings.channels} channel(s))`,
       { migration: id, vm: vmName },
     );
     return { id, settings };
-  }
-
-  /** Writes a migration's state changes and samples to the journal. */
-  private recorder(id: string): MigrationRecorder {
-    const { journal } = this.options;
-    return {
-      state: (state, message) => journal.setMigrationState(id, state, { message }),
-      sample: (s) => journal.addSample(id, s),
-    };
   }
 
   /** The report of a migration this agent is sending, when it ends. */
@@ -416,6 +448,77 @@ export class OutgoingMigrations {
   }
 
   /**
+   * A migration nothing drives any more (the agent restarted, or its task ended
+   * unexpectedly), finished, settled or called off from what the journal and the
+   * source QEMU say. Post-copy and hand-overs in doubt go on in the background
+   * (the destination may run the guest: they are finished, not undone); returns
+   * once it is called off or under way.
+   */
+  async takeUp(m: MigrationRecord, reason: string): Promise<void> {
+    if (this.running.has(m.id)) return;
+    const background = (work: Promise<void>): void => {
+      work.catch((err: unknown) =>
+        this.options.log(`migration ${m.id} (${reason}): ${describeError(err)}`, {
+          level: 'error',
+          migration: m.id,
+          vm: m.vm,
+        }),
+      );
+    };
+    if (m.state === 'completing') return background(this.settleAfterRestart(m));
+    if (m.state === 'postcopy') return background(this.finishPostcopyAfterRestart(m));
+    const qmp = this.options.registry.qmpOf(m.vm);
+    const info = await qmp?.execute<QueryMigrate>('query-migrate').catch(() => undefined);
+    const action = interruptedSourceAction(info);
+    if (action === 'finish-postcopy') return background(this.finishPostcopyAfterRestart(m));
+    if (action === 'settle') return background(this.settleAfterRestart(m));
+    await this.callOff(m, reason);
+  }
+
+  /**
+   * A migration cut off before the destination could run the guest: the destination
+   * is told to drop its copy first (it refuses if the guest runs there after all),
+   * then the source guest resumes.
+   */
+  private async callOff(m: MigrationRecord, reason: string): Promise<void> {
+    const { registry, log } = this.options;
+    const fields = { migration: m.id, vm: m.vm };
+    let there: 'dropped' | 'running' | 'unreachable';
+    try {
+      await this.options.peerApi(m.peer).abortIncoming(m.id, reason, { timeoutMs: 5000 });
+      there = 'dropped';
+    } catch (err) {
+      there =
+        err instanceof NotFoundError ? 'dropped' : err instanceof ConflictError ? 'running' : 'unreachable';
+      if (there === 'unreachable')
+        log(
+          `could not tell ${m.peer} to drop migration ${m.id}: ${describeError(err)}; it asks this host later`,
+          {
+            level: 'warn',
+            ...fields,
+          },
+        );
+    }
+    if (there === 'running') {
+      if (registry.has(m.vm)) await registry.destroy(m.vm);
+      this.journalLater(m.id, 'completed', {
+        message: `${reason}; ${m.peer} runs the guest, this copy is let go`,
+      });
+      log(`migration ${m.id}: ${m.peer} runs ${m.vm}; let go here`, fields);
+      return;
+    }
+    const qmp = registry.qmpOf(m.vm);
+    const restored =
+      qmp !== undefined ? await restoreSourceGuest(qmp) : { outcome: 'gone', message: 'its QEMU is gone' };
+    if (restored.outcome === 'running') registry.setState(m.vm, 'running', undefined, 'eventually');
+    this.journalLater(m.id, 'failed', { message: `${reason}; ${restored.message}`, error: reason });
+    log(`migration ${m.id} called off (${reason}): VM ${m.vm}: ${restored.message}`, {
+      level: 'warn',
+      ...fields,
+    });
+  }
+
+  /**
    * After a restart: a migration cut off in post-copy. The guest runs on the
    * destination and this host's QEMU still holds pages it needs, so the migration
    * is finished, not abandoned: the stream is recovered whenever it is broken (it
@@ -423,18 +526,18 @@ export class OutgoingMigrations {
    * QEMU has sent everything, and only then is the source QEMU let go.
    */
   async finishPostcopyAfterRestart(m: MigrationRecord): Promise<void> {
-    const { journal, registry, log } = this.options;
+    const { registry, log } = this.options;
     const qmp = registry.qmpOf(m.vm);
     if (qmp === undefined) {
       const error = 'the source QEMU died during post-copy: the guest on the destination lacks pages';
-      journal.setMigrationState(m.id, 'failed', { message: error, error });
+      this.journalLater(m.id, 'failed', { message: error, error });
       log(`migration ${m.id}: ${error}`, { level: 'warn', migration: m.id, vm: m.vm });
       return;
     }
     const destination = this.options.peerApi(m.peer);
     const peer = peerOverApi(destination, m.peer, () => registry.consoleTail(m.vm));
     const settings = m.plan;
-    journal.setMigrationState(m.id, 'postcopy', {
+    this.journalLater(m.id, 'postcopy', {
       message: 'the agent restarted during post-copy; finishing it (the guest runs on the destination)',
     });
     try {
@@ -448,7 +551,7 @@ export class OutgoingMigrations {
         wait: () => backgroundClock.sleep(this.options.sampleIntervalMs),
         onRecovery: (attempt, error) => {
           if (error === undefined) {
-            journal.setMigrationState(m.id, 'postcopy', {
+            this.journalLater(m.id, 'postcopy', {
               message: 'post-copy resumed over a new connection after the restart',
             });
           } else if (attempt <= 5 || attempt % 30 === 0) {
@@ -464,7 +567,7 @@ export class OutgoingMigrations {
     } catch (err) {
       // QEMU left post-copy some other way than completing: the guest on the destination lacks pages.
       if (err instanceof MigrationError) {
-        journal.setMigrationState(m.id, 'failed', { message: err.message, error: err.message });
+        this.journalLater(m.id, 'failed', { message: err.message, error: err.message });
       }
       throw err;
     }
@@ -473,7 +576,7 @@ export class OutgoingMigrations {
       await settleHandOver({ peer, migrationId: m.id, cause: err, sleep: (ms) => backgroundClock.sleep(ms) });
     });
     await registry.destroy(m.vm);
-    journal.setMigrationState(m.id, 'completed', {
+    this.journalLater(m.id, 'completed', {
       message: `post-copy finished after a restart: the VM runs on ${m.peer}`,
     });
     log(`migration ${m.id}: post-copy finished after a restart, ${m.vm} runs on ${m.peer}`, {
@@ -489,11 +592,11 @@ export class OutgoingMigrations {
    * guest stays paused until the destination answers.
    */
   async settleAfterRestart(m: MigrationRecord): Promise<void> {
-    const { journal, registry, log } = this.options;
+    const { registry, log } = this.options;
     const peer = peerOverApi(this.options.peerApi(m.peer), m.peer, () =>
       registry.has(m.vm) ? registry.consoleTail(m.vm) : undefined,
     );
-    journal.setMigrationState(m.id, 'completing', {
+    this.journalLater(m.id, 'completing', {
       message: `the agent restarted during the hand-over; settling it with ${m.peer}`,
     });
     const outcome = await settleHandOver({
@@ -501,11 +604,11 @@ export class OutgoingMigrations {
       migrationId: m.id,
       cause: new MigrationError('the agent restarted during the hand-over'),
       sleep: (ms) => backgroundClock.sleep(ms),
-      onWaiting: (message) => journal.setMigrationState(m.id, 'completing', { message }),
+      onWaiting: (message) => this.journalLater(m.id, 'completing', { message }),
     });
     if (outcome === 'running') {
       if (registry.has(m.vm)) await registry.destroy(m.vm);
-      journal.setMigrationState(m.id, 'completed', {
+      this.journalLater(m.id, 'completed', {
         message: `settled after a restart: the VM runs on ${m.peer}`,
       });
       log(`migration ${m.id}: settled after a restart, ${m.vm} runs on ${m.peer}`, {
@@ -517,10 +620,15 @@ export class OutgoingMigrations {
     const qmp = registry.qmpOf(m.vm);
     const restored =
       qmp !== undefined ? await restoreSourceGuest(qmp) : { outcome: 'gone', message: 'its QEMU is gone' };
-    if (restored.outcome === 'running') registry.setState(m.vm, 'running');
+    if (restored.outcome === 'running') registry.setState(m.vm, 'running', undefined, 'eventually');
     const reason = `the agent restarted during the hand-over and ${m.peer} ${outcome === 'dropped' ? 'dropped its copy' : 'never got the request to start the guest'}`;
-    journal.setMigrationState(m.id, 'failed', { message: `${reason}; ${restored.message}`, error: reason });
+    this.journalLater(m.id, 'failed', { message: `${reason}; ${restored.message}`, error: reason });
     log(`migration ${m.id}: ${reason}; ${restored.message}`, { level: 'warn', migration: m.id, vm: m.vm });
+  }
+
+  /** Journals a state change of a migration past the point of no return: when the disk allows. */
+  private journalLater(id: string, state: MigrationState, change: StateChange): void {
+    this.options.backlog.later(`migration ${id} ${state}`, (j) => j.setMigrationState(id, state, change));
   }
 
   private get(id: string): Running {
@@ -617,8 +725,9 @@ export class OutgoingMigrations {
     return removed;
   }
 
+  /** Ends a migration here: its VM let go or running again, its end journaled (when the disk allows). */
   private async finish(report: MigrationReport, trial = false): Promise<MigrationReport> {
-    const { registry, journal } = this.options;
+    const { registry, backlog } = this.options;
     const running = this.running.get(report.id);
     this.running.delete(report.id);
     this.options.observer?.migrationFinished(report);
@@ -632,7 +741,8 @@ export class OutgoingMigrations {
         if (removed.length > 0) report.events.push(`removed the source's images ${removed.join(', ')}`);
       }
     } else if (registry.has(report.vm)) {
-      registry.setState(report.vm, registry.get(report.vm).qemu?.alive === false ? 'failed' : 'running');
+      const state = registry.get(report.vm).qemu?.alive === false ? 'failed' : 'running';
+      registry.setState(report.vm, state, undefined, 'eventually');
     }
     const message =
       report.error !== undefined
@@ -640,11 +750,13 @@ export class OutgoingMigrations {
         : trial
           ? `trial: ${report.guestDetail}`
           : `the VM runs on ${report.to}; guest ${report.guest}: ${report.guestDetail}`;
-    journal.setMigrationState(report.id, report.status, {
-      message,
-      report,
-      ...(report.error ? { error: report.error } : {}),
-    });
+    backlog.later(`migration ${report.id} ${report.status}`, (j) =>
+      j.setMigrationState(report.id, report.status, {
+        message,
+        report,
+        ...(report.error ? { error: report.error } : {}),
+      }),
+    );
     this.options.log(
       `migration ${report.id} ${report.status}: ${report.bytes} bytes in ${report.seconds} s (${report.gbps} Gbit/s), guest ${report.guest}${report.error ? `; ${report.error}` : ''}`,
       { level: report.status === 'completed' ? 'info' : 'warn', migration: report.id, vm: report.vm },

@@ -22,6 +22,7 @@ import {
 import type { LogFn } from '../log/index.js';
 import { GuestWatcher } from './guest-watcher.js';
 import type { Journal, VmState } from './journal.js';
+import type { JournalBacklog } from './journal-backlog.js';
 import { tapMac, tapName, type HostNetwork } from './tap-devices.js';
 
 export type { VmState } from './journal.js';
@@ -74,8 +75,17 @@ export interface VmRegistryOptions {
   network: HostNetwork;
   qemuBinary?: string;
   journal: Journal;
+  /** Where writes that must not stop what they record wait for a full disk (default: none, they throw). */
+  backlog?: JournalBacklog;
   log: LogFn;
 }
+
+/**
+ * When a VM's state must be journaled: `now` (before it changes here; a journal that
+ * cannot take it fails the call and changes nothing) or `eventually` (it changes
+ * here at once; the journal follows when the disk allows).
+ */
+export type JournalWhen = 'now' | 'eventually';
 
 /**
  * The VMs of one host. QEMU processes are started in their own process group so
@@ -148,11 +158,21 @@ export class VmRegistry {
     writeConsoleHistory(this.get(name).runDir, tail);
   }
 
-  setState(name: string, state: VmState, migrationId?: string): void {
+  setState(name: string, state: VmState, migrationId?: string, when: JournalWhen = 'now'): void {
     const vm = this.get(name);
+    const before = { state: vm.state, migrationId: vm.migrationId };
     vm.state = state;
     vm.migrationId = migrationId;
-    this.persist(vm);
+    if (when === 'eventually') {
+      this.persistEventually(vm);
+      return;
+    }
+    try {
+      this.persist(vm);
+    } catch (err) {
+      Object.assign(vm, before);
+      throw err;
+    }
   }
 
   /** Quits QEMU (gracefully, then by force) and forgets the VM. */
@@ -174,8 +194,9 @@ export class VmRegistry {
     if (vm.qemu !== undefined) await vm.qemu.stop(timeoutMs);
     this.removeTaps(vm);
     this.vms.delete(name);
-    this.options.journal.deleteVm(name);
     rmSync(vm.runDir, { recursive: true, force: true });
+    // Its QEMU is gone whatever the journal says: a failed write waits for the disk.
+    this.forgetEventually(name);
   }
 
   /**
@@ -205,7 +226,7 @@ export class VmRegistry {
         this.options.log(`reattached to VM ${spec.name} (pid ${pid}, ${vm.state})`, { vm: spec.name });
       } catch (err) {
         vm.state = 'failed';
-        this.persist(vm);
+        this.persistEventually(vm);
         this.removeTaps(vm);
         this.options.log(`VM ${spec.name} is gone: ${describeError(err)}`, { level: 'warn', vm: spec.name });
       }
@@ -284,14 +305,16 @@ export class VmRegistry {
         qemuBinary: this.options.qemuBinary,
         ...(state === 'incoming' ? { incoming: 'defer' as const, paused: true } : {}),
       });
+      // A VM the journal cannot record must not run: a restarted agent would not know it.
+      this.persist(vm);
     } catch (err) {
+      if (vm.qemu !== undefined) await vm.qemu.stop(2000).catch(() => undefined);
       guest.stop();
       this.removeTaps(vm);
       this.vms.delete(spec.name);
       rmSync(runDir, { recursive: true, force: true });
       throw err;
     }
-    this.persist(vm);
     this.watchExit(vm);
     this.options.log(`started VM ${spec.name} (pid ${vm.qemu.pid}, ${state})`, { vm: spec.name });
     return vm;
@@ -304,7 +327,7 @@ export class VmRegistry {
       if (this.vms.get(vm.spec.name) !== vm || vm.qemu !== qemu) return;
       vm.state = 'failed';
       vm.guest.stop();
-      this.persist(vm);
+      this.persistEventually(vm);
       this.removeTaps(vm);
       this.options.log(`QEMU of VM ${vm.spec.name} exited (${exit.signal ?? `status ${exit.code}`})`, {
         vm: vm.spec.name,
@@ -327,9 +350,9 @@ export class VmRegistry {
     }
   }
 
-  private persist(vm: ManagedVm): void {
+  private persist(vm: ManagedVm, journal: Journal = this.options.journal): void {
     const files = runFiles(vm.runDir);
-    this.options.journal.upsertVm({
+    journal.upsertVm({
       name: vm.spec.name,
       spec: vm.spec,
       state: vm.state,
@@ -337,6 +360,25 @@ export class VmRegistry {
       qmpSocket: files.qmpSocket,
       serialLog: files.serialLog,
     });
+  }
+
+  /** Journals the VM as it is now, when the disk allows (a VM forgotten meanwhile stays forgotten). */
+  private persistEventually(vm: ManagedVm): void {
+    const { backlog } = this.options;
+    if (backlog === undefined) return this.persist(vm);
+    const snapshot: ManagedVm = { ...vm };
+    backlog.later(`VM ${vm.spec.name} ${vm.state}`, (journal) => {
+      if (this.vms.get(vm.spec.name) === vm) this.persist(snapshot, journal);
+    });
+  }
+
+  private forgetEventually(name: string): void {
+    const { backlog, journal } = this.options;
+    if (backlog === undefined) journal.deleteVm(name);
+    else
+      backlog.later(`VM ${name} forgotten`, (j) => {
+        if (!this.vms.has(name)) j.deleteVm(name);
+      });
   }
 }
 

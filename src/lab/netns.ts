@@ -25,6 +25,15 @@ export interface TwoHostNetwork {
   b: LabHost;
   /** Shapes both directions of the link to `gbps` (tc tbf); undefined = unshaped. */
   linkGbps: number | undefined;
+  /**
+   * Cuts the link between the hosts: every packet either host sends on it is
+   * dropped (a tc pfifo queue of length 0 on both ends), as a partition of a real
+   * network does; connections stay open and see nothing. The hosts' guest bridges
+   * and their local sockets are not touched.
+   */
+  cutLink(): void;
+  /** Ends a cut: packets flow again (retransmissions get through). */
+  restoreLink(): void;
   /** Removes both namespaces (and with them the veth pair). Safe to call twice. */
   destroy(): void;
 }
@@ -123,6 +132,30 @@ function shapeLink(hosts: readonly LabHost[], gbps: number): void {
   }
 }
 
+/** Cuts and restores the link of `hosts` (see TwoHostNetwork.cutLink). */
+function linkSwitch(
+  hosts: readonly LabHost[],
+  linkGbps: number | undefined,
+): Pick<TwoHostNetwork, 'cutLink' | 'restoreLink'> {
+  const qdisc = (h: LabHost, args: string[]): void =>
+    void execFileSync('ip', ['netns', 'exec', h.netns, 'tc', 'qdisc', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+  return {
+    cutLink: () => {
+      for (const h of hosts) {
+        if (linkGbps !== undefined) qdisc(h, ['del', 'dev', h.device, 'root']);
+        // A queue of length 0 drops every packet (this kernel has no netem).
+        qdisc(h, ['add', 'dev', h.device, 'root', 'pfifo', 'limit', '0']);
+      }
+    },
+    restoreLink: () => {
+      for (const h of hosts) qdisc(h, ['del', 'dev', h.device, 'root']);
+      if (linkGbps !== undefined) shapeLink(hosts, linkGbps);
+    },
+  };
+}
+
 /**
  * Builds two "hosts" on this machine: network namespaces `<prefix>a` and
  * `<prefix>b` joined by a veth pair, addresses 198.18.<subnet>.1 and .2, loopback
@@ -194,7 +227,7 @@ export function createTwoHostNetwork(options: {
     destroy();
     throw err;
   }
-  return { a, b, linkGbps: options.linkGbps, destroy };
+  return { a, b, linkGbps: options.linkGbps, ...linkSwitch([a, b], options.linkGbps), destroy };
 }
 
 /** argv prefix that runs a command inside a namespace. */

@@ -68,6 +68,7 @@ describe('agent metrics', () => {
     metrics.tunnelRefused(403);
     metrics.tunnelRefused(403);
     metrics.journalWriteFailed();
+    metrics.unexpectedRejection();
     const f = parsePrometheusText((await metrics.text()).body);
     assert.equal(sampleValue(f, 'vmferry_migrations_started_total', { transport: 'native-tls' }), 1);
     assert.equal(sampleValue(f, 'vmferry_migrations_started_total', { transport: 'tunnelled' }), 2);
@@ -117,6 +118,7 @@ describe('agent metrics', () => {
     assert.equal(sampleValue(f, 'vmferry_relay_worker_restarts_total'), 1);
     assert.equal(sampleValue(f, 'vmferry_tunnel_refusals_total', { status: '403' }), 2);
     assert.equal(sampleValue(f, 'vmferry_journal_write_errors_total'), 1);
+    assert.equal(sampleValue(f, 'vmferry_unexpected_rejections_total'), 1);
   });
 
   it('reads running and queued migrations and their live figures when scraped', async () => {

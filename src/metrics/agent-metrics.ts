@@ -122,6 +122,11 @@ export class AgentMetrics {
     help: "Writes to the agent's journal that failed.",
     registers: this.registers,
   });
+  private readonly unexpectedRejections = new Counter({
+    name: 'vmferry_unexpected_rejections_total',
+    help: 'Promise rejections nothing handled (bugs): logged, the agent kept serving, their migration recovered.',
+    registers: this.registers,
+  });
 
   constructor(sources: MetricsSources, options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false)
@@ -214,6 +219,10 @@ export class AgentMetrics {
 
   journalWriteFailed(): void {
     this.journalWriteErrors.inc();
+  }
+
+  unexpectedRejection(): void {
+    this.unexpectedRejections.inc();
   }
 
   /** The Prometheus text exposition. */

@@ -47,8 +47,32 @@ export function orphanVerdict(sourceState: string): 'drop' | 'keep' {
   return ['failed', 'cancelled', 'unknown-there'].includes(sourceState) ? 'drop' : 'keep';
 }
 
+/**
+ * What to do with an incoming migration nothing drives any more (the agent
+ * restarted, or its task ended unexpectedly), from the state the journal recorded
+ * and what its QEMU says now (undefined: QEMU is gone):
+ * - `keep`: the guest ran here (QEMU runs it): it stays, the migration completed;
+ * - `postcopy`: post-copy started: the guest's newest state is here; wait for the source to finish it;
+ * - `await-source`: the hand-over was journaled but the guest never started: keep the
+ *   paused copy until the source settles it (it starts it, or drops it);
+ * - `drop`: the guest never ran here and cannot have: drop the copy;
+ * - `gone`: QEMU is gone: nothing to keep.
+ */
+export function interruptedDestinationAction(
+  recorded: string,
+  qemu: { running: boolean; status: string } | undefined,
+): 'keep' | 'postcopy' | 'await-source' | 'drop' | 'gone' {
+  if (qemu === undefined) return 'gone';
+  if (qemu.status.startsWith('postcopy-') || recorded === 'postcopy') return 'postcopy';
+  if (qemu.running) return 'keep';
+  if (recorded === 'completing') return 'await-source';
+  return 'drop';
+}
+
 export interface DestinationMigrationDeps {
   id: string;
+  /** Post-copy started before this object (an agent restarted in post-copy). */
+  postcopyStarted?: boolean;
   /** This host's agent name (its certificate's CN): QEMU TLS and the source check it. */
   hostName: string;
   stream: StreamSettings & { tunnel: TunnelMode };
@@ -79,9 +103,23 @@ export class DestinationMigration {
   private recoveries = 0;
   /** Block migration: the NBD server and its exports, until the guest starts or the migration fails. */
   private exports: NbdExports | undefined;
+  /** QEMU said it entered post-copy, or the source said it switched. */
+  private postcopy = false;
 
   constructor(deps: DestinationMigrationDeps) {
     this.deps = deps;
+    this.postcopy = deps.postcopyStarted === true;
+    deps.qmp.on('MIGRATION', (e) => {
+      if (typeof e.data.status === 'string' && e.data.status.startsWith('postcopy-')) this.postcopy = true;
+    });
+  }
+
+  /**
+   * Whether the migration went into post-copy here: from then on this QEMU holds the
+   * guest's newest state and the source can never resume its copy.
+   */
+  get postcopyStarted(): boolean {
+    return this.postcopy;
   }
 
   /** Sets QEMU up and has it listen; the answer tells the source where to send the stream. */
@@ -166,12 +204,14 @@ export class DestinationMigration {
 
   /** Post-copy switched over: the guest runs here from now on. */
   async resume(): Promise<void> {
+    this.postcopy = true;
     await this.deps.qmp.execute('cont');
   }
 
   /**
    * The source finished sending: waits (up to 10 s) for QEMU to agree, then runs
-   * the guest, calling `beforeRun` first when it is not running yet.
+   * the guest, calling `beforeRun` first when it is not running yet (if it throws,
+   * the guest is not started).
    */
   async startGuest(beforeRun?: () => void): Promise<void> {
     const { qmp, clock } = this.deps;

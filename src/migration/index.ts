@@ -10,6 +10,7 @@ export {
 } from './source-migration.js';
 export {
   DestinationMigration,
+  interruptedDestinationAction,
   orphanVerdict,
   type DestinationMigrationDeps,
   type IncomingEndpoints,
@@ -18,7 +19,8 @@ export { initialMonitorState, nextAction, type MonitorAction, type MonitorState 
 export { finishPostcopy, type PostcopyRun } from './postcopy.js';
 export { configureMigration, type QemuSetup, type StreamSettings } from './qemu-setup.js';
 export { forecastPrecopy, type Forecast, type ForecastInput } from './forecast.js';
-export { restoreSourceGuest, type SourceRestore } from './source-recovery.js';
+export { interruptedSourceAction, restoreSourceGuest, type SourceRestore } from './source-recovery.js';
+export { POSTCOPY_STATUSES, wentThroughPostcopy, type QueryMigrate } from './query-migrate.js';
 export { settleHandOver, settleRetryDelayMs, type HandOverOutcome } from './handover.js';
 export { DiskCopy, type DiskCopyPlan, type DiskTransport } from './disk-copy.js';
 export { closeTransport, type TransportFactory, type TransportSession } from './transport-session.js';

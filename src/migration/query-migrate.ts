@@ -16,6 +16,10 @@ export interface QueryMigrate {
     'page-size'?: number;
     mbps?: number;
     'dirty-sync-count'?: number;
+    /** Pages the destination asked for in post-copy. */
+    'postcopy-requests'?: number;
+    /** Bytes sent after the switch to post-copy (QEMU 7.0 and later). */
+    'postcopy-bytes'?: number;
   };
 }
 
@@ -24,6 +28,16 @@ export const SENDING_STATUSES = ['active', 'setup', 'cancelling', 'pre-switchove
 
 /** Once post-copy started, the guest runs on the destination: the source must not resume. */
 export const POSTCOPY_STATUSES = ['postcopy-active', 'postcopy-paused', 'postcopy-recover'];
+
+/**
+ * Whether the source QEMU's migration switched to post-copy at some point (it may
+ * have completed since): the guest then ran on the destination, which alone holds
+ * its newest state.
+ */
+export function wentThroughPostcopy(info: QueryMigrate): boolean {
+  if (POSTCOPY_STATUSES.includes(info.status ?? '')) return true;
+  return (info.ram?.['postcopy-bytes'] ?? 0) > 0 || (info.ram?.['postcopy-requests'] ?? 0) > 0;
+}
 
 /** One sample from QEMU's answer, `elapsedMs` after QEMU started sending, taken at `time` (epoch ms). */
 export function toSample(

@@ -1,5 +1,6 @@
 import type { DiskSample } from '../block/index.js';
 import { MigrationError, describeError } from '../errors.js';
+import type { Failpoint } from '../failpoints.js';
 import { completionTimeoutReached, type MigrationSettings } from '../policy/index.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import type { Clock } from './clock.js';
@@ -71,6 +72,8 @@ export interface SourceMigrationDeps {
   trial?: boolean;
   /** Block migration: the disks to copy and the way to the destination's NBD server. */
   disks?: DiskCopyPlan | undefined;
+  /** The tests' fault injection (src/failpoints.ts): waits at the named points of a migration. */
+  failpoint?: (name: Failpoint) => Promise<void>;
 }
 
 /** What one run has learnt so far, for the steps after it and the report. */
@@ -119,6 +122,8 @@ export class SourceMigration {
   /** The destination's host name once it answered (its address until then). */
   private destinationName: string;
   private readonly facts: RunFacts;
+  /** The failpoints passed (each once per migration). */
+  private readonly passed = new Set<Failpoint>();
 
   constructor(deps: SourceMigrationDeps) {
     this.deps = deps;
@@ -175,6 +180,7 @@ export class SourceMigration {
       throw new MigrationError(`VM ${deps.request.spec.name} is not running on the source`);
     if (deps.forecast !== undefined) await this.makeForecast(deps.forecast);
     this.setState('preparing', `asking ${deps.peer.name} to prepare an incoming VM`);
+    await this.failpoint('outgoing.prepare');
     const reply = await deps.peer.prepare({
       ...deps.request,
       migrationId: deps.id,
@@ -299,6 +305,8 @@ export class SourceMigration {
     for (;;) {
       await this.tick();
       const sample = await this.look();
+      if (sample.status === 'active')
+        await this.failpoint(sample.pass >= 2 ? 'outgoing.precopy-late' : 'outgoing.precopy-early');
       const next = nextAction(this.monitor, sample);
       this.monitor = next.state;
       const { action } = next;
@@ -354,6 +362,7 @@ export class SourceMigration {
           `could not resume the guest on ${deps.peer.name} at the switch (${describeError(err)}); it starts at the hand-over`,
         ),
     );
+    await this.failpoint('outgoing.postcopy');
     const transport = facts.transport;
     delete facts.transport;
     const end = await finishPostcopy({
@@ -419,6 +428,7 @@ export class SourceMigration {
    */
   private async handOver(): Promise<void> {
     const { peer, id, clock } = this.deps;
+    await this.failpoint('outgoing.handover');
     try {
       await peer.complete(id);
       return;
@@ -537,6 +547,12 @@ export class SourceMigration {
   private setState(state: MigrationState, message: string): void {
     this.state = state;
     if (!isTerminalMigrationState(state)) this.deps.recorder.state(state, message);
+  }
+
+  private async failpoint(name: Failpoint): Promise<void> {
+    if (this.passed.has(name)) return;
+    this.passed.add(name);
+    await this.deps.failpoint?.(name);
   }
 
   /** Seconds since the migration started moving data: the disk copies, else QEMU's sending. */

@@ -1,6 +1,11 @@
 import { QmpCommandError, describeError } from '../errors.js';
 import type { QmpClient } from '../qemu/index.js';
-import { POSTCOPY_STATUSES, SENDING_STATUSES } from './query-migrate.js';
+import {
+  POSTCOPY_STATUSES,
+  SENDING_STATUSES,
+  wentThroughPostcopy,
+  type QueryMigrate,
+} from './query-migrate.js';
 
 export interface SourceRestore {
   /** running: the guest runs here; split: post-copy had started; gone/unknown: QEMU is dead or did not answer. */
@@ -42,4 +47,24 @@ export async function restoreSourceGuest(qmp: QmpClient, postcopyStarted = false
     }
     return { outcome: 'unknown', message: `could not check the source guest: ${describeError(err)}` };
   }
+}
+
+/**
+ * What to do with a migration the source journal says was before its hand-over
+ * (preparing, migrating) when nothing drives it any more (the agent restarted, or
+ * its task ended unexpectedly), from what the source QEMU says now (undefined: QEMU
+ * is gone or does not answer). The journal may lag behind QEMU (a write waiting for
+ * the disk, or a crash right after QEMU switched): QEMU decides.
+ * - `finish-postcopy`: QEMU is in post-copy: the guest runs on the destination; finish it;
+ * - `settle`: QEMU completed after a post-copy switch: the destination runs the guest;
+ *   settle it with the destination like a hand-over in doubt;
+ * - `call-off`: the destination never started the guest: resume here, tell it to drop its copy.
+ */
+export function interruptedSourceAction(
+  info: QueryMigrate | undefined,
+): 'finish-postcopy' | 'settle' | 'call-off' {
+  if (info === undefined) return 'call-off';
+  if (POSTCOPY_STATUSES.includes(info.status ?? '')) return 'finish-postcopy';
+  if (wentThroughPostcopy(info)) return 'settle';
+  return 'call-off';
 }
