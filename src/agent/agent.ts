@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { UsageError, describeError } from '../errors.js';
 import { loadMigrationOptions, type ResolvedOptions } from '../config/index.js';
 import { activeFailpoints } from '../failpoints.js';
-import { isTerminalMigrationState } from '../migration/index.js';
 import { decideRelayWorkers } from '../policy/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
 import { AgentClient } from './agent-client.js';
@@ -20,7 +19,8 @@ import { IncomingMigrations } from './incoming.js';
 import type { LogFn } from '../log/index.js';
 import { AgentMetrics } from '../metrics/index.js';
 import { openJournal, type Journal, type MigrationRecord } from './journal.js';
-import { migrationOfError, watchJournalWrites } from './journal-write-errors.js';
+import { watchJournalWrites } from './journal-write-errors.js';
+import { unexpectedRejection } from './unexpected-rejection.js';
 import { JournalBacklog } from './journal-backlog.js';
 import { keepJournalTrimmed } from './journal-retention.js';
 import { AgentCalibrations } from './calibrations.js';
@@ -75,7 +75,18 @@ export class Agent {
   private readonly migrationOptions: ResolvedOptions;
   readonly metrics: AgentMetrics;
   private stopRetention: () => void = () => undefined;
-  private readonly onRejection = (reason: unknown): void => this.unexpectedRejection(reason);
+  /** The policy for rejections nothing handled (unexpectedRejection): log, count, keep serving, take the migration up. */
+  private readonly onRejection = (reason: unknown): void =>
+    unexpectedRejection(reason, {
+      log: this.log,
+      count: () => this.metrics.unexpectedRejection(),
+      migrationState: (id) => this.journal.getMigration(id)?.state,
+      takeUp: (id, why) => {
+        const m = this.journal.getMigration(id);
+        if (m !== undefined) void this.recoverMigration(m, why);
+      },
+      later: (fn) => void setTimeout(fn, 1000).unref(),
+    });
   addresses: string[] = [];
 
   /** Where local disk images are on this host. */
@@ -358,30 +369,6 @@ export class Agent {
         vm: m.vm,
       });
     }
-  }
-
-  /**
-   * The agent's policy for a promise rejection nothing handled (a bug: every known
-   * failure is handled where it happens): log it with its stack, count it, keep
-   * serving (other VMs and migrations are fine), and when it concerns a migration
-   * whose task has ended, take that migration up as after a restart. Ending the
-   * process instead would stop every migration on the host to recover one.
-   */
-  private unexpectedRejection(reason: unknown): void {
-    this.metrics.unexpectedRejection();
-    const id = migrationOfError(reason);
-    const stack = reason instanceof Error ? reason.stack : String(reason);
-    this.log(`unexpected rejection (a bug; the agent keeps serving): ${stack ?? describeError(reason)}`, {
-      level: 'error',
-      ...(id !== undefined ? { migration: id } : {}),
-    });
-    if (id === undefined) return;
-    // Later, off this tick: the task that failed may still be unwinding.
-    setTimeout(() => {
-      const m = this.journal.getMigration(id);
-      if (m === undefined || isTerminalMigrationState(m.state)) return;
-      void this.recoverMigration(m, `its task ended unexpectedly: ${describeError(reason)}`);
-    }, 1000).unref();
   }
 }
 

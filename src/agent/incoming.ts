@@ -345,7 +345,8 @@ export class IncomingMigrations {
     this.authorize(id, peerCommonName);
     const entry = this.get(id);
     const reply = await entry.driver.recover();
-    this.options.journal.setMigrationState(id, 'postcopy', {
+    // In post-copy: the guest needs its pages whether or not the disk takes this.
+    this.journalLater(id, 'postcopy', {
       message: `post-copy stream broken: listening again for ${entry.owner} (recovery ${entry.driver.recoveryCount})`,
     });
     return reply;

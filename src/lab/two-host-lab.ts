@@ -143,8 +143,11 @@ export class TwoHostLab {
     }
   }
 
-  /** Starts (or restarts) one agent and waits until it serves. */
-  async startAgent(key: HostKey): Promise<void> {
+  /**
+   * Starts (or restarts) one agent and waits until it serves; `env` adds to the
+   * lab's agentEnv for this start only (a test's failpoints for one scenario).
+   */
+  async startAgent(key: HostKey, env: NodeJS.ProcessEnv = {}): Promise<void> {
     const agent = this.agents[key];
     const url = new URL(agent.address);
     const argv = [
@@ -168,7 +171,7 @@ export class TwoHostLab {
     const log = createWriteStream(agent.logFile, { flags: 'a' });
     const child = spawn(full[0] ?? 'node', full.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...this.options.agentEnv?.[key] },
+      env: { ...process.env, ...this.options.agentEnv?.[key], ...env },
     });
     agent.process = child;
     child.stderr.pipe(log);
