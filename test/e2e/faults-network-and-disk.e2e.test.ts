@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { VmView } from '../../src/agent/index.js';
+import { TwoHostLab, killLeftoverQemu } from '../../src/lab/index.js';
+import { FaultLab, SmallDisk } from './fault-lab.js';
+import { migrationReport, waitForOkHeartbeats } from './helpers.js';
+
+describe('fault matrix: a cut link (real QEMU under TCG, real agents)', () => {
+  let f: FaultLab;
+
+  before(async () => {
+    const lab = await TwoHostLab.create({
+      accel: 'tcg',
+      prefix: 'vmz',
+      subnet: 66,
+      // Incoming copies nobody finishes are checked with their source every 2 s (default 60).
+      novaConf: '[vmferry]\norphan_check_seconds = 2\n',
+    });
+    await lab.start();
+    f = new FaultLab(lab);
+  });
+  after(async () => {
+    await f?.lab.close();
+    f?.held.remove();
+  });
+
+  it('a link cut for 30 s in pre-copy, then restored: the migration goes on and completes on B', async () => {
+    const network = f.lab.network;
+    assert.ok(network !== undefined, 'the fault matrix needs network namespaces (root)');
+    await f.restartWith('a', 'outgoing.precopy-early');
+    await f.startGuest('cut');
+    const id = await f.migrate('cut', { bandwidthMiBps: 16, stallSeconds: 0, completionTimeoutSeconds: 0 });
+    await f.held.reached('outgoing.precopy-early');
+    network.cutLink();
+    f.held.release('outgoing.precopy-early');
+    try {
+      // The length of the cut is the fault being set up, not something measured.
+      await sleep(30_000);
+    } finally {
+      network.restoreLink();
+    }
+    const report = await migrationReport(f.a, id, 240_000);
+    assert.equal(report.status, 'completed', report.error);
+    await f.assertOnlyOn('b', 'cut');
+    await f.assertJournals(id, 'b');
+    await f.stopVm('b', 'cut');
+  });
+
+  it('a link cut for good in pre-copy: the stall fails the migration, A resumes, B drops its copy once it can ask A', async () => {
+    const network = f.lab.network;
+    assert.ok(network !== undefined, 'the fault matrix needs network namespaces (root)');
+    await f.restartWith('a', 'outgoing.precopy-early');
+    const seq = await f.startGuest('severed');
+    const id = await f.migrate('severed', { bandwidthMiBps: 16, stallSeconds: 10, timeoutAction: 'abort' });
+    await f.held.reached('outgoing.precopy-early');
+    network.cutLink();
+    f.held.release('outgoing.precopy-early');
+    try {
+      const report = await migrationReport(f.a, id, 240_000);
+      assert.equal(report.status, 'failed');
+      assert.match(report.error ?? '', /^migration aborted: no progress for 10 s$/);
+      const view = await f.a.get<VmView>('/v1/vms/severed');
+      assert.equal(view.state, 'running');
+      await waitForOkHeartbeats(f.a, 'severed', 3, seq);
+      // B cannot know yet: its copy stays paused, never started.
+      const there = await f.clients.b.get<VmView>('/v1/vms/severed');
+      assert.equal(there.state, 'incoming');
+    } finally {
+      network.restoreLink();
+    }
+    await f.assertOnlyOn('a', 'severed', seq);
+    const { b } = await f.assertJournals(id, 'a');
+    assert.match(
+      b?.error ?? '',
+      /^source gave up: host-a ended this migration \(failed\) without telling this host; nobody will finish this copy$/,
+    );
+    await f.stopVm('a', 'severed');
+  });
+});
+
+describe("fault matrix: the destination's state disk full (real QEMU under TCG, real agents)", () => {
+  let f: FaultLab;
+  let disk: SmallDisk;
+
+  before(async () => {
+    const lab = await TwoHostLab.create({ accel: 'tcg', prefix: 'vmy', subnet: 65 });
+    disk = new SmallDisk(lab.agents.b.stateDir);
+    await lab.start();
+    f = new FaultLab(lab);
+  });
+  after(async () => {
+    await f?.lab.stopAgent('a');
+    await f?.lab.stopAgent('b');
+    if (f !== undefined) killLeftoverQemu(f.lab.agents.b.stateDir);
+    disk?.unmount();
+    await f?.lab.close();
+    f?.held.remove();
+  });
+
+  it('full before the hand-over: B refuses to start a guest it cannot journal, A resumes, the error names the disk', async () => {
+    await f.restartWith('b', 'incoming.complete');
+    const seq = await f.startGuest('nospace');
+    const id = await f.migrate('nospace');
+    await f.held.reached('incoming.complete');
+    disk.fill();
+    f.held.release('incoming.complete');
+    const report = await migrationReport(f.a, id);
+    assert.equal(report.status, 'failed');
+    assert.match(
+      report.error ?? '',
+      /^the hand-over failed \(.*cannot be written \(setMigrationState\): database or disk is full \(SQLITE_FULL\).*\) and host-b dropped its copy$/,
+    );
+    disk.free();
+    await f.assertOnlyOn('a', 'nospace', seq);
+    const { b } = await f.assertJournals(id, 'a');
+    assert.match(b?.error ?? '', /^source gave up: /);
+    await f.stopVm('a', 'nospace');
+  });
+
+  it('full after cont: the guest runs on B, the migration completes, B journals it once the disk has room', async () => {
+    await f.restartWith('b', 'incoming.started');
+    await f.startGuest('latejournal');
+    const id = await f.migrate('latejournal');
+    await f.held.reached('incoming.started');
+    disk.fill();
+    f.held.release('incoming.started');
+    const report = await migrationReport(f.a, id);
+    assert.equal(report.status, 'completed', report.error);
+    assert.equal((await f.record('b', id))?.state, 'completing', 'B could not journal the end yet');
+    disk.free();
+    await f.assertOnlyOn('b', 'latejournal');
+    await f.assertJournals(id, 'b');
+    await f.stopVm('b', 'latejournal');
+  });
+});
