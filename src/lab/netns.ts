@@ -27,9 +27,8 @@ export interface TwoHostNetwork {
   linkGbps: number | undefined;
   /**
    * Cuts the link between the hosts: every packet either host sends on it is
-   * dropped (a tc pfifo queue of length 0 on both ends), as a partition of a real
-   * network does; connections stay open and see nothing. The hosts' guest bridges
-   * and their local sockets are not touched.
+   * lost, as in a partition of a real network; connections stay open and see
+   * nothing. The hosts' guest bridges and their local sockets are not touched.
    */
   cutLink(): void;
   /** Ends a cut: packets flow again (retransmissions get through). */
@@ -132,28 +131,21 @@ function shapeLink(hosts: readonly LabHost[], gbps: number): void {
   }
 }
 
-/** Cuts and restores the link of `hosts` (see TwoHostNetwork.cutLink). */
-function linkSwitch(
-  hosts: readonly LabHost[],
-  linkGbps: number | undefined,
-): Pick<TwoHostNetwork, 'cutLink' | 'restoreLink'> {
-  const qdisc = (h: LabHost, args: string[]): void =>
-    void execFileSync('ip', ['netns', 'exec', h.netns, 'tc', 'qdisc', ...args], {
+/**
+ * Cuts and restores the link between the hosts by taking `far`'s end of the veth
+ * pair down and up, as a cable pulled out there: the other end loses its carrier
+ * and drops what it sends without an error, `far` has no route any more, and
+ * open connections see nothing until it comes back (retransmissions then get
+ * through). A tc queue that drops would not do: the sender's socket gets
+ * ENOBUFS and QEMU's TLS stream fails at once (and this kernel has no netem,
+ * classifiers or tc actions). Queue disciplines on the device are kept.
+ */
+function linkSwitch(far: LabHost): Pick<TwoHostNetwork, 'cutLink' | 'restoreLink'> {
+  const link = (state: 'up' | 'down'): void =>
+    void execFileSync('ip', ['-n', far.netns, 'link', 'set', far.device, state], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-  return {
-    cutLink: () => {
-      for (const h of hosts) {
-        if (linkGbps !== undefined) qdisc(h, ['del', 'dev', h.device, 'root']);
-        // A queue of length 0 drops every packet (this kernel has no netem).
-        qdisc(h, ['add', 'dev', h.device, 'root', 'pfifo', 'limit', '0']);
-      }
-    },
-    restoreLink: () => {
-      for (const h of hosts) qdisc(h, ['del', 'dev', h.device, 'root']);
-      if (linkGbps !== undefined) shapeLink(hosts, linkGbps);
-    },
-  };
+  return { cutLink: () => link('down'), restoreLink: () => link('up') };
 }
 
 /**
@@ -227,7 +219,7 @@ export function createTwoHostNetwork(options: {
     destroy();
     throw err;
   }
-  return { a, b, linkGbps: options.linkGbps, ...linkSwitch([a, b], options.linkGbps), destroy };
+  return { a, b, linkGbps: options.linkGbps, ...linkSwitch(b), destroy };
 }
 
 /** argv prefix that runs a command inside a namespace. */

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentClient, MigrationView, VmView } from '../../src/agent/index.js';
@@ -22,12 +32,8 @@ export class HeldPoints {
     };
   }
 
-  async reached(point: Failpoint): Promise<void> {
-    await waitFor(
-      `failpoint ${point} to be reached`,
-      () => (existsSync(join(this.dir, `${point}.reached`)) ? true : undefined),
-      120_000,
-    );
+  isReached(point: Failpoint): boolean {
+    return existsSync(join(this.dir, `${point}.reached`));
   }
 
   release(point: Failpoint): void {
@@ -60,18 +66,60 @@ export class FaultLab {
     return this.clients.a;
   }
 
-  /** Restarts an agent gracefully (nothing in flight) with these failpoints held. */
+  /** The failpoints each agent holds now. */
+  private readonly holding: Record<HostKey, Failpoint[]> = { a: [], b: [] };
+
+  /**
+   * Restarts an agent gracefully (nothing in flight) with these failpoints held,
+   * and the other agent without any if it held some.
+   */
   async restartWith(key: HostKey, ...points: Failpoint[]): Promise<void> {
+    const other: HostKey = key === 'a' ? 'b' : 'a';
+    if (this.holding[other].length > 0) {
+      await this.lab.stopAgent(other);
+      await this.lab.startAgent(other);
+      this.holding[other] = [];
+    }
     await this.lab.stopAgent(key);
     await this.lab.startAgent(key, points.length > 0 ? this.held.env(...points) : {});
+    this.holding[key] = points;
   }
 
   /** kill -9 of an agent stopped at a held failpoint, then a plain restart. */
-  async crashAt(key: HostKey, point: Failpoint, beforeRestart?: () => Promise<void>): Promise<void> {
+  async crashAt(key: HostKey, point: Failpoint): Promise<void> {
     await this.lab.stopAgent(key, 'SIGKILL');
     this.held.forget(point);
-    await beforeRestart?.();
     await this.lab.startAgent(key);
+    this.holding[key] = [];
+  }
+
+  /**
+   * Waits until an agent holds `point` in migration `id`; fails at once, saying
+   * how, if the migration ends first, and with the agents' last log lines if it
+   * never gets there.
+   */
+  async reached(point: Failpoint, id: string): Promise<void> {
+    const deadline = Date.now() + 120_000;
+    while (!this.held.isReached(point)) {
+      const r = await this.record('a', id);
+      if (r !== undefined && ['completed', 'failed', 'cancelled'].includes(r.state))
+        throw new Error(`migration ${id} ended (${r.state}: ${r.error ?? ''}) before failpoint ${point}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `failpoint ${point} not reached in 120 s (migration ${r?.state ?? 'unknown'}); agent logs:\n${this.logTails()}`,
+        );
+      await sleep(200);
+    }
+  }
+
+  private logTails(): string {
+    return (['a', 'b'] as const)
+      .map((k) => {
+        const file = this.lab.agents[k].logFile;
+        const lines = existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').slice(-12) : [];
+        return `--- ${k}\n${lines.join('\n')}`;
+      })
+      .join('\n');
   }
 
   async startGuest(name: string): Promise<number> {

@@ -31,7 +31,7 @@ describe('fault matrix: a cut link (real QEMU under TCG, real agents)', () => {
     await f.restartWith('a', 'outgoing.precopy-early');
     await f.startGuest('cut');
     const id = await f.migrate('cut', { bandwidthMiBps: 16, stallSeconds: 0, completionTimeoutSeconds: 0 });
-    await f.held.reached('outgoing.precopy-early');
+    await f.reached('outgoing.precopy-early', id);
     network.cutLink();
     f.held.release('outgoing.precopy-early');
     try {
@@ -53,7 +53,7 @@ describe('fault matrix: a cut link (real QEMU under TCG, real agents)', () => {
     await f.restartWith('a', 'outgoing.precopy-early');
     const seq = await f.startGuest('severed');
     const id = await f.migrate('severed', { bandwidthMiBps: 16, stallSeconds: 10, timeoutAction: 'abort' });
-    await f.held.reached('outgoing.precopy-early');
+    await f.reached('outgoing.precopy-early', id);
     network.cutLink();
     f.held.release('outgoing.precopy-early');
     try {
@@ -102,14 +102,14 @@ describe("fault matrix: the destination's state disk full (real QEMU under TCG, 
     await f.restartWith('b', 'incoming.complete');
     const seq = await f.startGuest('nospace');
     const id = await f.migrate('nospace');
-    await f.held.reached('incoming.complete');
+    await f.reached('incoming.complete', id);
     disk.fill();
     f.held.release('incoming.complete');
     const report = await migrationReport(f.a, id);
     assert.equal(report.status, 'failed');
     assert.match(
       report.error ?? '',
-      /^the hand-over failed \(.*cannot be written \(setMigrationState\): database or disk is full \(SQLITE_FULL\).*\) and host-b dropped its copy$/,
+      /^the hand-over failed \(.*cannot be written \(setMigrationState\): database or disk is full \(SQLITE_FULL\).*\) and \S+ dropped its copy$/,
     );
     disk.free();
     await f.assertOnlyOn('a', 'nospace', seq);
@@ -122,7 +122,7 @@ describe("fault matrix: the destination's state disk full (real QEMU under TCG, 
     await f.restartWith('b', 'incoming.started');
     await f.startGuest('latejournal');
     const id = await f.migrate('latejournal');
-    await f.held.reached('incoming.started');
+    await f.reached('incoming.started', id);
     disk.fill();
     f.held.release('incoming.started');
     const report = await migrationReport(f.a, id);
