@@ -248,7 +248,7 @@ describe('each transport moves the guest intact (TCG); tunnels refuse strangers 
       const restartNote =
         side === 'source'
           ? /the agent restarted during post-copy; finishing it/
-          : /the agent restarted during post-copy; the guest runs here/;
+          : /the agent restarted while the migration was in flight; post-copy: the guest runs here, waiting for the source to finish/;
       assert.match(await events(restarted), restartNote);
       assert.equal((await client[to].get<{ state: string }>(`/v1/migrations/${id}`)).state, 'completed');
       assert.equal((await client[to].get<VmView>('/v1/vms/traveller')).state, 'running');
