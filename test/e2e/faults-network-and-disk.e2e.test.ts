@@ -100,6 +100,27 @@ describe("fault matrix: the destination's state disk full (real QEMU under TCG, 
     f?.held.remove();
   });
 
+  it('full at the setup: B cannot journal the migration and refuses it naming its journal, A keeps the VM running', async () => {
+    await f.restartWith('b');
+    const seq = await f.startGuest('nosetup');
+    disk.fill();
+    let report;
+    try {
+      report = await migrationReport(f.a, await f.migrate('nosetup'));
+    } finally {
+      disk.free();
+    }
+    assert.equal(report.status, 'failed');
+    assert.equal(
+      report.error,
+      `the journal ${f.lab.agents.b.stateDir}/journal.sqlite cannot be written (createMigration): database or disk is full (SQLITE_FULL)`,
+    );
+    await f.assertOnlyOn('a', 'nosetup', seq);
+    const { b } = await f.assertJournals(report.id, 'a');
+    assert.equal(b, undefined, 'B has no record of a migration it could not journal');
+    await f.stopVm('a', 'nosetup');
+  });
+
   it('full before the hand-over: B refuses to start a guest it cannot journal, A resumes, the error names the disk', async () => {
     await f.restartWith('b', 'incoming.complete');
     const seq = await f.startGuest('nospace');
