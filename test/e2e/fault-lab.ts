@@ -127,11 +127,16 @@ export class FaultLab {
     return waitForOkHeartbeats(this.a, name, 2);
   }
 
-  async migrate(name: string, options: MigrationOverrides = { bandwidthMiBps: 16 }): Promise<string> {
+  /**
+   * Starts a migration to B over QEMU's own TLS, capped at 16 MiB/s so each phase
+   * lasts. Pinned: through the tunnel the stream dies with the source agent, so
+   * what B records after a kill would depend on the transport the plan picked.
+   */
+  async migrate(name: string, options: MigrationOverrides = {}): Promise<string> {
     const { id } = await this.a.post<{ id: string }>('/v1/migrations', {
       vm: name,
       to: this.lab.agents.b.address,
-      options,
+      options: { transport: 'native', tls: true, bandwidthMiBps: 16, ...options },
     });
     return id;
   }

@@ -29,7 +29,11 @@ describe('fault matrix: kills at each step, races, a refused spec, busy clients 
 
   it('two migrations of one VM started at once: exactly one runs, the other is refused naming the VM', async () => {
     await f.startGuest('twice');
-    const request = { vm: 'twice', to: f.lab.agents.b.address, options: { bandwidthMiBps: 16 } };
+    const request = {
+      vm: 'twice',
+      to: f.lab.agents.b.address,
+      options: { transport: 'native', tls: true, bandwidthMiBps: 16 },
+    };
     const results = await Promise.allSettled([
       f.a.post<{ id: string }>('/v1/migrations', request),
       f.a.post<{ id: string }>('/v1/migrations', request),

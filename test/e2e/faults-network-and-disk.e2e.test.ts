@@ -30,7 +30,7 @@ describe('fault matrix: a cut link (real QEMU under TCG, real agents)', () => {
     assert.ok(network !== undefined, 'the fault matrix needs network namespaces (root)');
     await f.restartWith('a', 'outgoing.precopy-early');
     await f.startGuest('cut');
-    const id = await f.migrate('cut', { bandwidthMiBps: 16, stallSeconds: 0, completionTimeoutSeconds: 0 });
+    const id = await f.migrate('cut', { stallSeconds: 0, completionTimeoutSeconds: 0 });
     await f.reached('outgoing.precopy-early', id);
     network.cutLink();
     f.held.release('outgoing.precopy-early');
@@ -52,7 +52,7 @@ describe('fault matrix: a cut link (real QEMU under TCG, real agents)', () => {
     assert.ok(network !== undefined, 'the fault matrix needs network namespaces (root)');
     await f.restartWith('a', 'outgoing.precopy-early');
     const seq = await f.startGuest('severed');
-    const id = await f.migrate('severed', { bandwidthMiBps: 16, stallSeconds: 10, timeoutAction: 'abort' });
+    const id = await f.migrate('severed', { stallSeconds: 10, timeoutAction: 'abort' });
     await f.reached('outgoing.precopy-early', id);
     network.cutLink();
     f.held.release('outgoing.precopy-early');
