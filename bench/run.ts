@@ -347,10 +347,15 @@ async function main(): Promise<void> {
   const tables = [
     `\`${json.command}\` (${json.date.slice(0, 10)}, ${values.pin === true ? 'one core per host' : 'hosts share all cores'}, ` +
       `${memoryMiB} MiB guest, ${runs} run(s); the second table: relay against the cipher, and the projections)`,
-    '',
-    ...resultTable(results, linkGbps, accelerator.accelerator),
-    '',
-    ...pinnedTable(results, pinned, { suite: cipherSuite, cpuPerGiB: cipher }),
+    // --transports '' measures the disks only: no memory tables.
+    ...(results.length > 0
+      ? [
+          '',
+          ...resultTable(results, linkGbps, accelerator.accelerator),
+          '',
+          ...pinnedTable(results, pinned, { suite: cipherSuite, cpuPerGiB: cipher }),
+        ]
+      : []),
     ...(blockResults.length > 0 ? ['', ...blockTable(blockResults, block.diskMiB)] : []),
   ];
   mkdirSync(values.out ?? '.', { recursive: true });
