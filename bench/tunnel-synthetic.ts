@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki, type TlsIdentity } from '../src/pki/index.js';
 import { TlsFrontend, type WorkerStats } from '../src/transport/index.js';
 import { parseArgs } from 'node:util';
+import { ROUTE_ROLES } from '../src/agent/index.js';
 import { SUITE_CIPHERS, cipherCpuPerGiB } from './cipher-floor.js';
 import {
   suiteOf,
@@ -131,6 +132,7 @@ async function runOnce(
   const common = {
     internalApiPath: join(dir, 'no-api.sock'),
     workers,
+    tunnelRoles: ROUTE_ROLES.tunnel,
     ...(variant.tuning !== undefined ? { tuning: variant.tuning } : {}),
     ...(env !== undefined ? { env } : {}),
     ...(variant.execArgv !== undefined ? { execArgv: variant.execArgv } : {}),

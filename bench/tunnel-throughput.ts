@@ -30,6 +30,7 @@ import { QemuVm, memoryOnlyArgv } from '../src/qemu/index.js';
 import { CLK_TCK, cpuTicks } from './proc-cpu.js';
 import { median } from './report.js';
 import { NaiveTunnel, TlsFrontend, type RelayTuning, type SourceTunnel } from '../src/transport/index.js';
+import { ROUTE_ROLES } from '../src/agent/index.js';
 
 const QEMU = 'qemu-system-x86_64';
 const AGENT_PORT = 7443;
@@ -84,6 +85,7 @@ function agent(): void {
             tls: identity,
             internalApiPath: join(m.dir, 'no-api.sock'),
             workers: m.workers,
+            tunnelRoles: ROUTE_ROLES.tunnel,
             tuning,
           });
           return frontend.address;
@@ -117,6 +119,7 @@ function agent(): void {
           const n = await NaiveTunnel.listenDestination({
             listen: m.listen,
             tls: identity,
+            tunnelRoles: ROUTE_ROLES.tunnel,
             registration: {
               migrationId: m.migrationId,
               token: TOKEN,

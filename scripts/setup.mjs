@@ -98,6 +98,45 @@ if (missing.length > 0) {
   if (still.length > 0) fail(`still missing after apt-get: ${still.join(', ')}`, `as root, run: ${cmd}`);
 }
 
+// The user agents running as root start QEMU as (`[vmferry] qemu_user`): QEMU never runs as root.
+// In the kvm group, for /dev/kvm. Only root can create it; others run QEMU as themselves.
+if (typeof process.getuid === 'function' && process.getuid() === 0) {
+  const user = 'vmferry-qemu';
+  if (!has('id', [user])) {
+    say(`creating the system user ${user} that agents run QEMU as`);
+    const r = run('useradd', [
+      '--system',
+      '--user-group',
+      '--no-create-home',
+      '--home-dir',
+      '/nonexistent',
+      '--shell',
+      '/usr/sbin/nologin',
+      user,
+    ]);
+    if (!r.ok)
+      fail(`useradd ${user} failed (${r.why})`, `as root, run: useradd --system --user-group ${user}`);
+  }
+  const groups = spawnSync('id', ['-nG', user], { encoding: 'utf8' }).stdout ?? '';
+  if (has('getent', ['group', 'kvm']) && !groups.split(/\s+/).includes('kvm')) {
+    const r = run('usermod', ['-aG', 'kvm', user]);
+    if (!r.ok) fail(`usermod -aG kvm ${user} failed (${r.why})`, `as root, run: usermod -aG kvm ${user}`);
+  }
+}
+
+// Post-copy with QEMU unprivileged: QEMU 7.2 handles the guest's page faults with userfaultfd(2),
+// which the kernel allows a non-root process only with this setting (Fedora's QEMU package sets it
+// too). It lets every user of this host use userfaultfd: see docs/security.md.
+if (typeof process.getuid === 'function' && process.getuid() === 0) {
+  const uffd = '/proc/sys/vm/unprivileged_userfaultfd';
+  if (existsSync(uffd) && readFileSync(uffd, 'utf8').trim() !== '1') {
+    say('allowing userfaultfd to unprivileged processes (vm.unprivileged_userfaultfd = 1), for post-copy');
+    writeFileSync('/etc/sysctl.d/60-vmferry-postcopy.conf', 'vm.unprivileged_userfaultfd = 1\n');
+    const r = run('sysctl', ['-q', '-w', 'vm.unprivileged_userfaultfd=1']);
+    if (!r.ok) say(`sysctl failed (${r.why}): agents will report post-copy as unavailable`);
+  }
+}
+
 // TypeScript build (incremental: a no-op when nothing changed).
 {
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');

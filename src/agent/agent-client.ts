@@ -1,7 +1,8 @@
 import { Agent as HttpsAgent, request } from 'node:https';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { PeerError, UsageError, errorFromBody, describeError } from '../errors.js';
-import { mtlsClientOptions, type TlsIdentity } from '../pki/index.js';
+import type { PeerCertificate } from 'node:tls';
+import { commonNameOf, mtlsClientOptions, roleOf, type TlsIdentity } from '../pki/index.js';
 
 /** Where an agent listens: `https://HOST:PORT` or `unix:/path/to/agent.sock`. */
 export interface AgentEndpoint {
@@ -40,19 +41,43 @@ class StaleConnectionError extends Error {}
 export class AgentClient {
   readonly endpoint: AgentEndpoint;
   private readonly agent: HttpsAgent;
+  private serverName: string | undefined;
 
-  /** `peerName`: the name the agent's certificate must carry (default: the address dialled). */
+  /**
+   * `peerName`: the name the agent's certificate must carry (default: the address
+   * dialled). Whatever the address, the certificate must be a host's (`OU=host`):
+   * an operator's certificate cannot pose as an agent.
+   */
   constructor(endpoint: AgentEndpoint | string, tls: TlsIdentity, options: { peerName?: string } = {}) {
     this.endpoint = typeof endpoint === 'string' ? parseAgentEndpoint(endpoint) : endpoint;
     const tlsOptions = mtlsClientOptions(tls, options);
+    // Over a local unix socket there is no address to check; the chain to our CA and the role still are.
+    const checkNames =
+      this.endpoint.socketPath !== undefined && options.peerName === undefined
+        ? () => undefined
+        : tlsOptions.checkServerIdentity;
     this.agent = new HttpsAgent({
       keepAlive: true,
       ...tlsOptions,
-      // Over a local unix socket there is no address to check; the chain to our CA still is.
-      ...(this.endpoint.socketPath !== undefined && options.peerName === undefined
-        ? { checkServerIdentity: () => undefined }
-        : {}),
+      checkServerIdentity: (host: string, cert: PeerCertificate) => {
+        const wrongName = checkNames(host, cert);
+        if (wrongName !== undefined) return wrongName;
+        const role = roleOf(cert.subject);
+        const name = commonNameOf(cert.subject);
+        if (role !== 'host') {
+          return new Error(
+            `${this.endpoint.url} presents the certificate of ${JSON.stringify(name)} with ${role === undefined ? 'no role' : `role ${role}`}, not an agent's (role host)`,
+          );
+        }
+        this.serverName = name;
+        return undefined;
+      },
     });
+  }
+
+  /** The name in the agent's certificate, as verified on the last connection (undefined before one). */
+  get verifiedName(): string | undefined {
+    return this.serverName;
   }
 
   get<T>(path: string, options: { timeoutMs?: number } = {}): Promise<T> {

@@ -1,12 +1,14 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
-import { UsageError, describeError } from '../errors.js';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { guestKernelPath } from '../guest/index.js';
+import { CertificateError, UsageError, describeError } from '../errors.js';
 import { loadMigrationOptions, type ResolvedOptions } from '../config/index.js';
 import { activeFailpoints } from '../failpoints.js';
 import { decideRelayWorkers } from '../policy/index.js';
 import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
-import { AgentClient } from './agent-client.js';
+import { AgentClient, parseAgentEndpoint } from './agent-client.js';
 import { AgentApi, type HostSummary } from './api-client.js';
 import {
   checkTlsIdentity,
@@ -27,9 +29,27 @@ import { AgentCalibrations } from './calibrations.js';
 import { OutgoingMigrations } from './outgoing.js';
 import { registerMetricsRoute, registerRoutes } from './routes.js';
 import { linuxHostNetwork } from './tap-devices.js';
+import { ROUTE_ROLES } from './route-access.js';
 import { AgentTunnels } from './tunnels.js';
 import { TlsFrontend, type TransportEvent } from '../transport/index.js';
 import { VmRegistry } from './vm-registry.js';
+import { giveTo, layOutStateDirFor, lookUpQemuUser, postcopyAllowed, type QemuUser } from './qemu-user.js';
+import { vmFileDirsFrom, type VmCapacity, type VmFileDirs } from './vm-confinement.js';
+
+/** A kernel setting from /proc/sys, or undefined where it does not exist. */
+function readSysctl(name: string): string | undefined {
+  try {
+    return readFileSync(join('/proc/sys', name), 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where vmferry's own guest images are built (the calibration guest's kernel). */
+const OWN_GUEST_IMAGES = dirname(guestKernelPath());
+
+/** Peer agents whose clients are kept (least recently used dropped first). */
+const MAX_PEERS = 32;
 
 export interface AgentOptions {
   /** This host's name: the CN of its certificate. */
@@ -50,7 +70,50 @@ export interface AgentOptions {
   migrationOptions?: ResolvedOptions;
   /** Processes for TLS and tunnel relaying (default: the policy's decideRelayWorkers). */
   workers?: number;
+  /** Where VM files may lie; default [vmferry] image_dirs and disk_dirs. */
+  vmFileDirs?: VmFileDirs;
+  /** Test mode (shared-memory VMs allowed); default [vmferry] test_mode. */
+  testMode?: boolean;
   log?: LogFn;
+}
+
+/** How this host confines the VMs it runs, decided once at start-up. */
+interface VmConfinement {
+  vmFileDirs: VmFileDirs;
+  testMode: boolean;
+  capacity: VmCapacity;
+  qemuUser: QemuUser | undefined;
+}
+
+/**
+ * The confinement of this host's VMs from the agent's options: the directories
+ * (symlinks resolved), test mode, capacity, and — when the agent runs as root —
+ * QEMU's user, with the state directory laid out for it.
+ */
+function confinementFor(options: AgentOptions, o: ResolvedOptions): VmConfinement {
+  const dirs = options.vmFileDirs ?? vmFileDirsFrom(o);
+  const real = (dir: string): string => (existsSync(dir) ? realpathSync(dir) : dir);
+  const configured = o['vmferry.max_vm_memory_mib'].value;
+  const isRoot = process.getuid?.() === 0;
+  const qemuUser = isRoot ? lookUpQemuUser(o['vmferry.qemu_user'].value ?? 'vmferry-qemu') : undefined;
+  if (qemuUser !== undefined) {
+    const instances = options.instancesPath ?? join(options.stateDir, 'instances');
+    layOutStateDirFor(qemuUser, options.stateDir, options.qemuTlsDir, instances);
+  }
+  return {
+    // vmferry's own guest images (the calibration guest) are always readable images.
+    vmFileDirs: {
+      imageDirs: [...new Set([...dirs.imageDirs, OWN_GUEST_IMAGES].map(real))],
+      diskDirs: dirs.diskDirs.map(real),
+    },
+    testMode: options.testMode ?? o['vmferry.test_mode'].value,
+    capacity: {
+      host: options.name,
+      memoryMiB: configured > 0 ? configured : Math.floor((totalmem() * 0.9) / 1024 / 1024),
+      cpus: availableParallelism(),
+    },
+    qemuUser,
+  };
 }
 
 /**
@@ -74,6 +137,8 @@ export class Agent {
   private frontendInstance: TlsFrontend | undefined;
   private readonly migrationOptions: ResolvedOptions;
   readonly metrics: AgentMetrics;
+  /** What the front door's workers show the internal API: new at every start, never on disk. */
+  private readonly internalApiSecret = randomBytes(32).toString('base64url');
   private stopRetention: () => void = () => undefined;
   /** The policy for rejections nothing handled (unexpectedRejection): log, count, keep serving, take the migration up. */
   private readonly onRejection = (reason: unknown): void =>
@@ -94,14 +159,20 @@ export class Agent {
     return this.options.instancesPath ?? join(this.options.stateDir, 'instances');
   }
 
-  private constructor(options: AgentOptions, host: HostInfo) {
+  private constructor(
+    options: AgentOptions,
+    host: HostInfo,
+    migrationOptions: ResolvedOptions,
+    readonly confinement: VmConfinement,
+  ) {
     this.options = options;
     this.host = host;
-    this.migrationOptions = options.migrationOptions ?? loadMigrationOptions(undefined);
+    this.migrationOptions = migrationOptions;
     this.tunnels = new AgentTunnels(() => this.frontend(), {
       stateDir: options.stateDir,
       tls: options.tls,
       listenHost: options.listenHost,
+      ...(confinement.qemuUser !== undefined ? { qemuUser: confinement.qemuUser } : {}),
     });
     this.log = options.log ?? ((line) => process.stderr.write(`vmferry-agent[${options.name}]: ${line}\n`));
     mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
@@ -130,20 +201,9 @@ export class Agent {
       journal: this.journal,
       backlog: this.backlog,
       log: this.log,
+      ...confinement,
     });
-    this.incoming = new IncomingMigrations({
-      hostName: options.name,
-      migrationAddress: options.migrationAddress ?? options.listenHost,
-      registry: this.registry,
-      journal: this.journal,
-      backlog: this.backlog,
-      tunnels: this.tunnels,
-      qemuTlsDir: options.qemuTlsDir,
-      log: this.log,
-      sourceApi: (address, peerName) =>
-        new AgentApi(new AgentClient(address, this.options.tls, { peerName })),
-      orphanCheckMs: this.migrationOptions['vmferry.orphan_check_seconds'].value * 1000,
-    });
+    this.incoming = this.incomingMigrations();
     this.outgoing = new OutgoingMigrations({
       hostName: options.name,
       registry: this.registry,
@@ -179,7 +239,7 @@ export class Agent {
 
   /** The agent's API: its routes over this agent's parts, and the metrics. */
   private newApi(): ApiServer {
-    const api = new ApiServer();
+    const api = new ApiServer(this.internalApiSecret);
     registerRoutes(api, {
       hostName: this.options.name,
       hostInfo: () => this.summary(),
@@ -194,16 +254,46 @@ export class Agent {
     return api;
   }
 
+  /** The destination half: its own say on streams (clear text, address, how many at once) from its options. */
+  private incomingMigrations(): IncomingMigrations {
+    const { options } = this;
+    return new IncomingMigrations({
+      hostName: options.name,
+      migrationAddress: options.migrationAddress ?? options.listenHost,
+      migrationAddressConfigured: options.migrationAddress !== undefined,
+      permitCleartext: this.migrationOptions['vmferry.permit_cleartext'].value,
+      maxIncoming: this.migrationOptions['vmferry.max_incoming_migrations'].value,
+      registry: this.registry,
+      journal: this.journal,
+      backlog: this.backlog,
+      tunnels: this.tunnels,
+      qemuTlsDir: options.qemuTlsDir,
+      log: this.log,
+      sourceApi: (address, peerName) =>
+        new AgentApi(new AgentClient(address, this.options.tls, { peerName })),
+      orphanCheckMs: this.migrationOptions['vmferry.orphan_check_seconds'].value * 1000,
+    });
+  }
+
   /** Probes the host, reattaches to surviving VMs, settles interrupted migrations, and starts serving. */
   static async start(options: AgentOptions): Promise<Agent> {
     checkOwnCertificate(options.tls, options.name);
-    const host = await probeHost({
+    const migrationOptions = options.migrationOptions ?? loadMigrationOptions(undefined);
+    mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+    const confinement = confinementFor(options, migrationOptions);
+    const probed = await probeHost({
       qemuBinary: options.qemuBinary,
       tlsCredsDir: options.qemuTlsDir,
       accel: options.accel,
     });
-    const agent = new Agent(options, host);
+    const noPostcopy = postcopyAllowed(
+      confinement.qemuUser ?? { name: 'the agent user', uid: process.getuid?.() ?? 0 },
+      readSysctl('vm/unprivileged_userfaultfd'),
+    );
+    const host = noPostcopy === undefined ? probed : { ...probed, postcopy: false };
+    const agent = new Agent(options, host, migrationOptions, confinement);
     process.on('unhandledRejection', agent.onRejection);
+    if (noPostcopy !== undefined) agent.log(`warning: ${noPostcopy}`);
     try {
       await agent.recover();
       agent.stopRetention = keepJournalTrimmed(agent.journal, {
@@ -217,6 +307,9 @@ export class Agent {
         listen: { host: options.listenHost, port: options.listenPort },
         localPath: join(options.stateDir, 'agent.sock'),
         internalApiPath,
+        internalApiSecret: agent.internalApiSecret,
+        tunnelRoles: ROUTE_ROLES.tunnel,
+        maxConnections: agent.migrationOptions['vmferry.max_connections'].value,
         workers: decideRelayWorkers({ cpus: availableParallelism(), configured: options.workers }).value,
         onEvent: (e) => agent.onTransportEvent(e),
       });
@@ -233,6 +326,7 @@ export class Agent {
       );
       agent.log(`listening on ${agent.addresses.join(' and ')} (accelerator ${host.accelerator})`);
       agent.incoming.watchOrphans();
+      agent.announceConfinement();
       for (const [point, action] of activeFailpoints())
         agent.log(
           `warning: test failpoint ${point} is set (${action === 'hold' ? 'held' : `${action} ms delay`}): not for production`,
@@ -245,6 +339,19 @@ export class Agent {
       throw err;
     }
     return agent;
+  }
+
+  /** Says at start-up how VMs are confined here, and warns of test mode. */
+  private announceConfinement(): void {
+    const { vmFileDirs, qemuUser, capacity, testMode } = this.confinement;
+    this.log(
+      `VM files from ${vmFileDirs.imageDirs.join(', ') || 'nowhere'} (images) and ${vmFileDirs.diskDirs.join(', ') || 'nowhere'} (disks); ` +
+        `QEMU runs sandboxed as ${qemuUser?.name ?? 'the agent user'}; VMs get up to ${capacity.memoryMiB} MiB in all and ${capacity.cpus} vCPUs each`,
+    );
+    if (testMode)
+      this.log(
+        'warning: test mode: VM specs may map guest RAM from a shared file (memoryBackend file): not for production',
+      );
   }
 
   get hostInfo(): HostInfo {
@@ -304,7 +411,10 @@ export class Agent {
     for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
     await this.frontend().reloadTls(tls);
-    if (this.options.qemuTlsDir !== undefined) await writeQemuTlsCredsDir(this.options.qemuTlsDir, tls);
+    if (this.options.qemuTlsDir !== undefined) {
+      await writeQemuTlsCredsDir(this.options.qemuTlsDir, tls);
+      if (this.confinement.qemuUser !== undefined) giveTo(this.confinement.qemuUser, this.options.qemuTlsDir);
+    }
     this.log(
       `TLS identity reloaded: ${cert.commonName}, expires ${cert.notAfter.toISOString()}${tls.crl !== undefined ? ', with a CRL' : ''}`,
     );
@@ -333,11 +443,31 @@ export class Agent {
     });
   }
 
+  /**
+   * The API of the agent at `address`: an https:// address whose certificate is a
+   * host's naming that address (a local socket would skip the address check). At
+   * most MAX_PEERS are kept, the least recently used dropped first: the addresses
+   * come from operators, and each client holds connections.
+   */
   private peer(address: string): AgentApi {
     let api = this.peers.get(address);
-    if (api === undefined) {
-      api = new AgentApi(new AgentClient(address, this.options.tls));
+    if (api !== undefined) {
+      this.peers.delete(address);
       this.peers.set(address, api);
+      return api;
+    }
+    const endpoint = parseAgentEndpoint(address);
+    if (endpoint.socketPath !== undefined) {
+      throw new UsageError(`a migration goes to an agent's https:// address, not to ${address}`, {
+        hint: 'a peer is known by its certificate, checked against the address dialled: use https://HOST:PORT',
+      });
+    }
+    api = new AgentApi(new AgentClient(endpoint, this.options.tls));
+    this.peers.set(address, api);
+    for (const [oldest] of this.peers) {
+      if (this.peers.size <= MAX_PEERS) break;
+      // Not closed: a migration may still use it; its idle connections time out at the peer.
+      this.peers.delete(oldest);
     }
     return api;
   }
@@ -396,11 +526,19 @@ function openAgentJournal(
  */
 function checkOwnCertificate(tls: TlsIdentity, name: string): CertificateInfo {
   const cert = checkTlsIdentity(tls);
+  if (cert.role !== 'host') {
+    throw new CertificateError(
+      `the agent's certificate (CN=${cert.commonName}) ${cert.role === undefined ? 'names no role' : `has role ${cert.role}`}: an agent needs a host certificate`,
+      {
+        hint: `issue one: vmferry ca issue CA_DIR --name ${cert.commonName} --role host --ip ADDRESS${cert.role === undefined ? ' --force' : ''}`,
+      },
+    );
+  }
   if (cert.commonName !== name) {
     throw new UsageError(
       `agent name ${JSON.stringify(name)} is not the name in its certificate (CN=${cert.commonName})`,
       {
-        hint: `run the agent as --name ${cert.commonName} ([vmferry] agent_name), or issue a certificate for it: vmferry ca issue CA_DIR --name ${name}`,
+        hint: `run the agent as --name ${cert.commonName} ([vmferry] agent_name), or issue a certificate for it: vmferry ca issue CA_DIR --name ${name} --role host`,
       },
     );
   }

@@ -35,6 +35,7 @@ export const API = {
   samples: 'GET /v1/migrations/:id/samples',
   abortMigration: 'POST /v1/migrations/:id/abort',
   forceComplete: 'POST /v1/migrations/:id/force-complete',
+  outgoingState: 'GET /v1/outgoing/:id',
   prepareIncoming: 'POST /v1/incoming',
   checkDisks: 'POST /v1/incoming/disks',
   resumeIncoming: 'POST /v1/incoming/:id/resume',
@@ -217,6 +218,11 @@ export class AgentApi {
 
   async forceComplete(id: string): Promise<void> {
     await this.client.post(pathOf(API.forceComplete, { id }));
+  }
+
+  /** A source's word on a migration it sends (the destination asks about copies nobody finished). */
+  outgoingState(id: string, options: { timeoutMs?: number } = {}): Promise<{ state: MigrationState }> {
+    return this.client.get(pathOf(API.outgoingState, { id }), options);
   }
 
   // The destination's half, called by the source agent that prepared the migration.

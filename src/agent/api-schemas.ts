@@ -134,6 +134,7 @@ export const API_SCHEMAS: Record<string, EndpointSchema> = {
   },
   'POST /v1/migrations/dry-run': { body: MIGRATION_REQUEST, reply: open({ vm: name }, ['vm']) },
   'GET /v1/migrations/:id': { params: idParam, reply: MIGRATION_RECORD },
+  'GET /v1/outgoing/:id': { params: idParam, reply: closed({ state: { type: 'string' } }, ['state']) },
   'GET /v1/migrations/:id/samples': {
     params: idParam,
     reply: closed({ samples: { type: 'array', items: open({ time: { type: 'number' } }) } }, ['samples']),

@@ -1,18 +1,37 @@
-import { chmodSync, rmSync } from 'node:fs';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
   type InjectOptions,
   type LightMyRequestResponse,
 } from 'fastify';
-import { InternalError, NotFoundError, UsageError, VmferryError, describeError } from '../errors.js';
-import { PEER_CN_HEADER } from '../transport/index.js';
+import {
+  AuthError,
+  InternalError,
+  NotFoundError,
+  UsageError,
+  VmferryError,
+  describeError,
+} from '../errors.js';
+import { isRole, type Role } from '../pki/index.js';
+import {
+  INTERNAL_SECRET_HEADER,
+  MAX_API_BODY_BYTES,
+  PEER_CN_HEADER,
+  PEER_ROLE_HEADER,
+  listenPrivate,
+} from '../transport/index.js';
 import { routeOf } from './api-client.js';
 import { API_SCHEMAS, ERROR_REPLY, type EndpointSchema } from './api-schemas.js';
+import { accessRefusal } from './route-access.js';
 
 /** Who is calling, from their client certificate (already verified against the deployment CA). */
 export interface Peer {
   commonName: string;
+  /** What the certificate may do (its OU); undefined when it names no role. */
+  role: Role | undefined;
 }
 
 export interface ApiRequest {
@@ -36,7 +55,9 @@ export class Reply {
   ) {}
 }
 
-export const MAX_BODY_BYTES = 1024 * 1024;
+export const MAX_BODY_BYTES = MAX_API_BODY_BYTES;
+/** The longest path parameter (a VM name, a migration id) fastify routes. */
+const MAX_PARAM_LENGTH = 100;
 
 interface AjvError {
   keyword: string;
@@ -73,9 +94,25 @@ export function apiError(err: unknown): VmferryError {
       return new UsageError('request body is empty: send {} when there is nothing to say');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new UsageError('request body is not valid JSON');
+    case 'FST_ERR_BAD_URL':
+    case 'FST_ERR_INVALID_URL':
+      return new UsageError('the request path is not a valid URL (bad percent-encoding?)');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new UsageError(`a name or id in the request path is longer than ${MAX_PARAM_LENGTH} characters`);
   }
   if (err instanceof SyntaxError) return new UsageError('request body is not valid JSON');
   return new InternalError(`internal error: ${describeError(err)}`);
+}
+
+function digest(secret: string): Buffer {
+  return createHash('sha256').update(secret, 'utf8').digest();
+}
+
+/** The caller as the front door named it from its verified certificate. */
+function peerOf(headers: IncomingHttpHeaders): Peer {
+  const cn = headers[PEER_CN_HEADER];
+  const role = headers[PEER_ROLE_HEADER];
+  return { commonName: typeof cn === 'string' ? cn : '', role: isRole(role) ? role : undefined };
 }
 
 function schemaOf(endpoint: string): EndpointSchema {
@@ -88,16 +125,23 @@ function schemaOf(endpoint: string): EndpointSchema {
  * The agent's control API on fastify: plain HTTP on a unix socket only the
  * agent's TLS front door (src/transport) can reach. The front door terminates
  * mutual TLS (a client without a certificate from the deployment CA never gets
- * here) and names the caller in a header it sets itself. Every body, query and
- * reply has a JSON schema (api-schemas.ts); errors are answered as
+ * here) and names the caller (CN and role) in headers it sets itself, beside
+ * the agent's per-start secret: a request without that secret is refused,
+ * whoever can reach the socket. Each route lets in the roles the route table
+ * (route-access.ts) gives it, checked before its body is read. Every body, query
+ * and reply has a JSON schema (api-schemas.ts); errors are answered as
  * `{code, message, hint}` with the status of their code (errors.ts).
  */
 export class ApiServer {
   private readonly app: FastifyInstance;
   private readonly paths: { method: string; pattern: RegExp }[] = [];
+  private readonly served: string[] = [];
   private listening = false;
 
-  constructor() {
+  /** `secret`: what the front door's workers send with every request (the agent makes one per start). */
+  constructor(secret: string) {
+    if (secret.length < 16) throw new UsageError('the internal API secret must have at least 16 characters');
+    const secretDigest = digest(secret);
     this.app = Fastify({
       bodyLimit: MAX_BODY_BYTES,
       // Only the front door's workers connect here; they keep connections open, and an idle
@@ -106,8 +150,24 @@ export class ApiServer {
       requestTimeout: 0,
       forceCloseConnections: true,
       logger: false,
+      routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+      // Paths fastify cannot route (bad encoding, a name too long) get the one error shape too.
+      frameworkErrors: (err, _request, reply) => {
+        const e = apiError(err);
+        void (reply as unknown as FastifyReply)
+          .status(e.httpStatus)
+          .type('application/json')
+          .send(e.toJSON());
+      },
       // Refuse unknown fields and wrong types instead of dropping or converting them.
       ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
+    });
+    this.app.addHook('onRequest', (request, _reply, done) => {
+      const given = request.headers[INTERNAL_SECRET_HEADER];
+      // Not the front door: a local process of this user. It learns nothing more.
+      if (typeof given !== 'string' || !timingSafeEqual(digest(given), secretDigest))
+        done(new AuthError("only the agent's TLS front door may call its internal API"));
+      else done();
     });
     this.app.setErrorHandler((err, _request, reply) => {
       const e = apiError(err);
@@ -127,9 +187,15 @@ export class ApiServer {
     const { method, path } = routeOf(endpoint);
     const schema = schemaOf(endpoint);
     this.paths.push({ method, pattern: new RegExp(`^${path.replace(/:[A-Za-z]+/g, '[^/]+')}$`) });
+    this.served.push(endpoint);
     this.app.route({
       method,
       url: path,
+      onRequest: (request, _reply, done) => {
+        const refused = accessRefusal(peerOf(request.headers), endpoint);
+        if (refused !== undefined) done(refused);
+        else done();
+      },
       schema: {
         ...(schema.body !== undefined ? { body: schema.body } : {}),
         ...(schema.querystring !== undefined ? { querystring: schema.querystring } : {}),
@@ -141,7 +207,6 @@ export class ApiServer {
         },
       },
       handler: async (request, reply) => {
-        const cn = request.headers[PEER_CN_HEADER];
         const query = new URLSearchParams();
         for (const [k, v] of Object.entries((request.query ?? {}) as Record<string, unknown>))
           query.set(k, String(v));
@@ -151,7 +216,7 @@ export class ApiServer {
           params: (request.params ?? {}) as Record<string, string>,
           query,
           body: request.body,
-          peer: { commonName: typeof cn === 'string' ? cn : '' },
+          peer: peerOf(request.headers),
         });
         if (!(result instanceof Reply)) return result ?? {};
         void reply.status(result.status);
@@ -162,12 +227,16 @@ export class ApiServer {
     return this;
   }
 
-  /** Listens on a unix socket (mode 0600). */
+  /** The endpoints served, as registered (`METHOD /path/:param`). */
+  get endpoints(): string[] {
+    return [...this.served];
+  }
+
+  /** Listens on a unix socket, mode 0600 from the moment it exists (fastify's own listen would chmod later). */
   async listen(path: string): Promise<void> {
-    rmSync(path, { force: true });
-    await this.app.listen({ path });
+    await this.app.ready();
+    await listenPrivate(this.app.server, path);
     this.listening = true;
-    chmodSync(path, 0o600);
   }
 
   /** Answers one request without a socket (tests). */
@@ -178,6 +247,11 @@ export class ApiServer {
   async close(): Promise<void> {
     if (!this.listening) return;
     this.listening = false;
+    const { server } = this.app;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
     await this.app.close();
   }
 }

@@ -1,6 +1,7 @@
 import {
   AuthError,
   ConflictError,
+  LimitError,
   MigrationError,
   NotFoundError,
   UsageError,
@@ -21,6 +22,7 @@ import {
 import { failpoint } from '../failpoints.js';
 import {
   checkAccelerators,
+  checkIncomingStream,
   checkMigrationSettings,
   preflightError,
   type DestinationDiskView,
@@ -59,6 +61,11 @@ export interface IncomingMigrationsOptions {
   hostName: string;
   /** Address the destination QEMU listens on for native migration streams. */
   migrationAddress: string;
+  /** This host's own say on streams: clear text allowed?, and was the address chosen by an operator? */
+  permitCleartext: boolean;
+  migrationAddressConfigured: boolean;
+  /** Incoming migrations prepared at once, at most ([vmferry] max_incoming_migrations). */
+  maxIncoming: number;
   registry: VmRegistry;
   journal: Journal;
   /** Where the journal writes of a guest that runs here (or is dropped) wait for a full disk. */
@@ -110,17 +117,31 @@ export class IncomingMigrations {
     }
     const request = validateIncoming(body);
     const { registry, journal } = this.options;
-    if (request.sourceAccelerator !== undefined) {
-      const refused = preflightError([
-        checkAccelerators(
-          { name: request.sourceHost, accelerator: request.sourceAccelerator },
-          { name: this.options.hostName, accelerator: registry.accelerator },
-        ),
-      ]);
-      if (refused !== undefined) throw refused;
-    }
+    const refused = preflightError([
+      checkIncomingStream(request.settings, {
+        host: this.options.hostName,
+        permitCleartext: this.options.permitCleartext,
+        migrationAddress: this.options.migrationAddress,
+        migrationAddressConfigured: this.options.migrationAddressConfigured,
+      }),
+      ...(request.sourceAccelerator !== undefined
+        ? [
+            checkAccelerators(
+              { name: request.sourceHost, accelerator: request.sourceAccelerator },
+              { name: this.options.hostName, accelerator: registry.accelerator },
+            ),
+          ]
+        : []),
+    ]);
+    if (refused !== undefined) throw refused;
     if (this.active.has(request.migrationId))
       throw new ConflictError(`migration ${request.migrationId} is already prepared`);
+    if (this.active.size >= this.options.maxIncoming) {
+      throw new LimitError(
+        `${this.options.hostName} already receives ${this.active.size} migrations, its limit ([vmferry] max_incoming_migrations)`,
+        { hint: 'try again when one has finished' },
+      );
+    }
     const spec = { ...request.spec, memoryBackend: { kind: 'ram' as const } };
     journal.createMigration({
       id: request.migrationId,
@@ -169,12 +190,14 @@ export class IncomingMigrations {
         `settings.disks has ${plans.length} disk plans for a VM with ${request.spec.disks.length} disks`,
       );
     }
-    return createTargetImages({
+    const images = await createTargetImages({
       disks: request.spec.disks,
       plans,
       instancesPath: this.options.registry.instancesPath,
       sourceInstancesPath: request.sourceInstancesPath,
     });
+    this.options.registry.handToQemu(images.files);
+    return images;
   }
 
   /** Removes a failed migration's new images (after its QEMU is gone); what cannot be removed is logged. */
@@ -484,7 +507,7 @@ export class IncomingMigrations {
       const source = sourceApi(entry.sourceAddress, entry.owner);
       let state: string;
       try {
-        state = (await source.migration(entry.id, { timeoutMs: 5000 })).state;
+        state = (await source.outgoingState(entry.id, { timeoutMs: 5000 })).state;
       } catch (err) {
         state = err instanceof NotFoundError ? 'unknown-there' : 'unreachable';
       } finally {

@@ -9,6 +9,9 @@ export {
   type MigrationView,
   type StartedMigration,
 } from './api-client.js';
+export { ROUTE_ROLES, OTHER_ROUTES, accessMatrix, mayCall, type RouteName } from './route-access.js';
+export { vmFileDirsFrom, type VmFileDirs } from './vm-confinement.js';
+export { lookUpQemuUser, type QemuUser } from './qemu-user.js';
 export { AgentClient, parseAgentEndpoint, type AgentEndpoint } from './agent-client.js';
 export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from './api-server.js';
 export {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { rm, rmdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import {
+  AuthError,
   ConflictError,
   MigrationError,
   NotFoundError,
@@ -126,6 +127,7 @@ export class OutgoingMigrations {
     const destination = this.options.peerApi(to);
     const source = this.options.hostSummary();
     const target = await destination.host();
+    checkDestinationName(destination, target.name);
     if (target.name === source.name) {
       throw new UsageError(
         `${destination.client.endpoint.url} is this host (${source.name}): a VM cannot migrate to itself`,
@@ -812,6 +814,21 @@ export function reachableUri(uri: string, agentHost: string | undefined): string
 }
 
 /**
+ * The name a destination gives itself must be the one its certificate (a host's,
+ * checked against the address dialled) names: QEMU's TLS and the tunnel check the
+ * peer against that name, so a host cannot pass itself off as another.
+ */
+function checkDestinationName(api: AgentApi, claimed: string): void {
+  const verified = api.client.verifiedName;
+  if (verified === undefined || claimed !== verified) {
+    throw new AuthError(
+      `the agent at ${api.client.endpoint.url} calls itself ${JSON.stringify(claimed)} but its certificate names ${JSON.stringify(verified ?? 'nobody')}`,
+      { hint: 'migrate to the address of the host its certificate was issued for' },
+    );
+  }
+}
+
+/**
  * The destination agent, as the migration driver talks to it. Starting the
  * guest there (resume, complete) carries the source's console, read then
  * because the source guest is paused from then on.
@@ -827,7 +844,11 @@ export function peerOverApi(
   };
   return {
     name,
-    prepare: (request) => api.prepareIncoming(request),
+    prepare: async (request) => {
+      const reply = await api.prepareIncoming(request);
+      checkDestinationName(api, reply.destinationHost);
+      return reply;
+    },
     resume: (id) => api.resumeIncoming(id, handOver()),
     recover: (id) => api.recoverIncoming(id),
     complete: (id) => api.completeIncoming(id, handOver()),

@@ -94,6 +94,12 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
     .route(API.forceComplete, (req) => {
       d.outgoing.forceComplete(req.params.id ?? '');
       return Promise.resolve(new Reply(202, { forcing: req.params.id }));
+    })
+    .route(API.outgoingState, (req) => {
+      const id = req.params.id ?? '';
+      const record = d.journal.getMigration(id);
+      if (record?.role !== 'source') throw new NotFoundError(`no outgoing migration ${id} on this host`);
+      return Promise.resolve({ state: record.state });
     });
   registerIncomingRoutes(api, d);
 }

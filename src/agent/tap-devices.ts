@@ -28,8 +28,11 @@ export function tapMac(guestMac: string): string {
 /** What the agent does to a host's network for its VMs' NICs (the `ip` command, or a test's stand-in). */
 export interface HostNetwork {
   bridgeExists(bridge: string): boolean;
-  /** Creates a tap with MAC `mac` on `bridge`, up; one left by an earlier run of the same VM is replaced. */
-  createTap(tap: string, bridge: string, mac: string): void;
+  /**
+   * Creates a tap with MAC `mac` on `bridge`, up; one left by an earlier run of the same VM is replaced.
+   * With `owner`, that user (QEMU's, when the agent is root) may attach to it.
+   */
+  createTap(tap: string, bridge: string, mac: string, owner?: { uid: number; gid: number }): void;
   /** Removes a tap; one that is already gone is fine. */
   removeTap(tap: string): void;
   tapExists(tap: string): boolean;
@@ -51,9 +54,10 @@ function ip(args: string[]): void {
 export const linuxHostNetwork: HostNetwork = {
   bridgeExists: (bridge) => existsSync(`/sys/class/net/${bridge}/bridge`),
   tapExists: (tap) => existsSync(`/sys/class/net/${tap}`),
-  createTap(tap, bridge, mac) {
+  createTap(tap, bridge, mac, owner) {
     if (this.tapExists(tap)) ip(['link', 'del', tap]);
-    ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+    const user = owner !== undefined ? ['user', String(owner.uid), 'group', String(owner.gid)] : [];
+    ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap', ...user]);
     try {
       ip(['link', 'set', tap, 'address', mac]);
       ip(['link', 'set', tap, 'master', bridge]);

@@ -6,6 +6,8 @@ import type { TunnelMode } from '../policy/index.js';
 import type { TlsIdentity } from '../pki/index.js';
 import { NaiveTunnel, type TlsFrontend } from '../transport/index.js';
 import type { AgentClient } from './agent-client.js';
+import type { QemuUser } from './qemu-user.js';
+import { ROUTE_ROLES } from './route-access.js';
 
 /**
  * The agent's two tunnel ends. `multi` is the product: every QEMU connection
@@ -19,7 +21,13 @@ export class AgentTunnels {
 
   constructor(
     private readonly frontend: () => TlsFrontend,
-    private readonly options: { stateDir: string; tls: TlsIdentity; listenHost: string },
+    private readonly options: {
+      stateDir: string;
+      tls: TlsIdentity;
+      listenHost: string;
+      /** QEMU's user: the source socket is given to it (QEMU connects as that user). */
+      qemuUser?: QemuUser;
+    },
   ) {}
 
   /** The identity the naive tunnel uses from now on (after a reload). */
@@ -31,6 +39,11 @@ export class AgentTunnels {
     const dir = join(this.options.stateDir, 'tunnels');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     return join(dir, `${migrationId.slice(0, 12)}-${end}.sock`);
+  }
+
+  private socketOwner(): { socketOwner?: { uid: number; gid: number } } {
+    const user = this.options.qemuUser;
+    return user === undefined ? {} : { socketOwner: { uid: user.uid, gid: user.gid } };
   }
 
   /** Where the destination QEMU listens (`migrate-incoming unix:...`). */
@@ -83,6 +96,7 @@ export class AgentTunnels {
       listenPath,
       remote: { host: endpoint.host, port: endpoint.port },
       expectedPeerCommonName: t.destinationHost,
+      ...this.socketOwner(),
     });
     return { path: listenPath, close: async () => void (await tunnel.close()) };
   }
@@ -109,6 +123,7 @@ export class AgentTunnels {
         listen: { host: this.options.listenHost, port: 0 },
         tls: this.options.tls,
         registration,
+        tunnelRoles: ROUTE_ROLES.tunnel,
       });
       this.naive.set(t.migrationId, tunnel);
       const port = tunnel.address?.port;
@@ -154,6 +169,7 @@ export class AgentTunnels {
         migrationId: t.migrationId,
         token: t.token,
         expectedPeerCommonName: t.destinationHost,
+        ...this.socketOwner(),
       });
       return { uri: `unix:${listenPath}`, close: async () => void (await tunnel.close()) };
     }
@@ -163,6 +179,7 @@ export class AgentTunnels {
       listenPath,
       remote: { host: endpoint.host, port: endpoint.port },
       expectedPeerCommonName: t.destinationHost,
+      ...this.socketOwner(),
     });
     return { uri: `unix:${listenPath}`, close: async () => void (await tunnel.close()) };
   }

@@ -1,5 +1,5 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { chownSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ConflictError, HostSetupError, NotFoundError, QemuProcessError, describeError } from '../errors.js';
 import {
   QemuVm,
@@ -20,6 +20,14 @@ import {
   type ConsoleTail,
 } from './console-log.js';
 import type { LogFn } from '../log/index.js';
+import { whyUnreachable, type QemuUser } from './qemu-user.js';
+import {
+  checkVmCapacity,
+  confineVmFiles,
+  isInside,
+  type VmCapacity,
+  type VmFileDirs,
+} from './vm-confinement.js';
 import { GuestWatcher } from './guest-watcher.js';
 import type { Journal, VmState } from './journal.js';
 import type { JournalBacklog } from './journal-backlog.js';
@@ -78,6 +86,14 @@ export interface VmRegistryOptions {
   /** Where writes that must not stop what they record wait for a full disk (default: none, they throw). */
   backlog?: JournalBacklog;
   log: LogFn;
+  /** Where the files of VM specs may lie ([vmferry] image_dirs, disk_dirs), symlinks resolved. */
+  vmFileDirs: VmFileDirs;
+  /** Test mode (`vmferry agent --test-mode`): specs may map guest RAM from a shared file. */
+  testMode: boolean;
+  /** What this host gives its VMs: memory in all, CPUs each. */
+  capacity: VmCapacity;
+  /** The user QEMU runs as, when the agent runs as root. */
+  qemuUser?: QemuUser;
 }
 
 /**
@@ -108,6 +124,22 @@ export class VmRegistry {
   /** Where the images of local disks are on this host. */
   get instancesPath(): string {
     return this.options.instancesPath;
+  }
+
+  /**
+   * Hands disk images the agent made under instances_path (a block migration's
+   * copies) to QEMU's user, with the folders between instances_path and them:
+   * QEMU writes them, and the agent made them owner-only.
+   */
+  handToQemu(files: readonly string[]): void {
+    const user = this.options.qemuUser;
+    if (user === undefined) return;
+    const root = this.options.instancesPath;
+    for (const file of files) {
+      for (let dir = dirname(file); isInside(dir, root); dir = dirname(dir))
+        chownSync(dir, user.uid, user.gid);
+      chownSync(file, user.uid, user.gid);
+    }
   }
 
   runDirOf(name: string): string {
@@ -265,6 +297,42 @@ export class VmRegistry {
     }
   }
 
+  /**
+   * What this host checks of every spec it is asked to run (started here or arriving
+   * by migration): it fits the host, and QEMU may open each of its files: in the
+   * configured directories after symlinks are resolved, and reachable by QEMU's user.
+   */
+  private admit(spec: VmSpec): void {
+    const { vmFileDirs, testMode, capacity, qemuUser } = this.options;
+    checkVmCapacity(
+      spec,
+      this.list().map((vm) => vm.spec),
+      capacity,
+    );
+    const { instancesPath } = this.options;
+    const real = existsSync(instancesPath) ? realpathSync(instancesPath) : instancesPath;
+    const files = confineVmFiles(
+      spec,
+      { imageDirs: vmFileDirs.imageDirs, diskDirs: [...vmFileDirs.diskDirs, real] },
+      { testMode, realpath: (p) => realpathSync(p), instancesPath },
+    );
+    if (qemuUser === undefined) return;
+    for (const file of files) {
+      const want = file.use === 'image' ? (['r'] as const) : (['r', 'w'] as const);
+      const why = existsSync(file.path)
+        ? whyUnreachable(qemuUser, file.path, want)
+        : whyUnreachable(qemuUser, dirname(file.path), ['w', 'x']);
+      if (why !== undefined) {
+        throw new HostSetupError(
+          `VM ${spec.name}: ${file.field}: QEMU runs as ${qemuUser.name}, and ${why}`,
+          {
+            hint: `give it to that user: chown ${qemuUser.name} ${file.path}${file.use === 'image' ? ', or make it readable by all' : ''}`,
+          },
+        );
+      }
+    }
+  }
+
   private async launch(spec: VmSpec, state: VmState, migrationId: string | undefined): Promise<ManagedVm> {
     if (this.vms.has(spec.name))
       throw new ConflictError(`a VM named ${spec.name} already exists on this host`);
@@ -279,8 +347,12 @@ export class VmRegistry {
         );
       }
     }
+    this.admit(spec);
     const runDir = this.runDirOf(spec.name);
     rmSync(runDir, { recursive: true, force: true });
+    const { qemuUser } = this.options;
+    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    if (qemuUser !== undefined) chownSync(runDir, qemuUser.uid, qemuUser.gid);
     const guest = new GuestWatcher(runFiles(runDir).serialLog);
     const vm: ManagedVm = {
       spec,
@@ -295,7 +367,7 @@ export class VmRegistry {
     try {
       for (const [i, tap] of vm.taps.entries()) {
         const nic = spec.nics[i];
-        if (nic !== undefined) network.createTap(tap, nic.bridge, tapMac(nic.mac));
+        if (nic !== undefined) network.createTap(tap, nic.bridge, tapMac(nic.mac), qemuUser);
       }
       vm.qemu = await QemuVm.launch(spec, {
         accel: this.options.accel,
@@ -303,6 +375,7 @@ export class VmRegistry {
         taps: vm.taps,
         instancesPath: this.options.instancesPath,
         qemuBinary: this.options.qemuBinary,
+        ...(qemuUser !== undefined ? { runAs: qemuUser.name } : {}),
         ...(state === 'incoming' ? { incoming: 'defer' as const, paused: true } : {}),
       });
       // A VM the journal cannot record must not run: a restarted agent would not know it.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  authzSimpleObject,
+  authzHostObject,
   blockExportAdd,
   blockExportDel,
   blockJobCancel,
@@ -34,10 +34,14 @@ describe('block migration QMP commands', () => {
         },
       },
     );
-    assert.deepEqual(authzSimpleObject('z', 'host-a').args, {
-      'qom-type': 'authz-simple',
+    assert.deepEqual(authzHostObject('z', 'host-a').args, {
+      'qom-type': 'authz-list',
       id: 'z',
-      identity: 'CN=host-a',
+      policy: 'deny',
+      rules: [
+        { match: 'OU=host,CN=host-a', policy: 'allow', format: 'exact' },
+        { match: 'CN=host-a,OU=host', policy: 'allow', format: 'exact' },
+      ],
     });
   });
 

@@ -11,6 +11,7 @@
  * mirror completes the copy without pivoting the source onto the target; then
  * the migration continues and the destination stops its NBD server.
  */
+import { qemuAuthzListObject, qemuPeerNames } from '../pki/index.js';
 
 /** One QMP command and its arguments. */
 export interface QmpCall {
@@ -38,11 +39,11 @@ export function nbdServerStart(o: { listen: NbdAddress; tlsCreds?: string; tlsAu
 }
 
 /**
- * An authz object admitting one client certificate by its distinguished name
- * (vmferry certificates have the subject `CN=<name>` only, which GnuTLS prints as is).
+ * An authz object admitting one host's certificate by its distinguished name
+ * (`/OU=host/CN=<name>`, as QEMU's GnuTLS prints it: pki's qemuPeerNames).
  */
-export function authzSimpleObject(id: string, commonName: string): QmpCall {
-  return { command: 'object-add', args: { 'qom-type': 'authz-simple', id, identity: `CN=${commonName}` } };
+export function authzHostObject(id: string, commonName: string): QmpCall {
+  return { command: 'object-add', args: qemuAuthzListObject(id, qemuPeerNames(commonName, 'host')) };
 }
 
 /** Exports a node of the destination QEMU, writable, under `name`. */

@@ -1,5 +1,5 @@
 export {
-  authzSimpleObject,
+  authzHostObject,
   blockExportAdd,
   blockExportDel,
   blockJobCancel,

@@ -1,7 +1,7 @@
 import { describeError } from '../errors.js';
 import type { QmpClient } from '../qemu/index.js';
 import {
-  authzSimpleObject,
+  authzHostObject,
   blockExportAdd,
   blockExportDel,
   nbdServerStart,
@@ -49,7 +49,7 @@ export class NbdExports {
     const exports = new NbdExports(qmp);
     try {
       if (o.tls !== undefined) {
-        await run(qmp, authzSimpleObject(o.tls.authzId, o.tls.clientCommonName));
+        await run(qmp, authzHostObject(o.tls.authzId, o.tls.clientCommonName));
         exports.authzId = o.tls.authzId;
       }
       await run(

@@ -24,7 +24,7 @@ export async function operatorIdentity(io: CliIo, flags: { tlsDir?: string }): P
   const tlsDir = flags.tlsDir ?? io.env.VMFERRY_TLS_DIR;
   if (tlsDir === undefined) {
     throw new UsageError('no client certificate: pass --tls-dir DIR or set VMFERRY_TLS_DIR', {
-      hint: 'issue one with: vmferry ca issue CA_DIR --name operator',
+      hint: 'issue one with: vmferry ca issue CA_DIR --name operator --role operator',
     });
   }
   return loadTlsIdentity(tlsDir);

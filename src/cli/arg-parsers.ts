@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import { UsageError } from '../errors.js';
 
 /**
@@ -35,6 +36,13 @@ export function oneOf<T extends string>(flag: string, choices: readonly T[]): (v
   return (value) => {
     if (!(choices as readonly string[]).includes(value)) throw invalid(flag, value, choices.join(' or '));
     return value as T;
+  };
+}
+
+export function absolutePath(flag: string): (value: string) => string {
+  return (value) => {
+    if (!isAbsolute(value)) throw invalid(flag, value, 'an absolute path');
+    return value;
   };
 }
 

@@ -398,6 +398,64 @@ export const OPTIONS = [
   },
   {
     section: 'vmferry',
+    name: 'image_dirs',
+    type: 'string',
+    default: '/var/lib/vmferry/images',
+    help:
+      'Comma-separated directories VM kernels, initrds and read-only disk images must lie in (after symlinks ' +
+      'are resolved); a VM spec naming a file elsewhere is refused. Readable by qemu_user.',
+  },
+  {
+    section: 'vmferry',
+    name: 'disk_dirs',
+    type: 'string',
+    default: '/var/lib/vmferry/disks',
+    help:
+      'Comma-separated directories writable VM disks must lie in (after symlinks are resolved). The agent gives ' +
+      'the disks of the VMs it starts to qemu_user.',
+  },
+  {
+    section: 'vmferry',
+    name: 'qemu_user',
+    type: 'string',
+    default: 'vmferry-qemu',
+    help:
+      'The user QEMU runs as when the agent runs as root (scripts/setup.mjs creates it); QEMU never runs as root. ' +
+      'Ignored when the agent runs as another user: QEMU runs as that user.',
+  },
+  {
+    section: 'vmferry',
+    name: 'max_vm_memory_mib',
+    type: 'int',
+    default: 0,
+    min: 0,
+    unit: 'MiB',
+    help:
+      "Guest memory all VMs on this host may have together, incoming ones included; 0 = 90% of the host's RAM. " +
+      'A VM beyond it is refused (429), as is one with more vCPUs than the host has CPUs.',
+  },
+  {
+    section: 'vmferry',
+    name: 'max_connections',
+    type: 'int',
+    default: 256,
+    min: 4,
+    max: 65536,
+    help:
+      "Connections the agent's port serves at once (API calls; tunnel connections of prepared migrations are " +
+      'not refused); beyond it requests get 503, and beyond twice it connections are closed unread.',
+  },
+  {
+    section: 'vmferry',
+    name: 'test_mode',
+    type: 'bool',
+    default: false,
+    help:
+      "For vmferry's own tests only (`vmferry agent --test-mode`): VM specs may map guest RAM from a shared file " +
+      '(memoryBackend file). The agent warns at start-up.',
+  },
+  {
+    section: 'vmferry',
     name: 'postcopy_max_exposure',
     type: 'int',
     default: 120,

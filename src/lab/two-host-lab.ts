@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
+  chmodSync,
+  chownSync,
   createWriteStream,
   existsSync,
   mkdirSync,
@@ -11,7 +13,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentApi, AgentClient } from '../agent/index.js';
+import { AgentApi, AgentClient, lookUpQemuUser } from '../agent/index.js';
 import { HostSetupError } from '../errors.js';
 import type { HostSummary } from '../agent/index.js';
 import type { Accelerator } from '../qemu/index.js';
@@ -48,6 +50,8 @@ export interface TwoHostLabOptions {
   agentEnv?: Partial<Record<HostKey, NodeJS.ProcessEnv>>;
   /** A nova.conf both agents read (--config): [libvirt] live_migration_* and [vmferry] options. */
   novaConf?: string;
+  /** More directories VM disks and images may come from (a test's own temporary directory). */
+  vmDirs?: string[];
   /** Keep the working directory after close (for debugging). */
   keep?: boolean;
   /**
@@ -92,6 +96,8 @@ export class TwoHostLab {
 
   static async create(options: TwoHostLabOptions = {}): Promise<TwoHostLab> {
     const dir = mkdtempSync(join(tmpdir(), 'vmf-lab-'));
+    // QEMU runs as its own user (the agents run as root here) and must pass through to the agents' state.
+    chmodSync(dir, 0o711);
     const useNetns = options.useNetns ?? canUseNetns();
     let network: TwoHostNetwork | undefined;
     try {
@@ -110,7 +116,7 @@ export class TwoHostLab {
         const ip = network !== undefined ? network[key].address : '127.0.0.1';
         const port = network !== undefined ? 7700 : basePort + (key === 'a' ? 0 : 1);
         const name = `host-${key}`;
-        await issueCertificate(caDir, { name, ips: [ip] });
+        await issueCertificate(caDir, { name, role: 'host', ips: [ip] });
         const stateDir = join(dir, key);
         mkdirSync(stateDir, { recursive: true });
         agents[key] = {
@@ -124,7 +130,7 @@ export class TwoHostLab {
           process: undefined,
         };
       }
-      await issueCertificate(caDir, { name: 'operator' });
+      await issueCertificate(caDir, { name: 'operator', role: 'operator' });
       if (options.novaConf !== undefined) writeFileSync(join(dir, 'nova.conf'), options.novaConf);
       const operatorDir = join(caDir, 'issued', 'operator');
       const lab = new TwoHostLab(
@@ -164,6 +170,15 @@ export class TwoHostLab {
       join(this.dir, 'ca', 'issued', agent.name),
       '--accel',
       this.accelOf(key),
+      // VM files: the project's guest builds (the Linux guest's cache among them) and this lab's directory.
+      '--image-dir',
+      join(packageRoot(), 'guest', 'build'),
+      '--image-dir',
+      this.dir,
+      '--disk-dir',
+      this.dir,
+      ...(this.options.vmDirs ?? []).flatMap((d) => ['--disk-dir', d]),
+      '--test-mode',
       ...(this.options.novaConf !== undefined ? ['--config', join(this.dir, 'nova.conf')] : []),
       ...(this.options.agentArgs ?? []),
     ];
@@ -264,6 +279,16 @@ export class TwoHostLab {
     const c = new AgentClient(this.agents[key].localAddress, identity);
     this.clients.push(c);
     return c;
+  }
+
+  /**
+   * Hands a file a test made for a VM (a disk image) to the user the agents start QEMU as
+   * (when they run as root): QEMU must be able to write it, and the agents check that it can.
+   */
+  giveToQemu(path: string): void {
+    if (process.getuid?.() !== 0) return;
+    const user = lookUpQemuUser('vmferry-qemu');
+    chownSync(path, user.uid, user.gid);
   }
 
   /** Environment for running the vmferry CLI against agent `key`. */

@@ -127,7 +127,7 @@ export class DestinationMigration {
     const { qmp, stream, tlsCredsDir, hostName } = this.deps;
     await configureMigration(
       qmp,
-      { role: 'destination', settings: stream },
+      { role: 'destination', settings: stream, sourceHost: this.deps.peerCommonName },
       { objectId: 'vmf-tls-in', credsDir: tlsCredsDir, host: hostName },
     );
     const reply = await this.listenFor('migrate-incoming', stream.channels);

@@ -1,5 +1,5 @@
 import { MigrationError } from '../errors.js';
-import { qemuTlsCredsObject } from '../pki/index.js';
+import { qemuAuthzListObject, qemuPeerNames, qemuTlsCredsObject } from '../pki/index.js';
 import type { MigrationSettings } from '../policy/index.js';
 import type { QmpClient } from '../qemu/index.js';
 
@@ -18,7 +18,12 @@ export type QemuSetup =
       /** Block migration: QEMU stops before the switch-over, for the disk copies to be completed there. */
       pauseBeforeSwitchover?: boolean;
     }
-  | { role: 'destination'; settings: StreamSettings };
+  | {
+      role: 'destination';
+      settings: StreamSettings;
+      /** The source agent's certificate name: with native TLS, QEMU takes the stream from it alone (tls-authz). */
+      sourceHost: string;
+    };
 
 /**
  * Sets one end's QEMU up for a migration: capabilities (events, multifd,
@@ -58,7 +63,17 @@ export async function configureMigration(
   }
   const multifd = settings.channels > 1 ? { 'multifd-channels': settings.channels } : {};
   if (setup.role === 'destination') {
-    await qmp.execute('migrate-set-parameters', { 'tls-creds': tlsObject ?? '', ...multifd });
+    // verify-peer alone lets any certificate of the CA feed the stream: only the source host's may.
+    let authz = '';
+    if (tlsObject !== undefined) {
+      authz = `${tlsObject}-authz`;
+      await qmp.execute('object-add', qemuAuthzListObject(authz, qemuPeerNames(setup.sourceHost, 'host')));
+    }
+    await qmp.execute('migrate-set-parameters', {
+      'tls-creds': tlsObject ?? '',
+      'tls-authz': authz,
+      ...multifd,
+    });
     return tlsObject;
   }
   const { downtimeLimitMs } = setup;

@@ -1,10 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { CertificateError } from '../errors.js';
+import { roleOf, type Role } from './roles.js';
 
 /** What vmferry needs to know about a certificate: who it names and how long it is good for. */
 export interface CertificateInfo {
   commonName: string;
+  /** The role its subject OU names (undefined: none, from before roles existed). */
+  role: Role | undefined;
   dnsNames: string[];
   ips: string[];
   issuer: string;
@@ -29,6 +32,7 @@ export function certificateInfo(cert: X509Certificate): CertificateInfo {
   const sans = parseSubjectAltName(cert.subjectAltName ?? '');
   return {
     commonName: commonNameOf(cert.subject),
+    role: roleOf(cert.subject),
     dnsNames: sans.dnsNames,
     ips: sans.ips,
     issuer: commonNameOf(cert.issuer),

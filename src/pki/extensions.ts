@@ -8,8 +8,20 @@
  * certs" rejects a certificate whose critical keyUsage lacks keyEncipherment,
  * and RFC 8813 forbids keyEncipherment on ECDSA keys. Non-critical satisfies
  * both; OpenSSL and GnuTLS still enforce the usage it lists.
+ *
+ * Hosts get serverAuth and clientAuth (an agent serves and calls); every other
+ * role clientAuth only, so such a certificate cannot pose as an agent.
  */
 export function opensslConfig(subjectAltNames: readonly string[]): string {
+  const san = subjectAltNames.length > 0 ? [`subjectAltName = ${subjectAltNames.join(',')}`] : [];
+  const leaf = (extendedKeyUsage: string): string[] => [
+    'basicConstraints = critical,CA:FALSE',
+    'keyUsage = digitalSignature',
+    `extendedKeyUsage = ${extendedKeyUsage}`,
+    'subjectKeyIdentifier = hash',
+    'authorityKeyIdentifier = keyid:always',
+    ...san,
+  ];
   const lines = [
     '[req]',
     'distinguished_name = req_dn',
@@ -20,14 +32,11 @@ export function opensslConfig(subjectAltNames: readonly string[]): string {
     'basicConstraints = critical,CA:TRUE',
     'keyUsage = critical,keyCertSign,cRLSign',
     'subjectKeyIdentifier = hash',
-    '[vmferry_leaf]',
-    'basicConstraints = critical,CA:FALSE',
-    'keyUsage = digitalSignature',
-    'extendedKeyUsage = serverAuth,clientAuth',
-    'subjectKeyIdentifier = hash',
-    'authorityKeyIdentifier = keyid:always',
+    `[${LEAF_EXTENSIONS}]`,
+    ...leaf('serverAuth,clientAuth'),
+    `[${CLIENT_EXTENSIONS}]`,
+    ...leaf('clientAuth'),
   ];
-  if (subjectAltNames.length > 0) lines.push(`subjectAltName = ${subjectAltNames.join(',')}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -40,3 +49,5 @@ export function subjectAltNames(name: string, dnsNames: readonly string[], ips: 
 
 export const CA_EXTENSIONS = 'vmferry_ca';
 export const LEAF_EXTENSIONS = 'vmferry_leaf';
+/** Operators, viewers and scrapers only connect: clientAuth alone, so no agent accepts them as a server. */
+export const CLIENT_EXTENSIONS = 'vmferry_client';

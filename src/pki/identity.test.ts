@@ -17,9 +17,10 @@ describe('pki identity', () => {
     root = await mkdtemp(join(tmpdir(), 'vmferry-identity-test-'));
     await initCa(join(root, 'ca'));
     await initCa(join(root, 'other-ca'));
-    dirA = (await issueCertificate(join(root, 'ca'), { name: 'host-a', ips: ['198.18.0.1'] })).dir;
-    dirB = (await issueCertificate(join(root, 'ca'), { name: 'host-b' })).dir;
-    dirOther = (await issueCertificate(join(root, 'other-ca'), { name: 'host-a' })).dir;
+    dirA = (await issueCertificate(join(root, 'ca'), { name: 'host-a', role: 'host', ips: ['198.18.0.1'] }))
+      .dir;
+    dirB = (await issueCertificate(join(root, 'ca'), { name: 'host-b', role: 'host' })).dir;
+    dirOther = (await issueCertificate(join(root, 'other-ca'), { name: 'host-a', role: 'host' })).dir;
   });
   after(async () => {
     await rm(root, { recursive: true, force: true });

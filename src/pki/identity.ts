@@ -37,7 +37,7 @@ export async function loadTlsIdentity(
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new NotFoundError(`TLS identity incomplete: ${path} is missing`, {
-          hint: 'issue one with: vmferry ca issue CA_DIR --name NAME (it writes ca.pem, cert.pem, key.pem)',
+          hint: 'issue one with: vmferry ca issue CA_DIR --name NAME --role ROLE (it writes ca.pem, cert.pem, key.pem)',
           cause: err,
         });
       }

@@ -7,7 +7,7 @@
  *     CA_DIR/ca.pem                    CA certificate (share it)
  *     CA_DIR/ca-key.pem                CA key (keep it off the hosts)
  *     CA_DIR/issued/NAME/ca.pem        copy of the CA certificate
- *     CA_DIR/issued/NAME/cert.pem      certificate, CN=NAME
+ *     CA_DIR/issued/NAME/cert.pem      certificate, OU=ROLE CN=NAME
  *     CA_DIR/issued/NAME/key.pem       its key
  *     CA_DIR/crl.pem                   revocation list (`ca revoke`), also copied as
  *     CA_DIR/issued/NAME/crl.pem       into each identity; agents refuse revoked peers
@@ -31,9 +31,13 @@ export { validateCertName, validateDays, validateDnsName, validateIpAddress } fr
 export { createOpensslRunner, runOpenssl } from './openssl.js';
 export type { OpensslRunner } from './openssl.js';
 export { peerIdentity } from './peer.js';
+export { ROLES, ROLE_HELP, isRole, noRoleError, roleOf, validateRole } from './roles.js';
+export type { Role } from './roles.js';
 export type { PeerIdentity } from './peer.js';
 export {
   QEMU_TLS_FILES,
+  qemuAuthzListObject,
+  qemuPeerNames,
   qemuTlsCredsArg,
   qemuTlsCredsObject,
   writeQemuTlsCredsDir,

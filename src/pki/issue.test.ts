@@ -24,6 +24,7 @@ describe('pki issue', () => {
   it('issues a certificate for both TLS server and client use into CA/issued/NAME', async () => {
     const issued = await issueCertificate(caDir, {
       name: 'host-a',
+      role: 'host',
       ips: ['198.18.0.1', '2001:DB8::1', '198.18.0.1'],
       dnsNames: ['host-a.example.net', 'host-a'],
       days: 30,
@@ -38,7 +39,8 @@ describe('pki issue', () => {
 
     const cert = new X509Certificate(await readFile(issued.certPath));
     const ca = new X509Certificate(await readFile(join(caDir, 'ca.pem')));
-    assert.equal(cert.subject, 'CN=host-a');
+    assert.equal(cert.subject, 'OU=host\nCN=host-a');
+    assert.equal(issued.role, 'host');
     assert.equal(cert.ca, false);
     assert.ok(cert.checkIssued(ca) && cert.verify(ca.publicKey));
     assert.equal(cert.serialNumber, issued.serialNumber);
@@ -55,16 +57,36 @@ describe('pki issue', () => {
   });
 
   it('gives every certificate its own random serial', async () => {
-    const b = await issueCertificate(caDir, { name: 'host-b', ips: ['198.18.0.2'] });
-    const c = await issueCertificate(caDir, { name: 'operator' });
+    const b = await issueCertificate(caDir, { name: 'host-b', role: 'host', ips: ['198.18.0.2'] });
+    const c = await issueCertificate(caDir, { name: 'operator', role: 'operator' });
     assert.notEqual(b.serialNumber, c.serialNumber);
     assert.deepEqual(c.dnsNames, ['operator']);
     assert.deepEqual(c.ips, []);
   });
 
+  it('names the role in the subject OU; only a host may serve (serverAuth)', async () => {
+    for (const role of ['operator', 'viewer', 'metrics'] as const) {
+      const issued = await issueCertificate(caDir, { name: `${role}-1`, role });
+      const cert = new X509Certificate(await readFile(issued.certPath));
+      assert.equal(cert.subject, `OU=${role}\nCN=${role}-1`);
+      const ext = execFileSync(
+        'openssl',
+        ['x509', '-in', issued.certPath, '-noout', '-ext', 'extendedKeyUsage'],
+        {
+          encoding: 'utf8',
+        },
+      );
+      assert.match(ext, /Extended Key Usage: \n\s+TLS Web Client Authentication\n$/);
+    }
+    await assert.rejects(
+      issueCertificate(caDir, { name: 'root-1', role: 'root' as 'host' }),
+      (err: unknown) => err instanceof UsageError && err.message.includes('invalid role "root"'),
+    );
+  });
+
   it('writes to --out when given', async () => {
     const out = join(root, 'elsewhere');
-    const issued = await issueCertificate(caDir, { name: 'host-c', outDir: out });
+    const issued = await issueCertificate(caDir, { name: 'host-c', role: 'host', outDir: out });
     assert.equal(issued.certPath, join(out, 'cert.pem'));
     assert.deepEqual((await readdir(out)).sort(), ['ca.pem', 'cert.pem', 'key.pem']);
   });
@@ -72,23 +94,28 @@ describe('pki issue', () => {
   it('refuses to replace an issued certificate unless forced', async () => {
     const before = await readFile(join(caDir, 'issued', 'host-b', 'cert.pem'));
     await assert.rejects(
-      issueCertificate(caDir, { name: 'host-b' }),
+      issueCertificate(caDir, { name: 'host-b', role: 'host' }),
       (err: unknown) =>
         err instanceof ConflictError && err.message.includes(join(caDir, 'issued', 'host-b', 'cert.pem')),
     );
     assert.deepEqual(await readFile(join(caDir, 'issued', 'host-b', 'cert.pem')), before);
-    const again = await issueCertificate(caDir, { name: 'host-b', ips: ['198.18.0.22'], force: true });
+    const again = await issueCertificate(caDir, {
+      name: 'host-b',
+      role: 'host',
+      ips: ['198.18.0.22'],
+      force: true,
+    });
     assert.deepEqual(again.ips, ['198.18.0.22']);
     assert.deepEqual((await readdir(again.dir)).sort(), ['ca.pem', 'cert.pem', 'key.pem']);
   });
 
   it('rejects bad input before touching anything, naming the bad value', async () => {
     const cases: [Parameters<typeof issueCertificate>[1], string][] = [
-      [{ name: 'bad_name' }, 'bad_name'],
-      [{ name: 'host-x', ips: ['198.18.0.300'] }, '198.18.0.300'],
-      [{ name: 'host-x', dnsNames: ['no spaces'] }, 'no spaces'],
-      [{ name: 'host-x', days: 0 }, '0'],
-      [{ name: 'host-x', days: 20000 }, '20000'],
+      [{ name: 'bad_name', role: 'host' }, 'bad_name'],
+      [{ name: 'host-x', role: 'host', ips: ['198.18.0.300'] }, '198.18.0.300'],
+      [{ name: 'host-x', role: 'host', dnsNames: ['no spaces'] }, 'no spaces'],
+      [{ name: 'host-x', role: 'host', days: 0 }, '0'],
+      [{ name: 'host-x', role: 'host', days: 20000 }, '20000'],
     ];
     for (const [options, bad] of cases) {
       await assert.rejects(
@@ -96,7 +123,17 @@ describe('pki issue', () => {
         (err: unknown) => err instanceof UsageError && err.message.includes(`'${bad}'`),
       );
     }
-    await assert.rejects(issueCertificate(join(root, 'no-ca'), { name: 'host-x' }), NotFoundError);
-    assert.deepEqual((await readdir(join(caDir, 'issued'))).sort(), ['host-a', 'host-b', 'operator']);
+    await assert.rejects(
+      issueCertificate(join(root, 'no-ca'), { name: 'host-x', role: 'host' }),
+      NotFoundError,
+    );
+    assert.deepEqual((await readdir(join(caDir, 'issued'))).sort(), [
+      'host-a',
+      'host-b',
+      'metrics-1',
+      'operator',
+      'operator-1',
+      'viewer-1',
+    ]);
   });
 });

@@ -4,15 +4,18 @@ import { join, resolve } from 'node:path';
 import { ConflictError, UsageError } from '../errors.js';
 import { ecKeyArgs, loadCa } from './ca.js';
 import { certificateInfo, parseCertificate, shortIp } from './certificate-info.js';
-import { LEAF_EXTENSIONS, opensslConfig, subjectAltNames } from './extensions.js';
+import { CLIENT_EXTENSIONS, LEAF_EXTENSIONS, opensslConfig, subjectAltNames } from './extensions.js';
 import { CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, exists, publishFile, withScratchDir } from './files.js';
 import { IDENTITY_FILES } from './identity.js';
 import { validateCertName, validateDays, validateDnsName, validateIpAddress } from './names.js';
 import { type OpensslRunner, runOpenssl } from './openssl.js';
+import { type Role, validateRole } from './roles.js';
 
 export interface IssueOptions {
   /** CN of the certificate, also its first DNS subjectAltName and its directory name. */
   name: string;
+  /** What the certificate may do (its subject OU): host, operator, viewer or metrics. */
+  role: Role;
   ips?: readonly string[];
   dnsNames?: readonly string[];
   /** Where to write ca.pem, cert.pem and key.pem; default `<caDir>/issued/<name>`. */
@@ -28,6 +31,7 @@ export interface IssueOptions {
 /** A certificate vmferry issued, where its files are, and what it names. */
 export interface IssuedIdentity {
   name: string;
+  role: Role;
   dir: string;
   certPath: string;
   keyPath: string;
@@ -56,6 +60,7 @@ function randomSerial(): string {
 /** `openssl req` arguments that make a leaf certificate for `name`, signed by the CA. */
 function signLeafArgs(a: {
   name: string;
+  role: Role;
   key: string;
   cert: string;
   config: string;
@@ -70,7 +75,7 @@ function signLeafArgs(a: {
     '-key',
     a.key,
     '-subj',
-    `/CN=${a.name}`,
+    `/OU=${a.role}/CN=${a.name}`,
     '-CA',
     a.caCert,
     '-CAkey',
@@ -83,7 +88,7 @@ function signLeafArgs(a: {
     '-config',
     a.config,
     '-extensions',
-    LEAF_EXTENSIONS,
+    a.role === 'host' ? LEAF_EXTENSIONS : CLIENT_EXTENSIONS,
     '-out',
     a.cert,
   ];
@@ -91,13 +96,14 @@ function signLeafArgs(a: {
 
 /**
  * Issues a certificate signed by the CA in `caDir` for mutual TLS between
- * vmferry agents and operators: ECDSA P-256 key, CN=name, subjectAltNames
- * DNS:name plus the given DNS names and IPs, extendedKeyUsage serverAuth and
- * clientAuth. Writes `cert.pem`, `key.pem` (0600) and a copy of the CA as
+ * vmferry agents and operators: ECDSA P-256 key, subject OU=role, CN=name,
+ * subjectAltNames DNS:name plus the given DNS names and IPs, extendedKeyUsage
+ * serverAuth and clientAuth for a host, clientAuth alone otherwise. Writes `cert.pem`, `key.pem` (0600) and a copy of the CA as
  * `ca.pem`, which together are a directory {@link loadTlsIdentity} reads.
  */
 export async function issueCertificate(caDir: string, options: IssueOptions): Promise<IssuedIdentity> {
   const name = validateCertName(options.name);
+  const role = validateRole(options.role);
   const dnsNames = (options.dnsNames ?? []).map(validateDnsName);
   const ips = (options.ips ?? []).map((ip) => shortIp(validateIpAddress(ip)));
   const days = validateDays(options.days ?? DEFAULT_LEAF_DAYS);
@@ -137,7 +143,9 @@ export async function issueCertificate(caDir: string, options: IssueOptions): Pr
     const config = join(scratch, 'openssl.cnf');
     await writeFile(config, opensslConfig(subjectAltNames(name, dnsNames, ips)), { mode: KEY_MODE });
     await openssl(ecKeyArgs(key));
-    await openssl(signLeafArgs({ name, key, cert, config, days, caCert: ca.certPath, caKey: ca.keyPath }));
+    await openssl(
+      signLeafArgs({ name, role, key, cert, config, days, caCert: ca.certPath, caKey: ca.keyPath }),
+    );
     const certPem = await readFile(cert);
     const exclusive = options.force !== true;
     await publishFile(out.keyPath, await readFile(key), KEY_MODE, { exclusive });
@@ -154,6 +162,7 @@ export async function issueCertificate(caDir: string, options: IssueOptions): Pr
 
   return {
     name,
+    role,
     dir,
     ...out,
     dnsNames: issued.dnsNames,

@@ -57,12 +57,23 @@ describe('pki mutual TLS', () => {
     const otherCa = join(root, 'other-ca');
     await initCa(ca);
     await initCa(otherCa);
-    hostA = await loadTlsIdentity((await issueCertificate(ca, { name: 'host-a', ips: ['127.0.0.1'] })).dir);
+    hostA = await loadTlsIdentity(
+      (await issueCertificate(ca, { name: 'host-a', role: 'host', ips: ['127.0.0.1'] })).dir,
+    );
     hostB = await loadTlsIdentity(
-      (await issueCertificate(ca, { name: 'host-b', ips: ['198.18.0.2'], dnsNames: ['b.example.net'] })).dir,
+      (
+        await issueCertificate(ca, {
+          name: 'host-b',
+          role: 'host',
+          ips: ['198.18.0.2'],
+          dnsNames: ['b.example.net'],
+        })
+      ).dir,
     );
     // Same name as a real host, and it trusts our CA: only its issuer differs.
-    const foreign = await loadTlsIdentity((await issueCertificate(otherCa, { name: 'host-b' })).dir);
+    const foreign = await loadTlsIdentity(
+      (await issueCertificate(otherCa, { name: 'host-b', role: 'host' })).dir,
+    );
     stranger = { ...foreign, ca: hostA.ca };
 
     server = tls.createServer(mtlsServerOptions(hostA), (socket) => {

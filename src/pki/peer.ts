@@ -1,10 +1,13 @@
 import type { TLSSocket } from 'node:tls';
 import { commonNameOf, parseSubjectAltName } from './certificate-info.js';
+import { roleOf, type Role } from './roles.js';
 
 /** Who is at the other end of an authenticated TLS connection. */
 export interface PeerIdentity {
   /** The certificate's CN: the name it was issued to with `vmferry ca issue --name`. */
   commonName: string;
+  /** What it may do, from its subject OU (`vmferry ca issue --role`); undefined: no role. */
+  role: Role | undefined;
   dnsNames: string[];
   ips: string[];
   serialNumber: string;
@@ -24,6 +27,7 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
   const sans = parseSubjectAltName(cert.subjectaltname ?? '');
   return {
     commonName,
+    role: roleOf(cert.subject),
     dnsNames: sans.dnsNames,
     ips: sans.ips,
     serialNumber: cert.serialNumber,

@@ -19,7 +19,9 @@ describe('pki QEMU tls-creds-x509 directory', () => {
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'vmferry-qemu-creds-test-'));
     await initCa(join(root, 'ca'));
-    identity = await loadTlsIdentity((await issueCertificate(join(root, 'ca'), { name: 'host-a' })).dir);
+    identity = await loadTlsIdentity(
+      (await issueCertificate(join(root, 'ca'), { name: 'host-a', role: 'host' })).dir,
+    );
   });
   after(async () => {
     await rm(root, { recursive: true, force: true });
@@ -47,7 +49,9 @@ describe('pki QEMU tls-creds-x509 directory', () => {
   });
 
   it('rewrites an existing directory in place', async () => {
-    const other = await loadTlsIdentity((await issueCertificate(join(root, 'ca'), { name: 'host-b' })).dir);
+    const other = await loadTlsIdentity(
+      (await issueCertificate(join(root, 'ca'), { name: 'host-b', role: 'host' })).dir,
+    );
     const creds = await writeQemuTlsCredsDir(join(root, 'vm1', 'tls'), other);
     assert.deepEqual(await readFile(creds.files.serverCert), other.cert);
     assert.equal((await readdir(creds.dir)).length, 5);

@@ -2,6 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, publishFile } from './files.js';
 import type { TlsIdentity } from './identity.js';
+import type { Role } from './roles.js';
 
 /**
  * The file names QEMU's tls-creds-x509 object looks for in its `dir`
@@ -78,4 +79,32 @@ export function qemuTlsCredsObject(
 /** The same object as a QEMU `-object` command-line value (commas in the path doubled, as QemuOpts needs). */
 export function qemuTlsCredsArg(id: string, dir: string, endpoint: 'server' | 'client'): string {
   return `tls-creds-x509,id=${id},dir=${resolve(dir).replaceAll(',', ',,')},endpoint=${endpoint},verify-peer=on`;
+}
+
+/**
+ * The distinguished names QEMU's `tls-authz` (an authz-list) compares a peer's
+ * certificate with, for a vmferry host certificate (`/OU=host/CN=name`). QEMU 7.2
+ * with GnuTLS 3.7 prints it "OU=host,CN=name" (measured); RFC 4514 order is the
+ * reverse, which other GnuTLS versions print: both are listed, each names only that host.
+ */
+export function qemuPeerNames(commonName: string, role: Role): string[] {
+  return [`OU=${role},CN=${commonName}`, `CN=${commonName},OU=${role}`];
+}
+
+/** QMP `object-add` arguments for an authz-list that lets only `names` (exact) in. */
+export function qemuAuthzListObject(
+  id: string,
+  names: readonly string[],
+): {
+  'qom-type': 'authz-list';
+  id: string;
+  policy: 'deny';
+  rules: { match: string; policy: 'allow'; format: 'exact' }[];
+} {
+  return {
+    'qom-type': 'authz-list',
+    id,
+    policy: 'deny',
+    rules: names.map((match) => ({ match, policy: 'allow', format: 'exact' })),
+  };
 }

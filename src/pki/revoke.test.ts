@@ -43,7 +43,8 @@ describe('pki revocation (vmferry ca revoke)', () => {
     root = await mkdtemp(join(tmpdir(), 'vmferry-revoke-test-'));
     ca = join(root, 'ca');
     await initCa(ca);
-    for (const name of ['host', 'good', 'mallory']) await issueCertificate(ca, { name, ips: ['127.0.0.1'] });
+    for (const name of ['host', 'good', 'mallory'])
+      await issueCertificate(ca, { name, role: 'host', ips: ['127.0.0.1'] });
   });
   after(async () => {
     await rm(root, { recursive: true, force: true });
@@ -95,7 +96,7 @@ describe('pki revocation (vmferry ca revoke)', () => {
   });
 
   it('a new identity gets the current CRL; QEMU TLS credentials get it as ca-crl.pem', async () => {
-    const issued = await issueCertificate(ca, { name: 'late' });
+    const issued = await issueCertificate(ca, { name: 'late', role: 'host' });
     assert.equal(
       await readFile(join(issued.dir, 'crl.pem'), 'utf8'),
       await readFile(join(ca, 'crl.pem'), 'utf8'),
@@ -111,7 +112,7 @@ describe('pki revocation (vmferry ca revoke)', () => {
     await assert.rejects(revokeCertificate(ca, { name: 'nobody' }), NotFoundError);
     const other = join(root, 'other');
     await initCa(other);
-    const foreign = await issueCertificate(other, { name: 'x' });
+    const foreign = await issueCertificate(other, { name: 'x', role: 'host' });
     await assert.rejects(
       revokeCertificate(ca, { certPath: foreign.certPath }),
       (err: unknown) => err instanceof CertificateError && /was not issued by the CA/.test(err.message),

@@ -43,6 +43,7 @@ export {
   checkBridges,
   checkCpuModel,
   checkHostCpu,
+  checkIncomingStream,
   checkMachine,
   checkMemory,
   checkQemuVersion,
@@ -51,6 +52,7 @@ export {
   type DiskIdentity,
   type DiskLookup,
   type HostCapacity,
+  type IncomingStreamPolicy,
   type PreflightHost,
   type PreflightResult,
 } from './preflight.js';

@@ -10,6 +10,7 @@ import {
   checkMemory,
   checkQemuVersion,
   checkSharedDisks,
+  checkIncomingStream,
   preflightError,
 } from './preflight.js';
 
@@ -151,5 +152,60 @@ describe('pre-flight checks on the destination', () => {
       ],
     );
     assert.equal(r[1]?.message, 'bridge br1 does not exist on b');
+  });
+
+  describe('the destination on the stream it is asked to take', () => {
+    const policy = {
+      host: 'host-b',
+      permitCleartext: false,
+      migrationAddress: '198.18.0.2',
+      migrationAddressConfigured: false,
+    };
+
+    it('refuses clear text unless its own permit_cleartext allows it', () => {
+      const refused = checkIncomingStream({ transport: 'native', tls: false }, policy);
+      assert.equal(refused.ok, false);
+      assert.equal(
+        preflightError([refused])?.message,
+        'pre-flight check failed: transport: host-b does not take guest memory in clear text (its [vmferry] permit_cleartext is off)',
+      );
+      const allowed = checkIncomingStream(
+        { transport: 'native', tls: false },
+        { ...policy, permitCleartext: true },
+      );
+      assert.deepEqual(allowed, {
+        check: 'transport',
+        ok: true,
+        message: 'host-b takes the stream on 198.18.0.2 in clear text (permitted)',
+      });
+      assert.equal(checkIncomingStream({ transport: 'native', tls: true }, policy).ok, true);
+    });
+
+    it('lets QEMU listen on every interface only when an operator chose that address', () => {
+      for (const migrationAddress of ['0.0.0.0', '::']) {
+        const refused = checkIncomingStream(
+          { transport: 'native', tls: true },
+          { ...policy, migrationAddress },
+        );
+        assert.equal(refused.ok, false);
+        assert.equal(
+          refused.message,
+          `host-b has no migration address: its agent listens on ${migrationAddress}, and its QEMU would listen on every interface`,
+        );
+        const chosen = checkIncomingStream(
+          { transport: 'native', tls: true },
+          { ...policy, migrationAddress, migrationAddressConfigured: true },
+        );
+        assert.equal(chosen.ok, true);
+      }
+    });
+
+    it('takes a tunnel whatever the options: it is encrypted and reaches QEMU over a private socket', () => {
+      const r = checkIncomingStream(
+        { transport: 'tunnelled', tls: false },
+        { ...policy, migrationAddress: '0.0.0.0' },
+      );
+      assert.equal(r.ok, true);
+    });
   });
 });

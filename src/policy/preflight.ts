@@ -215,6 +215,57 @@ export function checkBridges(
   );
 }
 
+/** What the destination's own options say about a stream it is asked to take. */
+export interface IncomingStreamPolicy {
+  /** The destination host's name. */
+  host: string;
+  /** Its [vmferry] permit_cleartext: may memory arrive unencrypted? */
+  permitCleartext: boolean;
+  /** Where its QEMU would listen for a native stream. */
+  migrationAddress: string;
+  /** Whether an operator set that address (--migration-address, live_migration_inbound_addr). */
+  migrationAddressConfigured: boolean;
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::', '[::]', '']);
+
+/**
+ * The destination's own say on the stream the source planned: it takes clear
+ * text only when its own permit_cleartext allows it (the source's option does not
+ * speak for it), and lets its QEMU listen on every interface only when an
+ * operator chose that address. Tunnels always encrypt and reach QEMU over a
+ * private unix socket, so they pass.
+ */
+export function checkIncomingStream(
+  stream: { transport: 'native' | 'tunnelled'; tls: boolean },
+  policy: IncomingStreamPolicy,
+): PreflightResult {
+  const check = 'transport';
+  if (stream.transport === 'tunnelled')
+    return { check, ok: true, message: `${policy.host} takes the stream through its TLS tunnel` };
+  if (!stream.tls && !policy.permitCleartext) {
+    return {
+      check,
+      ok: false,
+      message: `${policy.host} does not take guest memory in clear text (its [vmferry] permit_cleartext is off)`,
+      hint: 'use native TLS or the tunnel; clear text needs permit_cleartext = true on both hosts',
+    };
+  }
+  if (WILDCARDS.has(policy.migrationAddress) && !policy.migrationAddressConfigured) {
+    return {
+      check,
+      ok: false,
+      message: `${policy.host} has no migration address: its agent listens on ${policy.migrationAddress || 'every address'}, and its QEMU would listen on every interface`,
+      hint: 'set [libvirt] live_migration_inbound_addr (or vmferry agent --migration-address) on the destination, or use the tunnel',
+    };
+  }
+  return {
+    check,
+    ok: true,
+    message: `${policy.host} takes the stream on ${policy.migrationAddress}${stream.tls ? ' with QEMU TLS' : ' in clear text (permitted)'}`,
+  };
+}
+
 /** All failed checks as one error (each with its hint), or undefined when every check passed. */
 export function preflightError(results: readonly PreflightResult[]): PlanError | undefined {
   const failed = results.filter((r) => !r.ok);

@@ -16,6 +16,7 @@ export {
   ramSizeKiB,
   MAX_DISKS,
   MAX_NICS,
+  QEMU_SANDBOX,
   type VmSpec,
   type VmSpecDraft,
   type BootSpec,

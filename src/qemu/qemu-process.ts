@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { QemuProcessError, QmpConnectionError, describeError } from '../errors.js';
 import { QmpClient } from './qmp-client.js';
 import { buildQemuArgv } from './qemu-argv.js';
-import { runFiles, type LaunchOptions, type VmSpec } from './vm-spec.js';
+import { QEMU_SANDBOX, runFiles, type LaunchOptions, type VmSpec } from './vm-spec.js';
 
 export interface QemuExit {
   code: number | null;
@@ -78,8 +78,19 @@ export class QemuVm {
   /** Starts QEMU for `spec` and connects to its monitor. Fails with QEMU's own words when it does not start. */
   static async launch(spec: VmSpec, options: LaunchOptions): Promise<QemuVm> {
     mkdirSync(options.runDir, { recursive: true, mode: 0o700 });
-    const argv = buildQemuArgv(spec, options);
-    return QemuVm.start(spec.name, options.runDir, options.qemuBinary ?? DEFAULT_QEMU_BINARY, argv);
+    const argv = [...buildQemuArgv(spec, options), ...QEMU_SANDBOX];
+    const binary = options.qemuBinary ?? DEFAULT_QEMU_BINARY;
+    if (options.runAs === undefined) return QemuVm.start(spec.name, options.runDir, binary, argv);
+    // setpriv execs QEMU in its place (same pid) as the user, with its groups (kvm) and no capabilities.
+    return QemuVm.start(spec.name, options.runDir, 'setpriv', [
+      `--reuid=${options.runAs}`,
+      `--regid=${options.runAs}`,
+      '--init-groups',
+      '--bounding-set=-all',
+      '--',
+      binary,
+      ...argv,
+    ]);
   }
 
   /** Starts QEMU with a ready-made argv whose monitor is at runFiles(runDir).qmpSocket. */

@@ -153,7 +153,12 @@ describe('QmpClient framing and errors', () => {
     }
     assert.ok((await closed) instanceof QmpConnectionError);
     assert.equal(client.connected, false);
-    await assert.rejects(client.execute('c'), QmpConnectionError);
+    await assert.rejects(
+      client.execute('c'),
+      (err: unknown) =>
+        err instanceof QmpConnectionError &&
+        err.message === "cannot run 'c': QEMU monitor closed the connection",
+    );
     mon.close();
   });
 

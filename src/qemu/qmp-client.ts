@@ -1,5 +1,6 @@
 import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError, describeError } from '../errors.js';
 
 /** One asynchronous event from QEMU (`MIGRATION`, `STOP`, `RESUME`, `SHUTDOWN`, ...). */
@@ -37,6 +38,13 @@ export interface QmpGreeting {
 const defaultSocketFactory: QmpSocketFactory = (path) => netConnect({ path });
 
 /**
+ * The longest line a monitor may send (query-qmp-schema, the largest reply, is
+ * about 200 KiB on QEMU 7.2): a monitor streaming bytes without a newline is
+ * cut off rather than growing the agent's memory without end.
+ */
+export const MAX_QMP_LINE_BYTES = 16 * 1024 * 1024;
+
+/**
  * A client for QEMU's machine protocol on a monitor socket: newline-delimited
  * JSON, one command in flight per id, asynchronous events interleaved anywhere.
  * Every pending command settles: with its reply, a typed error, a timeout, or a
@@ -50,14 +58,25 @@ export class QmpClient {
   private readonly closeHandlers = new Set<(err: Error) => void>();
   private nextId = 1;
   private buffer = '';
+  /** Bytes to text across chunk boundaries: a character's bytes may arrive in two chunks. */
+  private readonly decoder: StringDecoder;
   private closedWith: Error | undefined;
   private readonly commandTimeoutMs: number;
 
-  private constructor(socket: Duplex, greeting: QmpGreeting, buffer: string, commandTimeoutMs: number) {
+  private constructor(
+    socket: Duplex,
+    greeting: QmpGreeting,
+    buffer: string,
+    decoder: StringDecoder,
+    commandTimeoutMs: number,
+  ) {
     this.socket = socket;
+    this.decoder = decoder;
     this.greeting = greeting;
     this.commandTimeoutMs = commandTimeoutMs;
-    socket.on('data', (chunk: Buffer | string) => this.onData(chunk.toString()));
+    socket.on('data', (chunk: Buffer | string) =>
+      this.onData(typeof chunk === 'string' ? chunk : this.decoder.write(chunk)),
+    );
     socket.on('error', (err: Error) =>
       this.shutdown(new QmpConnectionError(`QEMU monitor connection failed: ${err.message}`, { cause: err })),
     );
@@ -69,8 +88,8 @@ export class QmpClient {
   static async connect(path: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
     const timeoutMs = options.timeoutMs ?? 10_000;
     const socket = (options.socketFactory ?? defaultSocketFactory)(path);
-    const { greeting, rest } = await readGreeting(socket, path, timeoutMs);
-    const client = new QmpClient(socket, greeting, rest, options.commandTimeoutMs ?? 30_000);
+    const { greeting, rest, decoder } = await readGreeting(socket, path, timeoutMs);
+    const client = new QmpClient(socket, greeting, rest, decoder, options.commandTimeoutMs ?? 30_000);
     try {
       await client.execute('qmp_capabilities', undefined, { timeoutMs });
     } catch (err) {
@@ -197,7 +216,15 @@ export class QmpClient {
   }
 
   private onData(text: string): void {
+    if (this.closedWith !== undefined) return;
     this.buffer += text;
+    if (this.buffer.length > MAX_QMP_LINE_BYTES && !this.buffer.includes('\n')) {
+      this.buffer = '';
+      this.shutdown(
+        new QmpConnectionError(`QEMU monitor sent a line longer than ${MAX_QMP_LINE_BYTES} bytes`),
+      );
+      return;
+    }
     let newline: number;
     while ((newline = this.buffer.indexOf('\n')) >= 0) {
       const line = this.buffer.slice(0, newline).trim();
@@ -225,8 +252,9 @@ export class QmpClient {
     if (typeof m.event === 'string') {
       const event: QmpEvent = {
         event: m.event,
-        data: (m.data as Record<string, unknown> | undefined) ?? {},
-        timestamp: m.timestamp as QmpEvent['timestamp'],
+        // Handlers read fields of `data`: anything but an object (a monitor gone wrong) reads as none.
+        data: isPlainObject(m.data) ? m.data : {},
+        timestamp: isPlainObject(m.timestamp) ? (m.timestamp as QmpEvent['timestamp']) : undefined,
       };
       for (const key of [event.event, '*']) {
         for (const handler of this.handlers.get(key) ?? []) handler(event);
@@ -253,13 +281,18 @@ export class QmpClient {
   }
 }
 
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 function readGreeting(
   socket: Duplex,
   path: string,
   timeoutMs: number,
-): Promise<{ greeting: QmpGreeting; rest: string }> {
+): Promise<{ greeting: QmpGreeting; rest: string; decoder: StringDecoder }> {
   return new Promise((resolve, reject) => {
     let buffer = '';
+    const decoder = new StringDecoder('utf8');
     const cleanup = (): void => {
       clearTimeout(timer);
       socket.off('data', onData);
@@ -281,9 +314,13 @@ function readGreeting(
     const onClose = (): void =>
       fail(new QmpConnectionError(`QEMU monitor ${path} closed before its greeting`));
     const onData = (chunk: Buffer | string): void => {
-      buffer += chunk.toString();
+      buffer += typeof chunk === 'string' ? chunk : decoder.write(chunk);
       const newline = buffer.indexOf('\n');
-      if (newline < 0) return;
+      if (newline < 0) {
+        if (buffer.length > MAX_QMP_LINE_BYTES)
+          fail(new QmpConnectionError(`${path} is not a QMP monitor (no greeting line)`));
+        return;
+      }
       const line = buffer.slice(0, newline).trim();
       let parsed: unknown;
       try {
@@ -298,7 +335,8 @@ function readGreeting(
         return;
       }
       cleanup();
-      resolve({ greeting: qmp, rest: buffer.slice(newline + 1) });
+      // Bytes of a character split after the greeting stay in the decoder: hand them on.
+      resolve({ greeting: qmp, rest: buffer.slice(newline + 1), decoder });
     };
     socket.on('data', onData);
     socket.on('error', onError);

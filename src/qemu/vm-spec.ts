@@ -87,7 +87,21 @@ export interface LaunchOptions {
   /** Start with the vCPUs stopped (-S). */
   paused?: boolean;
   qemuBinary?: string;
+  /** Start QEMU as this user (setpriv, by the root agent): it never holds root. */
+  runAs?: string;
 }
+
+/**
+ * QEMU's seccomp sandbox for every VM an agent starts: no obsolete system calls,
+ * no set*uid/gid (privileges stay dropped), no fork/exec, no scheduler or
+ * priority changes. QEMU 7.2 accepts each. `-runas` cannot go with
+ * elevateprivileges=deny there (its setuid comes after the filter and QEMU dies
+ * of SIGSYS), so the agent starts QEMU as its user instead (LaunchOptions.runAs).
+ */
+export const QEMU_SANDBOX = [
+  '-sandbox',
+  'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+];
 
 /** The files QEMU uses in a VM's run directory. */
 export function runFiles(runDir: string): {

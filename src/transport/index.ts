@@ -9,4 +9,13 @@ export {
 } from './source-tunnel.js';
 export { NaiveTunnel, type NaiveTunnelStats } from './naive-tunnel.js';
 export { DEFAULT_CIPHER_SUITES, resolveTuning, type RelayTuning } from './relay-tuning.js';
-export { PEER_CN_HEADER, TOKEN_HEADER, TUNNEL_PROTOCOL, type TunnelRegistration } from './tunnel-policy.js';
+export {
+  INTERNAL_SECRET_HEADER,
+  MAX_API_BODY_BYTES,
+  PEER_CN_HEADER,
+  PEER_ROLE_HEADER,
+  TOKEN_HEADER,
+  TUNNEL_PROTOCOL,
+  type TunnelRegistration,
+} from './tunnel-policy.js';
+export { listenPrivate, removeStaleSocket, type SocketOwner } from './private-socket.js';

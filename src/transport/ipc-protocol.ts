@@ -1,3 +1,4 @@
+import type { Role } from '../pki/index.js';
 import type { RelayTuning } from './relay-tuning.js';
 import type { TunnelRegistration } from './tunnel-policy.js';
 
@@ -30,7 +31,12 @@ export type ToWorker =
       id: number;
       index: number;
       tls: PemIdentity;
-      internalApiPath?: string;
+      /** The agent's internal API and the secret its requests must carry. */
+      internalApi?: { path: string; secret: string };
+      /** Roles that may open tunnels (the agent's route table). */
+      tunnelRoles: readonly Role[];
+      /** Connections to the agent's port this worker serves at once; unset: no limit. */
+      maxConnections?: number;
       tuning: RelayTuning;
     }
   | { type: 'accept-tunnel'; id: number; registration: TunnelRegistration }
@@ -87,7 +93,9 @@ export type WorkerEvent =
       error?: string;
     }
   | { type: 'source-connect-failed'; migrationId: string; index: number; reason: string }
-  | { type: 'proxy-failed'; reason: string };
+  | { type: 'proxy-failed'; reason: string }
+  /** The agent's port was over its connection limit: a request answered 503, or a connection closed unread. */
+  | { type: 'over-connection-limit'; open: number; dropped: boolean };
 
 /** Messages from a worker to the main process. */
 export type FromWorker =

@@ -1,16 +1,17 @@
-import { chmodSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type TLSSocket } from 'node:tls';
-import { PeerError } from '../errors.js';
-import { peerIdentity, type TlsIdentity } from '../pki/index.js';
+import { LimitError, PeerError } from '../errors.js';
+import { peerIdentity, type Role, type TlsIdentity } from '../pki/index.js';
 import type { TunnelRemote } from './ipc-protocol.js';
-import { closeServer, removeStaleSocket } from './source-tunnel.js';
+import { listenPrivate, removeStaleSocket, type SocketOwner } from './private-socket.js';
+import { closeServer } from './source-tunnel.js';
 import { openTunnelConnection } from './tunnel-client.js';
 import {
   SWITCHING_PROTOCOLS,
+  admitConnection,
   decideTunnelRequest,
   refusal,
   validateRegistration,
@@ -62,10 +63,13 @@ export class NaiveTunnel {
     listen: { host: string; port: number };
     tls: TlsIdentity;
     registration: TunnelRegistration;
+    /** Roles whose certificates may open tunnels: the agent's route table (ROUTE_ROLES.tunnel). */
+    tunnelRoles: readonly Role[];
     cipherSuites?: string;
   }): Promise<NaiveTunnel> {
     const tunnel = new NaiveTunnel();
     const registration = validateRegistration(options.registration);
+    let accepted = 0;
     const registrations = new Map([[registration.migrationId, registration]]);
     const server = createHttpsServer({
       ca: options.tls.ca,
@@ -79,17 +83,28 @@ export class NaiveTunnel {
       ...(options.cipherSuites !== undefined ? { ciphers: options.cipherSuites } : {}),
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const peerCommonName = peerIdentity(socket as TLSSocket)?.commonName ?? '';
+      const peer = peerIdentity(socket as TLSSocket);
       const decision = decideTunnelRequest({
         url: req.url,
         headers: req.headers,
-        peerCommonName,
+        peerCommonName: peer?.commonName ?? '',
+        peerRole: peer?.role,
+        tunnelRoles: options.tunnelRoles,
         registrations,
       });
       if (!decision.accept) {
         socket.end(refusal(decision.error));
         return;
       }
+      if (!admitConnection(accepted, registration.maxConnections)) {
+        socket.end(
+          refusal(
+            new LimitError(`migration ${registration.migrationId} already has all its tunnel connections`),
+          ),
+        );
+        return;
+      }
+      accepted += 1;
       const target = netConnect({ path: registration.targetPath });
       target.once('error', () =>
         socket.end(refusal(new PeerError('cannot connect to the destination QEMU'))),
@@ -101,6 +116,9 @@ export class NaiveTunnel {
         socket.resume();
       });
     });
+    // Room for the tunnel's connections and a few that are refused: nobody else needs this port.
+    server.maxConnections = registration.maxConnections + 4;
+    server.headersTimeout = 10_000;
     tunnel.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -119,6 +137,8 @@ export class NaiveTunnel {
     migrationId: string;
     token: string;
     expectedPeerCommonName: string;
+    /** Who the socket file is given to: QEMU's user, when the agent runs QEMU as another user. */
+    socketOwner?: SocketOwner;
     cipherSuites?: string;
   }): Promise<NaiveTunnel> {
     const tunnel = new NaiveTunnel();
@@ -150,14 +170,9 @@ export class NaiveTunnel {
         () => qemu.destroy(),
       );
     });
-    removeStaleSocket(options.listenPath);
     tunnel.server = server;
     tunnel.listenPath = options.listenPath;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.listenPath, () => resolve());
-    });
-    chmodSync(options.listenPath, 0o600);
+    await listenPrivate(server, options.listenPath, options.socketOwner);
     return tunnel;
   }
 

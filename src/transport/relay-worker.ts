@@ -16,8 +16,15 @@ import { createServer as createHttpsServer } from 'node:https';
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
-import { LimitError, PeerError, UnavailableError, describeError, type VmferryError } from '../errors.js';
-import { peerIdentity } from '../pki/index.js';
+import {
+  LimitError,
+  PeerError,
+  UnavailableError,
+  UsageError,
+  describeError,
+  type VmferryError,
+} from '../errors.js';
+import { peerIdentity, type Role } from '../pki/index.js';
 import {
   isToWorker,
   type FromWorker,
@@ -32,7 +39,9 @@ import { relay, type Relay, type RelayResult } from './relay.js';
 import { openTunnelConnection } from './tunnel-client.js';
 import type { RelayTuning } from './relay-tuning.js';
 import {
+  MAX_API_BODY_BYTES,
   SWITCHING_PROTOCOLS,
+  admitFrontendConnection,
   decideTunnelRequest,
   proxyRequestHeaders,
   proxyResponseHeaders,
@@ -59,7 +68,11 @@ interface DestinationTunnel extends Tunnel {
 
 let tuning: RelayTuning;
 let identity: PemIdentity;
-let internalApiPath: string | undefined;
+let internalApi: { path: string; secret: string } | undefined;
+/** Connections to the agent's port this worker serves at once (its share of [vmferry] max_connections). */
+let connectionLimit = Number.POSITIVE_INFINITY;
+let frontendOpen = 0;
+let tunnelRoles: readonly Role[] = [];
 let ownContext: SecureContext;
 let server: ReturnType<typeof createHttpsServer>;
 const internalAgent = new HttpAgent({ keepAlive: true });
@@ -150,8 +163,16 @@ function claimConnection(migrationId: string): Promise<boolean> {
 
 function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const tlsSocket = socket as TLSSocket;
-  const peerCommonName = peerIdentity(tlsSocket)?.commonName ?? '';
-  const decision = decideTunnelRequest({ url: req.url, headers: req.headers, peerCommonName, registrations });
+  const peer = peerIdentity(tlsSocket);
+  const peerCommonName = peer?.commonName ?? '';
+  const decision = decideTunnelRequest({
+    url: req.url,
+    headers: req.headers,
+    peerCommonName,
+    peerRole: peer?.role,
+    tunnelRoles,
+    registrations,
+  });
   const remoteAddress = remoteAddressOf(socket);
   const refuseAndReport = (error: VmferryError, reason: string, migrationId: string | undefined): void => {
     report({
@@ -258,31 +279,94 @@ function onRequest(req: IncomingMessage, res: ServerResponse): void {
       res.destroy();
     }
   };
-  if (internalApiPath === undefined) {
+  if (internalApi === undefined) {
     fail(new UnavailableError('this agent serves no API on this port'));
     return;
   }
-  const peerCommonName = peerIdentity(req.socket as TLSSocket)?.commonName ?? '';
+  if (admitFrontendConnection(frontendOpen - 1, connectionLimit) !== 'serve') {
+    res.shouldKeepAlive = false;
+    report({ type: 'over-connection-limit', open: frontendOpen, dropped: false });
+    fail(
+      new UnavailableError(
+        `the agent has ${frontendOpen} connections open here, over its limit ([vmferry] max_connections)`,
+        { hint: 'try again shortly; clients that keep many connections open should share fewer' },
+      ),
+    );
+    return;
+  }
+  // Bodies past the API's limit are refused here: the API would answer before reading them and
+  // close the connection under this worker's write, and the caller would get a 502 instead of a 400.
+  const tooLarge = (): void => {
+    res.shouldKeepAlive = false;
+    fail(new UsageError(`request body larger than ${MAX_API_BODY_BYTES} bytes`));
+  };
+  if (Number(req.headers['content-length'] ?? 0) > MAX_API_BODY_BYTES) {
+    tooLarge();
+    req.resume();
+    return;
+  }
+  proxyToApi(req, res, internalApi, { fail, tooLarge });
+}
+
+/** Sends one request on to the agent's internal API and its answer back; `fail` answers an error, `tooLarge` a body over the limit. */
+function proxyToApi(
+  req: IncomingMessage,
+  res: ServerResponse,
+  api: { path: string; secret: string },
+  answer: { fail: (error: VmferryError) => void; tooLarge: () => void },
+): void {
+  const { fail, tooLarge } = answer;
+  const peer = peerIdentity(req.socket as TLSSocket);
   const upstream = httpRequest({
-    socketPath: internalApiPath,
+    socketPath: api.path,
     agent: internalAgent,
     method: req.method,
     path: req.url,
-    headers: proxyRequestHeaders(req.headers, peerCommonName),
+    headers: proxyRequestHeaders(
+      req.headers,
+      { commonName: peer?.commonName ?? '', role: peer?.role },
+      api.secret,
+    ),
   });
+  let answered = false;
+  /** This worker gave the API call up itself: no failure of the API. */
+  let gaveUp = false;
   upstream.on('response', (ures) => {
+    answered = true;
     res.writeHead(ures.statusCode ?? 502, ures.statusMessage, proxyResponseHeaders(ures.headers));
     ures.pipe(res);
     ures.on('error', () => res.destroy());
   });
   upstream.on('error', (err) => {
+    // It answered before it read all of the body (and closed): its answer stands.
+    if (answered || gaveUp) return;
     report({ type: 'proxy-failed', reason: describeError(err) });
     fail(new PeerError(`the agent's internal API did not answer: ${err.message}`));
   });
+  // The caller left (or sent bytes after its request that are not HTTP, and was answered 400 and
+  // cut off): the API call is given up.
   res.on('close', () => {
-    if (!res.writableFinished) upstream.destroy();
+    if (res.writableFinished) return;
+    gaveUp = true;
+    upstream.destroy();
   });
-  req.pipe(upstream);
+  // The body is read whole (at most MAX_API_BODY_BYTES) and sent in one write: streamed, a request
+  // the API refuses before reading its body (a role it does not let in) raced the API's answer and
+  // closing with this worker's next write, and its caller got a 502 for a 403.
+  const chunks: Buffer[] = [];
+  let received = 0;
+  req.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    if (received <= MAX_API_BODY_BYTES) chunks.push(chunk);
+    else if (!gaveUp) {
+      gaveUp = true;
+      upstream.destroy();
+      tooLarge();
+    }
+  });
+  req.on('end', () => {
+    if (!gaveUp) upstream.end(Buffer.concat(chunks));
+  });
 }
 
 // ---- source side: connections from the source QEMU, relayed to the remote agent ----
@@ -358,7 +442,9 @@ function contextFor(pem: PemIdentity): SecureContext {
 function start(message: Extract<ToWorker, { type: 'init' }>): void {
   tuning = message.tuning;
   identity = message.tls;
-  internalApiPath = message.internalApiPath;
+  internalApi = message.internalApi;
+  tunnelRoles = message.tunnelRoles;
+  connectionLimit = message.maxConnections ?? Number.POSITIVE_INFINITY;
   ownContext = contextFor(identity);
   server = createHttpsServer(
     {
@@ -368,10 +454,24 @@ function start(message: Extract<ToWorker, { type: 'init' }>): void {
       minVersion: 'TLSv1.3',
       ciphers: tuning.cipherSuites,
       honorCipherOrder: true,
+      handshakeTimeout: 10_000,
     },
     onRequest,
   );
   server.on('upgrade', onUpgrade);
+  // Bytes that are not HTTP: answered like every refusal, {code, message}, instead of Node's bare 400.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable || !(err.code ?? '').startsWith('HPE_')) {
+      socket.destroy();
+      return;
+    }
+    refuse(
+      socket,
+      new UsageError(
+        `not an HTTP/1.1 request: ${err.code === 'HPE_HEADER_OVERFLOW' ? 'headers too large' : 'malformed'}`,
+      ),
+    );
+  });
   server.on('tlsClientError', (err: Error, s: TLSSocket) => {
     // Node checks the client certificate after the handshake and just closes: say why.
     const why = s.authorizationError === null ? '' : ` (client certificate: ${String(s.authorizationError)})`;
@@ -382,6 +482,9 @@ function start(message: Extract<ToWorker, { type: 'init' }>): void {
     });
   });
   server.keepAliveTimeout = 5000;
+  // A client that connects and then stalls holds a connection: bounded in time as well as in number.
+  server.headersTimeout = 15_000;
+  server.requestTimeout = 60_000;
 }
 
 function workerStats(): WorkerStatsReply {
@@ -416,6 +519,13 @@ function handle(message: ToWorker, socket: Socket | undefined): void {
     }
     case 'frontend-connection': {
       if (socket === undefined) return;
+      if (admitFrontendConnection(frontendOpen, connectionLimit) === 'drop') {
+        socket.destroy();
+        report({ type: 'over-connection-limit', open: frontendOpen, dropped: true });
+        return;
+      }
+      frontendOpen += 1;
+      socket.once('close', () => (frontendOpen -= 1));
       socket.setNoDelay(tuning.noDelay);
       // Read the peer address now: net.Socket caches it, and it is gone once a failed handshake destroys the socket.
       void socket.remoteAddress;

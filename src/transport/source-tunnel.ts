@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
+import { listenPrivate, type SocketOwner } from './private-socket.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { UsageError } from '../errors.js';
 import type { TunnelCounters, TunnelRemote } from './ipc-protocol.js';
@@ -20,6 +21,8 @@ export interface SourceTunnelOptions {
   token: string;
   /** Unix socket the source QEMU migrates to (`migrate unix:<listenPath>`). */
   listenPath: string;
+  /** Who the socket file is given to: QEMU's user, when the agent runs QEMU as another user. */
+  socketOwner?: SocketOwner;
   /** The destination agent's TLS port (or its local socket). */
   remote: TunnelRemote;
   /** The CN the destination agent's certificate must carry. */
@@ -67,17 +70,6 @@ export function closeServer(server: Server, timeoutMs = 3000): Promise<void> {
       resolve();
     });
   });
-}
-
-export function removeStaleSocket(path: string): void {
-  let isSocket: boolean;
-  try {
-    isSocket = lstatSync(path).isSocket();
-  } catch {
-    return;
-  }
-  if (!isSocket) throw new UsageError(`tunnel listenPath ${path} exists and is not a socket`);
-  unlinkSync(path);
 }
 
 /**
@@ -140,17 +132,9 @@ export class SourceTunnel {
     });
     server.on('connection', (socket: Socket) => tunnel.onConnection(socket));
     try {
-      removeStaleSocket(options.listenPath);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(options.listenPath, () => {
-          server.off('error', reject);
-          // Later errors are failed accepts; QEMU sees its connect fail, the listener keeps going.
-          server.on('error', () => undefined);
-          resolve();
-        });
-      });
-      chmodSync(options.listenPath, 0o600);
+      await listenPrivate(server, options.listenPath, options.socketOwner);
+      // Later errors are failed accepts; QEMU sees its connect fail, the listener keeps going.
+      server.on('error', () => undefined);
     } catch (err) {
       await tunnel.pool.closeSource(tunnel.tunnelId);
       throw err;

@@ -1,15 +1,14 @@
-import { chmodSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { UsageError } from '../errors.js';
 import {
   SourceTunnel,
   closeServer,
   destinationStats,
-  removeStaleSocket,
   type SourceTunnelOptions,
   type TunnelStats,
 } from './source-tunnel.js';
 import type { TlsIdentity } from '../pki/index.js';
+import { listenPrivate } from './private-socket.js';
 import { validateRegistration, type TunnelRegistration } from './tunnel-policy.js';
 import { WorkerPool, type TransportEvent, type WorkerPoolOptions, type WorkerStats } from './worker-pool.js';
 
@@ -68,9 +67,7 @@ export class TlsFrontend {
         frontend.tcpAddress = { host: addr.address, port: addr.port };
       }
       if (options.localPath !== undefined) {
-        removeStaleSocket(options.localPath);
         await frontend.listenOn({ path: options.localPath });
-        chmodSync(options.localPath, 0o600);
         frontend.local = options.localPath;
       }
     } catch (err) {
@@ -130,23 +127,27 @@ export class TlsFrontend {
     this.servers.length = 0;
   }
 
-  private listenOn(target: { host: string; port: number } | { path: string }): Promise<Server> {
+  private async listenOn(target: { host: string; port: number } | { path: string }): Promise<Server> {
     const server = createServer({ pauseOnConnect: true }, (socket: Socket) =>
       this.pool.dispatch({ type: 'frontend-connection' }, socket),
     );
     this.servers.push(server);
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      const done = (): void => {
-        server.off('error', reject);
-        // After listening, errors are failed accepts (EMFILE...): the listener keeps going.
-        server.on('error', (err) =>
-          this.onEvent({ type: 'connection-dropped', reason: `accept failed: ${err.message}` }),
-        );
-        resolve(server);
-      };
-      if ('path' in target) server.listen(target.path, done);
-      else server.listen(target.port, target.host, done);
-    });
+    if ('path' in target) {
+      // The local socket is the operator's on this host: owner-only, like the TLS key it stands beside.
+      await listenPrivate(server, target.path);
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(target.port, target.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    }
+    // After listening, errors are failed accepts (EMFILE...): the listener keeps going.
+    server.on('error', (err) =>
+      this.onEvent({ type: 'connection-dropped', reason: `accept failed: ${err.message}` }),
+    );
+    return server;
   }
 }

@@ -1,7 +1,7 @@
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { AuthError, PeerError } from '../errors.js';
 import type { TunnelRemote } from './ipc-protocol.js';
-import { commonNameOf } from '../pki/index.js';
+import { commonNameOf, roleOf } from '../pki/index.js';
 import { parseUpgradeResponse, tunnelRequest } from './tunnel-policy.js';
 
 export interface TunnelConnectOptions {
@@ -33,10 +33,17 @@ function connectOptions(options: TunnelConnectOptions): ConnectionOptions {
     ...(options.highWaterMark !== undefined ? { highWaterMark: options.highWaterMark } : {}),
     checkServerIdentity: (_host, cert) => {
       const cn = commonNameOf(cert.subject);
-      return cn === options.expectedPeerCommonName
+      if (cn !== options.expectedPeerCommonName) {
+        return new AuthError(
+          `the remote agent is ${JSON.stringify(cn)}, not ${JSON.stringify(options.expectedPeerCommonName)}`,
+        );
+      }
+      // Only an agent serves tunnels: a certificate of another role cannot pose as one.
+      const role = roleOf(cert.subject);
+      return role === 'host'
         ? undefined
         : new AuthError(
-            `the remote agent is ${JSON.stringify(cn)}, not ${JSON.stringify(options.expectedPeerCommonName)}`,
+            `the remote agent ${JSON.stringify(cn)} has a ${role ?? 'role-less'} certificate, not a host's`,
           );
     },
   };

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UsageError } from '../errors.js';
 import {
+  INTERNAL_SECRET_HEADER,
   PEER_CN_HEADER,
+  PEER_ROLE_HEADER,
   admitConnection,
   decideTunnelRequest,
   nextWorkerIndex,
@@ -17,6 +19,7 @@ import {
   validateRegistration,
   type TunnelRegistration,
 } from './tunnel-policy.js';
+import type { Role } from '../pki/index.js';
 
 const registration: TunnelRegistration = {
   migrationId: 'mig-42',
@@ -27,7 +30,9 @@ const registration: TunnelRegistration = {
 };
 const registrations = new Map([[registration.migrationId, registration]]);
 
-function request(overrides: { url?: string; headers?: Record<string, string>; cn?: string } = {}) {
+function request(
+  overrides: { url?: string; headers?: Record<string, string>; cn?: string; role?: Role | undefined } = {},
+) {
   return {
     url: overrides.url ?? '/v1/tunnel/mig-42',
     headers: {
@@ -37,6 +42,8 @@ function request(overrides: { url?: string; headers?: Record<string, string>; cn
       ...overrides.headers,
     },
     peerCommonName: overrides.cn ?? 'agent-a',
+    peerRole: 'role' in overrides ? overrides.role : ('host' as const),
+    tunnelRoles: ['host'] as const,
     registrations,
   };
 }
@@ -74,6 +81,9 @@ describe('tunnel request decisions', () => {
       request({ headers: { 'x-vmferry-token': '' } }),
       request({ url: '/v1/tunnel/mig-43' }),
       request({ cn: 'agent-c' }),
+      request({ role: 'operator' }),
+      request({ role: 'viewer' }),
+      request({ role: undefined }),
     ]) {
       const d = decideTunnelRequest(r);
       assert.equal(d.accept, false);
@@ -89,6 +99,12 @@ describe('tunnel request decisions', () => {
     assert.ok(!d.accept && /agent-c/.test(d.reason) && /agent-a/.test(d.reason));
     const t = decideTunnelRequest(request({ headers: { 'x-vmferry-token': 'nope' } }));
     assert.ok(!t.accept && /token/.test(t.reason) && !t.reason.includes(registration.token));
+    const o = decideTunnelRequest(request({ role: 'operator' }));
+    assert.ok(!o.accept);
+    assert.equal(o.reason, 'operator "agent-a" may not open tunnels (host only)');
+    const n = decideTunnelRequest(request({ role: undefined }));
+    assert.ok(!n.accept);
+    assert.equal(n.reason, 'a certificate without a role "agent-a" may not open tunnels (host only)');
   });
 
   it('answers 400 to another upgrade protocol and 404 to another path', () => {
@@ -136,10 +152,23 @@ describe('worker selection', () => {
 });
 
 describe('proxy headers', () => {
-  it('sets the peer CN from the certificate and drops a client-sent one', () => {
-    const out = proxyRequestHeaders({ [PEER_CN_HEADER]: 'root', accept: 'application/json' }, 'agent-a');
+  it('sets the peer CN, role and the secret itself and drops client-sent ones', () => {
+    const out = proxyRequestHeaders(
+      {
+        [PEER_CN_HEADER]: 'root',
+        [PEER_ROLE_HEADER]: 'operator',
+        [INTERNAL_SECRET_HEADER]: 'guess',
+        accept: 'application/json',
+      },
+      { commonName: 'agent-a', role: 'viewer' },
+      'per-start-secret',
+    );
     assert.equal(out[PEER_CN_HEADER], 'agent-a');
+    assert.equal(out[PEER_ROLE_HEADER], 'viewer');
+    assert.equal(out[INTERNAL_SECRET_HEADER], 'per-start-secret');
     assert.equal(out.accept, 'application/json');
+    const none = proxyRequestHeaders({}, { commonName: 'old', role: undefined }, 's');
+    assert.equal(none[PEER_ROLE_HEADER], '');
   });
 
   it('drops hop-by-hop headers and those the Connection header lists', () => {
@@ -153,9 +182,13 @@ describe('proxy headers', () => {
         'content-type': 'application/json',
         'content-length': '12',
       },
-      'agent-a',
+      { commonName: 'agent-a', role: 'host' },
+      'secret',
     );
-    assert.deepEqual(Object.keys(out).sort(), ['content-length', 'content-type', PEER_CN_HEADER].sort());
+    assert.deepEqual(
+      Object.keys(out).sort(),
+      ['content-length', 'content-type', PEER_CN_HEADER, PEER_ROLE_HEADER, INTERNAL_SECRET_HEADER].sort(),
+    );
     const res = proxyResponseHeaders({
       connection: 'close',
       'content-type': 'text/plain',

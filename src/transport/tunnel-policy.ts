@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { AuthError, NotFoundError, UsageError, type VmferryError } from '../errors.js';
+import type { Role } from '../pki/index.js';
 import { CHANNEL_RANGE } from '../policy/index.js';
 
 /** The HTTP Upgrade protocol token of a tunnel request. */
@@ -10,6 +11,14 @@ export const TUNNEL_PROTOCOL = 'vmferry-tunnel';
 export const TOKEN_HEADER = 'x-vmferry-token';
 /** Header the frontend adds to proxied API requests: the verified client certificate's CN. */
 export const PEER_CN_HEADER = 'x-vmferry-peer-cn';
+/** Header the frontend adds to proxied API requests: the role that certificate names ('' for none). */
+export const PEER_ROLE_HEADER = 'x-vmferry-peer-role';
+/** Header the frontend adds to proxied API requests: the agent's per-start secret, so only its workers are heard. */
+export const INTERNAL_SECRET_HEADER = 'x-vmferry-internal-secret';
+/** The largest request body the agent's API takes; the front door refuses larger ones itself. */
+export const MAX_API_BODY_BYTES = 1024 * 1024;
+/** Headers only the front door may set: dropped from what clients send. */
+const FRONT_DOOR_HEADERS = new Set([PEER_CN_HEADER, PEER_ROLE_HEADER, INTERNAL_SECRET_HEADER]);
 
 const TUNNEL_PATH = /^\/v1\/tunnel\/([A-Za-z0-9._~-]{1,128})$/;
 
@@ -75,6 +84,10 @@ export function decideTunnelRequest(request: {
   url: string | undefined;
   headers: IncomingHttpHeaders;
   peerCommonName: string;
+  /** The role the peer's certificate names (undefined: none). */
+  peerRole: Role | undefined;
+  /** The roles that may open tunnels: the agent's route table (src/agent/route-access.ts). */
+  tunnelRoles: readonly Role[];
   registrations: ReadonlyMap<string, TunnelRegistration>;
 }): TunnelDecision {
   if (headerValue(request.headers.upgrade).toLowerCase() !== TUNNEL_PROTOCOL) {
@@ -85,6 +98,12 @@ export function decideTunnelRequest(request: {
   if (migrationId === undefined) {
     const reason = `no tunnel endpoint ${JSON.stringify(request.url)}`;
     return refuse(new NotFoundError(reason), reason);
+  }
+  if (request.peerRole === undefined || !request.tunnelRoles.includes(request.peerRole)) {
+    return refuse(
+      tunnelRefused(),
+      `${request.peerRole ?? 'a certificate without a role'} ${JSON.stringify(request.peerCommonName)} may not open tunnels (${request.tunnelRoles.join(', ')} only)`,
+    );
   }
   const registration = request.registrations.get(migrationId);
   const token = headerValue(request.headers[TOKEN_HEADER]);
@@ -106,6 +125,17 @@ export function decideTunnelRequest(request: {
 /** Whether one more connection fits a tunnel's budget (connections ever accepted, not concurrent ones). */
 export function admitConnection(accepted: number, maxConnections: number): boolean {
   return accepted < maxConnections;
+}
+
+/**
+ * What a worker does with one more connection to the agent's port when `open`
+ * are open and it may serve `limit`: serve it; past the limit, complete the TLS
+ * handshake and answer its requests 503 (the caller learns why); past twice the
+ * limit, close it unread, so a flood costs no handshakes.
+ */
+export function admitFrontendConnection(open: number, limit: number): 'serve' | 'refuse' | 'drop' {
+  if (open < limit) return 'serve';
+  return open < 2 * limit ? 'refuse' : 'drop';
 }
 
 /** Round-robin over live workers: the first live index after `previous`, or -1 when none lives. */
@@ -134,12 +164,13 @@ const HOP_BY_HOP = new Set([
 
 /**
  * Request headers for the internal API: the client's end-to-end headers, with
- * the peer CN header set from the verified certificate (a client-sent value is
- * dropped, so it cannot be spoofed).
+ * the peer's CN and role set from the verified certificate and the agent's
+ * per-start secret (client-sent values are dropped, so they cannot be spoofed).
  */
 export function proxyRequestHeaders(
   headers: IncomingHttpHeaders,
-  peerCommonName: string,
+  peer: { commonName: string; role: Role | undefined },
+  secret: string,
 ): OutgoingHttpHeaders {
   const connectionListed = new Set(
     headerValue(headers.connection)
@@ -149,11 +180,18 @@ export function proxyRequestHeaders(
   );
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || connectionListed.has(name) || name === PEER_CN_HEADER)
+    if (
+      value === undefined ||
+      HOP_BY_HOP.has(name) ||
+      connectionListed.has(name) ||
+      FRONT_DOOR_HEADERS.has(name)
+    )
       continue;
     out[name] = value;
   }
-  out[PEER_CN_HEADER] = peerCommonName;
+  out[PEER_CN_HEADER] = peer.commonName;
+  out[PEER_ROLE_HEADER] = peer.role ?? '';
+  out[INTERNAL_SECRET_HEADER] = secret;
   return out;
 }
 

@@ -8,7 +8,7 @@ import { isFromWorker } from './ipc-protocol.js';
 import { decideRelayWorkers } from '../policy/index.js';
 import { resolveTuning, restartDelayMs, type RelayTuning } from './relay-tuning.js';
 import { admitConnection, nextWorkerIndex, type TunnelRegistration } from './tunnel-policy.js';
-import type { TlsIdentity } from '../pki/index.js';
+import type { Role, TlsIdentity } from '../pki/index.js';
 
 /** Something the transport reports for the agent's log, tagged with the worker it came from. */
 export type TransportEvent =
@@ -22,6 +22,12 @@ export interface WorkerPoolOptions {
   tls: TlsIdentity;
   /** The agent's internal plain-HTTP API (unix socket); non-tunnel requests are proxied there. */
   internalApiPath?: string;
+  /** The secret the internal API wants on every request (the agent's per-start secret). */
+  internalApiSecret?: string;
+  /** Roles whose certificates may open tunnels: the agent's route table (ROUTE_ROLES.tunnel). */
+  tunnelRoles: readonly Role[];
+  /** Connections the agent's port serves at once, shared out among the workers; unset: no limit. */
+  maxConnections?: number;
   /** Worker processes; default: the policy's decideRelayWorkers (one per 2 CPUs). */
   workers?: number;
   tuning?: Partial<RelayTuning>;
@@ -80,7 +86,9 @@ export class WorkerPool {
   readonly tuning: RelayTuning;
   private readonly slots: Slot[] = [];
   private identity: PemIdentity;
-  private readonly internalApiPath: string | undefined;
+  private readonly internalApi: { path: string; secret: string } | undefined;
+  private readonly tunnelRoles: readonly Role[];
+  private readonly maxConnections: number | undefined;
   private readonly onEvent: (event: TransportEvent) => void;
   private readonly execArgv: string[];
   private readonly env: NodeJS.ProcessEnv;
@@ -97,7 +105,12 @@ export class WorkerPool {
     this.size = decideRelayWorkers({ cpus: availableParallelism(), configured: options.workers }).value;
     this.tuning = resolveTuning(options.tuning);
     this.identity = pemIdentity(options.tls);
-    this.internalApiPath = options.internalApiPath;
+    this.internalApi =
+      options.internalApiPath !== undefined
+        ? { path: options.internalApiPath, secret: options.internalApiSecret ?? '' }
+        : undefined;
+    this.tunnelRoles = options.tunnelRoles;
+    this.maxConnections = options.maxConnections;
     this.onEvent = options.onEvent ?? (() => undefined);
     this.execArgv = options.execArgv ?? ['--enable-source-maps'];
     this.env = options.env ?? process.env;
@@ -330,7 +343,11 @@ export class WorkerPool {
       id: 0,
       index: slot.index,
       tls: this.identity,
-      ...(this.internalApiPath !== undefined ? { internalApiPath: this.internalApiPath } : {}),
+      ...(this.internalApi !== undefined ? { internalApi: this.internalApi } : {}),
+      tunnelRoles: this.tunnelRoles,
+      ...(this.maxConnections !== undefined
+        ? { maxConnections: Math.ceil(this.maxConnections / this.size) }
+        : {}),
       tuning: this.tuning,
     });
     if (init?.type !== 'ack' || init.error !== undefined) {

@@ -60,6 +60,7 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
       virtualSize: GiB,
       ...(backing !== undefined ? { backing: { name: backing, format: 'qcow2' } } : {}),
     });
+    lab.giveToQemu(path);
     return path;
   }
 
@@ -202,6 +203,9 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 256M 256M', base], { stdio: 'ignore' });
     mkdirSync(join(instances('b'), '_base'), { recursive: true });
     execFileSync('cp', [base, join(instances('b'), '_base', 'base.qcow2')]);
+    // Each QEMU reads its host's base image (made owner-only like every image vmferry creates).
+    lab.giveToQemu(base);
+    lab.giveToQemu(join(instances('b'), '_base', 'base.qcow2'));
     const rel = 'inc-vm/disk.qcow2';
     await newDisk(rel, '../_base/base.qcow2');
     await startGuest('inc-vm', rel, 64);

@@ -178,7 +178,7 @@ describe(
       dir = mkdtempSync(join(tmpdir(), 'vmf-block-mirror-e2e-'));
       await initCa(join(dir, 'ca'));
       for (const name of ['host-a', 'host-b', 'host-c']) {
-        const issued = await issueCertificate(join(dir, 'ca'), { name, ips: ['127.0.0.1'] });
+        const issued = await issueCertificate(join(dir, 'ca'), { name, role: 'host', ips: ['127.0.0.1'] });
         await writeQemuTlsCredsDir(join(dir, `tls-${name}`), await loadTlsIdentity(issued.dir));
       }
     });

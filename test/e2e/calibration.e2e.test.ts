@@ -13,7 +13,7 @@ describe('calibration: each secure transport measured to a peer, and the plan fo
   let b: AgentClient;
 
   before(async () => {
-    lab = await TwoHostLab.create({ prefix: 'vmc', subnet: 31, accel: 'tcg' });
+    lab = await TwoHostLab.create({ prefix: 'vmp', subnet: 31, accel: 'tcg' });
     await lab.start();
     a = lab.client('a');
     b = lab.client('b');

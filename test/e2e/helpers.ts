@@ -51,8 +51,8 @@ export function guestSpec(
 }
 
 /** The guest workload as the complete spec a source agent sends with a migration (machine and CPU chosen). */
-export function guestVmSpec(name: string): VmSpec {
-  return { ...guestSpec(name), machine: 'pc-i440fx-7.2', cpu: 'qemu64', nics: [] };
+export function guestVmSpec(name: string, memMiB = 128): VmSpec {
+  return { ...guestSpec(name, memMiB), machine: 'pc-i440fx-7.2', cpu: 'qemu64', nics: [] };
 }
 
 /** Waits until a VM's guest has printed `count` OK heartbeats after `afterSeq`; returns the last seq. */

@@ -57,6 +57,7 @@ describe(
       const data = join(lab.dir, `${name}-data.raw`);
       writeFileSync(data, '');
       truncateSync(data, 8 << 20);
+      lab.giveToQemu(data);
       const workload: LinuxGuestWorkload = {
         memMiB: MEM_MIB,
         dirtyMiBps: 4,
@@ -76,6 +77,7 @@ describe(
       }
       const bootDisk = join(lab.dir, `${name}-boot.img`);
       writeLinuxGuestBootDisk(bootDisk, linuxGuestAppend(workload));
+      lab.giveToQemu(bootDisk);
       return { ...common, boot: { firmware: 'bios', disk: 0 }, disks: [shared(bootDisk), shared(data)] };
     }
 

@@ -189,13 +189,13 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
   it('refuses clients without a certificate from the deployment CA', async () => {
     const foreignCa = join(lab.dir, 'foreign-ca');
     await initCa(foreignCa);
-    await issueCertificate(foreignCa, { name: 'operator' });
+    await issueCertificate(foreignCa, { name: 'operator', role: 'operator' });
     const intruder = lab.clientWith('a', await loadTlsIdentity(join(foreignCa, 'issued', 'operator')));
-    await assert.rejects(intruder.get('/v1/vms'), PeerError);
-    await assert.rejects(
-      intruder.post('/v1/incoming', { migrationId: 'x' }),
-      (err: unknown) => err instanceof PeerError,
-    );
+    // The agent closes the handshake: the request never reaches the API, so no HTTP answer comes back.
+    const unreached = (err: unknown): boolean =>
+      err instanceof PeerError && err.message.startsWith(`cannot reach agent ${lab.agents.a.localAddress}: `);
+    await assert.rejects(intruder.get('/v1/vms'), unreached);
+    await assert.rejects(intruder.post('/v1/incoming', { migrationId: 'x' }), unreached);
     const r = await runCli(['vm', 'list'], {
       ...lab.cliEnv('a'),
       VMFERRY_TLS_DIR: join(foreignCa, 'issued', 'operator'),
@@ -207,7 +207,7 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
 
   it('refuses a certificate the CA revoked once the agent reloads its TLS directory (vmferry ca revoke, SIGHUP)', async () => {
     const caDir = join(lab.dir, 'ca');
-    await issueCertificate(caDir, { name: 'mallory' });
+    await issueCertificate(caDir, { name: 'mallory', role: 'operator' });
     const mallory = lab.clientWith('a', await loadTlsIdentity(join(caDir, 'issued', 'mallory')));
     await mallory.get('/v1/vms');
     mallory.close();
@@ -236,24 +236,33 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
     assert.equal(lab.agents.a.process?.pid, pid, 'reloaded, not restarted');
   });
 
-  it('lets only the source agent that prepared a migration drive it on the destination, not another valid certificate', async () => {
+  it('lets only the source agent that prepared a migration drive it on the destination: not another host, not an operator', async () => {
     const { migrations } = await b.get<{ migrations: MigrationRecord[] }>('/v1/migrations');
     const incoming = migrations.find((m) => m.role === 'destination');
     assert.ok(incoming !== undefined, 'B received a migration earlier in this file');
+    await issueCertificate(join(lab.dir, 'ca'), { name: 'host-c', role: 'host', ips: ['127.0.0.1'] });
+    const hostC = lab.clientWith('b', await loadTlsIdentity(join(lab.dir, 'ca', 'issued', 'host-c')));
     for (const action of ['abort', 'complete', 'resume', 'recover']) {
+      await assert.rejects(
+        hostC.post(`/v1/incoming/${incoming.id}/${action}`, action === 'abort' ? { reason: 'not mine' } : {}),
+        (err: unknown) =>
+          err instanceof VmferryError &&
+          err.code === 'VMF_ERR_AUTH' &&
+          err.message === `migration ${incoming.id} belongs to ${lab.agents.a.name}; host-c may not drive it`,
+      );
       await assert.rejects(
         b.post(`/v1/incoming/${incoming.id}/${action}`, action === 'abort' ? { reason: 'not mine' } : {}),
         (err: unknown) =>
           err instanceof VmferryError &&
           err.code === 'VMF_ERR_AUTH' &&
-          err.message.includes(`belongs to ${lab.agents.a.name}; operator may not drive it`),
+          err.message === `operator "operator" may not call POST /v1/incoming/:id/${action}`,
       );
     }
     const still = await b.get<MigrationRecord>(`/v1/migrations/${incoming.id}`);
     assert.equal(still.state, incoming.state, 'nothing changed');
   });
 
-  it('refuses to start an agent under a name its certificate does not carry, and asks only its own source for a migration', async () => {
+  it('refuses to start an agent under a name its certificate does not carry or with an operator certificate, and asks only its own source for a migration', async () => {
     const r = await runCli(
       [
         'agent',
@@ -273,9 +282,27 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
       r.stderr,
       new RegExp(`agent name "not-host-a" is not the name in its certificate \\(CN=${lab.agents.a.name}\\)`),
     );
-    // A valid certificate claiming to be another host's agent cannot prepare a migration from it.
+    const asOperator = await runCli(
+      [
+        'agent',
+        '--tls-dir',
+        lab.operatorDir,
+        '--state-dir',
+        join(lab.dir, 'as-operator'),
+        '--listen',
+        '127.0.0.1:0',
+      ],
+      lab.cliEnv('a'),
+    );
+    assert.notEqual(asOperator.code, 0);
+    assert.match(
+      asOperator.stderr,
+      /the agent's certificate \(CN=operator\) has role operator: an agent needs a host certificate/,
+    );
+    // A valid host certificate claiming to be another host's agent cannot prepare a migration from it.
+    const hostC = lab.clientWith('b', await loadTlsIdentity(join(lab.dir, 'ca', 'issued', 'host-c')));
     await assert.rejects(
-      b.post('/v1/incoming', {
+      hostC.post('/v1/incoming', {
         migrationId: '11111111-2222-3333-4444-555555555555',
         sourceHost: lab.agents.a.name,
         spec: guestVmSpec('impostor'),
@@ -284,7 +311,8 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
       (err: unknown) =>
         err instanceof VmferryError &&
         err.code === 'VMF_ERR_AUTH' &&
-        /must be asked for by that agent, not by operator/.test(err.message),
+        err.message ===
+          `a migration from ${lab.agents.a.name} must be asked for by that agent, not by host-c`,
     );
     assert.ok(!(await vmNames(b)).includes('impostor'));
   });

@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { QemuVm, memoryOnlyArgv } from '../../src/qemu/index.js';
 import { createTestPki, type TestPki } from '../../src/pki/index.js';
 import { TlsFrontend } from '../../src/transport/index.js';
+import { ROUTE_ROLES } from '../../src/agent/index.js';
 
 const QEMU = 'qemu-system-x86_64';
 const MEMORY_MIB = 256;
@@ -78,12 +79,14 @@ describe(
         tls: idB,
         internalApiPath: join(dir, 'b-api.sock'),
         workers: 2,
+        tunnelRoles: ROUTE_ROLES.tunnel,
       });
       src = await TlsFrontend.start({
         localPath: join(dir, 'a-local.sock'),
         tls: idA,
         internalApiPath: join(dir, 'a-api.sock'),
         workers: 2,
+        tunnelRoles: ROUTE_ROLES.tunnel,
       });
     });
 

@@ -110,12 +110,14 @@ describe(
       root = await mkdtemp(join(tmpdir(), 'vmferry-qemu-tls-e2e-'));
       await initCa(join(root, 'ca'));
       await initCa(join(root, 'other-ca'));
-      hostA = await loadTlsIdentity((await issueCertificate(join(root, 'ca'), { name: 'host-a' })).dir);
+      hostA = await loadTlsIdentity(
+        (await issueCertificate(join(root, 'ca'), { name: 'host-a', role: 'host' })).dir,
+      );
       hostB = await loadTlsIdentity(
-        (await issueCertificate(join(root, 'ca'), { name: 'host-b', ips: ['127.0.0.1'] })).dir,
+        (await issueCertificate(join(root, 'ca'), { name: 'host-b', role: 'host', ips: ['127.0.0.1'] })).dir,
       );
       foreign = await loadTlsIdentity(
-        (await issueCertificate(join(root, 'other-ca'), { name: 'host-b' })).dir,
+        (await issueCertificate(join(root, 'other-ca'), { name: 'host-b', role: 'host' })).dir,
       );
     });
 

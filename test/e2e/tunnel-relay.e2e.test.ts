@@ -19,6 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { createTestPki, type TestPki, type TlsIdentity } from '../../src/pki/index.js';
 import { TlsFrontend, type TransportEvent } from '../../src/transport/index.js';
+import { ROUTE_ROLES } from '../../src/agent/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -192,6 +193,7 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
       tls: idB,
       internalApiPath: join(dir, 'api.sock'),
       workers: 2,
+      tunnelRoles: ROUTE_ROLES.tunnel,
       onEvent: (e) => dstEvents.push(e),
     });
     src = await TlsFrontend.start({
@@ -199,6 +201,7 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
       tls: idA,
       internalApiPath: join(dir, 'api.sock'),
       workers: 2,
+      tunnelRoles: ROUTE_ROLES.tunnel,
       onEvent: (e) => srcEvents.push(e),
     });
   });
@@ -273,7 +276,7 @@ describe('tunnelled transport (worker processes, TLS, unix sockets)', () => {
     assert.equal(got[0]?.head.subarray(0, 6).toString(), 'chan-0');
     for (let i = 0; i < 4; i++) {
       const at = got.findIndex((g) => g.head.subarray(0, 6).toString() === `chan-${i}`);
-      assert.ok(at >= 0);
+      assert.notEqual(at, -1, `channel ${i} arrived`);
       assert.equal(got[at]?.bytes, 64 * MiB + 8);
     }
     assert.deepEqual(got.map((g) => g.sha).sort(), [...sent].sort());

@@ -45,6 +45,7 @@ describe(
     it('starts a VM from a spec file: the agent stores a versioned machine, qemu64 and a MAC; its tap is on br0', async () => {
       const disk = join(lab.dir, 'web-1.raw');
       writeFileSync(disk, Buffer.alloc(8 * 1024 * 1024));
+      lab.giveToQemu(disk);
       const specFile = join(lab.dir, 'web-1.json');
       writeFileSync(
         specFile,

@@ -8,6 +8,7 @@ describe('agent settings', () => {
   it('reads [vmferry] and [libvirt] from the config file', () => {
     const check = checkConfig(
       '[vmferry]\nagent_name = cmp-07\nlisten = 198.18.0.7:7711\nstate_dir = /srv/vmf\ntls_dir = /etc/vmferry/id\naccel = tcg\nworkers = 3\n' +
+        'image_dirs = /srv/images, /srv/kernels\ndisk_dirs = /srv/disks\n' +
         '[libvirt]\nlive_migration_inbound_addr = 198.18.1.7\n',
       '/etc/nova/nova.conf',
     );
@@ -23,15 +24,27 @@ describe('agent settings', () => {
       migrationAddress: '198.18.1.7',
       accel: 'tcg',
       workers: 3,
+      vmFileDirs: { imageDirs: ['/srv/images', '/srv/kernels'], diskDirs: ['/srv/disks'] },
+      testMode: false,
     });
   });
 
   it('lets flags override the file', () => {
     const options = optionsFrom({ 'vmferry.tls_dir': '/etc/a', 'vmferry.listen': '10.0.0.1:1' });
     const s = agentSettings(
-      { qemu: 'q', qemuTls: true, tlsDir: '/etc/b', listen: '[::1]:7700', accel: 'kvm' },
+      {
+        qemu: 'q',
+        qemuTls: true,
+        tlsDir: '/etc/b',
+        listen: '[::1]:7700',
+        accel: 'kvm',
+        imageDir: ['/lab/guest'],
+        testMode: true,
+      },
       options,
     );
+    assert.deepEqual(s.vmFileDirs, { imageDirs: ['/lab/guest'], diskDirs: ['/var/lib/vmferry/disks'] });
+    assert.equal(s.testMode, true);
     assert.equal(s.tlsDir, '/etc/b');
     assert.equal(s.host, '::1');
     assert.equal(s.port, 7700);

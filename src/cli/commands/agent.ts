@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Agent } from '../../agent/index.js';
+import { Agent, vmFileDirsFrom } from '../../agent/index.js';
 import { loadMigrationOptions, type ResolvedOptions } from '../../config/index.js';
 import { UsageError, describeError } from '../../errors.js';
 import { checkTlsIdentity, loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
+import { absolutePath, repeated } from '../arg-parsers.js';
 import type { CommandModule } from '../command.js';
 import { createAgentLogger, logFunction } from '../../log/index.js';
 import type { CliIo } from '../io.js';
@@ -19,6 +20,9 @@ interface AgentFlags {
   accel?: string;
   qemu: string;
   qemuTls: boolean;
+  imageDir?: string[];
+  diskDir?: string[];
+  testMode?: boolean;
 }
 
 /** Splits HOST:PORT (IPv6 in brackets); names the bad value. */
@@ -38,7 +42,7 @@ export function agentSettings(flags: AgentFlags, options: ResolvedOptions) {
   const tlsDir = flags.tlsDir ?? options['vmferry.tls_dir'].value ?? undefined;
   if (tlsDir === undefined) {
     throw new UsageError('the agent needs its identity: --tls-dir DIR or [vmferry] tls_dir in --config', {
-      hint: 'issue one with: vmferry ca issue CA_DIR --name HOST --ip ADDRESS',
+      hint: 'issue one with: vmferry ca issue CA_DIR --name HOST --role host --ip ADDRESS',
     });
   }
   const accel = flags.accel ?? options['vmferry.accel'].value;
@@ -62,10 +66,17 @@ export function agentSettings(flags: AgentFlags, options: ResolvedOptions) {
       flags.migrationAddress ?? options['libvirt.live_migration_inbound_addr'].value ?? undefined,
     accel,
     workers: workers > 0 ? workers : undefined,
+    vmFileDirs: {
+      imageDirs: flags.imageDir ?? vmFileDirsFrom(options).imageDirs,
+      diskDirs: flags.diskDir ?? vmFileDirsFrom(options).diskDirs,
+    },
+    testMode: flags.testMode === true || options['vmferry.test_mode'].value,
   } as const;
 }
 
 async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
+  // What the agent creates is its own (journal, sockets, TLS copies); QEMU's files are given to QEMU's user.
+  process.umask(0o077);
   const migrationOptions = loadMigrationOptions(flags.config);
   const settings = agentSettings(flags, migrationOptions);
   const tls = await loadTlsIdentity(settings.tlsDir);
@@ -93,6 +104,8 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
     migrationAddress: settings.migrationAddress,
     accel: settings.accel,
     workers: settings.workers,
+    vmFileDirs: settings.vmFileDirs,
+    testMode: settings.testMode,
     qemuBinary: flags.qemu,
     qemuTlsDir,
     migrationOptions,
@@ -158,6 +171,20 @@ export const agentCommand: CommandModule = {
       .option(
         '--accel <auto|kvm|tcg>',
         'accelerator; auto = KVM only if a probe guest really runs (default: [vmferry] accel)',
+      )
+      .option(
+        '--image-dir <dir>',
+        'a directory kernels, initrds and read-only images may come from (repeatable; default: [vmferry] image_dirs)',
+        repeated(absolutePath('--image-dir')),
+      )
+      .option(
+        '--disk-dir <dir>',
+        'a directory writable VM disks may lie in (repeatable; default: [vmferry] disk_dirs)',
+        repeated(absolutePath('--disk-dir')),
+      )
+      .option(
+        '--test-mode',
+        "vmferry's tests only: VM specs may map guest RAM from a shared file ([vmferry] test_mode)",
       )
       .option('--qemu <binary>', 'QEMU system emulator', 'qemu-system-x86_64')
       .option('--no-qemu-tls', 'do not give QEMU TLS credentials (disables native TLS)')

@@ -35,6 +35,8 @@ describe('vmferry ca', () => {
       join(root, 'ca'),
       '--name',
       'host-a',
+      '--role',
+      'host',
       '--ip',
       '198.18.0.1',
       '--ip',
@@ -49,6 +51,7 @@ describe('vmferry ca', () => {
     const out = JSON.parse(r.out) as Record<string, unknown>;
     const dir = join(root, 'ca', 'issued', 'host-a');
     assert.equal(out.dir, dir);
+    assert.equal(out.role, 'host');
     assert.equal(out.cert, join(dir, 'cert.pem'));
     assert.equal(out.key, join(dir, 'key.pem'));
     assert.equal(out.ca, join(dir, 'ca.pem'));
@@ -58,9 +61,19 @@ describe('vmferry ca', () => {
   });
 
   it('ca issue prints plain lines without --json', async () => {
-    const r = await run('ca', 'issue', join(root, 'ca'), '--name', 'operator', '--out', join(root, 'op'));
+    const r = await run(
+      'ca',
+      'issue',
+      join(root, 'ca'),
+      '--name',
+      'operator',
+      '--role',
+      'operator',
+      '--out',
+      join(root, 'op'),
+    );
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /^issued certificate for operator in .*\/op\n/);
+    assert.match(r.out, /^issued operator certificate for operator in .*\/op\n/);
     assert.match(r.out, /names +DNS:operator\n/);
   });
 
@@ -69,13 +82,18 @@ describe('vmferry ca', () => {
       [['--ip', '198.18.0.1', '--ip', 'not-an-ip'], "invalid IP address 'not-an-ip'"],
       [['--dns', 'under_score'], "invalid DNS name 'under_score'"],
       [['--days', 'ten'], '--days must be a whole number, got "ten"'],
+      [['--role', 'admin'], '--role must be host or operator or viewer or metrics, got "admin"'],
     ] as const) {
-      const r = await run('ca', 'issue', join(root, 'ca'), '--name', 'host-b', ...args);
+      const role = args[0] === '--role' ? [] : ['--role', 'host'];
+      const r = await run('ca', 'issue', join(root, 'ca'), '--name', 'host-b', ...role, ...args);
       assert.equal(r.code, 1);
       assert.ok(r.err.includes(bad), r.err);
     }
     const missing = await run('ca', 'issue', join(root, 'ca'));
     assert.notEqual(missing.code, 0);
     assert.match(missing.err, /--name/);
+    const noRole = await run('ca', 'issue', join(root, 'ca'), '--name', 'host-c');
+    assert.notEqual(noRole.code, 0);
+    assert.match(noRole.err, /required option '--role <role>' not specified/);
   });
 });

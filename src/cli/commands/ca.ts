@@ -4,10 +4,13 @@ import {
   DEFAULT_CA_DAYS,
   DEFAULT_LEAF_DAYS,
   initCa,
+  ROLES,
+  ROLE_HELP,
   issueCertificate,
   revokeCertificate,
+  type Role,
 } from '../../pki/index.js';
-import { repeated, wholeNumber } from '../arg-parsers.js';
+import { oneOf, repeated, wholeNumber } from '../arg-parsers.js';
 import { type CliIo, printJson, printLines } from '../io.js';
 import type { CommandModule } from '../command.js';
 
@@ -18,6 +21,7 @@ interface InitFlags {
 
 interface IssueFlags {
   name: string;
+  role: Role;
   ip?: string[];
   dns?: string[];
   out?: string;
@@ -42,6 +46,7 @@ async function runInit(io: CliIo, dir: string, flags: InitFlags): Promise<void> 
 async function runIssue(io: CliIo, dir: string, flags: IssueFlags): Promise<void> {
   const issued = await issueCertificate(dir, {
     name: flags.name,
+    role: flags.role,
     ips: flags.ip ?? [],
     dnsNames: flags.dns ?? [],
     outDir: flags.out,
@@ -51,6 +56,7 @@ async function runIssue(io: CliIo, dir: string, flags: IssueFlags): Promise<void
   if (flags.json === true) {
     printJson(io, {
       name: issued.name,
+      role: issued.role,
       dir: issued.dir,
       cert: issued.certPath,
       key: issued.keyPath,
@@ -64,7 +70,7 @@ async function runIssue(io: CliIo, dir: string, flags: IssueFlags): Promise<void
   }
   const sans = [...issued.dnsNames.map((d) => `DNS:${d}`), ...issued.ips.map((a) => `IP:${a}`)];
   printLines(io, [
-    `issued certificate for ${issued.name} in ${issued.dir}`,
+    `issued ${issued.role} certificate for ${issued.name} in ${issued.dir}`,
     `  certificate  ${issued.certPath}`,
     `  key          ${issued.keyPath}`,
     `  CA           ${issued.caPath}`,
@@ -121,6 +127,11 @@ export const caCommand: CommandModule = {
       )
       .argument('<dir>', 'the CA directory (from ca init)')
       .requiredOption('--name <name>', 'host or operator name: the CN and first DNS name (e.g. host-a)')
+      .requiredOption(
+        '--role <role>',
+        `what it may do (its subject OU): ${ROLES.map((r) => `${r} = ${ROLE_HELP[r]}`).join('; ')}`,
+        oneOf('--role', ROLES),
+      )
       .option('--ip <addr>', 'IP address subjectAltName (repeatable)', repeated(String))
       .option('--dns <name>', 'extra DNS name subjectAltName (repeatable)', repeated(String))
       .option('--out <dir>', 'write the three files here instead of DIR/issued/NAME')

@@ -101,10 +101,22 @@ describe('vmferry plan', () => {
     assert.match(r.err, /error\(s\) in the configuration/);
   });
 
-  it('rejects bad arguments', async () => {
-    assert.notEqual((await run('plan', '--config', join(dir, 'unset.conf'), '--source', 'warp=yes')).code, 0);
-    assert.notEqual((await run('plan', '--config', join(dir, 'unset.conf'), '--memory-mib', '-5')).code, 0);
-    assert.equal((await run('plan', '--config', join(dir, 'unset.conf'), '--disk-gib', '5')).code, 1);
+  it('rejects bad arguments, naming each', async () => {
+    for (const [args, message] of [
+      [
+        ['--source', 'warp=yes'],
+        'unknown capability "warp"; known: native-tls, multifd, postcopy, auto-converge, cpus',
+      ],
+      [['--memory-mib', '-5'], '--memory-mib must be a number > 0, got "-5"'],
+      [
+        ['--disk-gib', '5'],
+        '--disk-gib counts only for --block: a live migration on shared storage copies no disk',
+      ],
+    ] as const) {
+      const r = await run('plan', '--config', join(dir, 'unset.conf'), ...args);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.equal(r.err, `vmferry: error: ${message}\n`);
+    }
   });
 });
 
