@@ -17,6 +17,9 @@ import {
   type TlsIdentity,
 } from '../pki/index.js';
 import { ApiServer } from './api-server.js';
+import { HostFacts } from './preflight.js';
+import { peerStatuses } from './peers.js';
+import { Drains } from './drains.js';
 import { IncomingMigrations } from './incoming.js';
 import type { LogFn } from '../log/index.js';
 import { AgentMetrics } from '../metrics/index.js';
@@ -68,6 +71,8 @@ export interface AgentOptions {
   qemuTlsDir?: string;
   /** The operator's nova.conf options ([libvirt] and [vmferry]): how migrations run. */
   migrationOptions?: ResolvedOptions;
+  /** The agents this one may send VMs to (https://HOST:PORT): `host list`, drains. */
+  peers?: string[];
   /** Processes for TLS and tunnel relaying (default: the policy's decideRelayWorkers). */
   workers?: number;
   /** Where VM files may lie; default [vmferry] image_dirs and disk_dirs. */
@@ -129,6 +134,8 @@ export class Agent {
   readonly outgoing: OutgoingMigrations;
   readonly incoming: IncomingMigrations;
   readonly calibrations: AgentCalibrations;
+  readonly facts: HostFacts;
+  readonly drains: Drains;
   private readonly api: ApiServer;
   private readonly peers = new Map<string, AgentApi>();
   private host: HostInfo | undefined;
@@ -152,6 +159,8 @@ export class Agent {
       },
       later: (fn) => void setTimeout(fn, 1000).unref(),
     });
+  /** Migrations found queued at start-up: they go back in the queue once the agent serves. */
+  private readonly queuedAtRestart: MigrationRecord[] = [];
   addresses: string[] = [];
 
   /** Where local disk images are on this host. */
@@ -185,27 +194,32 @@ export class Agent {
     });
     this.backlog = openAgentJournal(options.stateDir, now, this.metrics, this.log);
     this.journal = this.backlog.journal;
-    this.registry = new VmRegistry({
-      hostName: options.name,
-      stateDir: options.stateDir,
-      instancesPath: this.instancesPath,
-      accel: host.accelerator,
-      specDefaults: {
-        accelerator: host.accelerator,
-        machines: host.machines,
-        cpuModels: host.cpuModels,
-        ...(host.kvmCpuModels !== undefined ? { kvmCpuModels: host.kvmCpuModels } : {}),
-      },
-      network: linuxHostNetwork,
-      qemuBinary: options.qemuBinary,
-      journal: this.journal,
-      backlog: this.backlog,
-      log: this.log,
-      ...confinement,
+    this.registry = this.newRegistry(host);
+    this.facts = new HostFacts({
+      summary: () => this.summary(),
+      registry: this.registry,
+      reservedHostMiB: this.migrationOptions['DEFAULT.reserved_host_memory_mb'].value,
     });
     this.incoming = this.incomingMigrations();
-    this.outgoing = new OutgoingMigrations({
+    this.outgoing = this.newOutgoing();
+    this.drains = new Drains({
       hostName: options.name,
+      journal: this.journal,
+      registry: this.registry,
+      outgoing: this.outgoing,
+      peerApi: (address) => this.peer(address),
+      peers: () => this.options.peers ?? [],
+      setMaintenance: (on) => this.setMaintenance(on),
+      log: this.log,
+    });
+    this.calibrations = this.newCalibrations();
+    this.api = this.newApi();
+  }
+
+  /** The source half of this host's migrations, queued by nova's max_concurrent_live_migrations. */
+  private newOutgoing(): OutgoingMigrations {
+    return new OutgoingMigrations({
+      hostName: this.options.name,
       registry: this.registry,
       journal: this.journal,
       backlog: this.backlog,
@@ -214,15 +228,14 @@ export class Agent {
       migrationOptions: this.migrationOptions,
       hostSummary: () => this.summary(),
       tunnels: this.tunnels,
-      qemuTlsDir: options.qemuTlsDir,
+      qemuTlsDir: this.options.qemuTlsDir,
       dirtyRateSampleSeconds: this.migrationOptions['vmferry.dirty_rate_sample_seconds'].value,
       sampleIntervalMs: this.migrationOptions['vmferry.sample_interval_ms'].value,
       log: this.log,
       observer: this.metrics,
       transportFigures: (to) => this.calibrations.figuresTo(to),
+      maxConcurrent: this.migrationOptions['DEFAULT.max_concurrent_live_migrations'].value,
     });
-    this.calibrations = this.newCalibrations();
-    this.api = this.newApi();
   }
 
   private newCalibrations(): AgentCalibrations {
@@ -237,7 +250,7 @@ export class Agent {
     });
   }
 
-  /** The agent's API: its routes over this agent's parts, and the metrics. */
+  /** The agent's HTTP API (served behind the mutual-TLS front door): its routes over this agent's parts, and the metrics. */
   private newApi(): ApiServer {
     const api = new ApiServer(this.internalApiSecret);
     registerRoutes(api, {
@@ -249,6 +262,16 @@ export class Agent {
       outgoing: this.outgoing,
       incoming: this.incoming,
       calibrations: this.calibrations,
+      facts: this.facts,
+      maintenance: {
+        get: () => this.maintenance,
+        set: (on) => this.setMaintenance(on),
+      },
+      drains: this.drains,
+      peers: async () => ({
+        self: this.summary(),
+        peers: await peerStatuses(this.options.peers ?? [], (address) => this.peer(address)),
+      }),
     });
     registerMetricsRoute(api, this.metrics);
     return api;
@@ -258,6 +281,7 @@ export class Agent {
   private incomingMigrations(): IncomingMigrations {
     const { options } = this;
     return new IncomingMigrations({
+      facts: this.facts,
       hostName: options.name,
       migrationAddress: options.migrationAddress ?? options.listenHost,
       migrationAddressConfigured: options.migrationAddress !== undefined,
@@ -272,6 +296,28 @@ export class Agent {
       sourceApi: (address, peerName) =>
         new AgentApi(new AgentClient(address, this.options.tls, { peerName })),
       orphanCheckMs: this.migrationOptions['vmferry.orphan_check_seconds'].value * 1000,
+    });
+  }
+
+  /** The VMs of this host, started with the machine types and CPU models its QEMU offers. */
+  private newRegistry(host: HostInfo): VmRegistry {
+    return new VmRegistry({
+      hostName: this.options.name,
+      stateDir: this.options.stateDir,
+      instancesPath: this.instancesPath,
+      accel: host.accelerator,
+      specDefaults: {
+        accelerator: host.accelerator,
+        machines: host.machines,
+        cpuModels: host.cpuModels,
+        ...(host.kvmCpuModels !== undefined ? { kvmCpuModels: host.kvmCpuModels } : {}),
+      },
+      network: linuxHostNetwork,
+      qemuBinary: this.options.qemuBinary,
+      journal: this.journal,
+      backlog: this.backlog,
+      log: this.log,
+      ...this.confinement,
     });
   }
 
@@ -326,6 +372,8 @@ export class Agent {
       );
       agent.log(`listening on ${agent.addresses.join(' and ')} (accelerator ${host.accelerator})`);
       agent.incoming.watchOrphans();
+      for (const m of agent.queuedAtRestart.splice(0)) agent.outgoing.requeueAfterRestart(m);
+      agent.drains.resume();
       agent.announceConfinement();
       for (const [point, action] of activeFailpoints())
         agent.log(
@@ -376,7 +424,22 @@ export class Agent {
       machines: h.machines.map((m) => m.name),
       cpuModels: h.cpuModels,
       hostCpu: h.hostCpu,
+      capacity: this.facts.capacity(),
+      maintenance: this.maintenance,
+      vms: this.registry.list().length,
+      migrations: { ...this.outgoing.counts(), incoming: this.incoming.count() },
     };
+  }
+
+  /** In maintenance mode (kept in the journal across restarts) the host takes no incoming migration and no new VM. */
+  get maintenance(): boolean {
+    return this.journal.getSetting('maintenance') === 'on';
+  }
+
+  setMaintenance(on: boolean): { maintenance: boolean } {
+    this.journal.setSetting('maintenance', on ? 'on' : 'off');
+    this.log(on ? 'maintenance mode on: no incoming migration, no new VM' : 'maintenance mode off');
+    return { maintenance: on };
   }
 
   /** Graceful stop (SIGTERM): aborts outgoing migrations, so their VMs stay here and run, then closes. */
@@ -478,8 +541,11 @@ export class Agent {
    */
   private async recover(): Promise<void> {
     await this.registry.reattach();
-    for (const m of this.journal.listMigrations({ active: true }))
-      await this.recoverMigration(m, 'the agent restarted while the migration was in flight');
+    for (const m of this.journal.listMigrations({ active: true })) {
+      // A queued migration started nothing anywhere: it keeps its place once the agent serves.
+      if (m.role === 'source' && m.state === 'queued') this.queuedAtRestart.push(m);
+      else await this.recoverMigration(m, 'the agent restarted while the migration was in flight');
+    }
   }
 
   /**

@@ -5,15 +5,19 @@ import type { MigrationSample, MigrationState } from '../migration/index.js';
 import type { CalibrationResult } from '../calibration/index.js';
 import type {
   DestinationDiskView,
+  HostCapacity,
   MigrationOverrides,
   MigrationPlan,
   MigrationSettings,
+  PreflightRequest,
+  PreflightResult,
   TransportFigures,
 } from '../policy/index.js';
 import type { Accelerator, HostCapabilities, HostCpu, VmSpecDraft } from '../qemu/index.js';
 import type { AgentClient } from './agent-client.js';
 import type { ConsoleChunk, ConsoleTail } from './console-log.js';
 import type { MigrationEvent, MigrationRecord } from './journal.js';
+import type { DrainJob } from '../maintenance/index.js';
 import type { VmView } from './vm-registry.js';
 
 /** The agent API's endpoints, each once: routes.ts serves them, {@link AgentApi} calls them. */
@@ -22,6 +26,11 @@ export const API = {
   calibrate: 'POST /v1/host/calibrations',
   calibrations: 'GET /v1/host/calibrations',
   plan: 'POST /v1/plan',
+  maintenance: 'POST /v1/host/maintenance',
+  peers: 'GET /v1/peers',
+  startDrain: 'POST /v1/drains',
+  drains: 'GET /v1/drains',
+  drain: 'GET /v1/drains/:id',
   vms: 'GET /v1/vms',
   startVm: 'POST /v1/vms',
   vm: 'GET /v1/vms/:name',
@@ -36,6 +45,7 @@ export const API = {
   abortMigration: 'POST /v1/migrations/:id/abort',
   forceComplete: 'POST /v1/migrations/:id/force-complete',
   outgoingState: 'GET /v1/outgoing/:id',
+  preflight: 'POST /v1/preflight',
   prepareIncoming: 'POST /v1/incoming',
   checkDisks: 'POST /v1/incoming/disks',
   resumeIncoming: 'POST /v1/incoming/:id/resume',
@@ -76,6 +86,14 @@ export interface HostSummary extends HostCapabilities {
   cpuModels: string[];
   /** Its physical CPU, for VMs with cpu "host". */
   hostCpu: HostCpu | undefined;
+  /** Memory it can give VMs now, after what its VMs and incoming migrations have not taken yet. */
+  capacity: HostCapacity;
+  /** In maintenance mode it accepts no incoming migration and no new VM. */
+  maintenance: boolean;
+  /** Its VMs (running, migrating, arriving). */
+  vms: number;
+  /** Migrations it sends now, has queued, and receives now. */
+  migrations: { running: number; queued: number; incoming: number };
 }
 
 /** GET /v1/vms/:name/console: a piece of the guest's console, and the host that runs the VM. */
@@ -89,6 +107,44 @@ export interface HandOver {
   consoleTail?: ConsoleTail;
 }
 
+/** One peer as this agent sees it now (GET /v1/peers). */
+export interface PeerStatus {
+  address: string;
+  /** Its host summary when it answered. */
+  host?: HostSummary;
+  /** Why it did not answer (unreachable, refused our certificate, timed out). */
+  unreachable?: string;
+}
+
+/** POST /v1/drains. */
+export interface DrainRequest {
+  /** Destinations to use instead of the agent's peers. */
+  to?: string[];
+  /** At most this many of the drain's migrations at once (default 1). */
+  parallel?: number;
+  /** Only say where each VM would go, and why. */
+  dryRun?: boolean;
+}
+
+/** `vmferry host drain --dry-run`: where each VM would go, nothing moved, maintenance untouched. */
+export interface DrainPlan {
+  host: string;
+  candidates: string[];
+  placements: {
+    vm: string;
+    memoryMiB: number;
+    destination: string | undefined;
+    host: string | undefined;
+    reasons: string[];
+  }[];
+}
+
+/** GET /v1/peers: the agent's own host and its peers ([vmferry] peers). */
+export interface PeersView {
+  self: HostSummary;
+  peers: PeerStatus[];
+}
+
 /** POST /v1/migrations and /v1/migrations/dry-run. */
 export interface MigrationRequest {
   vm: string;
@@ -100,15 +156,36 @@ export interface MigrationRequest {
 export interface StartedMigration {
   id: string;
   settings: MigrationSettings;
+  /** Set when it waits for its turn (max_concurrent_live_migrations): its place in the queue, from 1. */
+  queuePosition?: number;
+}
+
+/** A migration as its source agent sees it now: its state, latest sample and, while queued, its place. */
+export interface LiveProgress {
+  state: MigrationState;
+  sample: MigrationSample | undefined;
+  queuePosition?: number;
 }
 
 /** POST /v1/plan: the agent's plan to a peer, and the figures it compared. */
 export type AgentPlan = MigrationPlan & { figures: TransportFigures };
 
-/** `vmferry migrate --dry-run`: the plan and the forecast, nothing started. */
-export interface DryRun {
+/** The destination's answer to POST /v1/preflight. */
+export interface PreflightAnswer {
+  host: string;
+  checks: PreflightResult[];
+}
+
+/** `vmferry migrate --dry-run`: the pre-flight checks, the plan and the forecast, nothing started. */
+export type DryRun = PlannedDryRun | RefusedDryRun;
+
+/** Every pre-flight check passed: the plan and the forecast. */
+export interface PlannedDryRun {
   vm: string;
   to: string;
+  /** The destination's pre-flight checks, every one with its result. */
+  checks: PreflightResult[];
+  refused?: undefined;
   settings: MigrationSettings;
   dirtyRateBps: number;
   dirtyRateSampleSeconds: number;
@@ -118,10 +195,19 @@ export interface DryRun {
   forecast: Forecast;
 }
 
+/** A pre-flight check failed: the migration would be refused before anything starts. */
+export interface RefusedDryRun {
+  vm: string;
+  to: string;
+  checks: PreflightResult[];
+  /** The refusal a real migration would get: every failed check, and hints. */
+  refused: { message: string; hint?: string };
+}
+
 /** GET /v1/migrations/:id: the journal's record, its events, and while it runs here the driver's view. */
 export interface MigrationView extends MigrationRecord {
   events: MigrationEvent[];
-  live: { state: MigrationState; sample: MigrationSample | undefined } | undefined;
+  live: LiveProgress | undefined;
 }
 
 /**
@@ -133,6 +219,30 @@ export class AgentApi {
 
   host(options: { timeoutMs?: number } = {}): Promise<HostSummary> {
     return this.client.get(pathOf(API.host), options);
+  }
+
+  /** This host and each of its configured peers, as this agent sees them now. */
+  peers(): Promise<PeersView> {
+    return this.client.get(pathOf(API.peers), { timeoutMs: 20_000 });
+  }
+
+  /** Drains this host (or with dryRun, says where each VM would go). */
+  startDrain(request: DrainRequest): Promise<DrainJob | DrainPlan> {
+    return this.client.post(pathOf(API.startDrain), request, { timeoutMs: 120_000 });
+  }
+
+  /** This host's drains, newest first. */
+  async drains(): Promise<DrainJob[]> {
+    return (await this.client.get<{ drains: DrainJob[] }>(pathOf(API.drains))).drains;
+  }
+
+  drain(id: string): Promise<DrainJob> {
+    return this.client.get(pathOf(API.drain, { id }));
+  }
+
+  /** Puts the host in maintenance mode (no incoming migration, no new VM) or takes it out. */
+  setMaintenance(on: boolean): Promise<{ maintenance: boolean }> {
+    return this.client.post(pathOf(API.maintenance), { on });
   }
 
   async vms(options: { timeoutMs?: number } = {}): Promise<VmView[]> {
@@ -226,6 +336,11 @@ export class AgentApi {
   }
 
   // The destination's half, called by the source agent that prepared the migration.
+
+  /** The destination's pre-flight checks for receiving a VM (reads the shared disks' first and last MiB). */
+  preflight(request: PreflightRequest): Promise<PreflightAnswer> {
+    return this.client.post(pathOf(API.preflight), request, { timeoutMs: 30_000 });
+  }
 
   prepareIncoming(request: IncomingRequest): Promise<IncomingReply> {
     return this.client.post(pathOf(API.prepareIncoming), request, { timeoutMs: 60_000 });

@@ -150,6 +150,46 @@ export const API_SCHEMAS: Record<string, EndpointSchema> = {
     reply: closed({ forcing: id }),
   },
   // The source's plan travels as it is (the destination reads what it needs); the spec is checked by validateVmSpec.
+  'POST /v1/drains': {
+    body: closed({
+      to: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 300 } },
+      parallel: { type: 'integer', minimum: 1, maximum: 64 },
+      dryRun: { type: 'boolean' },
+    }),
+    reply: open({ host: name }, ['host']),
+  },
+  'GET /v1/drains': { reply: closed({ drains: { type: 'array' } }, ['drains']) },
+  'GET /v1/drains/:id': { params: idParam, reply: open({ id, state: { type: 'string' } }, ['id', 'state']) },
+  'GET /v1/peers': { reply: open({ self: open(), peers: { type: 'array' } }, ['self', 'peers']) },
+  'POST /v1/host/maintenance': {
+    body: closed({ on: { type: 'boolean' } }, ['on']),
+    reply: open({ maintenance: { type: 'boolean' } }, ['maintenance']),
+  },
+  'POST /v1/preflight': {
+    body: closed(
+      {
+        spec: { type: 'object' },
+        source: open(
+          { name, accelerator: { enum: ['kvm', 'tcg'] }, qemuVersion: { type: 'string', maxLength: 40 } },
+          ['name', 'accelerator', 'qemuVersion'],
+        ),
+        disks: {
+          type: 'array',
+          maxItems: 8,
+          items: closed(
+            {
+              path: { type: 'string', minLength: 1, maxLength: 4096 },
+              sizeBytes: nonNegative,
+              fingerprint: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            },
+            ['path', 'sizeBytes', 'fingerprint'],
+          ),
+        },
+      },
+      ['spec', 'source'],
+    ),
+    reply: open({ host: name, checks: { type: 'array' } }, ['host', 'checks']),
+  },
   'POST /v1/incoming': {
     body: closed(
       {
@@ -158,6 +198,7 @@ export const API_SCHEMAS: Record<string, EndpointSchema> = {
         settings: { type: 'object' },
         sourceHost: name,
         sourceAccelerator: { enum: ['kvm', 'tcg'] },
+        sourceQemuVersion: { type: 'string', maxLength: 40 },
         sourceAddress: { type: 'string', maxLength: 300 },
         sourceInstancesPath: { type: 'string', minLength: 1, maxLength: 4096 },
       },

@@ -21,7 +21,6 @@ import {
 } from '../migration/index.js';
 import { failpoint } from '../failpoints.js';
 import {
-  checkAccelerators,
   checkIncomingStream,
   checkMigrationSettings,
   preflightError,
@@ -33,6 +32,7 @@ import { isAbsolute } from 'node:path';
 import { checkDiskCheckRequest, createTargetImages, viewDisks, type TargetImages } from '../block/index.js';
 import { deviceIds, validateVmSpec, type QmpClient } from '../qemu/index.js';
 import type { AgentApi } from './api-client.js';
+import type { HostFacts } from './preflight.js';
 import type { ConsoleTail } from './console-log.js';
 import type { Journal, MigrationRecord, StateChange } from './journal.js';
 import type { JournalBacklog } from './journal-backlog.js';
@@ -59,12 +59,14 @@ interface IncomingMigration {
 
 export interface IncomingMigrationsOptions {
   hostName: string;
+  /** This host's capacity and pre-flight checks. */
+  facts: HostFacts;
   /** Address the destination QEMU listens on for native migration streams. */
   migrationAddress: string;
   /** This host's own say on streams: clear text allowed?, and was the address chosen by an operator? */
   permitCleartext: boolean;
   migrationAddressConfigured: boolean;
-  /** Incoming migrations prepared at once, at most ([vmferry] max_incoming_migrations). */
+  /** [vmferry] max_incoming_migrations: prepares beyond it (those in progress counted) get 429, their sources wait. */
   maxIncoming: number;
   registry: VmRegistry;
   journal: Journal;
@@ -106,6 +108,45 @@ export class IncomingMigrations {
     };
   }
 
+  /** Migrations this host receives now. */
+  count(): number {
+    return this.active.size;
+  }
+
+  /**
+   * Whether this host takes the migration at all: within max_incoming_migrations
+   * (prepares in progress counted), on its own transport policy, and passing its
+   * pre-flight checks again (memory may have been promised since, and a source may
+   * not have asked at all). Throws the refusal.
+   */
+  private admit(request: IncomingRequest): void {
+    const { registry } = this.options;
+    const receiving = this.active.size + this.options.facts.reservations();
+    if (receiving >= this.options.maxIncoming) {
+      throw new LimitError(
+        `${this.options.hostName} receives ${receiving} migration(s) already, as many as max_incoming_migrations = ${this.options.maxIncoming} allows`,
+        { hint: 'the source keeps the migration queued and asks again' },
+      );
+    }
+    const refused = preflightError([
+      checkIncomingStream(request.settings, {
+        host: this.options.hostName,
+        permitCleartext: this.options.permitCleartext,
+        migrationAddress: this.options.migrationAddress,
+        migrationAddressConfigured: this.options.migrationAddressConfigured,
+      }),
+      ...this.options.facts.check({
+        spec: request.spec,
+        source: {
+          name: request.sourceHost,
+          accelerator: request.sourceAccelerator ?? registry.accelerator,
+          qemuVersion: request.sourceQemuVersion ?? this.options.facts.qemuVersion,
+        },
+      }),
+    ]);
+    if (refused !== undefined) throw refused;
+  }
+
   /** A source agent asks this host to receive a VM: an incoming QEMU, listening. */
   async prepare(body: unknown, peerCommonName: string): Promise<IncomingReply> {
     const claimed = (body as { sourceHost?: unknown } | null)?.sourceHost;
@@ -117,31 +158,9 @@ export class IncomingMigrations {
     }
     const request = validateIncoming(body);
     const { registry, journal } = this.options;
-    const refused = preflightError([
-      checkIncomingStream(request.settings, {
-        host: this.options.hostName,
-        permitCleartext: this.options.permitCleartext,
-        migrationAddress: this.options.migrationAddress,
-        migrationAddressConfigured: this.options.migrationAddressConfigured,
-      }),
-      ...(request.sourceAccelerator !== undefined
-        ? [
-            checkAccelerators(
-              { name: request.sourceHost, accelerator: request.sourceAccelerator },
-              { name: this.options.hostName, accelerator: registry.accelerator },
-            ),
-          ]
-        : []),
-    ]);
-    if (refused !== undefined) throw refused;
+    this.admit(request);
     if (this.active.has(request.migrationId))
       throw new ConflictError(`migration ${request.migrationId} is already prepared`);
-    if (this.active.size >= this.options.maxIncoming) {
-      throw new LimitError(
-        `${this.options.hostName} already receives ${this.active.size} migrations, its limit ([vmferry] max_incoming_migrations)`,
-        { hint: 'try again when one has finished' },
-      );
-    }
     const spec = { ...request.spec, memoryBackend: { kind: 'ram' as const } };
     journal.createMigration({
       id: request.migrationId,
@@ -154,9 +173,15 @@ export class IncomingMigrations {
     });
     let entry: IncomingMigration | undefined;
     let images: TargetImages | undefined;
+    // Counted against the limit and the memory from now, before the first await lets another prepare in.
+    const release = this.options.facts.reserve(spec.memoryMiB);
     try {
-      images = await this.createImages(request);
-      const vm = await registry.prepareIncoming(spec, request.migrationId);
+      const vm = await this.createImages(request)
+        .then((made) => {
+          images = made;
+          return registry.prepareIncoming(spec, request.migrationId);
+        })
+        .finally(release);
       entry = this.track(request.migrationId, spec.name, request.sourceHost, request.settings, vm.qemu!.qmp);
       entry.images = images;
       entry.preparedAt = Date.now();
@@ -588,6 +613,9 @@ function validateIncoming(body: unknown): IncomingRequest {
     spec: validateVmSpec(b.spec),
     settings: checkMigrationSettings(b.settings),
     sourceHost: typeof b.sourceHost === 'string' ? b.sourceHost : 'unknown',
+    ...(typeof b.sourceQemuVersion === 'string' && /^\d+(\.\d+){0,3}$/.test(b.sourceQemuVersion)
+      ? { sourceQemuVersion: b.sourceQemuVersion }
+      : {}),
     ...(b.sourceAccelerator === 'kvm' || b.sourceAccelerator === 'tcg'
       ? { sourceAccelerator: b.sourceAccelerator }
       : {}),

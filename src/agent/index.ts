@@ -12,6 +12,9 @@ export {
 export { ROUTE_ROLES, OTHER_ROUTES, accessMatrix, mayCall, type RouteName } from './route-access.js';
 export { vmFileDirsFrom, type VmFileDirs } from './vm-confinement.js';
 export { lookUpQemuUser, type QemuUser } from './qemu-user.js';
+export { HostFacts, type PreflightAnswer } from './preflight.js';
+export { parsePeers, peerStatuses, type PeerStatus } from './peers.js';
+export { Drains, type DrainPlan, type DrainRequest } from './drains.js';
 export { AgentClient, parseAgentEndpoint, type AgentEndpoint } from './agent-client.js';
 export { ApiServer, Reply, type ApiRequest, type ApiHandler, type Peer } from './api-server.js';
 export {

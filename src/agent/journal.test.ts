@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +53,7 @@ describe('agent journal', () => {
 
   it('opens in WAL mode with full sync, at the current schema version', () => {
     assert.equal(journal.schemaVersion(), JOURNAL_SCHEMA_VERSION);
-    assert.equal(JOURNAL_SCHEMA_VERSION, 4);
+    assert.equal(JOURNAL_SCHEMA_VERSION, 5);
     journal.close();
     const db = new Database(path, { readonly: true });
     try {
@@ -63,6 +64,7 @@ describe('agent journal', () => {
         { version: 2, applied_at: clock },
         { version: 3, applied_at: clock },
         { version: 4, applied_at: clock },
+        { version: 5, applied_at: clock },
       ]);
     } finally {
       db.close();
@@ -520,5 +522,48 @@ describe('agent journal', () => {
     );
     assert.throws(() => openJournal(join(root, 'missing-dir', 'j.sqlite'), { now }), JournalError);
     journal = openJournal(join(root, 'fresh.sqlite'), { now });
+  });
+});
+
+describe('journal: host settings and drains', () => {
+  it('keeps a setting across reopening, and the last value wins', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmf-journal-settings-'));
+    try {
+      const path = join(dir, 'journal.sqlite');
+      let journal = openJournal(path, { now: () => 1 });
+      assert.equal(journal.getSetting('maintenance'), undefined);
+      journal.setSetting('maintenance', 'on');
+      journal.setSetting('maintenance', 'off');
+      journal.setSetting('maintenance', 'on');
+      journal.close();
+      journal = openJournal(path, { now: () => 2 });
+      assert.equal(journal.getSetting('maintenance'), 'on');
+      journal.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('saves a drain job, lists active ones, and stamps the end once', () => {
+    let t = 1000;
+    const dir = mkdtempSync(join(tmpdir(), 'vmf-journal-drains-'));
+    try {
+      const journal = openJournal(join(dir, 'journal.sqlite'), { now: () => t });
+      journal.saveDrain({ id: 'd1', state: 'running', job: { items: [1] } });
+      t = 2000;
+      journal.saveDrain({ id: 'd1', state: 'running', job: { items: [1, 2] } });
+      assert.deepEqual(journal.listDrains({ active: true }), [
+        { id: 'd1', state: 'running', job: { items: [1, 2] }, startedAt: 1000, finishedAt: null },
+      ]);
+      t = 3000;
+      journal.saveDrain({ id: 'd1', state: 'done', job: { items: [] }, finished: true });
+      t = 4000;
+      journal.saveDrain({ id: 'd1', state: 'done', job: { items: [] }, finished: true });
+      assert.deepEqual(journal.listDrains({ active: true }), []);
+      assert.equal(journal.listDrains()[0]?.finishedAt, 3000);
+      journal.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -240,6 +240,25 @@ const SCHEMA_STEPS: readonly { version: number; sql: string }[] = [
       ) STRICT;
     `,
   },
+  {
+    // Host-wide settings an operator changes at run time (maintenance mode), and drains.
+    version: 5,
+    sql: `
+      CREATE TABLE host_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE drains (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        job TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        finished_at INTEGER
+      ) STRICT;
+    `,
+  },
 ];
 
 /** The schema version this code writes. */
@@ -670,6 +689,60 @@ export class Journal {
         return { ...this.requireMigration(current.id), previousState: current.state };
       });
     })();
+  }
+
+  /** A host-wide setting (e.g. maintenance mode), undefined when never set. */
+  getSetting(key: string): string | undefined {
+    return this.db
+      .prepare<[string], { value: string }>('SELECT value FROM host_settings WHERE key = ?')
+      .get(key)?.value;
+  }
+
+  setSetting(key: string, value: string): void {
+    this.db
+      .prepare(
+        'INSERT INTO host_settings (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at',
+      )
+      .run(key, value, this.now());
+  }
+
+  /** Saves a drain job (its whole state as JSON); `finished` stamps its end. */
+  saveDrain(drain: { id: string; state: string; job: unknown; finished?: boolean }): void {
+    const now = this.now();
+    this.db
+      .prepare(
+        `INSERT INTO drains (id, state, job, started_at, updated_at, finished_at) VALUES (@id, @state, @job, @now, @now, @finished)
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, job = excluded.job, updated_at = excluded.updated_at,
+           finished_at = COALESCE(drains.finished_at, excluded.finished_at)`,
+      )
+      .run({
+        id: drain.id,
+        state: drain.state,
+        job: JSON.stringify(drain.job),
+        now,
+        finished: drain.finished === true ? now : null,
+      });
+  }
+
+  /** Drains, newest first; `active` only those not finished. */
+  listDrains(
+    filter: { active?: boolean } = {},
+  ): { id: string; state: string; job: unknown; startedAt: number; finishedAt: number | null }[] {
+    const rows = this.db
+      .prepare<
+        [],
+        { id: string; state: string; job: string; started_at: number; finished_at: number | null }
+      >(
+        `SELECT id, state, job, started_at, finished_at FROM drains ${filter.active === true ? 'WHERE finished_at IS NULL' : ''} ORDER BY started_at DESC, rowid DESC`,
+      )
+      .all();
+    return rows.map((r) => ({
+      id: r.id,
+      state: r.state,
+      job: JSON.parse(r.job) as unknown,
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
+    }));
   }
 
   /**

@@ -35,15 +35,24 @@ import { computeMigrationFlags, type ResolvedOptions } from '../config/index.js'
 import {
   migrationSettings,
   planMigration,
-  checkAccelerators,
-  checkHostCpu,
   preflightError,
+  type PreflightResult,
   type MigrationOverrides,
   type MigrationSettings,
   type TransportFigures,
   type PlanInput,
 } from '../policy/index.js';
-import type { AgentApi, DryRun, HandOver, HostSummary } from './api-client.js';
+import type {
+  AgentApi,
+  DryRun,
+  HandOver,
+  HostSummary,
+  LiveProgress,
+  PlannedDryRun,
+  StartedMigration,
+} from './api-client.js';
+import { SendQueue, busyRetryDelayMs, type QueuedItem } from '../maintenance/index.js';
+import { sharedDiskIdentities, type PreflightAnswer } from './preflight.js';
 import type { ConsoleTail } from './console-log.js';
 import { deviceIds, diskImagePath, type VmSpec } from '../qemu/index.js';
 import type { AgentTunnels } from './tunnels.js';
@@ -80,6 +89,16 @@ export interface OutgoingMigrationsOptions {
   observer?: MigrationObserver;
   /** What this host measured of each secure transport to the agent at an address (the plan compares them). */
   transportFigures?: (to: string) => TransportFigures;
+  /** nova's [DEFAULT] max_concurrent_live_migrations: how many run at once, the rest queue (0: no limit). */
+  maxConcurrent?: number;
+}
+
+/** A migration waiting in this host's queue: planned, its VM set aside for it. */
+interface Queued extends QueuedItem {
+  to: string;
+  settings: MigrationSettings;
+  /** A calibration's trial: the VM stays here when it completes. */
+  trial?: boolean;
 }
 
 export interface MigrationObserver {
@@ -102,6 +121,10 @@ export class OutgoingMigrations {
   private readonly running = new Map<string, Running>();
   /** VMs whose migration is being planned: taken before start()'s first await, so only one starts. */
   private readonly planning = new Set<string>();
+  private readonly queue = new SendQueue<Queued>();
+  private wakeTimer: NodeJS.Timeout | undefined;
+  /** How each migration started here ends, queued or running: its report, or why it never ran. */
+  private readonly ends = new Map<string, Deferred<MigrationReport>>();
   private readonly options: OutgoingMigrationsOptions;
 
   constructor(options: OutgoingMigrationsOptions) {
@@ -109,22 +132,42 @@ export class OutgoingMigrations {
   }
 
   /**
-   * The dry run: the plan for migrating `vmName` to `to`, the guest's dirty
-   * rate sampled now, and whether pre-copy is expected to converge.
+   * The dry run: the destination's pre-flight checks, then (when they pass) the plan
+   * for migrating `vmName` to `to`, the guest's dirty rate sampled now, and whether
+   * pre-copy is expected to converge.
    */
   async dryRun(vmName: string, to: string, overrides: MigrationOverrides): Promise<DryRun> {
     const vm = this.options.registry.get(vmName);
-    const settings = await this.plan(vm.spec, to, overrides);
+    const destination = this.options.peerApi(to);
+    const { target, checks } = await this.preflight(vm.spec, destination);
+    const refused = preflightError(checks);
+    if (refused !== undefined) {
+      return {
+        vm: vmName,
+        to,
+        checks,
+        refused: { message: refused.message, ...(refused.hint !== undefined ? { hint: refused.hint } : {}) },
+      };
+    }
+    const settings = await this.decide(vm.spec, target, to, destination, overrides);
     const estimate = await this.estimate(vmName, to, settings);
-    return { vm: vmName, to, settings, ...estimate };
+    return { vm: vmName, to, checks, settings, ...estimate };
+  }
+
+  /** The destination's pre-flight checks for moving `vmName` there (placement: nothing is started). */
+  async checksFor(vmName: string, to: string): Promise<{ target: HostSummary; checks: PreflightResult[] }> {
+    return this.preflight(this.options.registry.get(vmName).spec, this.options.peerApi(to));
   }
 
   /**
-   * The plan for a migration to the agent behind `destination`: asks it what its
-   * host can do (refusing this host itself), then decides (src/policy).
+   * Asks the destination what its host can do (refusing this host itself) and to
+   * run its pre-flight checks for this VM: memory, accelerator, QEMU, machine type,
+   * CPU, shared disks, bridges. Nothing is prepared there.
    */
-  private async plan(spec: VmSpec, to: string, overrides: MigrationOverrides): Promise<MigrationSettings> {
-    const destination = this.options.peerApi(to);
+  private async preflight(
+    spec: VmSpec,
+    destination: AgentApi,
+  ): Promise<{ target: HostSummary; checks: PreflightResult[] }> {
     const source = this.options.hostSummary();
     const target = await destination.host();
     checkDestinationName(destination, target.name);
@@ -133,16 +176,37 @@ export class OutgoingMigrations {
         `${destination.client.endpoint.url} is this host (${source.name}): a VM cannot migrate to itself`,
       );
     }
-    const refused = preflightError([
-      checkAccelerators(source, target),
-      checkHostCpu(spec.cpu, source, target),
-    ]);
-    if (refused !== undefined) throw refused;
+    const ask = (): Promise<PreflightAnswer> =>
+      destination.preflight({
+        spec,
+        source: {
+          name: source.name,
+          accelerator: source.accelerator,
+          qemuVersion: source.qemuVersion,
+          hostCpu: source.hostCpu,
+        },
+        disks: sharedDiskIdentities(spec),
+      });
+    let answer = await ask();
+    // The guest may write a shared disk's first or last MiB between the two hosts'
+    // reads of it: look again before calling the files different.
+    for (let again = 0; again < 2 && answer.checks.some(differentDisk); again++) answer = await ask();
+    return { target, checks: answer.checks };
+  }
+
+  /** The plan for this VM and destination (src/policy), reduced to what the driver acts on. */
+  private async decide(
+    spec: VmSpec,
+    target: HostSummary,
+    to: string,
+    destination: AgentApi,
+    overrides: MigrationOverrides,
+  ): Promise<MigrationSettings> {
     const plan = planMigration({
       options: this.options.migrationOptions,
       kind: 'live',
       memoryMiB: spec.memoryMiB,
-      source,
+      source: this.options.hostSummary(),
       destination: target,
       overrides,
       transportFigures: this.options.transportFigures?.(to) ?? {},
@@ -202,12 +266,21 @@ export class OutgoingMigrations {
     }
   }
 
+  /** Pre-flight, refused with every failed check at once, then the plan. */
+  private async plan(spec: VmSpec, to: string, overrides: MigrationOverrides): Promise<MigrationSettings> {
+    const destination = this.options.peerApi(to);
+    const { target, checks } = await this.preflight(spec, destination);
+    const refused = preflightError(checks);
+    if (refused !== undefined) throw refused;
+    return this.decide(spec, target, to, destination, overrides);
+  }
+
   /** Samples the guest's dirty rate and forecasts pre-copy for these settings. */
   private async estimate(
     vmName: string,
     to: string,
     settings: MigrationSettings,
-  ): Promise<Omit<DryRun, 'vm' | 'to' | 'settings'>> {
+  ): Promise<Omit<PlannedDryRun, 'vm' | 'to' | 'settings' | 'checks'>> {
     const vm = this.options.registry.get(vmName);
     const qmp = vm.qemu?.qmp;
     if (qmp === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
@@ -273,13 +346,17 @@ export class OutgoingMigrations {
     };
   }
 
-  /** Starts migrating `vmName` to the agent at `to`; returns at once with the migration id. */
+  /**
+   * Plans migrating `vmName` to the agent at `to` (pre-flight checks included) and
+   * queues it; it starts at once when fewer than max_concurrent_live_migrations run.
+   * Returns with the migration id and, when it has to wait, its place in the queue.
+   */
   async start(
     vmName: string,
     to: string,
     overrides: MigrationOverrides,
     options: { trial?: boolean } = {},
-  ): Promise<{ id: string; settings: MigrationSettings }> {
+  ): Promise<StartedMigration> {
     // No await before the claim: of two requests for one VM, the second finds it taken.
     if (this.planning.has(vmName)) {
       throw new ConflictError(`VM ${vmName} is already being migrated: a migration of it is being planned`, {
@@ -316,15 +393,16 @@ export class OutgoingMigrations {
     to: string,
     overrides: MigrationOverrides,
     options: { trial?: boolean },
-  ): Promise<{ id: string; settings: MigrationSettings }> {
+  ): Promise<StartedMigration> {
     const { registry, journal, backlog } = this.options;
-    const destination = this.options.peerApi(to);
     const settings = await this.plan(this.requireRunning(vmName).spec, to, overrides);
     // Planning awaited: the VM may have been stopped or have failed meanwhile.
     const vm = this.requireRunning(vmName);
+    if (vm.qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
     const id = randomUUID();
-    const qemu = vm.qemu;
-    if (qemu === undefined) throw new ConflictError(`VM ${vmName} has no running QEMU`);
+    // A migration that can start at once never shows as queued.
+    const waits =
+      this.queue.length > 0 || (this.maxConcurrent > 0 && this.running.size >= this.maxConcurrent);
     // Journaled before anything moves; if the journal cannot take it, nothing has.
     journal.createMigration({
       id,
@@ -333,7 +411,7 @@ export class OutgoingMigrations {
       peer: to,
       transport: settings.transport,
       plan: settings,
-      state: 'preparing',
+      state: waits ? 'queued' : 'preparing',
     });
     try {
       registry.setState(vmName, 'migrating', id);
@@ -342,12 +420,58 @@ export class OutgoingMigrations {
       backlog.later(`migration ${id} failed`, (j) => j.setMigrationState(id, 'failed', { error }));
       throw err;
     }
+    this.ends.set(id, deferred());
+    this.queue.add({ id, vm: vmName, to, settings, ...(options.trial === true ? { trial: true } : {}) });
+    this.pump();
+    const position = this.queue.position(id);
+    if (position !== undefined) {
+      backlog.later(`migration ${id} queued`, (j) =>
+        j.setMigrationState(id, 'queued', {
+          message: `waiting for its turn: ${this.running.size} migration(s) running, max_concurrent_live_migrations = ${this.maxConcurrent}; place ${position} in the queue`,
+        }),
+      );
+    }
+    return { id, settings, ...(position !== undefined ? { queuePosition: position } : {}) };
+  }
+
+  private get maxConcurrent(): number {
+    return this.options.maxConcurrent ?? 1;
+  }
+
+  /** Starts the queued migrations that may run now, and wakes up again for one waiting on a busy destination. */
+  private pump(): void {
+    const now = Date.now();
+    for (const item of this.queue.takeReady(this.running.size, this.maxConcurrent, now)) this.launch(item);
+    clearTimeout(this.wakeTimer);
+    const next = this.queue.nextWakeUp(now);
+    if (next !== undefined) {
+      this.wakeTimer = setTimeout(() => this.pump(), next - now);
+      this.wakeTimer.unref();
+    }
+  }
+
+  /** Runs one migration's driver; its report comes back through finish(). */
+  private launch(item: Queued): void {
+    const { registry, journal, backlog } = this.options;
+    const { id, vm: vmName, to, settings } = item;
+    const qemu = registry.has(vmName) ? registry.get(vmName).qemu : undefined;
+    if (qemu === undefined || !qemu.alive) {
+      const error = `VM ${vmName} has no running QEMU any more`;
+      backlog.later(`migration ${id} failed`, (j) =>
+        j.setMigrationState(id, 'failed', { message: error, error }),
+      );
+      this.settle(id, new ConflictError(error));
+      if (registry.has(vmName)) registry.setState(vmName, 'failed', undefined, 'eventually');
+      return;
+    }
+    const destination = this.options.peerApi(to);
     this.options.observer?.migrationStarted(settings.transport, settings.tls);
     const peer = peerOverApi(destination, to, () => registry.consoleTail(vmName));
+    const spec = registry.get(vmName).spec;
     const driver = new SourceMigration({
       id,
       sourceHost: this.options.hostName,
-      request: this.incomingRequest(vm.spec, settings),
+      request: this.incomingRequest(spec, settings),
       settings,
       qmp: qemu.qmp,
       peer,
@@ -358,31 +482,41 @@ export class OutgoingMigrations {
       tlsCredsDir: this.options.qemuTlsDir,
       forecast: async () => (await this.estimate(vmName, to, settings)).forecast,
       pollMs: this.options.sampleIntervalMs,
-      trial: options.trial === true,
+      trial: item.trial === true,
       disks: this.diskCopyPlan(id, settings, destination),
     });
     const done = driver
       .run()
-      .then((report) => this.finish(report, options.trial === true))
+      .then((report) => this.finish(report, item))
       .catch((err: unknown) => {
         // run() reports failures in its report and finish() does not throw: reaching here is a bug.
         // The agent's policy for unexpected rejections recovers the migration as after a restart.
         this.running.delete(id);
+        this.settle(id, err instanceof Error ? err : new Error(String(err)));
+        this.pump();
         throw markMigrationError(err, id);
       });
-    this.running.set(id, { id, vm: vmName, to, driver, done, spec: vm.spec, settings });
+    this.running.set(id, { id, vm: vmName, to, driver, done, spec, settings });
     this.options.log(
       `migration ${id}: ${vmName} -> ${to} (${settings.transport}${settings.tls ? ', TLS' : ''}, ${settings.channels} channel(s))`,
       { migration: id, vm: vmName },
     );
-    return { id, settings };
   }
 
   /** The report of a migration this agent is sending, when it ends. */
   finished(id: string): Promise<MigrationReport> {
-    const running = this.running.get(id);
-    if (running === undefined) throw new NotFoundError(`no running migration ${id} on this host`);
-    return running.done;
+    const end = this.ends.get(id);
+    if (end === undefined) throw new NotFoundError(`no queued or running migration ${id} on this host`);
+    return end.promise;
+  }
+
+  /** The migration ended (report) or never ran (error): whoever waits in finished() learns it. */
+  private settle(id: string, outcome: MigrationReport | Error): void {
+    const end = this.ends.get(id);
+    if (end === undefined) return;
+    this.ends.delete(id);
+    if (outcome instanceof Error) end.reject(outcome);
+    else end.resolve(outcome);
   }
 
   /** What the destination is asked to prepare (the driver adds the migration's id and this host). */
@@ -396,22 +530,46 @@ export class OutgoingMigrations {
       spec,
       settings,
       sourceAccelerator: registry.accelerator,
+      sourceQemuVersion: this.options.hostSummary().qemuVersion,
       ...(settings.disks !== undefined ? { sourceInstancesPath: registry.instancesPath } : {}),
       ...(sourceAddress !== undefined ? { sourceAddress } : {}),
     };
   }
 
-  liveProgress(id: string): SourceMigration['progress'] | undefined {
+  /**
+   * After a restart: a migration that was still queued keeps its place (queued
+   * migrations started nothing anywhere).
+   */
+  requeueAfterRestart(m: MigrationRecord): void {
+    this.queue.add({ id: m.id, vm: m.vm, to: m.peer, settings: m.plan });
+    this.options.journal.setMigrationState(m.id, 'queued', {
+      message: 'the agent restarted; the migration keeps its place in the queue',
+    });
+    this.pump();
+  }
+
+  liveProgress(id: string): LiveProgress | undefined {
+    const position = this.queue.position(id);
+    if (position !== undefined) return { state: 'queued', sample: undefined, queuePosition: position };
     return this.running.get(id)?.driver.progress;
   }
 
   /** Every migration this agent is sending, with its latest sample. */
   live(): { id: string; vm: string; state: string; sample: MigrationSample | undefined }[] {
-    return [...this.running.values()].map((r) => ({ id: r.id, vm: r.vm, ...r.driver.progress }));
+    return [
+      ...[...this.running.values()].map((r) => ({ id: r.id, vm: r.vm, ...r.driver.progress })),
+      ...this.queue.list().map((q) => ({ id: q.id, vm: q.vm, state: 'queued', sample: undefined })),
+    ];
+  }
+
+  /** Migrations sending now, and waiting in the queue. */
+  counts(): { running: number; queued: number } {
+    return { running: this.running.size, queued: this.queue.length };
   }
 
   /** Operator abort; refused once the guest may run on the destination (hand-over or post-copy). */
   abort(id: string): void {
+    if (this.cancelQueued(id, 'aborted by the operator while queued')) return;
     const { driver, to } = this.get(id);
     const { state } = driver.progress;
     if (state === 'completing' || state === 'postcopy') {
@@ -424,6 +582,22 @@ export class OutgoingMigrations {
     driver.abort();
   }
 
+  /** Takes a queued migration out of the queue: cancelled, its VM free again. False when it is not queued. */
+  private cancelQueued(id: string, reason: string): boolean {
+    const item = this.queue.remove(id);
+    if (item === undefined) return false;
+    this.options.journal.setMigrationState(id, 'cancelled', { message: reason, error: reason });
+    this.settle(id, new ConflictError(`migration ${id} was cancelled while queued: ${reason}`));
+    const { registry } = this.options;
+    if (registry.has(item.vm) && registry.get(item.vm).migrationId === id)
+      registry.setState(item.vm, 'running');
+    this.options.log(`migration ${id} of ${item.vm} cancelled while queued: ${reason}`, {
+      migration: id,
+      vm: item.vm,
+    });
+    return true;
+  }
+
   forceComplete(id: string): void {
     this.get(id).driver.forceComplete();
   }
@@ -434,6 +608,7 @@ export class OutgoingMigrations {
    * destination; it stays 'completing' in the journal and is settled after the restart.
    */
   async abortAll(reason: string, waitMs = 20_000): Promise<void> {
+    for (const q of [...this.queue.list()]) this.cancelQueued(q.id, reason);
     const all = [...this.running.values()];
     for (const r of all) r.driver.abort(reason);
     let timer: NodeJS.Timeout | undefined;
@@ -457,7 +632,7 @@ export class OutgoingMigrations {
    * once it is called off or under way.
    */
   async takeUp(m: MigrationRecord, reason: string): Promise<void> {
-    if (this.running.has(m.id)) return;
+    if (this.running.has(m.id) || this.queue.has(m.id)) return;
     const background = (work: Promise<void>): void => {
       work.catch((err: unknown) =>
         this.options.log(`migration ${m.id} (${reason}): ${describeError(err)}`, {
@@ -727,11 +902,38 @@ export class OutgoingMigrations {
     return removed;
   }
 
-  /** Ends a migration here: its VM let go or running again, its end journaled (when the disk allows). */
-  private async finish(report: MigrationReport, trial = false): Promise<MigrationReport> {
+  /** Ends a migration here: a busy destination puts it back in the queue, else its end is recorded. */
+  private async finish(report: MigrationReport, item: Queued): Promise<MigrationReport> {
     const { registry, backlog } = this.options;
     const running = this.running.get(report.id);
     this.running.delete(report.id);
+    if (report.destinationBusy === true && registry.has(report.vm)) {
+      // The destination receives as many migrations as it may: wait for a turn there.
+      const retries = (item.busyRetries ?? 0) + 1;
+      const delay = busyRetryDelayMs(retries);
+      this.queue.add({ ...item, busyRetries: retries, notBefore: Date.now() + delay }, { front: true });
+      backlog.later(`migration ${report.id} queued again`, (j) =>
+        j.setMigrationState(report.id, 'queued', {
+          message: `${report.to} is busy (${report.error ?? 'no reason given'}); trying again in ${delay / 1000} s`,
+        }),
+      );
+      this.pump();
+      return report;
+    }
+    try {
+      return await this.record(report, item.trial === true, running);
+    } finally {
+      this.pump();
+    }
+  }
+
+  /** A migration that ended: its VM let go or running again, its end journaled (when the disk allows). */
+  private async record(
+    report: MigrationReport,
+    trial: boolean,
+    running: Running | undefined,
+  ): Promise<MigrationReport> {
+    const { registry, backlog } = this.options;
     this.options.observer?.migrationFinished(report);
     if (report.status === 'completed' && !trial) {
       await registry.destroy(report.vm);
@@ -759,6 +961,7 @@ export class OutgoingMigrations {
         ...(report.error ? { error: report.error } : {}),
       }),
     );
+    this.settle(report.id, report);
     this.options.log(
       `migration ${report.id} ${report.status}: ${report.bytes} bytes in ${report.seconds} s (${report.gbps} Gbit/s), guest ${report.guest}${report.error ? `; ${report.error}` : ''}`,
       { level: report.status === 'completed' ? 'info' : 'warn', migration: report.id, vm: report.vm },
@@ -865,4 +1068,28 @@ export function peerOverApi(
       }
     },
   };
+}
+
+/** A failed shared-disk check that may be a race with the guest's writes rather than another file. */
+function differentDisk(r: PreflightResult): boolean {
+  return !r.ok && r.check.startsWith('disk ') && r.message.endsWith('its first or last MiB differs');
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (err: Error) => void;
+}
+
+/** A promise with its resolve and reject at hand (Promise.withResolvers is Node 22). */
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Nobody may wait: a rejection must not become an unhandled one.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
 }

@@ -34,6 +34,7 @@ describe('route access table', () => {
       'completeIncoming',
       'incomingGuest',
       'outgoingState',
+      'preflight',
       'prepareIncoming',
       'recoverIncoming',
       'resumeIncoming',

@@ -24,6 +24,12 @@ export const ROUTE_ROLES = {
   calibrations: ['operator', 'viewer'],
   // The plan to a peer the caller names: the agent dials it, so not for viewers.
   plan: ['operator'],
+  // Maintenance mode and drains move or refuse VMs: operators only; looking is for viewers too.
+  maintenance: ['operator'],
+  peers: ['operator', 'viewer'],
+  startDrain: ['operator'],
+  drains: ['operator', 'viewer'],
+  drain: ['operator', 'viewer'],
   vms: ['operator', 'viewer'],
   startVm: ['operator'],
   vm: ['operator', 'viewer'],
@@ -39,6 +45,8 @@ export const ROUTE_ROLES = {
   abortMigration: ['operator'],
   forceComplete: ['operator'],
   outgoingState: ['host'],
+  // A source agent asks before it prepares anything: what the destination's checks say.
+  preflight: ['host'],
   prepareIncoming: ['host'],
   checkDisks: ['host'],
   resumeIncoming: ['host'],

@@ -1,10 +1,12 @@
-import { NotFoundError, UsageError } from '../errors.js';
+import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import { parseVmSpec } from '../qemu/index.js';
-import { API, type AgentApi } from './api-client.js';
+import { API, type AgentApi, type PeersView } from './api-client.js';
 import { validateConsoleTail, type ConsoleTail } from './console-log.js';
 import { Reply, type ApiRequest, type ApiServer } from './api-server.js';
 import type { AgentMetrics } from '../metrics/index.js';
 import type { IncomingMigrations } from './incoming.js';
+import type { DrainRequest, Drains } from './drains.js';
+import { validatePreflightRequest, type HostFacts } from './preflight.js';
 import type { Journal } from './journal.js';
 import type { MigrationOverrides } from '../policy/index.js';
 import type { AgentCalibrations } from './calibrations.js';
@@ -21,6 +23,11 @@ export interface RouteDeps {
   outgoing: OutgoingMigrations;
   incoming: IncomingMigrations;
   calibrations: AgentCalibrations;
+  facts: HostFacts;
+  maintenance: { get: () => boolean; set: (on: boolean) => { maintenance: boolean } };
+  /** This host and its configured peers, each asked now. */
+  peers: () => Promise<PeersView>;
+  drains: Drains;
 }
 
 /** GET /metrics: Prometheus text, through the same mutual-TLS front door as the API. */
@@ -49,7 +56,17 @@ export function registerRoutes(api: ApiServer, d: RouteDeps): void {
       return d.calibrations.planTo(b.to, b.memoryMiB);
     })
     .route(API.vms, () => Promise.resolve({ vms: d.registry.list().map((vm) => d.registry.view(vm)) }))
+    .route(API.peers, () => d.peers())
+    .route(API.startDrain, async (req) => new Reply(202, await d.drains.start(req.body as DrainRequest)))
+    .route(API.drains, () => Promise.resolve({ drains: d.drains.list() }))
+    .route(API.drain, (req) => Promise.resolve(d.drains.get(req.params.id ?? '')))
+    .route(API.maintenance, (req) => Promise.resolve(d.maintenance.set((req.body as { on: boolean }).on)))
     .route(API.startVm, async (req) => {
+      if (d.maintenance.get()) {
+        throw new ConflictError(`${d.hostName} is in maintenance mode: it starts no new VM`, {
+          hint: 'start it on another host, or end maintenance: vmferry host maintenance off',
+        });
+      }
       const vm = await d.registry.start(parseVmSpec(req.body));
       return new Reply(201, d.registry.view(vm));
     })
@@ -113,6 +130,9 @@ function handOverTail(body: unknown): ConsoleTail | undefined {
 /** The destination's endpoints, which only the source agent that prepared a migration may call. */
 function registerIncomingRoutes(api: ApiServer, d: RouteDeps): void {
   api
+    .route(API.preflight, (req) =>
+      Promise.resolve({ host: d.hostName, checks: d.facts.check(validatePreflightRequest(req.body)) }),
+    )
     .route(API.prepareIncoming, (req) => d.incoming.prepare(req.body, req.peer.commonName))
     .route(API.checkDisks, async (req) => ({ disks: await d.incoming.checkDisks(req.body) }))
     .route(API.resumeIncoming, async (req) => {

@@ -1,5 +1,6 @@
-import type { DryRun } from '../agent/index.js';
+import type { DrainPlan, DryRun, HostSummary, PeerStatus } from '../agent/index.js';
 import { sumDiskSamples } from '../block/index.js';
+import type { DrainJob } from '../maintenance/index.js';
 import type { MigrationReport, MigrationSample } from '../migration/index.js';
 
 const GIB = 1024 ** 3;
@@ -70,11 +71,20 @@ export function reportLines(r: MigrationReport): string[] {
   return lines;
 }
 
-/** `vmferry migrate --dry-run` for people: the plan, the measured rates and the forecast. */
+/** `vmferry migrate --dry-run` for people: the pre-flight checks, then the plan, the measured rates and the forecast. */
 export function dryRunLines(d: DryRun): string[] {
+  const checks = d.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'}        ${c.check}: ${c.message}`);
+  if (d.refused !== undefined) {
+    return [
+      `dry run: ${d.vm} -> ${d.to}: refused by the pre-flight checks`,
+      ...checks,
+      ...(d.refused.hint !== undefined ? [`  hint        ${d.refused.hint}`] : []),
+    ];
+  }
   const s = d.settings;
   return [
     `dry run: ${d.vm} -> ${d.to}`,
+    ...checks,
     `  transport   ${s.transport}${s.tls ? ' + TLS' : ' (clear text)'}, ${s.channels} channel(s)${s.postCopy ? ', post-copy allowed' : ''}${s.autoConverge ? ', auto-converge' : ''}`,
     `  dirty rate  ${formatBytes(d.dirtyRateBps)}/s (sampled for ${d.dirtyRateSampleSeconds} s)`,
     `  link        ${((d.throughputBps * 8) / 1e9).toFixed(2)} Gbit/s: ${d.throughputSource}`,
@@ -82,4 +92,73 @@ export function dryRunLines(d: DryRun): string[] {
     `  forecast    ${d.forecast.summary}`,
     ...s.reasons.map((r) => `  why         ${r}`),
   ];
+}
+
+/** `vmferry host list` for people: one line per host, this one first. */
+export function hostListLines(view: { self: HostSummary; peers: PeerStatus[] }): string[] {
+  const row = (address: string, h: HostSummary | undefined, why?: string): string[] =>
+    h === undefined
+      ? ['?', address, `unreachable: ${why ?? ''}`, '', '', '', '', '', '']
+      : [
+          h.name,
+          address,
+          'ok',
+          h.maintenance ? 'maintenance' : '-',
+          String(h.vms),
+          `${h.capacity.freeForVmsMiB}/${h.capacity.totalMiB} MiB`,
+          `${h.migrations.running} running, ${h.migrations.queued} queued, ${h.migrations.incoming} in`,
+          h.qemuVersion,
+          h.nativeTls ? 'yes' : 'no',
+        ];
+  const rows = [
+    ['host', 'address', 'state', 'mode', 'VMs', 'memory free/total', 'migrations', 'QEMU', 'QEMU TLS'],
+    row('(this host)', view.self),
+    ...view.peers.map((p) => row(p.address, p.host, p.unreachable)),
+  ];
+  return columns(rows);
+}
+
+/** Rows as columns padded to their widest cell. */
+function columns(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]?.map((_c, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) =>
+    r
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+/** The end of `vmferry host drain`: one row per VM. */
+export function drainTableLines(job: DrainJob): string[] {
+  const rows = job.items.map((item) => {
+    const last = item.attempts.at(-1);
+    return [
+      item.vm,
+      last?.host ?? last?.destination ?? '-',
+      item.status,
+      last?.seconds !== undefined ? `${last.seconds.toFixed(1)} s` : '-',
+      last?.downtimeMs !== undefined ? `${last.downtimeMs} ms` : '-',
+      last?.transport ?? '-',
+      item.status === 'failed'
+        ? item.reasons.join('; ')
+        : item.attempts.length > 1
+          ? `${item.attempts.length} attempts`
+          : '',
+    ];
+  });
+  return [
+    `drain ${job.id} of ${job.host}: ${job.state}`,
+    ...columns([['VM', 'destination', 'status', 'duration', 'downtime', 'transport', 'why'], ...rows]),
+  ];
+}
+
+/** `vmferry host drain --dry-run`: where each VM would go, and why the other hosts were passed over. */
+export function drainPlanLines(plan: DrainPlan): string[] {
+  const lines = [`drain of ${plan.host} (dry run, nothing moved) to ${plan.candidates.join(', ')}:`];
+  for (const p of plan.placements) {
+    lines.push(`  ${p.vm} (${p.memoryMiB} MiB) -> ${p.host ?? 'NO DESTINATION'}`);
+    for (const r of p.reasons) lines.push(`      ${r}`);
+  }
+  return lines;
 }

@@ -63,7 +63,7 @@ td, th { padding: 4px 8px 4px 0; border-bottom: 1px solid var(--line); }
 .badge { display: inline-block; white-space: nowrap; padding: 0 8px; border-radius: 10px; font-size: 12px; background: #eaecf0; }
 .badge.ok, .badge.completed, .badge.running { background: #dcfae6; color: var(--ok); }
 .badge.corrupt, .badge.stalled, .badge.failed { background: #fee4e2; color: var(--bad); }
-.badge.cancelled, .badge.migrating, .badge.incoming, .badge.paused { background: #fef0c7; color: var(--warn); }
+.badge.maintenance, .badge.cancelled, .badge.migrating, .badge.incoming, .badge.paused { background: #fef0c7; color: var(--warn); }
 .migration { margin-bottom: 10px; }
 .migration .title { display: flex; gap: 10px; align-items: baseline; }
 .migration .title strong { font-size: 15px; }
@@ -142,7 +142,7 @@ function renderHosts(hosts) {
       el('td', {}, vm.name), el('td', {}, badge(vm.state)), el('td', { class: 'number' }, vm.memoryMiB + ' MiB'),
       el('td', { class: 'health' }, badge(vm.health, vm.healthReason)), el('td', { class: 'reason' }, vm.healthReason)));
     box.append(el('article', { class: 'host' + (h.reachable ? '' : ' down'), 'data-host': h.name },
-      el('h3', {}, h.name),
+      el('h3', {}, h.name, h.maintenance ? badge('maintenance', 'takes no new VM and no incoming migration') : null),
       el('div', { class: 'meta' }, h.address + (h.reachable ? ' · ' + h.accelerator + ' · QEMU ' + h.qemuVersion : ' · unreachable')),
       h.error ? el('div', { class: 'error' }, h.error) : null,
       rows.length === 0 ? el('p', { class: 'empty' }, 'no VMs')

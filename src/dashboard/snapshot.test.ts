@@ -71,7 +71,7 @@ function readings(): { address: string; reading: AgentReading }[] {
     {
       address: 'unix:/b/agent.sock',
       reading: {
-        host: host('host-b'),
+        host: { ...host('host-b'), maintenance: true },
         vms: [vm('cache', 'corrupt')],
         migrations: [
           record({ id: 'm-run', role: 'destination', state: 'migrating', peer: 'host-a' }),
@@ -107,6 +107,11 @@ describe('dashboard snapshot', () => {
     );
     assert.equal(s.hosts[2]?.error, 'cannot reach agent https://198.18.0.3:7700: connect ECONNREFUSED');
     assert.equal(s.hosts[1]?.vms[0]?.healthReason, 'corrupt because');
+    assert.deepEqual(
+      s.hosts.map((h) => h.maintenance),
+      [false, true, false],
+      'the host in maintenance mode says so',
+    );
     const incoming = dashboardSnapshot(NOW, [
       {
         address: 'b',

@@ -30,6 +30,8 @@ export interface DashboardHost {
   error: string | undefined;
   accelerator: string | undefined;
   qemuVersion: string | undefined;
+  /** In maintenance mode: takes no new VM and no incoming migration. */
+  maintenance: boolean;
   vms: DashboardVm[];
 }
 
@@ -97,6 +99,7 @@ export function dashboardSnapshot(
     error: reading.error,
     accelerator: reading.host?.accelerator,
     qemuVersion: reading.host?.qemuVersion,
+    maintenance: reading.host?.maintenance === true,
     vms: (reading.vms ?? []).map((vm) => ({
       name: vm.name,
       state: vm.state,

@@ -2,10 +2,12 @@ export {
   TwoHostLab,
   killLeftoverQemu,
   type HostKey,
+  type LabHostKey,
   type LabAgent,
   type TwoHostLabOptions,
 } from './two-host-lab.js';
 export {
+  createThreeHostNetwork,
   createTwoHostNetwork,
   canUseNetns,
   labTag,

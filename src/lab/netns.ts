@@ -23,6 +23,8 @@ export const LAB_BRIDGE = 'br0';
 export interface TwoHostNetwork {
   a: LabHost;
   b: LabHost;
+  /** A third host, joined with the other two through a switch namespace. */
+  c?: LabHost;
   /** Shapes both directions of the link to `gbps` (tc tbf); undefined = unshaped. */
   linkGbps: number | undefined;
   /**
@@ -159,16 +161,8 @@ export function createTwoHostNetwork(options: {
   subnet?: number;
   linkGbps?: number;
 }): TwoHostNetwork {
-  const prefix = `${options.prefix}${labTag()}`;
-  if (!/^[a-z][a-z0-9-]{0,10}$/.test(prefix)) {
-    throw new UsageError(
-      `namespace prefix ${JSON.stringify(prefix)} must be 1-11 lowercase letters, digits or dashes`,
-    );
-  }
-  const subnet = options.subnet ?? 0;
-  if (!Number.isInteger(subnet) || subnet < 0 || subnet > 255) {
-    throw new UsageError(`subnet must be 0-255, got ${subnet}`);
-  }
+  const prefix = checkedPrefix(options.prefix);
+  const subnet = checkedSubnet(options.subnet ?? 0);
   if (options.linkGbps !== undefined && !(options.linkGbps > 0 && options.linkGbps <= 400)) {
     throw new UsageError(`link speed must be between 0 and 400 Gbit/s, got ${options.linkGbps}`);
   }
@@ -177,12 +171,7 @@ export function createTwoHostNetwork(options: {
       hint: 'run as root, or use the loopback mode',
     });
   }
-  const bridge = (host: number): LabHost['bridge'] => ({
-    name: LAB_BRIDGE,
-    address: `198.19.${subnet}.${host}`,
-    prefixLength: 24,
-    mac: `02:00:c6:13:${subnet.toString(16).padStart(2, '0')}:0${host}`,
-  });
+  const bridge = (host: number): LabHost['bridge'] => labBridge(subnet, host);
   const a: LabHost = {
     netns: `${prefix}a`,
     device: `${prefix}va`,
@@ -220,6 +209,118 @@ export function createTwoHostNetwork(options: {
     throw err;
   }
   return { a, b, linkGbps: options.linkGbps, ...linkSwitch(b), destroy };
+}
+
+/**
+ * Three "hosts" on this machine: namespaces `<prefix>a`, `<prefix>b`, `<prefix>c`
+ * each joined by a veth pair to a switch namespace `<prefix>sw` whose bridges
+ * carry the migration network (198.18.<subnet>.1-3) and the guests' network
+ * (br0 on each host, 198.19.<subnet>.1-3). Nothing is routed outside them. Needs root.
+ */
+export function createThreeHostNetwork(options: { prefix: string; subnet?: number }): TwoHostNetwork {
+  const prefix = checkedPrefix(options.prefix);
+  const subnet = checkedSubnet(options.subnet ?? 0);
+  if (!canUseNetns()) {
+    throw new HostSetupError('creating network namespaces needs root and iproute2', {
+      hint: 'run as root, or use the loopback mode',
+    });
+  }
+  const keys = ['a', 'b', 'c'] as const;
+  const hosts = keys.map((key, i) => ({
+    key,
+    host: {
+      netns: `${prefix}${key}`,
+      device: `${prefix}v${key}`,
+      address: `198.18.${subnet}.${i + 1}`,
+      bridge: labBridge(subnet, i + 1),
+    } satisfies LabHost,
+  }));
+  const sw = `${prefix}sw`;
+  const destroy = (): void => {
+    for (const { host } of hosts) removeNetns(host.netns);
+    removeNetns(sw);
+    for (const { key } of hosts) {
+      spawnSync('ip', ['link', 'del', `${prefix}v${key}`], { stdio: 'ignore' });
+      spawnSync('ip', ['link', 'del', `${prefix}n${key}`], { stdio: 'ignore' });
+    }
+  };
+  destroy();
+  try {
+    ip(['netns', 'add', sw]);
+    ip(['-n', sw, 'link', 'set', 'lo', 'up']);
+    for (const bridge of ['sw0', 'gw0']) {
+      ip(['-n', sw, 'link', 'add', bridge, 'type', 'bridge']);
+      ip(['-n', sw, 'link', 'set', bridge, 'up']);
+    }
+    for (const { key, host } of hosts) {
+      ip(['netns', 'add', host.netns]);
+      ip(['-n', host.netns, 'link', 'set', 'lo', 'up']);
+      // The migration link: host end gets the address, switch end goes on sw0.
+      plugIntoSwitch(host.netns, host.device, sw, `${prefix}w${key}`, 'sw0');
+      ip(['-n', host.netns, 'addr', 'add', `${host.address}/24`, 'dev', host.device]);
+      // The guests' network: the host's br0 joined to gw0.
+      ip(['-n', host.netns, 'link', 'add', host.bridge.name, 'address', host.bridge.mac, 'type', 'bridge']);
+      plugIntoSwitch(host.netns, `${prefix}n${key}`, sw, `${prefix}g${key}`, 'gw0');
+      ip(['-n', host.netns, 'link', 'set', `${prefix}n${key}`, 'master', host.bridge.name]);
+      ip([
+        '-n',
+        host.netns,
+        'addr',
+        'add',
+        `${host.bridge.address}/${host.bridge.prefixLength}`,
+        'dev',
+        host.bridge.name,
+      ]);
+      ip(['-n', host.netns, 'link', 'set', host.bridge.name, 'up']);
+    }
+  } catch (err) {
+    destroy();
+    throw err;
+  }
+  const [a, b, c] = hosts.map((h) => h.host);
+  if (a === undefined || b === undefined || c === undefined) throw new Error('unreachable: three hosts');
+  // A cut takes B off the switch: B is cut off from A (and from C).
+  return { a, b, c, linkGbps: undefined, destroy, ...linkSwitch(b) };
+}
+
+/**
+ * Host `host`'s guest bridge. It has a MAC of its own: a bridge without one takes
+ * the lowest of its ports' MACs, which changes as taps come and go.
+ */
+function labBridge(subnet: number, host: number): LabHost['bridge'] {
+  return {
+    name: LAB_BRIDGE,
+    address: `198.19.${subnet}.${host}`,
+    prefixLength: 24,
+    mac: `02:00:c6:13:${subnet.toString(16).padStart(2, '0')}:0${host}`,
+  };
+}
+
+/** A veth pair from `hostNetns` (named `hostEnd`) to a bridge of the switch namespace, both ends up. */
+function plugIntoSwitch(hostNetns: string, hostEnd: string, sw: string, swEnd: string, bridge: string): void {
+  ip(['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', swEnd]);
+  ip(['link', 'set', hostEnd, 'netns', hostNetns]);
+  ip(['link', 'set', swEnd, 'netns', sw]);
+  ip(['-n', sw, 'link', 'set', swEnd, 'master', bridge]);
+  ip(['-n', sw, 'link', 'set', swEnd, 'up']);
+  ip(['-n', hostNetns, 'link', 'set', hostEnd, 'up']);
+}
+
+function checkedPrefix(base: string): string {
+  const prefix = `${base}${labTag()}`;
+  if (!/^[a-z][a-z0-9-]{0,10}$/.test(prefix)) {
+    throw new UsageError(
+      `namespace prefix ${JSON.stringify(prefix)} must be 1-11 lowercase letters, digits or dashes`,
+    );
+  }
+  return prefix;
+}
+
+function checkedSubnet(subnet: number): number {
+  if (!Number.isInteger(subnet) || subnet < 0 || subnet > 255) {
+    throw new UsageError(`subnet must be 0-255, got ${subnet}`);
+  }
+  return subnet;
 }
 
 /** argv prefix that runs a command inside a namespace. */

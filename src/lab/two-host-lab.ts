@@ -14,17 +14,26 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentApi, AgentClient, lookUpQemuUser } from '../agent/index.js';
-import { HostSetupError } from '../errors.js';
+import { HostSetupError, UsageError } from '../errors.js';
 import type { HostSummary } from '../agent/index.js';
 import type { Accelerator } from '../qemu/index.js';
 import { packageRoot } from '../paths.js';
 import { initCa, issueCertificate, loadTlsIdentity, type TlsIdentity } from '../pki/index.js';
-import { canUseNetns, createTwoHostNetwork, inNetns, type TwoHostNetwork } from './netns.js';
+import {
+  canUseNetns,
+  createThreeHostNetwork,
+  createTwoHostNetwork,
+  inNetns,
+  type TwoHostNetwork,
+} from './netns.js';
 
+/** The two hosts every lab has. */
 export type HostKey = 'a' | 'b';
+/** Any host of a lab, the third included. */
+export type LabHostKey = HostKey | 'c';
 
 export interface LabAgent {
-  key: HostKey;
+  key: LabHostKey;
   name: string;
   /** Address peers use: https://IP:PORT. */
   address: string;
@@ -37,6 +46,8 @@ export interface LabAgent {
 }
 
 export interface TwoHostLabOptions {
+  /** How many hosts: 2 (a, b: a direct veth link, default) or 3 (a, b, c on a switch). */
+  hosts?: 2 | 3;
   /** Namespaces when root (default), loopback ports otherwise or when false. */
   useNetns?: boolean;
   /** Namespace prefix, unique per concurrent lab. */
@@ -47,9 +58,14 @@ export interface TwoHostLabOptions {
   /** Extra arguments for both agents. */
   agentArgs?: string[];
   /** Extra environment per agent (e.g. VMFERRY_FAILPOINTS for a test). */
-  agentEnv?: Partial<Record<HostKey, NodeJS.ProcessEnv>>;
+  agentEnv?: Partial<Record<LabHostKey, NodeJS.ProcessEnv>>;
   /** A nova.conf both agents read (--config): [libvirt] live_migration_* and [vmferry] options. */
-  novaConf?: string;
+  novaConf?: string | Partial<Record<LabHostKey, string>>;
+  /**
+   * Bind mounts only one host's agent (and the QEMUs it starts) sees, so a path can show
+   * different files on the two hosts, as shared storage can fail to (network namespaces only).
+   */
+  mounts?: Partial<Record<LabHostKey, { source: string; target: string }[]>>;
   /** More directories VM disks and images may come from (a test's own temporary directory). */
   vmDirs?: string[];
   /** Keep the working directory after close (for debugging). */
@@ -59,7 +75,7 @@ export interface TwoHostLabOptions {
    * where it works and is not slower than TCG); `tcg` or `kvm` pins it, as tests and
    * benchmarks that compare figures do; `{a, b}` pins each agent (to test a mismatch).
    */
-  accel?: Accelerator | 'auto' | Record<HostKey, Accelerator>;
+  accel?: Accelerator | 'auto' | Partial<Record<LabHostKey, Accelerator>>;
 }
 
 /**
@@ -70,7 +86,8 @@ export interface TwoHostLabOptions {
  */
 export class TwoHostLab {
   readonly dir: string;
-  readonly agents: Record<HostKey, LabAgent>;
+  /** The agents: always a and b, c in a three-host lab. */
+  readonly agents: Record<'a' | 'b', LabAgent> & Partial<Record<'c', LabAgent>>;
   readonly network: TwoHostNetwork | undefined;
   readonly operator: TlsIdentity;
   readonly operatorDir: string;
@@ -81,7 +98,7 @@ export class TwoHostLab {
   private constructor(
     dir: string,
     network: TwoHostNetwork | undefined,
-    agents: Record<HostKey, LabAgent>,
+    agents: Record<'a' | 'b', LabAgent> & Partial<Record<'c', LabAgent>>,
     operatorDir: string,
     operator: TlsIdentity,
     options: TwoHostLabOptions,
@@ -98,23 +115,27 @@ export class TwoHostLab {
     const dir = mkdtempSync(join(tmpdir(), 'vmf-lab-'));
     // QEMU runs as its own user (the agents run as root here) and must pass through to the agents' state.
     chmodSync(dir, 0o711);
+    const keys: LabHostKey[] = options.hosts === 3 ? ['a', 'b', 'c'] : ['a', 'b'];
     const useNetns = options.useNetns ?? canUseNetns();
     let network: TwoHostNetwork | undefined;
     try {
       if (useNetns) {
-        network = createTwoHostNetwork({
-          prefix: options.prefix ?? 'vmf',
-          subnet: options.subnet ?? 0,
-          linkGbps: options.linkGbps,
-        });
+        network =
+          keys.length === 3
+            ? createThreeHostNetwork({ prefix: options.prefix ?? 'vmf', subnet: options.subnet ?? 0 })
+            : createTwoHostNetwork({
+                prefix: options.prefix ?? 'vmf',
+                subnet: options.subnet ?? 0,
+                linkGbps: options.linkGbps,
+              });
       }
       const caDir = join(dir, 'ca');
       await initCa(caDir);
       const basePort = 17_000 + Math.floor(Math.random() * 20_000);
-      const agents = {} as Record<HostKey, LabAgent>;
-      for (const key of ['a', 'b'] as const) {
-        const ip = network !== undefined ? network[key].address : '127.0.0.1';
-        const port = network !== undefined ? 7700 : basePort + (key === 'a' ? 0 : 1);
+      const agents = {} as Record<'a' | 'b', LabAgent> & Partial<Record<'c', LabAgent>>;
+      for (const [i, key] of keys.entries()) {
+        const ip = network?.[key]?.address ?? '127.0.0.1';
+        const port = network !== undefined ? 7700 : basePort + i;
         const name = `host-${key}`;
         await issueCertificate(caDir, { name, role: 'host', ips: [ip] });
         const stateDir = join(dir, key);
@@ -126,12 +147,15 @@ export class TwoHostLab {
           localAddress: `unix:${join(stateDir, 'agent.sock')}`,
           stateDir,
           logFile: join(dir, `agent-${key}.log`),
-          netns: network?.[key].netns,
+          netns: network?.[key]?.netns,
           process: undefined,
         };
       }
       await issueCertificate(caDir, { name: 'operator', role: 'operator' });
-      if (options.novaConf !== undefined) writeFileSync(join(dir, 'nova.conf'), options.novaConf);
+      for (const key of keys) {
+        const conf = typeof options.novaConf === 'string' ? options.novaConf : options.novaConf?.[key];
+        if (conf !== undefined) writeFileSync(join(dir, `nova-${key}.conf`), conf);
+      }
       const operatorDir = join(caDir, 'issued', 'operator');
       const lab = new TwoHostLab(
         dir,
@@ -149,12 +173,22 @@ export class TwoHostLab {
     }
   }
 
+  /** The nova.conf agent `key` reads (--config), when it has one. */
+  novaConfPath(key: LabHostKey): string {
+    return join(this.dir, `nova-${key}.conf`);
+  }
+
+  /** Gives agent `key` another nova.conf; it reads it at its next start. */
+  setNovaConf(key: LabHostKey, text: string): void {
+    writeFileSync(this.novaConfPath(key), text);
+  }
+
   /**
    * Starts (or restarts) one agent and waits until it serves; `env` adds to the
    * lab's agentEnv for this start only (a test's failpoints for one scenario).
    */
-  async startAgent(key: HostKey, env: NodeJS.ProcessEnv = {}): Promise<void> {
-    const agent = this.agents[key];
+  async startAgent(key: LabHostKey, env: NodeJS.ProcessEnv = {}): Promise<void> {
+    const agent = this.agent(key);
     const url = new URL(agent.address);
     const argv = [
       process.execPath,
@@ -179,10 +213,11 @@ export class TwoHostLab {
       this.dir,
       ...(this.options.vmDirs ?? []).flatMap((d) => ['--disk-dir', d]),
       '--test-mode',
-      ...(this.options.novaConf !== undefined ? ['--config', join(this.dir, 'nova.conf')] : []),
+      ...(existsSync(this.novaConfPath(key)) ? ['--config', this.novaConfPath(key)] : []),
       ...(this.options.agentArgs ?? []),
     ];
-    const full = agent.netns !== undefined ? inNetns(agent.netns, argv) : argv;
+    const full =
+      agent.netns !== undefined ? inNetns(agent.netns, withMounts(this.options.mounts?.[key], argv)) : argv;
     const log = createWriteStream(agent.logFile, { flags: 'a' });
     const child = spawn(full[0] ?? 'node', full.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -222,10 +257,22 @@ export class TwoHostLab {
     child.removeAllListeners('exit');
   }
 
+  /** The lab's hosts, in order: a, b (and c). */
+  get keys(): LabHostKey[] {
+    return this.agents.c !== undefined ? ['a', 'b', 'c'] : ['a', 'b'];
+  }
+
+  /** Agent `key`; a three-host lab's c is asked of a two-host lab only by mistake. */
+  agent(key: LabHostKey): LabAgent {
+    const agent = this.agents[key];
+    if (agent === undefined) throw new UsageError(`this lab has no host ${key}`);
+    return agent;
+  }
+
   /** The accelerator asked for agent `key`: auto, or the one pinned. */
-  accelOf(key: HostKey): Accelerator | 'auto' {
+  accelOf(key: LabHostKey): Accelerator | 'auto' {
     const accel = this.options.accel ?? 'auto';
-    return typeof accel === 'string' ? accel : accel[key];
+    return typeof accel === 'string' ? accel : (accel[key] ?? 'auto');
   }
 
   /**
@@ -234,16 +281,15 @@ export class TwoHostLab {
    * between a KVM host and a TCG host.
    */
   async start(): Promise<this> {
-    if (this.accelOf('a') !== 'auto' || this.accelOf('b') !== 'auto') {
-      await Promise.all([this.startAgent('a'), this.startAgent('b')]);
+    if (this.keys.some((key) => this.accelOf(key) !== 'auto')) {
+      await Promise.all(this.keys.map((key) => this.startAgent(key)));
       return this;
     }
-    await this.startAgent('a');
-    await this.startAgent('b');
-    const [a, b] = await Promise.all([this.hostSummary('a'), this.hostSummary('b')]);
-    if (a.accelerator !== b.accelerator) {
+    for (const key of this.keys) await this.startAgent(key);
+    const hosts = await Promise.all(this.keys.map((key) => this.hostSummary(key)));
+    if (new Set(hosts.map((h) => h.accelerator)).size > 1) {
       throw new HostSetupError(
-        `the two lab agents chose different accelerators: ${a.name} ${a.accelerator} (${a.acceleratorReason}), ${b.name} ${b.accelerator} (${b.acceleratorReason})`,
+        `the lab agents chose different accelerators: ${hosts.map((h) => `${h.name} ${h.accelerator} (${h.acceleratorReason})`).join(', ')}`,
         { hint: 'pin one with the lab option accel (vmferry demo --accel tcg|kvm)' },
       );
     }
@@ -251,14 +297,14 @@ export class TwoHostLab {
   }
 
   /** What agent `key` says about its host (accelerator and why, QEMU, transports). */
-  async hostSummary(key: HostKey): Promise<HostSummary> {
+  async hostSummary(key: LabHostKey): Promise<HostSummary> {
     return new AgentApi(this.client(key)).host();
   }
 
   /** Stops an agent: SIGTERM is graceful (aborts its outgoing migrations); SIGKILL is a crash. */
-  async stopAgent(key: HostKey, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    const child = this.agents[key].process;
-    this.agents[key].process = undefined;
+  async stopAgent(key: LabHostKey, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.agent(key).process;
+    this.agent(key).process = undefined;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill(signal);
@@ -268,15 +314,15 @@ export class TwoHostLab {
   }
 
   /** An operator client for one agent (over its local socket, so it works from outside the namespaces). */
-  client(key: HostKey): AgentClient {
-    const c = new AgentClient(this.agents[key].localAddress, this.operator);
+  client(key: LabHostKey): AgentClient {
+    const c = new AgentClient(this.agent(key).localAddress, this.operator);
     this.clients.push(c);
     return c;
   }
 
   /** A client that presents `identity` instead of the operator's (to test refusals). */
-  clientWith(key: HostKey, identity: TlsIdentity): AgentClient {
-    const c = new AgentClient(this.agents[key].localAddress, identity);
+  clientWith(key: LabHostKey, identity: TlsIdentity): AgentClient {
+    const c = new AgentClient(this.agent(key).localAddress, identity);
     this.clients.push(c);
     return c;
   }
@@ -292,10 +338,10 @@ export class TwoHostLab {
   }
 
   /** Environment for running the vmferry CLI against agent `key`. */
-  cliEnv(key: HostKey): NodeJS.ProcessEnv {
+  cliEnv(key: LabHostKey): NodeJS.ProcessEnv {
     return {
       ...process.env,
-      VMFERRY_AGENT: this.agents[key].localAddress,
+      VMFERRY_AGENT: this.agent(key).localAddress,
       VMFERRY_TLS_DIR: this.operatorDir,
     };
   }
@@ -305,7 +351,7 @@ export class TwoHostLab {
     if (this.closed) return;
     this.closed = true;
     for (const c of this.clients) c.close();
-    await Promise.all([this.stopAgent('a'), this.stopAgent('b')]);
+    await Promise.all(this.keys.map((key) => this.stopAgent(key)));
     for (const agent of Object.values(this.agents)) killLeftoverQemu(agent.stateDir);
     this.network?.destroy();
     if (this.options.keep !== true) rmSync(this.dir, { recursive: true, force: true });
@@ -328,4 +374,14 @@ export function killLeftoverQemu(stateDir: string): void {
       // already gone
     }
   }
+}
+
+/**
+ * argv that bind-mounts `mounts` first, then runs `argv`: inside `ip netns exec`, which
+ * gives the command its own mount namespace, so nothing shows outside it.
+ */
+function withMounts(mounts: { source: string; target: string }[] | undefined, argv: string[]): string[] {
+  if (mounts === undefined || mounts.length === 0) return argv;
+  const script = `${mounts.map((_m, i) => `mount --bind "$${2 * i + 1}" "$${2 * i + 2}" && `).join('')}shift ${2 * mounts.length} && exec "$@"`;
+  return ['sh', '-c', script, 'sh', ...mounts.flatMap((m) => [m.source, m.target]), ...argv];
 }

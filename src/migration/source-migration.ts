@@ -1,5 +1,5 @@
 import type { DiskSample } from '../block/index.js';
-import { MigrationError, describeError } from '../errors.js';
+import { LimitError, MigrationError, describeError } from '../errors.js';
 import type { Failpoint } from '../failpoints.js';
 import { completionTimeoutReached, type MigrationSettings } from '../policy/index.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
@@ -90,6 +90,8 @@ interface RunFacts {
   sendingSince?: number;
   transport?: TransportSession;
   destinationPrepared: boolean;
+  /** The destination answered 429 to the prepare: nothing was started there. */
+  destinationBusy?: boolean;
   /** Seconds after the start of sending at which QEMU switched to post-copy. */
   switchedAt?: number;
   pausedAt?: number;
@@ -181,11 +183,16 @@ export class SourceMigration {
     if (deps.forecast !== undefined) await this.makeForecast(deps.forecast);
     this.setState('preparing', `asking ${deps.peer.name} to prepare an incoming VM`);
     await this.failpoint('outgoing.prepare');
-    const reply = await deps.peer.prepare({
-      ...deps.request,
-      migrationId: deps.id,
-      sourceHost: deps.sourceHost,
-    });
+    const reply = await deps.peer
+      .prepare({
+        ...deps.request,
+        migrationId: deps.id,
+        sourceHost: deps.sourceHost,
+      })
+      .catch((err: unknown) => {
+        if (err instanceof LimitError) this.facts.destinationBusy = true;
+        throw err;
+      });
     this.facts.destinationPrepared = true;
     this.facts.reply = reply;
     this.destinationName = reply.destinationHost;
@@ -625,6 +632,7 @@ export class SourceMigration {
       ...(this.facts.disksInStepAt !== undefined && this.facts.copyingSince !== undefined
         ? { diskSeconds: round((this.facts.disksInStepAt - this.facts.copyingSince) / 1000, 3) }
         : {}),
+      ...(status === 'failed' && this.facts.destinationBusy === true ? { destinationBusy: true } : {}),
     };
   }
 }

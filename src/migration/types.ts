@@ -4,6 +4,7 @@ import type { VmSpec } from '../qemu/index.js';
 
 /** A migration's life, as the journal records it. */
 export const MIGRATION_STATES = [
+  'queued',
   'pending',
   'preparing',
   'migrating',
@@ -57,6 +58,8 @@ export interface IncomingRequest {
   sourceAccelerator?: 'kvm' | 'tcg';
   /** Block migration: the source's instances_path, where a copied top's backing image is looked for (mapped to this host's). */
   sourceInstancesPath?: string;
+  /** The source's QEMU version: the destination refuses to be older. */
+  sourceQemuVersion?: string;
   /**
    * The source agent's API address (https://HOST:PORT), so the destination can ask
    * it about a copy nobody finished; absent when the source listens on a wildcard.
@@ -125,4 +128,10 @@ export interface MigrationReport {
   disks?: { disk: number; sync: 'full' | 'top'; bytes: number }[];
   /** Block migration: seconds from the start of the disk copies until every disk was in step. */
   diskSeconds?: number;
+  /**
+   * Set when the destination refused to prepare because it receives as many
+   * migrations as it may (429): nothing was started there, the migration may wait and
+   * try again.
+   */
+  destinationBusy?: boolean;
 }

@@ -1,5 +1,7 @@
 import { PlanError } from '../errors.js';
-import { hostCpuMismatch, type DiskIdentity, type HostCpu } from '../qemu/index.js';
+import { hostCpuMismatch, type DiskIdentity, type HostCpu, type VmSpec } from '../qemu/index.js';
+
+export type { DiskIdentity };
 
 /** One check made before a migration prepares anything on the destination. */
 export interface PreflightResult {
@@ -75,6 +77,17 @@ export interface HostCapacity {
   reservedMiB: number;
   /** availableMiB - reservedMiB: what one more VM may have. */
   freeForVmsMiB: number;
+}
+
+/** A host in maintenance mode (being drained, patched) accepts no incoming migration. */
+export function checkMaintenance(host: string, maintenance: boolean): PreflightResult {
+  if (!maintenance) return { check: 'maintenance', ok: true, message: `${host} is not in maintenance mode` };
+  return {
+    check: 'maintenance',
+    ok: false,
+    message: `${host} is in maintenance mode: it accepts no incoming migration`,
+    hint: `choose another destination, or end it: vmferry host maintenance off --agent ${host}'s address`,
+  };
 }
 
 /** The destination can hold the VM's memory after everything it already promised. */
@@ -158,8 +171,6 @@ export function checkQemuVersion(
     hint: `upgrade QEMU on ${destination.name} first`,
   };
 }
-
-export type { DiskIdentity };
 
 /** What the destination found at a shared disk's path: its identity, or why it has none. */
 export type DiskLookup = DiskIdentity | { path: string; missing: string };
@@ -264,6 +275,55 @@ export function checkIncomingStream(
     ok: true,
     message: `${policy.host} takes the stream on ${policy.migrationAddress}${stream.tls ? ' with QEMU TLS' : ' in clear text (permitted)'}`,
   };
+}
+
+/** What the source tells the destination for its pre-flight checks (POST /v1/preflight). */
+export interface PreflightRequest {
+  spec: VmSpec;
+  source: PreflightHost & { qemuVersion: string };
+  /** The shared disks as the source sees them; absent: not checked (a prepare re-checking). */
+  disks?: DiskIdentity[];
+}
+
+/** What the destination knows about itself for the checks. */
+export interface PreflightDestination extends PreflightHost {
+  /** The operator put it in maintenance mode: it takes no VM. */
+  maintenance: boolean;
+  qemuVersion: string;
+  machines: readonly string[];
+  cpuModels: readonly string[];
+  capacity: HostCapacity;
+  /** Shared disks looked up at the paths the source named. */
+  disks: readonly DiskLookup[];
+  bridgePresent: (bridge: string) => boolean;
+}
+
+/**
+ * Every pre-flight check of one VM moving to one destination, all of them, in a
+ * fixed order, so a refusal lists every reason at once. Pure.
+ */
+export function preflightChecks(
+  request: PreflightRequest,
+  destination: PreflightDestination,
+): PreflightResult[] {
+  const { spec, source } = request;
+  const host = destination.name;
+  const shared = request.disks ?? [];
+  return [
+    checkMaintenance(host, destination.maintenance),
+    checkMemory(spec, host, destination.capacity),
+    checkAccelerators(source, destination),
+    checkQemuVersion(source, destination),
+    checkMachine(spec.machine, host, destination.machines),
+    checkCpuModel(spec.cpu, host, destination.cpuModels),
+    checkHostCpu(spec.cpu, source, destination),
+    ...checkSharedDisks(shared, destination.disks, host),
+    ...checkBridges(
+      spec.nics.map((n) => n.bridge),
+      host,
+      destination.bridgePresent,
+    ),
+  ];
 }
 
 /** All failed checks as one error (each with its hint), or undefined when every check passed. */

@@ -61,6 +61,18 @@ const PROBES: Record<Exclude<RouteName, 'tunnel'>, Probe> = {
   calibrate: { method: 'POST', path: pathOf(API.calibrate), body: () => ({}), allowed: 'VMF_ERR_USAGE' },
   calibrations: { method: 'GET', path: pathOf(API.calibrations), allowed: 'ok' },
   plan: { method: 'POST', path: pathOf(API.plan), body: () => ({}), allowed: 'VMF_ERR_USAGE' },
+  maintenance: { method: 'POST', path: pathOf(API.maintenance), body: () => ({}), allowed: 'VMF_ERR_USAGE' },
+  peers: { method: 'GET', path: pathOf(API.peers), allowed: 'ok' },
+  // parallel 0 is refused: a probe must never start a drain.
+  startDrain: {
+    method: 'POST',
+    path: pathOf(API.startDrain),
+    body: () => ({ parallel: 0 }),
+    allowed: 'VMF_ERR_USAGE',
+  },
+  drains: { method: 'GET', path: pathOf(API.drains), allowed: 'ok' },
+  drain: { method: 'GET', path: pathOf(API.drain, { id: GHOST }), allowed: 'VMF_ERR_NOT_FOUND' },
+  preflight: { method: 'POST', path: pathOf(API.preflight), body: () => ({}), allowed: 'VMF_ERR_USAGE' },
   vms: { method: 'GET', path: pathOf(API.vms), allowed: 'ok' },
   startVm: { method: 'POST', path: pathOf(API.startVm), body: () => ({}), allowed: 'VMF_ERR_USAGE' },
   vm: { method: 'GET', path: pathOf(API.vm, { name: 'ghost' }), allowed: 'VMF_ERR_NOT_FOUND' },

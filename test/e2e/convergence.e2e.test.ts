@@ -70,6 +70,12 @@ describe(
       );
       assert.equal(r.code, 0, r.stderr);
       const dry = JSON.parse(r.stdout) as DryRun;
+      assert.equal(dry.refused, undefined);
+      if (dry.refused !== undefined) return;
+      assert.ok(
+        dry.checks.length > 0 && dry.checks.every((c) => c.ok),
+        'the pre-flight checks passed and are listed',
+      );
       assert.ok(dry.dirtyRateBps > 100 * 1024 * 1024, `sampled ${dry.dirtyRateBps} B/s`);
       assert.equal(dry.throughputBps, 100 * 1024 * 1024);
       assert.equal(dry.forecast.converges, false);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type { AgentClient, MigrationRecord, MigrationView, VmView } from '../../src/agent/index.js';
-import { ConflictError } from '../../src/errors.js';
+import { ConflictError, PlanError } from '../../src/errors.js';
 import type { Failpoint } from '../../src/failpoints.js';
 import { TwoHostLab } from '../../src/lab/index.js';
 import { FaultLab } from './fault-lab.js';
@@ -64,28 +64,28 @@ describe('fault matrix: kills at each step, races, a refused spec, busy clients 
     await f.stopVm('b', 'twice');
   });
 
-  it('the destination refuses the spec (a bridge it lacks): the migration fails at setup naming it, the VM runs on A', async () => {
+  it("the destination lacks the spec's bridge: the pre-flight check refuses the migration naming it, nothing starts, the VM runs on A", async () => {
     const netns = f.lab.agents.a.netns;
     assert.ok(netns !== undefined, 'the fault matrix needs network namespaces (root)');
     execFileSync('ip', ['-n', netns, 'link', 'add', 'brx', 'type', 'bridge']);
     execFileSync('ip', ['-n', netns, 'link', 'set', 'brx', 'up']);
     await f.a.post('/v1/vms', { ...guestSpec('nobridge'), nics: [{ bridge: 'brx' }] }, { timeoutMs: 60_000 });
     const seq = await waitForOkHeartbeats(f.a, 'nobridge', 2);
-    const id = await f.migrate('nobridge');
-    const report = await migrationReport(f.a, id);
-    assert.equal(report.status, 'failed');
-    assert.match(report.error ?? '', /VM nobridge: nics\[0\]\.bridge "brx" does not exist on host-b/);
+    await assert.rejects(
+      f.migrate('nobridge'),
+      (err: unknown) =>
+        err instanceof PlanError &&
+        /pre-flight check failed: bridge brx: bridge brx does not exist on host-b/.test(err.message),
+    );
     await f.assertOnlyOn('a', 'nobridge', seq);
-    const { a, b } = await f.assertJournals(id, 'a');
-    assert.deepEqual(
-      a.events.map((e) => e.to).filter((s, i, all) => all.indexOf(s) === i),
-      ['preparing', 'failed'],
-      'it never got past the setup',
-    );
-    assert.match(
-      b?.error ?? '',
-      /^preparing failed: VM nobridge: nics\[0\]\.bridge "brx" does not exist on host-b/,
-    );
+    for (const key of ['a', 'b'] as const) {
+      const { migrations } = await f.lab.client(key).get<{ migrations: MigrationRecord[] }>('/v1/migrations');
+      assert.deepEqual(
+        migrations.filter((m) => m.vm === 'nobridge'),
+        [],
+        `${key} journaled no migration of it: it was refused before anything started`,
+      );
+    }
     await f.stopVm('a', 'nobridge');
   });
 

@@ -150,12 +150,14 @@ describe('live migration between two agents (real QEMU under TCG, real agents)',
     const report = await migrationReport(a, id);
     assert.equal(report.status, 'cancelled');
     await assertSourceIntact('abortme', seq);
-    const record = await a.get<MigrationRecord & { events: { to: string }[] }>(`/v1/migrations/${id}`);
+    const record = await a.get<MigrationRecord & { events: { to: string; message: string | null }[] }>(
+      `/v1/migrations/${id}`,
+    );
     assert.equal(record.state, 'cancelled');
     assert.deepEqual(
       record.events.map((e) => e.to).filter((s, i, all) => all.indexOf(s) === i),
       ['preparing', 'migrating', 'cancelled'],
-      'the journal holds the state history',
+      `the journal holds the state history: ${record.events.map((e) => `${e.to} (${e.message})`).join(', ')}`,
     );
     const shown = await runCli(['migration', 'show', id], lab.cliEnv('a'));
     assert.equal(shown.code, 0, shown.stderr);

@@ -33,7 +33,7 @@ describe(
     let b: AgentClient;
 
     before(async () => {
-      lab = await TwoHostLab.create({ prefix: 'vmv', subnet: 70 });
+      lab = await TwoHostLab.create({ accel: 'tcg', prefix: 'vmv', subnet: 70 });
       await lab.start();
       a = lab.client('a');
       b = lab.client('b');

@@ -7,7 +7,7 @@ import { agentSettings, parseListen } from './agent.js';
 describe('agent settings', () => {
   it('reads [vmferry] and [libvirt] from the config file', () => {
     const check = checkConfig(
-      '[vmferry]\nagent_name = cmp-07\nlisten = 198.18.0.7:7711\nstate_dir = /srv/vmf\ntls_dir = /etc/vmferry/id\naccel = tcg\nworkers = 3\n' +
+      '[vmferry]\nagent_name = cmp-07\nlisten = 198.18.0.7:7711\nstate_dir = /srv/vmf\ntls_dir = /etc/vmferry/id\naccel = tcg\nworkers = 3\npeers = https://198.18.0.8:7700, https://198.18.0.9:7700\n' +
         'image_dirs = /srv/images, /srv/kernels\ndisk_dirs = /srv/disks\n' +
         '[libvirt]\nlive_migration_inbound_addr = 198.18.1.7\n',
       '/etc/nova/nova.conf',
@@ -23,6 +23,7 @@ describe('agent settings', () => {
       tlsDir: '/etc/vmferry/id',
       migrationAddress: '198.18.1.7',
       accel: 'tcg',
+      peers: ['https://198.18.0.8:7700', 'https://198.18.0.9:7700'],
       workers: 3,
       vmFileDirs: { imageDirs: ['/srv/images', '/srv/kernels'], diskDirs: ['/srv/disks'] },
       testMode: false,
@@ -49,6 +50,7 @@ describe('agent settings', () => {
     assert.equal(s.host, '::1');
     assert.equal(s.port, 7700);
     assert.equal(s.accel, 'kvm');
+    assert.deepEqual(s.peers, [], 'no peers unless configured');
     assert.equal(s.workers, undefined, '0 = the default, one per 2 CPUs');
   });
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Agent, vmFileDirsFrom } from '../../agent/index.js';
+import { Agent, parsePeers, vmFileDirsFrom } from '../../agent/index.js';
 import { loadMigrationOptions, type ResolvedOptions } from '../../config/index.js';
 import { UsageError, describeError } from '../../errors.js';
 import { checkTlsIdentity, loadTlsIdentity, writeQemuTlsCredsDir } from '../../pki/index.js';
@@ -18,6 +18,7 @@ interface AgentFlags {
   tlsDir?: string;
   migrationAddress?: string;
   accel?: string;
+  peers?: string;
   qemu: string;
   qemuTls: boolean;
   imageDir?: string[];
@@ -65,6 +66,7 @@ export function agentSettings(flags: AgentFlags, options: ResolvedOptions) {
     migrationAddress:
       flags.migrationAddress ?? options['libvirt.live_migration_inbound_addr'].value ?? undefined,
     accel,
+    peers: parsePeers(flags.peers ?? options['vmferry.peers'].value),
     workers: workers > 0 ? workers : undefined,
     vmFileDirs: {
       imageDirs: flags.imageDir ?? vmFileDirsFrom(options).imageDirs,
@@ -103,6 +105,7 @@ async function runAgent(io: CliIo, flags: AgentFlags): Promise<void> {
     tls,
     migrationAddress: settings.migrationAddress,
     accel: settings.accel,
+    peers: settings.peers,
     workers: settings.workers,
     vmFileDirs: settings.vmFileDirs,
     testMode: settings.testMode,
@@ -185,6 +188,10 @@ export const agentCommand: CommandModule = {
       .option(
         '--test-mode',
         "vmferry's tests only: VM specs may map guest RAM from a shared file ([vmferry] test_mode)",
+      )
+      .option(
+        '--peers <urls>',
+        'agents this one may send VMs to: https://HOST:PORT,... (default: [vmferry] peers)',
       )
       .option('--qemu <binary>', 'QEMU system emulator', 'qemu-system-x86_64')
       .option('--no-qemu-tls', 'do not give QEMU TLS credentials (disables native TLS)')

@@ -3,6 +3,9 @@ import { probeHost } from '../../qemu/index.js';
 import type { CalibrationResult } from '../../calibration/index.js';
 import { withAgent, withAgentOptions, type AgentConnectionFlags } from '../agent-connection.js';
 import { wholeNumberIn } from '../arg-parsers.js';
+import { hostListLines } from '../format.js';
+import { registerDrain } from './host-drain.js';
+import { UsageError } from '../../errors.js';
 import { printJson, printLines, type CliIo } from '../io.js';
 import type { CommandModule } from '../command.js';
 
@@ -111,5 +114,47 @@ export const hostCommand: CommandModule = {
           `capabilities:  ${info.migrationCapabilities.join(' ')}`,
         ]);
       });
+    registerHostList(host, io);
+    registerMaintenance(host, io);
+    registerDrain(host, io);
   },
 };
+
+/** vmferry host list: this host and its peers, as the agent sees them now. */
+function registerHostList(host: Command, io: CliIo): void {
+  withAgentOptions(
+    host
+      .command('list')
+      .description(
+        'this host and its peers ([vmferry] peers): reachable or why not, maintenance, VMs, memory, migrations, QEMU, native TLS',
+      )
+      .option('--json', 'print JSON'),
+  ).action(async (opts: AgentConnectionFlags & { json?: boolean }) => {
+    await withAgent(io, opts, async (agent) => {
+      const view = await agent.peers();
+      if (opts.json === true) printJson(io, view);
+      else printLines(io, hostListLines(view));
+    });
+  });
+}
+
+/** vmferry host maintenance on|off. */
+function registerMaintenance(host: Command, io: CliIo): void {
+  withAgentOptions(
+    host
+      .command('maintenance')
+      .description(
+        'maintenance mode on or off: a host in maintenance takes no incoming migration and no new VM',
+      )
+      .argument('<on|off>')
+      .option('--json', 'print JSON'),
+  ).action(async (mode: string, opts: AgentConnectionFlags & { json?: boolean }) => {
+    if (mode !== 'on' && mode !== 'off')
+      throw new UsageError(`maintenance must be on or off, got ${JSON.stringify(mode)}`);
+    await withAgent(io, opts, async (agent) => {
+      const r = await agent.setMaintenance(mode === 'on');
+      if (opts.json === true) printJson(io, r);
+      else printLines(io, [`maintenance mode ${r.maintenance ? 'on' : 'off'}`]);
+    });
+  });
+}

@@ -156,6 +156,7 @@ async function runMigrate(io: CliIo, vm: string | undefined, flags: MigrateFlags
       const dry = await agent.dryRun({ vm, to: flags.to, options: overrides });
       if (flags.json === true) printJson(io, dry);
       else printLines(io, dryRunLines(dry));
+      if (dry.refused !== undefined) io.exitCode = 1;
       return;
     }
     const started = await agent.startMigration({ vm, to: flags.to, options: overrides });
