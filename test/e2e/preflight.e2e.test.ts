@@ -43,7 +43,11 @@ describe(
         prefix: 'vmp',
         subnet: 80,
         mounts: { b: [{ source: sharedOnB, target: shared }] },
+        vmDirs: [shared],
       });
+      // QEMU runs as its own user: the disks are its to open.
+      for (const file of ['same.raw', 'missing.raw', 'different.raw']) lab.giveToQemu(join(shared, file));
+      lab.giveToQemu(join(sharedOnB, 'different.raw'));
       await lab.start();
       a = lab.client('a');
       b = lab.client('b');
