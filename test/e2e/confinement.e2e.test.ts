@@ -225,7 +225,7 @@ describe('confined VMs and bounded agents (a real agent, real QEMU under TCG)', 
     assert.deepEqual(second, {
       code: 'VMF_ERR_LIMIT',
       status: 429,
-      message: 'host-a already receives 1 migrations, its limit ([vmferry] max_incoming_migrations)',
+      message: 'host-a receives 1 migration(s) already, as many as max_incoming_migrations = 1 allows',
     });
     assert.ok(!agent.registry.has('in-2'));
   });
