@@ -4,18 +4,7 @@ import { ConfigError } from '../errors.js';
 import { checkConfig } from './config-check.js';
 import { parseIni } from './ini-parser.js';
 import { HAND_TUNED_CONF, MITAKA_COMPUTE_CONF, MODERN_CONF } from './sample-confs.fixture.js';
-
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../prng.js';
 
 const TOKENS = [
   '\n',

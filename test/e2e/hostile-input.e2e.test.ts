@@ -11,18 +11,7 @@ import { ERROR_CODES, isErrorCode } from '../../src/errors.js';
 import { packageRoot } from '../../src/paths.js';
 import { createTestPki, type TestPki, type TlsIdentity } from '../../src/pki/index.js';
 import { TOKEN_HEADER, TUNNEL_PROTOCOL } from '../../src/transport/index.js';
-
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../src/prng.js';
 
 const pick = <T>(rand: () => number, items: readonly T[]): T => items[Math.floor(rand() * items.length)] as T;
 
