@@ -235,6 +235,7 @@ export class Agent {
       observer: this.metrics,
       transportFigures: (to) => this.calibrations.figuresTo(to),
       maxConcurrent: this.migrationOptions['DEFAULT.max_concurrent_live_migrations'].value,
+      peers: this.options.peers ?? [],
     });
   }
 

@@ -88,7 +88,7 @@ export class AgentCalibrations {
   /** The plan for a live migration of a guest of `memoryMiB` to the agent at `to`, with the figures to it. */
   async planTo(to: string, memoryMiB: number): Promise<MigrationPlan & { figures: TransportFigures }> {
     const source = this.o.hostSummary();
-    const destination = await this.o.peerApi(to).host();
+    const destination = await this.o.outgoing.destinationApi(to).host();
     const figures = this.figuresTo(to);
     const plan = planMigration({
       options: this.o.migrationOptions,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { requirePeer } from './peers.js';
 import { ConflictError, NotFoundError, UsageError, describeError } from '../errors.js';
 import {
   attemptEnded,
@@ -108,7 +109,9 @@ export class Drains {
   }
 
   private candidatesFrom(to: string[] | undefined): string[] {
-    const candidates = to !== undefined && to.length > 0 ? to : this.options.peers();
+    const peers = this.options.peers();
+    const candidates = to !== undefined && to.length > 0 ? to : peers;
+    for (const c of candidates) requirePeer(c, peers);
     if (candidates.length === 0) {
       throw new UsageError('no destinations to drain to', {
         hint: 'give --to https://HOST:PORT,... or set [vmferry] peers on this agent',

@@ -59,6 +59,7 @@ import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord, StateChange } from './journal.js';
 import type { JournalBacklog } from './journal-backlog.js';
 import { markMigrationError } from './journal-write-errors.js';
+import { requirePeer } from './peers.js';
 import { journalRecorder } from './migration-recorder.js';
 import { failpoint } from '../failpoints.js';
 import type { LogFn } from '../log/index.js';
@@ -91,6 +92,8 @@ export interface OutgoingMigrationsOptions {
   transportFigures?: (to: string) => TransportFigures;
   /** nova's [DEFAULT] max_concurrent_live_migrations: how many run at once, the rest queue (0: no limit). */
   maxConcurrent?: number;
+  /** `[vmferry] peers`: when set, the only agents new migrations may go to. */
+  peers?: readonly string[];
 }
 
 /** A migration waiting in this host's queue: planned, its VM set aside for it. */
@@ -138,7 +141,7 @@ export class OutgoingMigrations {
    */
   async dryRun(vmName: string, to: string, overrides: MigrationOverrides): Promise<DryRun> {
     const vm = this.options.registry.get(vmName);
-    const destination = this.options.peerApi(to);
+    const destination = this.destinationApi(to);
     const { target, checks } = await this.preflight(vm.spec, destination);
     const refused = preflightError(checks);
     if (refused !== undefined) {
@@ -156,7 +159,13 @@ export class OutgoingMigrations {
 
   /** The destination's pre-flight checks for moving `vmName` there (placement: nothing is started). */
   async checksFor(vmName: string, to: string): Promise<{ target: HostSummary; checks: PreflightResult[] }> {
-    return this.preflight(this.options.registry.get(vmName).spec, this.options.peerApi(to));
+    return this.preflight(this.options.registry.get(vmName).spec, this.destinationApi(to));
+  }
+
+  /** The API of the agent at `to`, refused unless `[vmferry] peers` (when set) lists it: for new work only. */
+  destinationApi(to: string): AgentApi {
+    requirePeer(to, this.options.peers ?? []);
+    return this.options.peerApi(to);
   }
 
   /**
@@ -268,7 +277,7 @@ export class OutgoingMigrations {
 
   /** Pre-flight, refused with every failed check at once, then the plan. */
   private async plan(spec: VmSpec, to: string, overrides: MigrationOverrides): Promise<MigrationSettings> {
-    const destination = this.options.peerApi(to);
+    const destination = this.destinationApi(to);
     const { target, checks } = await this.preflight(spec, destination);
     const refused = preflightError(checks);
     if (refused !== undefined) throw refused;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { UsageError } from '../errors.js';
-import { parsePeers } from './peers.js';
+import { PlanError, UsageError } from '../errors.js';
+import { parsePeers, requirePeer } from './peers.js';
 
 describe('parsePeers', () => {
   it('reads a comma-separated list, trims, drops duplicates and empty entries', () => {
@@ -25,6 +25,34 @@ describe('parsePeers', () => {
         () => parsePeers(`https://ok:1,${bad}`),
         (err: unknown) => err instanceof UsageError && err.message.includes(JSON.stringify(bad)),
         bad,
+      );
+    }
+  });
+});
+
+describe('requirePeer', () => {
+  const peers = ['https://198.18.0.2:7700', 'https://198.18.0.3:7700'];
+
+  it('lets a listed peer through, however its address is written', () => {
+    requirePeer('https://198.18.0.3:7700', peers);
+    requirePeer('https://198.18.0.3:7700/', peers);
+    requirePeer('198.18.0.2:7700', peers);
+  });
+
+  it('with no peers configured, lets any agent address through', () => {
+    requirePeer('https://198.18.0.9:7700', []);
+  });
+
+  it('refuses an address not in the list, naming it and the option', () => {
+    for (const to of ['https://198.18.0.4:7700', 'https://198.18.0.2:7701', 'https://198.18.0.20:7700']) {
+      assert.throws(
+        () => requirePeer(to, peers),
+        (err: unknown) =>
+          err instanceof PlanError &&
+          err.code === 'VMF_ERR_PLAN' &&
+          err.message ===
+            `${to} is not one of this agent's peers ([vmferry] peers = https://198.18.0.2:7700, https://198.18.0.3:7700)`,
+        to,
       );
     }
   });

@@ -1,4 +1,5 @@
-import { UsageError, describeError } from '../errors.js';
+import { PlanError, UsageError, describeError } from '../errors.js';
+import { parseAgentEndpoint } from './agent-client.js';
 import type { AgentApi, PeerStatus } from './api-client.js';
 
 export type { PeerStatus };
@@ -43,4 +44,19 @@ export async function peerStatuses(
       }
     }),
   );
+}
+
+/**
+ * A new migration (or plan, or pre-flight) may go to `to` only when it is one of
+ * `peers`; with no peers configured, to any agent whose host certificate the
+ * deployment CA signed. Migrations already under way are not asked: an agent
+ * restarted with a shorter list still settles them with the host they went to.
+ */
+export function requirePeer(to: string, peers: readonly string[]): void {
+  if (peers.length === 0) return;
+  const wanted = parseAgentEndpoint(to).url;
+  if (peers.some((p) => parseAgentEndpoint(p).url === wanted)) return;
+  throw new PlanError(`${to} is not one of this agent's peers ([vmferry] peers = ${peers.join(', ')})`, {
+    hint: 'add it to [vmferry] peers (or --peers) and restart the agent, or leave peers unset to allow any agent of the deployment CA',
+  });
 }

@@ -317,7 +317,8 @@ export const OPTIONS = [
     default: null,
     help:
       'The hosts this agent may send VMs to, as https://HOST:PORT, comma-separated (`--peers`): ' +
-      '`vmferry host list` shows them, drains place VMs on them.',
+      '`vmferry host list` shows them, drains place VMs on them, and a migration, plan or drain to ' +
+      'any other address is refused. Unset: any agent with a host certificate of the deployment CA.',
   },
   {
     section: 'vmferry',

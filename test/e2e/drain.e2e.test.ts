@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AgentApi, type HostSummary, type MigrationView } from '../../src/agent/index.js';
+import { VmferryError } from '../../src/errors.js';
 import { TwoHostLab, canUseNetns, type LabHostKey } from '../../src/lab/index.js';
 import type { DrainJob } from '../../src/maintenance/index.js';
 import { guestSpec, runCli, waitFor } from './helpers.js';
@@ -32,8 +33,11 @@ describe(
   () => {
     let lab: TwoHostLab;
     const api = (key: LabHostKey): AgentApi => new AgentApi(lab.client(key));
+    // C may send VMs to A only: the last test asks it to send one to B.
     const conf = (key: LabHostKey, extra = ''): string => {
-      const others = lab.keys.filter((k) => k !== key).map((k) => lab.agent(k).address);
+      const others = lab.keys
+        .filter((k) => k !== key && !(key === 'c' && k === 'b'))
+        .map((k) => lab.agent(k).address);
       return `[DEFAULT]\nmax_concurrent_live_migrations = 3\n${extra}[vmferry]\nmax_incoming_migrations = 1\npeers = ${others.join(', ')}\n`;
     };
 
@@ -199,6 +203,32 @@ describe(
       const hostB: HostSummary = await api('b').host();
       assert.equal(hostB.maintenance, true);
       assert.equal(hostB.vms, 0);
+    });
+
+    it('a host sends VMs only to its configured peers: C (peers = A) refuses a migration, a dry run and a drain to B', async () => {
+      const onC = [...(await placement()).entries()].filter(([, h]) => h.includes('c')).map(([vm]) => vm);
+      const vm = onC[0];
+      assert.ok(vm !== undefined, 'a guest of the first drain runs on C');
+      const toB = lab.agent('b').address;
+      const expected = `${toB} is not one of this agent's peers ([vmferry] peers = ${lab.agent('a').address})`;
+      const bMigrationsBefore = (await api('b').migrations()).length;
+      const refused = (err: unknown): boolean =>
+        err instanceof VmferryError && err.code === 'VMF_ERR_PLAN' && err.message === expected;
+      await assert.rejects(api('c').startMigration({ vm, to: toB }), refused);
+      await assert.rejects(api('c').plan({ to: toB, memoryMiB: 64 }), refused);
+      const dry = await runCli(['migrate', vm, '--to', toB, '--dry-run'], lab.cliEnv('c'));
+      assert.equal(dry.code, 1, dry.stdout);
+      assert.ok(dry.stderr.includes(expected), dry.stderr);
+      const drain = await runCli(['host', 'drain', '--to', toB, '--dry-run'], lab.cliEnv('c'));
+      assert.equal(drain.code, 1, drain.stdout);
+      assert.ok(drain.stderr.includes(expected), drain.stderr);
+      // The peer it has is still a destination: the same dry run to A passes its checks.
+      const toA = await runCli(['migrate', vm, '--to', lab.agent('a').address, '--dry-run'], lab.cliEnv('c'));
+      assert.equal(toA.code, 0, toA.stdout + toA.stderr);
+      assert.deepEqual((await placement()).get(vm), ['c'], `${vm} stayed on C`);
+      assert.equal((await api('b').migrations()).length, bMigrationsBefore, 'B was asked nothing');
+      const h = await api('c').vmHealth(vm, { minOk: 1, waitMs: 30_000 });
+      assert.equal(h.state, 'ok', h.reason);
     });
   },
 );
