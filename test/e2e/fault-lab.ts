@@ -17,7 +17,14 @@ import type { AgentClient, MigrationView, VmView } from '../../src/agent/index.j
 import type { Failpoint } from '../../src/failpoints.js';
 import type { HostKey, TwoHostLab } from '../../src/lab/index.js';
 import type { MigrationOverrides } from '../../src/policy/index.js';
-import { guestSpec, qemuPidsMatching, vmNames, waitFor, waitForOkHeartbeats } from './helpers.js';
+import {
+  descendantsOf,
+  guestSpec,
+  qemuPidsMatching,
+  vmNames,
+  waitFor,
+  waitForOkHeartbeats,
+} from './helpers.js';
 
 // The fault matrix's shared set-up: held failpoints, the lab around them, a disk that fills up.
 
@@ -83,6 +90,16 @@ export class FaultLab {
     await this.lab.stopAgent(key);
     await this.lab.startAgent(key, points.length > 0 ? this.held.env(...points) : {});
     this.holding[key] = points;
+  }
+
+  /**
+   * The processes an agent started that are not QEMU (its relay workers, per-migration
+   * relays): none may outlive it, or a stream could go on with no agent to account for it.
+   */
+  helperProcesses(key: HostKey): { pid: number; comm: string }[] {
+    const pid = this.lab.agents[key].process?.pid;
+    assert.ok(pid !== undefined, `agent ${key} runs`);
+    return descendantsOf(pid).filter((p) => !p.comm.startsWith('qemu-system') && p.comm !== 'setpriv');
   }
 
   /** kill -9 of an agent stopped at a held failpoint, then a plain restart. */

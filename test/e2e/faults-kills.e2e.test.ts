@@ -6,7 +6,7 @@ import { ConflictError, PlanError } from '../../src/errors.js';
 import type { Failpoint } from '../../src/failpoints.js';
 import { TwoHostLab } from '../../src/lab/index.js';
 import { FaultLab } from './fault-lab.js';
-import { guestSpec, migrationReport, waitFor, waitForOkHeartbeats } from './helpers.js';
+import { guestSpec, migrationReport, processAlive, waitFor, waitForOkHeartbeats } from './helpers.js';
 
 describe('fault matrix: kills at each step, races, a refused spec, busy clients (real QEMU under TCG, real agents)', () => {
   let f: FaultLab;
@@ -153,6 +153,48 @@ describe('fault matrix: kills at each step, races, a refused spec, busy clients 
       await f.stopVm('a', name);
     });
   }
+
+  it('through the tunnel, kill -9 of the source agent in pre-copy: its relays die with it, the VM runs on A, B drops its copy', async () => {
+    await f.restartWith('a', 'outgoing.precopy-early');
+    const seq = await f.startGuest('tunsrc');
+    const id = await f.migrate('tunsrc', { transport: 'tunnelled' });
+    await f.reached('outgoing.precopy-early', id);
+    const relays = f.helperProcesses('a');
+    assert.ok(relays.length > 0, 'A relays the tunnel in processes of its own');
+    await f.crashAt('a', 'outgoing.precopy-early');
+    await waitFor("the killed agent's relay processes to exit", () =>
+      relays.some((p) => processAlive(p.pid)) ? undefined : true,
+    );
+    await f.assertOnlyOn('a', 'tunsrc', seq);
+    const { a, b } = await f.assertJournals(id, 'a');
+    assert.equal(a.plan.transport, 'tunnelled');
+    assert.equal(a.error, inFlight);
+    // The stream died with A's relays, so B's QEMU fails it at once (before A's restart can give up).
+    assert.equal(b?.error, 'the incoming QEMU exited before the migration completed');
+    await f.stopVm('a', 'tunsrc');
+  });
+
+  it('through the tunnel, kill -9 of the destination agent in pre-copy: its relays die with it, the stream fails, the VM runs on A', async () => {
+    await f.restartWith('a', 'outgoing.precopy-early');
+    const seq = await f.startGuest('tundst');
+    const id = await f.migrate('tundst', { transport: 'tunnelled' });
+    await f.reached('outgoing.precopy-early', id);
+    const relays = f.helperProcesses('b');
+    assert.ok(relays.length > 0, 'B relays the tunnel in processes of its own');
+    await f.lab.stopAgent('b', 'SIGKILL');
+    await waitFor("the killed agent's relay processes to exit", () =>
+      relays.some((p) => processAlive(p.pid)) ? undefined : true,
+    );
+    f.held.release('outgoing.precopy-early');
+    const report = await migrationReport(f.a, id);
+    assert.equal(report.status, 'failed');
+    assert.match(report.error ?? '', /^QEMU reports the migration failed: /);
+    await f.lab.startAgent('b');
+    await f.assertOnlyOn('a', 'tundst', seq);
+    const { b } = await f.assertJournals(id, 'a');
+    assert.match(b?.error ?? '', /the agent restarted while the migration was in flight|source gave up/);
+    await f.stopVm('a', 'tundst');
+  });
 
   it('kill -9 of the destination QEMU in pre-copy: the VM runs on A, the error names the failed stream', async () => {
     await f.restartWith('a', 'outgoing.precopy-early');

@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentClient, MigrationRecord, VmView } from '../../src/agent/index.js';
@@ -151,4 +152,41 @@ export function tapLink(lab: TwoHostLab, host: HostKey, tap: string): string | u
     encoding: 'utf8',
   });
   return r.status === 0 ? r.stdout : undefined;
+}
+
+/** Every living process descended from `pid`, with its command name (from /proc). */
+export function descendantsOf(pid: number): { pid: number; comm: string }[] {
+  const children = new Map<number, { pid: number; comm: string }[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read around the last ')'.
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), { pid: Number(entry), comm }]);
+  }
+  const out: { pid: number; comm: string }[] = [];
+  const todo = [pid];
+  while (todo.length > 0) {
+    for (const c of children.get(todo.pop() ?? -1) ?? []) {
+      out.push(c);
+      todo.push(c.pid);
+    }
+  }
+  return out;
+}
+
+/** Whether a process still runs (a zombie counts as gone). */
+export function processAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
