@@ -29,7 +29,7 @@ import {
 } from '../policy/index.js';
 import { createServer } from 'node:net';
 import { isAbsolute } from 'node:path';
-import { checkDiskCheckRequest, createTargetImages, viewDisks, type TargetImages } from '../block/index.js';
+import { checkDiskCheckRequest, createTargetImages, removeLeftovers, viewDisks } from '../block/index.js';
 import { deviceIds, validateVmSpec, type QmpClient } from '../qemu/index.js';
 import type { AgentApi } from './api-client.js';
 import type { HostFacts } from './preflight.js';
@@ -53,8 +53,6 @@ interface IncomingMigration {
   completing?: Promise<void>;
   /** Set by abort() once it decided to drop the copy: complete() may no longer start the guest. */
   dropping?: boolean;
-  /** Block migration: the images created here for the copied disks (removed when the migration fails). */
-  images?: TargetImages;
 }
 
 export interface IncomingMigrationsOptions {
@@ -172,18 +170,13 @@ export class IncomingMigrations {
       state: 'preparing',
     });
     let entry: IncomingMigration | undefined;
-    let images: TargetImages | undefined;
     // Counted against the limit and the memory from now, before the first await lets another prepare in.
     const release = this.options.facts.reserve(spec.memoryMiB);
     try {
       const vm = await this.createImages(request)
-        .then((made) => {
-          images = made;
-          return registry.prepareIncoming(spec, request.migrationId);
-        })
+        .then(() => registry.prepareIncoming(spec, request.migrationId))
         .finally(release);
       entry = this.track(request.migrationId, spec.name, request.sourceHost, request.settings, vm.qemu!.qmp);
-      entry.images = images;
       entry.preparedAt = Date.now();
       if (request.sourceAddress !== undefined) entry.sourceAddress = request.sourceAddress;
       const reply = await entry.driver.listen();
@@ -201,38 +194,59 @@ export class IncomingMigrations {
       return reply;
     } catch (err) {
       await this.fail(request.migrationId, `preparing failed: ${describeError(err)}`, entry);
-      if (entry === undefined) await this.removeImages(request.migrationId, images);
       throw err;
     }
   }
 
-  /** Block migration: the new images of the copied disks, before the incoming QEMU opens them. */
-  private async createImages(request: IncomingRequest): Promise<TargetImages | undefined> {
+  /**
+   * Block migration: the new images of the copied disks, before the incoming QEMU
+   * opens them, each journaled before it is made (a restart removes them: takeUp).
+   */
+  private async createImages(request: IncomingRequest): Promise<void> {
     const plans = request.settings.disks ?? [];
-    if (!plans.some((p) => p.action === 'copy')) return undefined;
+    if (!plans.some((p) => p.action === 'copy')) return;
     if (plans.length !== request.spec.disks.length) {
       throw new UsageError(
         `settings.disks has ${plans.length} disk plans for a VM with ${request.spec.disks.length} disks`,
       );
     }
+    const { journal } = this.options;
+    const id = request.migrationId;
     const images = await createTargetImages({
+      migrationId: id,
+      ledger: {
+        creating: (path, kind) => journal.fileCreating(id, path, kind),
+        created: (path) => journal.fileCreated(id, path),
+      },
       disks: request.spec.disks,
       plans,
       instancesPath: this.options.registry.instancesPath,
       sourceInstancesPath: request.sourceInstancesPath,
     });
     this.options.registry.handToQemu(images.files);
-    return images;
   }
 
-  /** Removes a failed migration's new images (after its QEMU is gone); what cannot be removed is logged. */
-  private async removeImages(id: string, images: TargetImages | undefined): Promise<void> {
-    if (images === undefined) return;
-    const problems = await images.remove();
-    for (const p of problems) this.options.log(`migration ${id}: removing a disk image: ${p}`);
-    if (problems.length === 0 && images.files.length > 0) {
-      this.options.log(`migration ${id}: removed ${images.files.join(', ')}`);
+  /**
+   * Removes the images and folders a failed migration made here (after its QEMU is
+   * gone), from what the journal says it made: never a file it did not make.
+   * What cannot be removed is logged.
+   */
+  private async removeImages(id: string): Promise<void> {
+    const { journal, log } = this.options;
+    let files;
+    try {
+      files = journal.migrationFiles(id);
+    } catch (err) {
+      log(`migration ${id}: cannot read which images it made here: ${describeError(err)}`, {
+        level: 'error',
+        migration: id,
+      });
+      return;
     }
+    if (files.length === 0) return;
+    const { removed, problems } = await removeLeftovers(files, id);
+    for (const p of problems) log(`migration ${id}: ${p}`, { level: 'warn', migration: id });
+    if (removed.length > 0) log(`migration ${id}: removed ${removed.join(', ')}`, { migration: id });
   }
 
   /** Before a block migration: what this host sees of each of the VM's disks (see viewDisks). */
@@ -362,6 +376,8 @@ export class IncomingMigrations {
       case 'gone': {
         const vm = registry.has(record.vm) ? registry.get(record.vm) : undefined;
         if (vm !== undefined && vm.state !== 'running') await registry.destroy(record.vm, 2000);
+        // The images it made here go with it; a VM of that name that runs here keeps its disks.
+        if (!registry.has(record.vm)) await this.removeImages(record.id);
         const error =
           qemu === undefined && record.state === 'postcopy'
             ? `${reason}; the guest QEMU died during post-copy`
@@ -590,7 +606,7 @@ export class IncomingMigrations {
       // Only the VM this migration brought: never one that already ran here under that name.
       if (vm.migrationId === id) await this.options.registry.destroy(vmName, 2000);
     }
-    await this.removeImages(id, entry?.images);
+    if (vmName === undefined || !this.options.registry.has(vmName)) await this.removeImages(id);
     this.journalLater(id, 'failed', { message: reason, error: reason });
     this.options.log(`incoming migration ${id} failed: ${reason}`, {
       level: 'warn',

@@ -53,7 +53,7 @@ describe('agent journal', () => {
 
   it('opens in WAL mode with full sync, at the current schema version', () => {
     assert.equal(journal.schemaVersion(), JOURNAL_SCHEMA_VERSION);
-    assert.equal(JOURNAL_SCHEMA_VERSION, 5);
+    assert.equal(JOURNAL_SCHEMA_VERSION, 6);
     journal.close();
     const db = new Database(path, { readonly: true });
     try {
@@ -65,6 +65,7 @@ describe('agent journal', () => {
         { version: 3, applied_at: clock },
         { version: 4, applied_at: clock },
         { version: 5, applied_at: clock },
+        { version: 6, applied_at: clock },
       ]);
     } finally {
       db.close();
@@ -225,6 +226,41 @@ describe('agent journal', () => {
     );
     assert.equal(journal.migrationEvents('m1').length, 5);
     assert.throws(() => journal.setMigrationState('nope', 'migrating'), NotFoundError);
+  });
+
+  it("keeps the files a destination makes, journaled before each exists, in order; they go with the migration's record", () => {
+    journal.createMigration({
+      id: 'mf',
+      vm: 'vm1',
+      role: 'destination',
+      peer: 'host-a',
+      transport: 'native',
+      plan: settings,
+    });
+    journal.fileCreating('mf', '/i/web-1', 'folder');
+    journal.fileCreated('mf', '/i/web-1');
+    journal.fileCreating('mf', '/i/web-1/disk.qcow2', 'image');
+    assert.deepEqual(journal.migrationFiles('mf'), [
+      { path: '/i/web-1', kind: 'folder', state: 'created' },
+      { path: '/i/web-1/disk.qcow2', kind: 'image', state: 'creating' },
+    ]);
+    journal.fileCreated('mf', '/i/web-1/disk.qcow2');
+    assert.equal(journal.migrationFiles('mf')[1]?.state, 'created');
+    assert.throws(
+      () => journal.fileCreated('mf', '/i/other.qcow2'),
+      (err: unknown) =>
+        err instanceof NotFoundError && err.message === "migration 'mf' journaled no file /i/other.qcow2",
+    );
+    assert.throws(
+      () => journal.fileCreating('mf', '/i/x', 'socket' as 'image'),
+      /invalid file kind 'socket': expected one of image, folder/,
+    );
+    assert.deepEqual(journal.migrationFiles('unknown'), []);
+    clock += 10 * 86_400_000;
+    journal.setMigrationState('mf', 'failed', { error: 'gave up' });
+    clock += 10 * 86_400_000;
+    journal.prune(1);
+    assert.deepEqual(journal.migrationFiles('mf'), []);
   });
 
   it('uses the error as the event message of a failure', () => {

@@ -92,6 +92,13 @@ export interface MigrationRecord {
   finishedAt: number | null;
 }
 
+/** A file or folder a destination makes for a migration: journaled `creating` before, `created` once made. */
+export interface MigrationFile {
+  path: string;
+  kind: 'image' | 'folder';
+  state: 'creating' | 'created';
+}
+
 export interface MigrationEvent {
   time: number;
   /** null for the event that created the migration. */
@@ -256,6 +263,20 @@ const SCHEMA_STEPS: readonly { version: number; sql: string }[] = [
         started_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
         finished_at INTEGER
+      ) STRICT;
+    `,
+  },
+  {
+    // Block migration: the images and folders a destination makes, journaled before it makes each.
+    version: 6,
+    sql: `
+      CREATE TABLE migration_files (
+        migration_id TEXT NOT NULL REFERENCES migrations (id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (migration_id, path)
       ) STRICT;
     `,
   },
@@ -527,6 +548,34 @@ export class Journal {
       .prepare<string[], MigrationRow>(sql)
       .all(...params)
       .map(migrationFromRow);
+  }
+
+  /** Journals a file or folder the migration is about to make (before it exists). */
+  fileCreating(id: string, path: string, kind: MigrationFile['kind']): void {
+    checkOneOf(kind, ['image', 'folder'] as const, 'file kind');
+    this.db
+      .prepare(
+        `INSERT INTO migration_files (migration_id, path, kind, state, seq)
+         VALUES (?, ?, ?, 'creating', (SELECT COUNT(*) FROM migration_files WHERE migration_id = ?))`,
+      )
+      .run(id, path, kind, id);
+  }
+
+  /** The file or folder journaled with fileCreating exists now: the migration made it. */
+  fileCreated(id: string, path: string): void {
+    const { changes } = this.db
+      .prepare("UPDATE migration_files SET state = 'created' WHERE migration_id = ? AND path = ?")
+      .run(id, path);
+    if (changes !== 1) throw new NotFoundError(`migration '${id}' journaled no file ${path}`);
+  }
+
+  /** The files and folders a migration journaled, in the order it journaled them. */
+  migrationFiles(id: string): MigrationFile[] {
+    return this.db
+      .prepare<[string], MigrationFile>(
+        'SELECT path, kind, state FROM migration_files WHERE migration_id = ? ORDER BY seq',
+      )
+      .all(id);
   }
 
   // --- calibrations

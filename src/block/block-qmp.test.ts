@@ -11,6 +11,7 @@ import {
   nbdTargetNode,
   parseBlockJobs,
   sumDiskSamples,
+  yankTargets,
 } from './block-qmp.js';
 
 describe('block migration QMP commands', () => {
@@ -94,6 +95,26 @@ describe('block migration QMP commands', () => {
       command: 'block-job-cancel',
       args: { device: 'j', force: false },
     });
+  });
+});
+
+describe('cutting the connections of a migration that gives up', () => {
+  it('yanks only the NBD nodes of this migration that QEMU registered', () => {
+    const registered = [
+      { type: 'block-node', 'node-name': 'vmf-1-nbd0' },
+      { type: 'block-node', 'node-name': 'other-nbd0' },
+      { type: 'chardev', id: 'serial0' },
+      { type: 'migration' },
+    ];
+    assert.deepEqual(yankTargets(registered, ['vmf-1-nbd0', 'vmf-1-nbd1']), {
+      command: 'yank',
+      args: { instances: [{ type: 'block-node', 'node-name': 'vmf-1-nbd0' }] },
+    });
+  });
+
+  it('asks nothing when none of them is registered (never connected, or already removed)', () => {
+    assert.equal(yankTargets([{ type: 'migration' }], ['vmf-1-nbd0']), undefined);
+    assert.equal(yankTargets({}, ['vmf-1-nbd0']), undefined);
   });
 });
 

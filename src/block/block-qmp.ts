@@ -126,6 +126,24 @@ export function blockJobCancel(jobId: string, force: boolean): QmpCall {
   return { command: 'block-job-cancel', args: { device: jobId, force } };
 }
 
+/**
+ * Cuts the connections of those of `targets` (NBD node names) that QEMU has
+ * registered for yanking (query-yank's answer): their requests in flight fail
+ * at once instead of waiting on a link that carries nothing any more, so a
+ * force-cancelled mirror can end. Undefined when none is registered.
+ */
+export function yankTargets(queryYank: unknown, targets: readonly string[]): QmpCall | undefined {
+  const registered = new Set(
+    (Array.isArray(queryYank) ? (queryYank as Record<string, unknown>[]) : [])
+      .filter((i) => i.type === 'block-node' && typeof i['node-name'] === 'string')
+      .map((i) => i['node-name'] as string),
+  );
+  const instances = targets
+    .filter((t) => registered.has(t))
+    .map((t) => ({ type: 'block-node', 'node-name': t }));
+  return instances.length > 0 ? { command: 'yank', args: { instances } } : undefined;
+}
+
 /** A block job as query-block-jobs reports it. */
 export interface BlockJobInfo {
   id: string;

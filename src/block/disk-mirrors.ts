@@ -9,6 +9,7 @@ import {
   type DiskSample,
   type NbdAddress,
   type QmpCall,
+  yankTargets,
 } from './block-qmp.js';
 
 /** One disk of the source VM to copy: its node, how much of it, and the destination's export. */
@@ -174,8 +175,8 @@ export class DiskMirrors {
   }
 
   /**
-   * Gives up: force-cancels every running mirror, waits for them to end and
-   * removes the NBD nodes (closing the connections to the destination). The
+   * Gives up: force-cancels every running mirror, cuts this migration's NBD
+   * connections, waits for the mirrors to end and removes the NBD nodes. The
    * guest goes on with its own images. Never throws; returns what could not be done.
    */
   async cancel(timeoutMs = 30_000): Promise<string[]> {
@@ -190,6 +191,10 @@ export class DiskMirrors {
           problems.push(describeError(err)),
         );
       }
+      // Over a cut link a request to the destination never ends: a guest write waits on it
+      // (write-blocking), and blockdev-del, which drains the node, would hang QEMU's main loop
+      // with it, even once QEMU no longer lists the cancelled job. Every connection is cut first.
+      problems.push(...(await this.cutConnections()));
       await this.waitEnded(timeoutMs).catch((err: unknown) => problems.push(describeError(err)));
       problems.push(...(await this.detachTargets()));
     }
@@ -229,6 +234,20 @@ export class DiskMirrors {
         );
       }
       await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Cuts the connections of this migration's NBD nodes (QMP yank); returns the failures. */
+  private async cutConnections(): Promise<string[]> {
+    try {
+      const call = yankTargets(
+        await this.qmp.execute('query-yank'),
+        this.jobs.map((j) => j.target),
+      );
+      if (call !== undefined) await this.call(call);
+      return [];
+    } catch (err) {
+      return [`cutting the connections to the destination: ${describeError(err)}`];
     }
   }
 

@@ -38,4 +38,13 @@ export {
   viewDisks,
   type DiskCheckRequest,
 } from './disk-check.js';
-export { createTargetImages, targetImagePaths, type TargetImages } from './target-images.js';
+export {
+  createTargetImages,
+  leftoverFiles,
+  removeLeftovers,
+  stagingPath,
+  targetImagePaths,
+  type CreatedFile,
+  type CreationLedger,
+  type TargetImages,
+} from './target-images.js';

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { downtimeSteps } from '../policy/index.js';
-import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
+import {
+  downtimeChange,
+  timeoutResponse,
+  trackCopy,
+  trackProgress,
+  type CopyState,
+  type StallState,
+} from './convergence.js';
 
 describe('downtime schedule as the monitor loop applies it', () => {
   // nova's defaults for a 2 GiB guest: 500 ms in 10 steps, 75 s/GiB -> a step every 150 s.
@@ -42,5 +49,30 @@ describe('timeout action', () => {
     assert.equal(timeoutResponse('abort', true), 'abort');
     assert.equal(timeoutResponse('force_complete', true), 'postcopy');
     assert.equal(timeoutResponse('force_complete', false), 'pause');
+  });
+});
+
+describe('disk copy stall detection', () => {
+  it('counts from the last look at which the copied bytes grew, whatever the remaining figure does', () => {
+    let state: CopyState | undefined;
+    const looks: [number, number, boolean][] = [
+      [0, 0, false],
+      [8 << 20, 2, false],
+      [8 << 20, 12, false],
+      [8 << 20, 12.5, true],
+      [9 << 20, 13, false],
+      [9 << 20, 23, false],
+      [9 << 20, 23.1, true],
+    ];
+    for (const [copied, t, stalled] of looks) {
+      const r = trackCopy(state, copied, t, 10);
+      state = r.state;
+      assert.equal(r.stalled, stalled, `at ${t} s`);
+    }
+    assert.deepEqual(state, { copiedBytes: 9 << 20, lastProgressAt: 13 });
+  });
+
+  it('never stalls with the check off (0)', () => {
+    assert.equal(trackCopy({ copiedBytes: 5, lastProgressAt: 0 }, 5, 1e6, 0).stalled, false);
   });
 });

@@ -50,6 +50,35 @@ export function trackProgress(
   return { state: next, stalled };
 }
 
+/** Disk copy progress carried between looks at the mirrors. */
+export interface CopyState {
+  /** Bytes the mirrors had copied at the last look at which that number grew. */
+  copiedBytes: number;
+  /** When it last grew (seconds since the copies started). */
+  lastProgressAt: number;
+}
+
+/**
+ * Updates the disk copy tracker with the bytes copied so far and says whether
+ * the copies moved nothing for longer than `stallSeconds` (0 disables the
+ * check). Copied bytes, not remaining ones: the guest's writes make the
+ * remaining figure grow while the copy goes on, and over a cut link a mirror
+ * copies nothing at all.
+ */
+export function trackCopy(
+  state: CopyState | undefined,
+  copiedBytes: number,
+  elapsedSeconds: number,
+  stallSeconds: number,
+): { state: CopyState; stalled: boolean } {
+  const next: CopyState =
+    state === undefined || copiedBytes > state.copiedBytes
+      ? { copiedBytes, lastProgressAt: elapsedSeconds }
+      : state;
+  const stalled = stallSeconds > 0 && elapsedSeconds - next.lastProgressAt > stallSeconds;
+  return { state: next, stalled };
+}
+
 /** What the loop does when the completion timeout or the stall detector fires. */
 export type TimeoutResponse = 'abort' | 'postcopy' | 'pause';
 

@@ -4,6 +4,7 @@ import type { Failpoint } from '../failpoints.js';
 import { completionTimeoutReached, type MigrationSettings } from '../policy/index.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import type { Clock } from './clock.js';
+import { trackCopy, type CopyState } from './convergence.js';
 import { DiskCopy, type DiskCopyPlan } from './disk-copy.js';
 import type { Forecast } from './forecast.js';
 import { settleHandOver } from './handover.js';
@@ -262,7 +263,8 @@ export class SourceMigration {
       'migrating',
       `copying ${plan.disks.length} disk(s) to ${deps.peer.name} ${how}, then the memory`,
     );
-    const { completionTimeoutSeconds } = deps.settings;
+    const { completionTimeoutSeconds, stallSeconds } = deps.settings;
+    let copy: CopyState | undefined;
     for (;;) {
       await this.tick();
       const sample = await this.look();
@@ -271,6 +273,14 @@ export class SourceMigration {
       if (completionTimeoutReached(this.elapsedSeconds(), completionTimeoutSeconds, false)) {
         throw new MigrationError(
           `the disks were not in step within the completion timeout of ${completionTimeoutSeconds} s`,
+        );
+      }
+      // Before the disks are in step nothing but giving up helps a copy that moves nothing (a cut link).
+      const progress = trackCopy(copy, facts.diskCopy.copiedBytes, this.elapsedSeconds(), stallSeconds);
+      copy = progress.state;
+      if (progress.stalled) {
+        throw new MigrationError(
+          `migration aborted: the disk copy moved nothing for ${stallSeconds} s (is ${this.destinationName} reachable?)`,
         );
       }
     }

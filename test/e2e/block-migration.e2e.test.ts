@@ -2,8 +2,8 @@
 // disk, whose first 64 MiB the Linux guest keeps rewriting and checking, moves
 // with `vmferry migrate --block` over QEMU's TLS and through the agents' tunnel;
 // a qcow2 on a base image the destination has moves top layer only; a
-// migration failing midway leaves the source on its unchanged disk and nothing
-// on the destination.
+// migration failing midway (destination killed, or the link cut) leaves the
+// source on its own disk and nothing on the destination.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -38,7 +38,8 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
       prefix: 'vmb',
       subnet: 80,
       accel: 'tcg',
-      novaConf: '[vmferry]\npermit_cleartext = True\n',
+      // Incoming copies nobody finishes are checked with their source every 2 s (default 60).
+      novaConf: '[vmferry]\npermit_cleartext = True\norphan_check_seconds = 2\n',
     });
     await lab.start();
     a = lab.client('a');
@@ -266,5 +267,95 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     );
     assert.ok(!existsSync(join(instances('b'), rel)), 'no image left on B');
     assert.ok(!existsSync(join(instances('b'), 'fail-vm')), 'nor its folder');
+  });
+
+  /** Starts a block migration to B natively, the disk copy capped at 4 MiB/s, and waits until 8 MiB are copied. */
+  async function copyingTo(name: string, options: Record<string, unknown> = {}): Promise<string> {
+    const { id } = await a.post<{ id: string }>('/v1/migrations', {
+      vm: name,
+      to: lab.agents.b.address,
+      options: { block: 'all', transport: 'native', bandwidthMiBps: 4, ...options },
+    });
+    await waitFor('some of the disk copied', async () => {
+      const m = await a.get<{ live?: { sample?: MigrationSample } }>(`/v1/migrations/${id}`);
+      return (m.live?.sample?.disks?.[0]?.transferredBytes ?? 0) > 8 * MiB ? true : undefined;
+    });
+    return id;
+  }
+
+  /** B has no VM, no image and no folder of `name` any more, and its record of the migration says why it failed. */
+  async function goneFromB(name: string, rel: string, id: string): Promise<string> {
+    await waitFor(
+      `B to drop ${name}`,
+      async () => ((await vmNames(b)).includes(name) ? undefined : true),
+      120_000,
+    );
+    const record = await waitFor(`B's record of ${id} to end`, async () => {
+      const m = await b.get<{ state: string; error: string | null }>(`/v1/migrations/${id}`);
+      return m.state === 'failed' ? m : undefined;
+    });
+    assert.ok(!existsSync(join(instances('b'), rel)), 'no image left on B');
+    assert.ok(!existsSync(join(instances('b'), dirname(rel))), 'nor its folder');
+    return record.error ?? '';
+  }
+
+  it("a link cut during the disk copy: the stalled copy fails the migration, A's guest goes on on its own disk, B drops its copy once the link is back", async () => {
+    const rel = 'cut-vm/disk.qcow2';
+    await newDisk(rel);
+    await startGuest('cut-vm', rel, 16);
+    const id = await copyingTo('cut-vm', { stallSeconds: 10 });
+    const network = lab.network;
+    assert.ok(network !== undefined, 'the lab runs in network namespaces');
+    network.cutLink();
+    try {
+      const report = await migrationReport(a, id);
+      assert.equal(report.status, 'failed');
+      assert.equal(
+        report.error,
+        `migration aborted: the disk copy moved nothing for 10 s (is ${lab.agents.b.name} reachable?)`,
+      );
+      // The mirror ended, its node went, QEMU answered throughout: only B could not be told.
+      assert.deepEqual(
+        report.events.filter((e) => e.startsWith('cancelling the disk copies: ')),
+        [],
+        report.events.join(' | '),
+      );
+      assert.ok(
+        report.events.some((e) => e.startsWith('destination cleanup failed: ')),
+        report.events.join(' | '),
+      );
+      assert.equal((await a.get<VmView>('/v1/vms/cut-vm')).state, 'running');
+      // The guest's writes go on while the link is still cut: nothing waits on B any more.
+      const health = await healthy(a, 'cut-vm');
+      await healthy(a, 'cut-vm', health.lastSeq);
+    } finally {
+      network.restoreLink();
+    }
+    // B could not be told: its orphan check asks A once the link is back, and drops the copy.
+    const error = await goneFromB('cut-vm', rel, id);
+    assert.equal(
+      error,
+      `source gave up: ${lab.agents.a.name} ended this migration (failed) without telling this host; nobody will finish this copy`,
+    );
+    // A never switched to B's image: its guest still writes and verifies its own disk with B's gone.
+    const after = await healthy(a, 'cut-vm');
+    await healthy(a, 'cut-vm', after.lastSeq);
+  });
+
+  it("B's agent killed (-9) during the disk copy and restarted: B removes the image it made, A keeps the VM on its own disk", async () => {
+    const rel = 'restart-vm/disk.qcow2';
+    await newDisk(rel);
+    await startGuest('restart-vm', rel, 16);
+    const id = await copyingTo('restart-vm');
+    await lab.stopAgent('b', 'SIGKILL');
+    await lab.startAgent('b');
+    const report = await migrationReport(a, id);
+    assert.equal(report.status, 'failed');
+    assert.match(report.error ?? '', /^the copy of disk 0 stopped: /);
+    assert.equal((await a.get<VmView>('/v1/vms/restart-vm')).state, 'running');
+    const error = await goneFromB('restart-vm', rel, id);
+    assert.equal(error, 'the agent restarted while the migration was in flight');
+    const health = await healthy(a, 'restart-vm');
+    await healthy(a, 'restart-vm', health.lastSeq);
   });
 });
