@@ -77,6 +77,8 @@ const debianNeeds = [
   { pkg: 'gcc', present: () => has('gcc') },
   { pkg: 'binutils', present: () => has('ld') },
   { pkg: 'make', present: () => has('make') },
+  // The native tunnel relay (native/vmferry-relay.c) links OpenSSL 3.
+  { pkg: 'libssl-dev', present: () => existsSync('/usr/include/openssl/ssl.h') },
   // The Linux guest's boot disk: a FAT image (mkfs.fat, mcopy) with syslinux.
   { pkg: 'syslinux', present: () => has('syslinux', ['--version']) },
   { pkg: 'mtools', present: () => has('mcopy') },
@@ -148,6 +150,16 @@ if (typeof process.getuid === 'function' && process.getuid() === 0) {
 {
   const r = run('make', ['-s', '-C', 'guest'], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (!r.ok) fail(`building the guest failed (${r.why})`, 'run make -C guest to see why');
+}
+// The native tunnel relay. Never fatal: without it agents run the TypeScript relay
+// ([vmferry] tunnel_relay = auto) and say why at start-up and in their plans.
+{
+  const r = run('make', ['-s', '-C', 'native'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (!r.ok)
+    say(
+      `building the native tunnel relay failed (${r.why}): agents will use the TypeScript relay; ` +
+        'run make -C native to see why (it needs gcc and libssl-dev)',
+    );
 }
 // The Linux test guest: kernel and busybox from Debian (apt-get download, not
 // installed), initramfs and boot disk; quick when its stamp matches.

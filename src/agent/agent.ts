@@ -6,8 +6,8 @@ import { guestKernelPath } from '../guest/index.js';
 import { CertificateError, UsageError, describeError } from '../errors.js';
 import { loadMigrationOptions, type ResolvedOptions } from '../config/index.js';
 import { activeFailpoints } from '../failpoints.js';
-import { decideRelayWorkers } from '../policy/index.js';
-import { probeHost, type Accelerator, type HostInfo } from '../qemu/index.js';
+import { decideRelayWorkers, decideTunnelRelay, type TunnelRelaySetting } from '../policy/index.js';
+import { probeHost, type Accelerator, type HostInfo, type TunnelRelay } from '../qemu/index.js';
 import { AgentClient, parseAgentEndpoint } from './agent-client.js';
 import { AgentApi, type HostSummary } from './api-client.js';
 import {
@@ -34,7 +34,7 @@ import { registerMetricsRoute, registerRoutes } from './routes.js';
 import { linuxHostNetwork } from './tap-devices.js';
 import { ROUTE_ROLES } from './route-access.js';
 import { AgentTunnels } from './tunnels.js';
-import { TlsFrontend, type TransportEvent } from '../transport/index.js';
+import { TlsFrontend, nativeRelayAvailability, type TransportEvent } from '../transport/index.js';
 import { VmRegistry } from './vm-registry.js';
 import { giveTo, layOutStateDirFor, lookUpQemuUser, postcopyAllowed, type QemuUser } from './qemu-user.js';
 import { vmFileDirsFrom, type VmCapacity, type VmFileDirs } from './vm-confinement.js';
@@ -75,6 +75,8 @@ export interface AgentOptions {
   peers?: string[];
   /** Processes for TLS and tunnel relaying (default: the policy's decideRelayWorkers). */
   workers?: number;
+  /** The relay of this agent's tunnel ends (default: [vmferry] tunnel_relay). */
+  tunnelRelay?: TunnelRelaySetting;
   /** Where VM files may lie; default [vmferry] image_dirs and disk_dirs. */
   vmFileDirs?: VmFileDirs;
   /** Test mode (shared-memory VMs allowed); default [vmferry] test_mode. */
@@ -141,6 +143,8 @@ export class Agent {
   private host: HostInfo | undefined;
   private readonly log: LogFn;
   private readonly tunnels: AgentTunnels;
+  /** The relay this agent runs for its tunnel ends, decided at start-up. */
+  readonly tunnelRelay: TunnelRelay;
   private frontendInstance: TlsFrontend | undefined;
   private readonly migrationOptions: ResolvedOptions;
   readonly metrics: AgentMetrics;
@@ -177,10 +181,17 @@ export class Agent {
     this.options = options;
     this.host = host;
     this.migrationOptions = migrationOptions;
+    this.tunnelRelay = decideTunnelRelay(
+      options.tunnelRelay ?? migrationOptions['vmferry.tunnel_relay'].value,
+      nativeRelayAvailability(),
+    );
     this.tunnels = new AgentTunnels(() => this.frontend(), {
       stateDir: options.stateDir,
       tls: options.tls,
       listenHost: options.listenHost,
+      relay: this.tunnelRelay.kind,
+      tunnelRoles: ROUTE_ROLES.tunnel,
+      onEvent: (e) => this.onTransportEvent(e),
       ...(confinement.qemuUser !== undefined ? { qemuUser: confinement.qemuUser } : {}),
     });
     this.log = options.log ?? ((line) => process.stderr.write(`vmferry-agent[${options.name}]: ${line}\n`));
@@ -376,6 +387,7 @@ export class Agent {
       for (const m of agent.queuedAtRestart.splice(0)) agent.outgoing.requeueAfterRestart(m);
       agent.drains.resume();
       agent.announceConfinement();
+      agent.log(`tunnel relay: ${agent.tunnelRelay.kind}, ${agent.tunnelRelay.reason}`);
       for (const [point, action] of activeFailpoints())
         agent.log(
           `warning: test failpoint ${point} is set (${action === 'hold' ? 'held' : `${action} ms delay`}): not for production`,
@@ -419,6 +431,7 @@ export class Agent {
       multifd: h.multifd,
       postcopy: h.postcopy,
       autoConverge: h.autoConverge,
+      tunnelRelay: this.tunnelRelay,
       migrationCapabilities: h.migrationCapabilities,
       transports: ['native', 'tunnelled'],
       cpus: availableParallelism(),

@@ -847,6 +847,7 @@ export class OutgoingMigrations {
       destinationHost: reply.destinationHost,
       mode: settings.tunnel,
       ...(reply.naivePort !== undefined ? { naivePort: reply.naivePort } : {}),
+      ...(reply.relayPort !== undefined ? { relayPort: reply.relayPort } : {}),
     });
   }
 

@@ -1,23 +1,34 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { MigrationError, PeerError, UsageError } from '../errors.js';
+import { MigrationError, PeerError, UsageError, describeError } from '../errors.js';
 import type { TransportSession } from '../migration/index.js';
 import type { TunnelMode } from '../policy/index.js';
-import type { TlsIdentity } from '../pki/index.js';
-import { NaiveTunnel, type TlsFrontend } from '../transport/index.js';
+import type { Role, TlsIdentity } from '../pki/index.js';
+import type { TunnelRelayKind } from '../qemu/index.js';
+import {
+  NaiveTunnel,
+  NativeRelay,
+  type TlsFrontend,
+  type TransportEvent,
+  type WorkerEvent,
+} from '../transport/index.js';
 import type { AgentClient } from './agent-client.js';
 import type { QemuUser } from './qemu-user.js';
 import { ROUTE_ROLES } from './route-access.js';
 
 /**
  * The agent's two tunnel ends. `multi` is the product: every QEMU connection
- * (main + multifd channels) relayed by the front door's worker processes over
- * its own TLS connection, through the agent's one port. `naive` is the design
- * the 2016 mail complains about — one connection, one thread, in this process,
- * on a port of its own — kept only as the benchmark's baseline.
+ * (main + multifd channels) relayed over its own TLS connection, by the front
+ * door's worker processes through the agent's one port, or with the native relay
+ * (`relay: 'native'`) by a native/vmferry-relay process per migration and end, the
+ * destination's on a port of its own (`relayPort` in the prepare reply). Both speak
+ * the same protocol, so either end works with either relay on the other. `naive`
+ * is the design the 2016 mail complains about — one connection, one thread, in
+ * this process, on a port of its own — kept only as the benchmark's baseline.
  */
 export class AgentTunnels {
   private readonly naive = new Map<string, NaiveTunnel>();
+  private readonly native = new Map<string, NativeRelay>();
 
   constructor(
     private readonly frontend: () => TlsFrontend,
@@ -27,10 +38,16 @@ export class AgentTunnels {
       listenHost: string;
       /** QEMU's user: the source socket is given to it (QEMU connects as that user). */
       qemuUser?: QemuUser;
+      /** Which relay runs this agent's `multi` tunnel ends. */
+      relay: TunnelRelayKind;
+      /** Roles whose certificates may open tunnels (ROUTE_ROLES.tunnel), for the native destination relay. */
+      tunnelRoles: readonly Role[];
+      /** The native relays' events (refusals, handshake failures, connections), like the front door's. */
+      onEvent: (event: TransportEvent) => void;
     },
   ) {}
 
-  /** The identity the naive tunnel uses from now on (after a reload). */
+  /** The identity the naive tunnel and new native relays use from now on (after a reload). */
   setTls(tls: TlsIdentity): void {
     this.options.tls = tls;
   }
@@ -44,6 +61,13 @@ export class AgentTunnels {
   private socketOwner(): { socketOwner?: { uid: number; gid: number } } {
     const user = this.options.qemuUser;
     return user === undefined ? {} : { socketOwner: { uid: user.uid, gid: user.gid } };
+  }
+
+  private nativeEvents(): { tls: TlsIdentity; onEvent: (e: WorkerEvent, pid: number) => void } {
+    return {
+      tls: this.options.tls,
+      onEvent: (e, pid) => this.options.onEvent({ ...e, relay: 'native', pid }),
+    };
   }
 
   /** Where the destination QEMU listens (`migrate-incoming unix:...`). */
@@ -60,7 +84,8 @@ export class AgentTunnels {
    * Destination, block migration: the source's disk connections come through the
    * tunnel too, as a second registration with the same token and peer, relayed
    * to the NBD server's socket (one connection per copied disk). Always through
-   * the front door's relay, also when the stream itself uses the naive baseline.
+   * the front door's relay, also when the stream itself uses the naive baseline
+   * or the native relay.
    */
   async acceptDisks(t: {
     migrationId: string;
@@ -85,23 +110,23 @@ export class AgentTunnels {
     destination: AgentClient;
     destinationHost: string;
   }): Promise<{ path: string; close: () => Promise<void> }> {
-    const { endpoint } = t.destination;
-    if (endpoint.host === undefined || endpoint.port === undefined) {
-      throw new UsageError(`a tunnel needs the destination agent's TCP address, not ${endpoint.url}`);
-    }
+    const remote = tcpAddressOf(t.destination);
     const listenPath = this.socketPath(t.migrationId, 'disks-out');
-    const tunnel = await this.frontend().openSourceTunnel({
+    const source = {
       migrationId: disksTunnelId(t.migrationId),
       token: t.token,
       listenPath,
-      remote: { host: endpoint.host, port: endpoint.port },
+      remote,
       expectedPeerCommonName: t.destinationHost,
       ...this.socketOwner(),
-    });
+    };
+    const native = await this.openNativeSource(source);
+    if (native !== undefined) return { path: listenPath, close: native };
+    const tunnel = await this.frontend().openSourceTunnel(source);
     return { path: listenPath, close: async () => void (await tunnel.close()) };
   }
 
-  /** Destination: accepts tunnel connections for this migration from `peerCommonName` with `token`; returns the naive port if any. */
+  /** Destination: accepts tunnel connections for this migration from `peerCommonName` with `token`; returns the naive or native relay's port if any. */
   async accept(t: {
     migrationId: string;
     token: string;
@@ -109,7 +134,7 @@ export class AgentTunnels {
     targetPath: string;
     channels: number;
     mode: TunnelMode;
-  }): Promise<{ naivePort?: number }> {
+  }): Promise<{ naivePort?: number; relayPort?: number }> {
     const registration = {
       migrationId: t.migrationId,
       token: t.token,
@@ -130,6 +155,24 @@ export class AgentTunnels {
       if (port === undefined) throw new MigrationError('the naive tunnel did not bind a port');
       return { naivePort: port };
     }
+    if (this.options.relay === 'native') {
+      // A post-copy recovery prepares the same migration again: its old relay goes first.
+      await this.native.get(t.migrationId)?.close();
+      this.native.delete(t.migrationId);
+      try {
+        const relay = await NativeRelay.listenDestination({
+          ...this.nativeEvents(),
+          listen: { host: this.options.listenHost, port: 0 },
+          registration,
+          tunnelRoles: this.options.tunnelRoles,
+        });
+        this.native.set(t.migrationId, relay);
+        if (relay.ready.port !== undefined) return { relayPort: relay.ready.port };
+        await relay.close();
+      } catch (err) {
+        this.fellBack(t.migrationId, 'destination', err);
+      }
+    }
     await this.frontend().acceptTunnel(registration);
     return {};
   }
@@ -143,10 +186,16 @@ export class AgentTunnels {
       await naive.close();
       return;
     }
+    const native = this.native.get(migrationId);
+    if (native !== undefined) {
+      this.native.delete(migrationId);
+      await native.close();
+      return;
+    }
     await this.frontend().closeTunnel(migrationId);
   }
 
-  /** Source: a local socket for QEMU, relayed to the destination agent. */
+  /** Source: a local socket for QEMU, relayed to the destination agent (its native relay's port when it gave one). */
   async open(t: {
     migrationId: string;
     token: string;
@@ -154,17 +203,15 @@ export class AgentTunnels {
     destinationHost: string;
     mode: TunnelMode;
     naivePort?: number;
+    relayPort?: number;
   }): Promise<TransportSession> {
-    const { endpoint } = t.destination;
-    if (endpoint.host === undefined || endpoint.port === undefined) {
-      throw new UsageError(`a tunnel needs the destination agent's TCP address, not ${endpoint.url}`);
-    }
+    const agentPort = tcpAddressOf(t.destination);
     const listenPath = this.socketPath(t.migrationId, 'out');
     if (t.mode === 'naive') {
       if (t.naivePort === undefined) throw new PeerError('the destination did not open a naive tunnel port');
       const tunnel = await NaiveTunnel.openSource({
         listenPath,
-        remote: { host: endpoint.host, port: t.naivePort },
+        remote: { host: agentPort.host, port: t.naivePort },
         tls: this.options.tls,
         migrationId: t.migrationId,
         token: t.token,
@@ -173,16 +220,61 @@ export class AgentTunnels {
       });
       return { uri: `unix:${listenPath}`, close: async () => void (await tunnel.close()) };
     }
-    const tunnel = await this.frontend().openSourceTunnel({
+    const { relayPort } = t;
+    if (relayPort !== undefined && !(Number.isInteger(relayPort) && relayPort > 0 && relayPort < 65536)) {
+      throw new PeerError(`the destination gave ${JSON.stringify(relayPort)} as its relay port`);
+    }
+    const source = {
       migrationId: t.migrationId,
       token: t.token,
       listenPath,
-      remote: { host: endpoint.host, port: endpoint.port },
+      remote: { host: agentPort.host, port: relayPort ?? agentPort.port },
       expectedPeerCommonName: t.destinationHost,
       ...this.socketOwner(),
-    });
+    };
+    const native = await this.openNativeSource(source);
+    if (native !== undefined) return { uri: `unix:${listenPath}`, close: native };
+    const tunnel = await this.frontend().openSourceTunnel(source);
     return { uri: `unix:${listenPath}`, close: async () => void (await tunnel.close()) };
   }
+
+  /** The source end through a native relay when this agent runs them; undefined: use the front door (it said why). */
+  private async openNativeSource(source: {
+    migrationId: string;
+    token: string;
+    listenPath: string;
+    remote: { host: string; port: number };
+    expectedPeerCommonName: string;
+    socketOwner?: { uid: number; gid: number };
+  }): Promise<(() => Promise<void>) | undefined> {
+    if (this.options.relay !== 'native') return undefined;
+    try {
+      const relay = await NativeRelay.openSource({ ...this.nativeEvents(), ...source });
+      // The relay removes its socket file as it exits (unless a newer relay took the path).
+      return async () => void (await relay.close());
+    } catch (err) {
+      this.fellBack(source.migrationId, 'source', err);
+      return undefined;
+    }
+  }
+
+  /** A native relay that would not start: the front door's relay carries this tunnel end instead, and the log says why. */
+  private fellBack(migrationId: string, role: 'source' | 'destination', err: unknown): void {
+    this.options.onEvent({
+      type: 'worker-warning',
+      worker: -1,
+      pid: 0,
+      message: `migration ${migrationId}: the native ${role} relay did not start (${describeError(err)}); the TypeScript relay carries it`,
+    });
+  }
+}
+
+function tcpAddressOf(destination: AgentClient): { host: string; port: number } {
+  const { endpoint } = destination;
+  if (endpoint.host === undefined || endpoint.port === undefined) {
+    throw new UsageError(`a tunnel needs the destination agent's TCP address, not ${endpoint.url}`);
+  }
+  return { host: endpoint.host, port: endpoint.port };
 }
 
 /** The disk tunnel's registration id: the migration's, marked (the tunnel path allows dots). */

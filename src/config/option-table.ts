@@ -399,6 +399,18 @@ export const OPTIONS = [
   },
   {
     section: 'vmferry',
+    name: 'tunnel_relay',
+    type: 'choice',
+    default: 'node',
+    choices: ['auto', 'native', 'node'],
+    help:
+      "Which relay carries this agent's end of tunnelled migrations: `native` (native/vmferry-relay.c, one " +
+      'process per migration, built by scripts/setup.mjs), `node` (the TypeScript relay of the front door) or ' +
+      '`auto` (native when it is built, else node). The two speak the same protocol, so the hosts of a ' +
+      'migration may differ.',
+  },
+  {
+    section: 'vmferry',
     name: 'image_dirs',
     type: 'string',
     default: '/var/lib/vmferry/images',

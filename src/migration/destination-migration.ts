@@ -13,7 +13,7 @@ export interface IncomingEndpoints {
   readonly migrationAddress: string;
   /** The unix socket the destination QEMU listens on behind the tunnel. */
   incomingPath(migrationId: string): string;
-  /** Lets `peerCommonName` open tunnel connections with `token` to `targetPath`; the naive tunnel's port if any. */
+  /** Lets `peerCommonName` open tunnel connections with `token` to `targetPath`; the naive tunnel's or native relay's port if any. */
   acceptTunnel(t: {
     migrationId: string;
     token: string;
@@ -21,7 +21,7 @@ export interface IncomingEndpoints {
     targetPath: string;
     channels: number;
     mode: TunnelMode;
-  }): Promise<{ naivePort?: number }>;
+  }): Promise<{ naivePort?: number; relayPort?: number }>;
   closeTunnel(migrationId: string): Promise<void>;
   /** Block migration: the unix socket the destination QEMU's NBD server listens on behind the tunnel. */
   incomingDisksPath(migrationId: string): string;
@@ -263,7 +263,7 @@ export class DestinationMigration {
     const targetPath = this.recoveries === 0 ? base : `${base}.r${this.recoveries}`;
     await qmp.execute(command, { uri: `unix:${targetPath}` });
     const token = randomBytes(32).toString('base64url');
-    const { naivePort } = await endpoints.acceptTunnel({
+    const { naivePort, relayPort } = await endpoints.acceptTunnel({
       migrationId: id,
       token,
       peerCommonName: this.deps.peerCommonName,
@@ -272,7 +272,12 @@ export class DestinationMigration {
       mode: stream.tunnel,
     });
     this.tunnelOpen = true;
-    return { tunnelToken: token, destinationHost, ...(naivePort !== undefined ? { naivePort } : {}) };
+    return {
+      tunnelToken: token,
+      destinationHost,
+      ...(naivePort !== undefined ? { naivePort } : {}),
+      ...(relayPort !== undefined ? { relayPort } : {}),
+    };
   }
 
   private async status(): Promise<string> {

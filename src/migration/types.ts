@@ -75,6 +75,8 @@ export interface IncomingReply {
   tunnelToken?: string;
   /** Naive tunnel only: the destination agent's extra port for it. */
   naivePort?: number;
+  /** Tunnelled through the destination's native relay: its port (absent: the agent's own port). */
+  relayPort?: number;
   /** The destination agent's certificate name (for TLS host checks). */
   destinationHost: string;
   /**

@@ -11,6 +11,7 @@ export { UNLIMITED_BANDWIDTH_BYTES } from './decide-limits.js';
 export { migrationSettings, planMigration, type MigrationPlan } from './migration-plan.js';
 export { CHANNEL_RANGE, checkChannels, type MigrationKind, type PlanInput } from './plan-input.js';
 export { RELAY_WORKER_RANGE, decideRelayWorkers } from './relay-workers.js';
+export { decideTunnelRelay, describeRelays, type TunnelRelaySetting } from './decide-relay.js';
 export { checkMigrationSettings } from './check-settings.js';
 export {
   BENCHMARKED_DEFAULTS,

@@ -7,6 +7,7 @@ import { decideEncryption, decideTransport, decideTunnel } from './decide-transp
 import type { DowntimeStep } from './downtime-steps.js';
 import { planContext, type MigrationKind, type PlanContext, type PlanInput } from './plan-input.js';
 import { decideRelayWorkers } from './relay-workers.js';
+import { describeRelays } from './decide-relay.js';
 import type {
   Decided,
   DiskPlan,
@@ -94,10 +95,12 @@ export function planMigration(input: PlanInput): MigrationPlan {
   const timeouts = decideTimeouts(ctx, downtime.value.dataGiB, postCopy.value);
   const stall = decideStall(ctx);
   const relay = relayWorkersOf(ctx, transport.value);
+  const relays = relaysOf(ctx, transport.value, tunnel.value);
   const decided: Decided<unknown>[] = [
     transport,
     encryption,
     tunnel,
+    relays,
     channels,
     postCopy,
     autoConverge,
@@ -179,6 +182,14 @@ function decideFlags(
       ', then TUNNELLED, TLS, POSTCOPY, AUTO_CONVERGE, PARALLEL and the NON_SHARED_* of the disks set by the decisions above',
   };
   return { value: [...flags].sort(), reasons: [reason] };
+}
+
+/** Which relay each host runs for a tunnelled stream, as the hosts say (a reason, no decision of the plan's). */
+function relaysOf(ctx: PlanContext, transport: Transport, tunnel: TunnelMode): Decided<undefined> {
+  return {
+    value: undefined,
+    reasons: describeRelays(transport, tunnel, ctx.source.tunnelRelay, ctx.destination.tunnelRelay),
+  };
 }
 
 function relayWorkersOf(ctx: PlanContext, transport: Transport): Decided<number> | undefined {

@@ -80,7 +80,7 @@ export function cite(options: ResolvedOptions, name: OptionName): string {
 export function hostsLacking(
   source: HostCapabilities,
   destination: HostCapabilities,
-  cap: Exclude<keyof HostCapabilities, 'cpus' | 'qemuVersion'>,
+  cap: Exclude<keyof HostCapabilities, 'cpus' | 'qemuVersion' | 'tunnelRelay'>,
 ): { names: string[]; capability: string } {
   const names = [...(source[cap] ? [] : ['source']), ...(destination[cap] ? [] : ['destination'])];
   return {

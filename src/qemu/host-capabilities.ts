@@ -12,6 +12,16 @@ export interface HostCapabilities {
   readonly cpus?: number;
   /** QEMU's version (major.minor.micro), when known: the transport's default follows the benchmark of that version. */
   readonly qemuVersion?: string;
+  /** The relay this host's agent runs for its end of tunnelled migrations, and why (decideTunnelRelay). */
+  readonly tunnelRelay?: TunnelRelay;
+}
+
+/** The two tunnel relays: the native process (native/vmferry-relay.c) or the front door's TypeScript workers. */
+export type TunnelRelayKind = 'native' | 'node';
+
+export interface TunnelRelay {
+  readonly kind: TunnelRelayKind;
+  readonly reason: string;
 }
 
 /** What QEMU 7.2 on a host with vmferry's certificates in place offers. */

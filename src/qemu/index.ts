@@ -62,4 +62,9 @@ export { diskIdentity, type DiskIdentity } from './disk-identity.js';
 export { checkLocalDiskPath, diskImagePath, type DiskStorage } from './disk-paths.js';
 export { followFile, type FileFollower } from './file-follower.js';
 export { probeHost, type HostInfo } from './host-info.js';
-export { FULL_CAPABILITIES, type HostCapabilities } from './host-capabilities.js';
+export {
+  FULL_CAPABILITIES,
+  type HostCapabilities,
+  type TunnelRelay,
+  type TunnelRelayKind,
+} from './host-capabilities.js';

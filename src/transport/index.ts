@@ -1,5 +1,6 @@
 export { TlsFrontend, type TlsFrontendOptions, type AcceptTunnelOptions } from './tls-frontend.js';
 export { WorkerPool, type WorkerPoolOptions, type WorkerStats, type TransportEvent } from './worker-pool.js';
+export type { WorkerEvent } from './ipc-protocol.js';
 export {
   SourceTunnel,
   openSourceTunnel,
@@ -19,3 +20,14 @@ export {
   type TunnelRegistration,
 } from './tunnel-policy.js';
 export { listenPrivate, removeStaleSocket, type SocketOwner } from './private-socket.js';
+export {
+  NativeRelay,
+  nativeRelayAvailability,
+  nativeRelayPath,
+  parseRelayEvent,
+  encodeRelayConfig,
+  type NativeRelayAvailability,
+  type NativeRelayEvent,
+  type NativeRelayStats,
+  type NativeRelayTuning,
+} from './native-relay.js';

@@ -13,6 +13,8 @@ import type { Role, TlsIdentity } from '../pki/index.js';
 /** Something the transport reports for the agent's log, tagged with the worker it came from. */
 export type TransportEvent =
   | (WorkerEvent & { worker: number; pid: number })
+  /** The same events from a native relay process (native-relay.ts). */
+  | (WorkerEvent & { relay: 'native'; pid: number })
   | { type: 'worker-started'; worker: number; pid: number }
   | { type: 'worker-exited'; worker: number; pid: number; code: number | null; signal: string | null }
   | { type: 'worker-warning'; worker: number; pid: number; message: string }

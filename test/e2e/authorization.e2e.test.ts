@@ -376,4 +376,127 @@ describe('authorization: the route table against a running agent', { timeout: 30
       agent.registry.list().length === 0 ? true : undefined,
     );
   });
+  it("routes a prepared migration's tunnel through the destination's native relay, which refuses every other role, no role and broken certificates at its own port and logs and counts them like the front door", async () => {
+    await pki.issue('host-n');
+    const tls = await loadTlsIdentity(issuedIdentityDir(pki.dir, 'host-n'));
+    assert.ok(tls.crl !== undefined, "the native relay's identity carries the CRL");
+    const nativeDir = mkdtempSync(join(tmpdir(), 'vmf-authz-native-'));
+    const nativeLogs: string[] = [];
+    const native = await Agent.start({
+      name: 'host-n',
+      listenHost: '127.0.0.1',
+      listenPort: 0,
+      stateDir: nativeDir,
+      tls,
+      accel: 'tcg',
+      workers: 1,
+      tunnelRelay: 'native',
+      vmFileDirs: { imageDirs: [join(packageRoot(), 'guest', 'build')], diskDirs: [] },
+      log: (line) => void nativeLogs.push(line),
+    });
+    try {
+      assert.deepEqual(native.tunnelRelay, {
+        kind: 'native',
+        reason: 'the native relay ([vmferry] tunnel_relay = native)',
+      });
+      const nativeAddress = native.addresses.find((a) => a.startsWith('https://')) ?? '';
+      const id = randomUUID();
+      const nativeClient = new AgentClient(nativeAddress, byRole.host);
+      clients.push(nativeClient);
+      const reply = await nativeClient.post<IncomingReply>(
+        pathOf(API.prepareIncoming),
+        {
+          migrationId: id,
+          sourceHost: 'host-b',
+          spec: guestVmSpec('native-probe', 32),
+          settings: { ...EXAMPLE_SETTINGS, transport: 'tunnelled', tls: false, channels: 1 },
+        },
+        { timeoutMs: 60_000 },
+      );
+      const relayPort = reply.relayPort ?? 0;
+      assert.ok(relayPort > 0 && relayPort !== Number(new URL(nativeAddress).port), 'a port of its own');
+      const open = (identity: TlsIdentity, token = reply.tunnelToken ?? '') =>
+        openTunnelConnection({
+          remote: { host: '127.0.0.1', port: relayPort },
+          secureContext: createSecureContext({ ...identity, minVersion: 'TLSv1.3' }),
+          migrationId: id,
+          token,
+          expectedPeerCommonName: 'host-n',
+          timeoutMs: 15_000,
+          noDelay: true,
+        });
+      const refusedLines = (): string[] => nativeLogs.filter((l) => l.includes('tunnel-refused'));
+      for (const role of ['operator', 'viewer', 'metrics'] as const) {
+        await assert.rejects(
+          open(byRole[role]),
+          (err: unknown) =>
+            err instanceof AuthError &&
+            err.message ===
+              `127.0.0.1:${relayPort} refused the tunnel: 403 {"code":"VMF_ERR_AUTH","message":"tunnel refused"}`,
+          role,
+        );
+      }
+      await assert.rejects(
+        open(noRole),
+        (err: unknown) => err instanceof AuthError && /403/.test(err.message),
+      );
+      await assert.rejects(
+        open(byRole.host, 'x'.repeat(43)),
+        (err: unknown) => err instanceof AuthError && /403/.test(err.message),
+      );
+      const logged = await waitFor('the 5 refusals in the log', () =>
+        refusedLines().length >= 5 ? refusedLines() : undefined,
+      );
+      for (const role of ['operator', 'viewer', 'metrics']) {
+        assert.ok(
+          logged.some(
+            (l) =>
+              l.includes(`${role} \\"host-b\\" may not open tunnels (host only)`) &&
+              l.includes('"relay":"native"'),
+          ),
+          `${role}: ${logged.join('\n')}`,
+        );
+      }
+      assert.ok(
+        logged.some((l) => l.includes('a certificate without a role \\"host-b\\" may not open tunnels')),
+      );
+      assert.ok(logged.some((l) => l.includes(`wrong tunnel token for migration ${id}`)));
+      assert.match((await native.metrics.text()).body, /vmferry_tunnel_refusals_total\{status="403"\} 5/);
+      for (const [kind, identity] of Object.entries(broken) as [keyof typeof broken, TlsIdentity][]) {
+        const before = nativeLogs.filter((l) => l.includes('tls-handshake-failed')).length;
+        await assert.rejects(
+          open(identity),
+          (err: unknown) =>
+            (err instanceof AuthError || err instanceof PeerError) &&
+            /tunnel connection to 127\.0\.0\.1:\d+ failed|closed the tunnel connection before accepting it/.test(
+              err.message,
+            ),
+          kind,
+        );
+        const why = await waitFor(
+          `${kind}: the handshake failure in the log`,
+          () => nativeLogs.filter((l) => l.includes('tls-handshake-failed')).slice(before)[0],
+        );
+        // The system's OpenSSL names a foreign issuer by the missing issuer; Node's, by the leaf's signature.
+        const expected =
+          kind === 'foreign CA'
+            ? /client certificate: UNABLE_TO_GET_ISSUER_CERT_LOCALLY/
+            : HANDSHAKE_REASONS[kind];
+        assert.match(why, expected, kind);
+      }
+      const tunnel = await open(byRole.host);
+      assert.equal(tunnel.socket.authorized, true);
+      tunnel.socket.destroy();
+      await nativeClient.post(pathOf(API.abortIncoming, { id }), {
+        reason: 'done probing',
+      });
+      await waitFor('the probe VM to be dropped', () =>
+        native.registry.list().length === 0 ? true : undefined,
+      );
+    } finally {
+      await native.close();
+      for (const vm of native.registry.list()) await native.registry.destroy(vm.spec.name, 2000);
+      rmSync(nativeDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { AgentClient, VmView } from '../../src/agent/index.js';
 import type { MigrationOverrides } from '../../src/policy/index.js';
@@ -14,7 +15,11 @@ import {
   waitUntilTransferring,
 } from './helpers.js';
 
-/** The agents' tunnel and QEMU's own transports, end to end with the guest verifying itself. */
+/**
+ * The agents' tunnel and QEMU's own transports, end to end with the guest verifying itself.
+ * Host b runs the native tunnel relay and host a the TypeScript one, so the tunnel is
+ * crossed both ways between the two relays.
+ */
 describe('each transport moves the guest intact (TCG); tunnels refuse strangers and fail cleanly', () => {
   let lab: TwoHostLab;
   let client: Record<HostKey, AgentClient>;
@@ -25,7 +30,10 @@ describe('each transport moves the guest intact (TCG); tunnels refuse strangers 
       accel: 'tcg',
       prefix: 'vmt',
       subnet: 50,
-      novaConf: '[vmferry]\npermit_cleartext = True\n',
+      novaConf: {
+        a: '[vmferry]\npermit_cleartext = True\ntunnel_relay = node\n',
+        b: '[vmferry]\npermit_cleartext = True\ntunnel_relay = native\n',
+      },
     });
     await lab.start();
     client = { a: lab.client('a'), b: lab.client('b') };
@@ -36,10 +44,13 @@ describe('each transport moves the guest intact (TCG); tunnels refuse strangers 
     await lab?.close();
   });
 
-  /** Kills an agent's relay workers: every tunnel connection they hold drops (the front door restarts them). */
+  /**
+   * Kills an agent's relay processes, the front door's workers and native relays: every tunnel
+   * connection they hold drops (the front door restarts its workers; native relays are per migration).
+   */
   function killRelayWorkers(host: HostKey): void {
     const netns = lab.agents[host].netns;
-    const pids = execFileSync('pgrep', ['-f', 'relay-worker'])
+    const pids = execFileSync('pgrep', ['-f', 'relay-worker|vmferry-relay'])
       .toString()
       .split('\n')
       .filter(Boolean)
@@ -71,6 +82,11 @@ describe('each transport moves the guest intact (TCG); tunnels refuse strangers 
       { transport: 'tunnelled' },
       { transport: 'tunnelled', tls: true },
     ],
+    [
+      'tunnelled through the agents the other way (the other relay at each end)',
+      { transport: 'tunnelled' },
+      { transport: 'tunnelled', tls: true },
+    ],
   ];
   for (const [title, options, expected] of cases) {
     it(`migrates over ${title}; the guest verifies OK on arrival`, async () => {
@@ -88,6 +104,26 @@ describe('each transport moves the guest intact (TCG); tunnels refuse strangers 
       for (const [k, v] of Object.entries(expected)) assert.equal(report[k as keyof MigrationReport], v, k);
       assert.equal(report.channels, 4, 'multifd channels');
       assert.equal(report.guest, 'ok', report.guestDetail);
+      if (report.transport === 'tunnelled') {
+        const relays = { a: 'node', b: 'native' } as const;
+        assert.ok(
+          report.reasons.some(
+            (r) =>
+              r.startsWith(`relay: source ${relays[from]}, the `) &&
+              r.includes(`; destination ${relays[to]}, the `),
+          ),
+          report.reasons.join('\n'),
+        );
+        // And b's end really went through its native relay: the relay's own events are in b's log.
+        const opened = readFileSync(lab.agents.b.logFile, 'utf8')
+          .split('\n')
+          .filter((l) => l.includes('tunnel-connection-opened') && l.includes(id));
+        assert.ok(opened.length >= 5, `b logged its connections of ${id}`);
+        assert.ok(
+          opened.every((l) => /relay\\?":\\?"native/.test(l)),
+          opened.join('\n'),
+        );
+      }
       await waitForOkHeartbeats(client[to], 'traveller', 2, before.guest.lastSeq);
       where = to;
     });

@@ -8,7 +8,7 @@ import { printJson, printLines, type CliIo } from '../io.js';
 import { DEFAULT_NOVA_CONF, loadConfigFile } from './config.js';
 import type { CommandModule } from '../command.js';
 
-type BooleanCapability = Exclude<keyof HostCapabilities, 'cpus' | 'qemuVersion'>;
+type BooleanCapability = Exclude<keyof HostCapabilities, 'cpus' | 'qemuVersion' | 'tunnelRelay'>;
 
 const CAPABILITY_KEYS: Record<string, BooleanCapability> = {
   'native-tls': 'nativeTls',

@@ -1,0 +1,1369 @@
+/*
+ * vmferry-relay: the tunnel relay of one migration, natively (issue 16 point 3).
+ *
+ * Speaks the front door's tunnel protocol (src/transport/tunnel-policy.ts): TLS 1.3
+ * with mutual authentication under the deployment CA, `GET /v1/tunnel/<id>` with the
+ * x-vmferry-token header, the 101 reply, and refusals shaped like refusal(). One
+ * thread per connection, so multifd channels use every core.
+ *
+ *   destination: listens on a TCP port of its own, relays each admitted connection
+ *                to the destination QEMU's unix socket.
+ *   source:      listens on the unix socket the source QEMU migrates to, opens one
+ *                tunnel connection per QEMU connection; the first is relayed end to
+ *                end before the next is accepted (QEMU 7.2 takes it as the main channel).
+ *
+ * Configuration (with the token and the private key) comes on stdin, never argv:
+ * records `NAME LENGTH\n<LENGTH bytes>\n` until EOF. Events go to stdout as JSON
+ * lines. SIGTERM (or the agent's death) ends the process and every connection.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#define MAX_HEAD 16384
+#define MAX_FIELD (1 << 20)
+#define UP_BUFFER (256 * 1024)
+#define DOWN_BUFFER (1024 * 1024)
+#define TLS_READ_BUFFER (256 * 1024)
+
+/* ---- configuration ---- */
+
+static struct {
+  int destination;
+  char *ca, *cert, *key, *crl, *ciphers;
+  char *migration_id, *token, *peer_cn, *tunnel_roles;
+  /* destination */
+  char *listen_host;
+  int listen_port;
+  char *target_path;
+  int max_connections;
+  /* source */
+  char *listen_path;
+  long socket_uid, socket_gid;
+  char *remote_host;
+  int remote_port;
+  /* both */
+  int handshake_timeout_ms;
+  int linger_ms;
+  int write_batch;   /* buffer TLS records and send several per syscall */
+  int down_batch;    /* drain many records into one write to QEMU */
+  int up_buffer;     /* bytes read from QEMU per TLS write */
+} cfg = {
+    .listen_port = 0,
+    .max_connections = 1,
+    .socket_uid = -1,
+    .socket_gid = -1,
+    .handshake_timeout_ms = 15000,
+    .linger_ms = 5000,
+    .write_batch = 1,
+    .down_batch = 1,
+    .up_buffer = UP_BUFFER,
+};
+
+static SSL_CTX *ctx;
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static int admitted;      /* destination: connections that passed every check */
+static int unsettled;     /* connections in their handshake */
+static atomic_llong total_from_qemu, total_to_qemu;
+static int signal_pipe[2];
+static struct stat bound; /* source: the socket file we made; removed at exit only if it is still ours */
+static int settled_pipe[2];
+
+static void die(const char *fmt, ...);
+
+/* ---- JSON output ---- */
+
+struct text {
+  char *p;
+  size_t len, cap;
+};
+
+static void put(struct text *t, const char *s, size_t n) {
+  if (t->len + n + 1 > t->cap) {
+    size_t cap = (t->cap == 0 ? 256 : t->cap);
+    while (t->len + n + 1 > cap) cap *= 2;
+    char *p = realloc(t->p, cap);
+    if (p == NULL) abort();
+    t->p = p;
+    t->cap = cap;
+  }
+  memcpy(t->p + t->len, s, n);
+  t->len += n;
+  t->p[t->len] = 0;
+}
+
+static void puts_(struct text *t, const char *s) { put(t, s, strlen(s)); }
+
+static void putf(struct text *t, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n > 0) put(t, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+/* JSON.stringify of the latin1 string `s` (as Node decodes HTTP head bytes), UTF-8 encoded. */
+static void put_json_latin1(struct text *t, const unsigned char *s, size_t n) {
+  put(t, "\"", 1);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = s[i];
+    char esc[8];
+    switch (c) {
+      case '"': put(t, "\\\"", 2); break;
+      case '\\': put(t, "\\\\", 2); break;
+      case '\b': put(t, "\\b", 2); break;
+      case '\f': put(t, "\\f", 2); break;
+      case '\n': put(t, "\\n", 2); break;
+      case '\r': put(t, "\\r", 2); break;
+      case '\t': put(t, "\\t", 2); break;
+      default:
+        if (c < 0x20) {
+          snprintf(esc, sizeof esc, "\\u%04x", c);
+          put(t, esc, 6);
+        } else if (c >= 0x80) {
+          esc[0] = (char)(0xc0 | (c >> 6));
+          esc[1] = (char)(0x80 | (c & 0x3f));
+          put(t, esc, 2);
+        } else {
+          put(t, (const char *)&c, 1);
+        }
+    }
+  }
+  put(t, "\"", 1);
+}
+
+/* JSON string of UTF-8 text (certificate names, messages we build): escapes only what JSON needs. */
+static void put_json(struct text *t, const char *s) {
+  put(t, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    char esc[8];
+    if (*p == '"' || *p == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)*p;
+      put(t, esc, 2);
+    } else if (*p < 0x20) {
+      snprintf(esc, sizeof esc, "\\u%04x", *p);
+      put(t, esc, 6);
+    } else {
+      put(t, (const char *)p, 1);
+    }
+  }
+  put(t, "\"", 1);
+}
+
+static void emit(struct text *t) {
+  put(t, "\n", 1);
+  pthread_mutex_lock(&out_lock);
+  size_t off = 0;
+  while (off < t->len) {
+    ssize_t n = write(1, t->p + off, t->len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += (size_t)n;
+  }
+  pthread_mutex_unlock(&out_lock);
+  free(t->p);
+  t->p = NULL;
+  t->len = t->cap = 0;
+}
+
+static void die(const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  struct text t = {0};
+  puts_(&t, "{\"type\":\"error\",\"reason\":");
+  put_json(&t, buf);
+  puts_(&t, "}");
+  emit(&t);
+  exit(1);
+}
+
+static void openssl_error(char *buf, size_t size) {
+  unsigned long e = ERR_get_error();
+  if (e == 0) {
+    snprintf(buf, size, "%s", "connection closed");
+    return;
+  }
+  ERR_error_string_n(e, buf, size);
+  ERR_clear_error();
+}
+
+/* ---- stdin configuration ---- */
+
+static char *read_all(int fd, size_t *len) {
+  size_t cap = 65536, n = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (n + 1 >= cap) {
+      if (cap > 16 * MAX_FIELD) die("configuration on stdin is too large");
+      cap *= 2;
+      buf = realloc(buf, cap);
+    }
+    ssize_t r = read(fd, buf + n, cap - n - 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) die("cannot read the configuration: %s", strerror(errno));
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
+
+static int to_int(const char *name, const char *v, long min, long max) {
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno != 0 || *v == 0 || *end != 0 || x < min || x > max) die("configuration %s: bad number %s", name, v);
+  return (int)x;
+}
+
+static void read_config(void) {
+  size_t len;
+  char *all = read_all(0, &len);
+  size_t i = 0;
+  while (i < len) {
+    char *nl = memchr(all + i, '\n', len - i);
+    if (nl == NULL) die("configuration: a record without its length line");
+    *nl = 0;
+    char *space = strchr(all + i, ' ');
+    if (space == NULL) die("configuration: bad record header");
+    *space = 0;
+    const char *name = all + i;
+    long n = strtol(space + 1, NULL, 10);
+    size_t start = (size_t)(nl - all) + 1;
+    if (n < 0 || n > MAX_FIELD || start + (size_t)n + 1 > len) die("configuration %s: bad length", name);
+    char *value = strndup(all + start, (size_t)n);
+    i = start + (size_t)n + 1;
+    if (!strcmp(name, "mode")) cfg.destination = !strcmp(value, "destination");
+    else if (!strcmp(name, "ca")) cfg.ca = value;
+    else if (!strcmp(name, "cert")) cfg.cert = value;
+    else if (!strcmp(name, "key")) cfg.key = value;
+    else if (!strcmp(name, "crl")) cfg.crl = value;
+    else if (!strcmp(name, "ciphers")) cfg.ciphers = value;
+    else if (!strcmp(name, "migration_id")) cfg.migration_id = value;
+    else if (!strcmp(name, "token")) cfg.token = value;
+    else if (!strcmp(name, "peer_cn")) cfg.peer_cn = value;
+    else if (!strcmp(name, "tunnel_roles")) cfg.tunnel_roles = value;
+    else if (!strcmp(name, "listen_host")) cfg.listen_host = value;
+    else if (!strcmp(name, "listen_port")) cfg.listen_port = to_int(name, value, 0, 65535);
+    else if (!strcmp(name, "target_path")) cfg.target_path = value;
+    else if (!strcmp(name, "max_connections")) cfg.max_connections = to_int(name, value, 1, 1024);
+    else if (!strcmp(name, "listen_path")) cfg.listen_path = value;
+    else if (!strcmp(name, "socket_uid")) cfg.socket_uid = to_int(name, value, 0, 1 << 30);
+    else if (!strcmp(name, "socket_gid")) cfg.socket_gid = to_int(name, value, 0, 1 << 30);
+    else if (!strcmp(name, "remote_host")) cfg.remote_host = value;
+    else if (!strcmp(name, "remote_port")) cfg.remote_port = to_int(name, value, 1, 65535);
+    else if (!strcmp(name, "handshake_timeout_ms")) cfg.handshake_timeout_ms = to_int(name, value, 100, 600000);
+    else if (!strcmp(name, "linger_ms")) cfg.linger_ms = to_int(name, value, 0, 600000);
+    else if (!strcmp(name, "write_batch")) cfg.write_batch = to_int(name, value, 0, 1);
+    else if (!strcmp(name, "down_batch")) cfg.down_batch = to_int(name, value, 0, 1);
+    else if (!strcmp(name, "up_buffer")) cfg.up_buffer = to_int(name, value, 16384, 4 << 20);
+    else die("configuration: unknown record %s", name);
+  }
+  OPENSSL_cleanse(all, len);
+  free(all);
+  const char *missing = cfg.ca == NULL ? "ca" : cfg.cert == NULL ? "cert" : cfg.key == NULL ? "key"
+                        : cfg.migration_id == NULL ? "migration_id" : cfg.token == NULL ? "token"
+                        : cfg.peer_cn == NULL ? "peer_cn" : NULL;
+  if (missing == NULL && cfg.destination)
+    missing = cfg.listen_host == NULL ? "listen_host" : cfg.target_path == NULL ? "target_path" : NULL;
+  if (missing == NULL && !cfg.destination)
+    missing = cfg.listen_path == NULL ? "listen_path" : cfg.remote_host == NULL ? "remote_host"
+              : cfg.remote_port == 0 ? "remote_port" : NULL;
+  if (missing != NULL) die("configuration: %s is missing", missing);
+  if (cfg.tunnel_roles == NULL) cfg.tunnel_roles = strdup("host");
+  if (strlen(cfg.token) == 0) die("configuration: empty token");
+}
+
+/* ---- TLS context ---- */
+
+static BIO *mem_bio(const char *pem) { return BIO_new_mem_buf(pem, -1); }
+
+static void setup_tls(void) {
+  ctx = SSL_CTX_new(cfg.destination ? TLS_server_method() : TLS_client_method());
+  if (ctx == NULL) die("SSL_CTX_new failed");
+  SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  if (cfg.ciphers != NULL && SSL_CTX_set_ciphersuites(ctx, cfg.ciphers) != 1)
+    die("bad TLS 1.3 cipher suites %s", cfg.ciphers);
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_num_tickets(ctx, 0);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
+
+  BIO *b = mem_bio(cfg.cert);
+  X509 *leaf = PEM_read_bio_X509(b, NULL, NULL, NULL);
+  if (leaf == NULL || SSL_CTX_use_certificate(ctx, leaf) != 1) die("cannot use the certificate");
+  X509_free(leaf);
+  X509 *extra;
+  while ((extra = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) SSL_CTX_add0_chain_cert(ctx, extra);
+  ERR_clear_error();
+  BIO_free(b);
+  b = mem_bio(cfg.key);
+  EVP_PKEY *key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+  BIO_free(b);
+  if (key == NULL || SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+    die("cannot use the private key");
+  EVP_PKEY_free(key);
+  OPENSSL_cleanse(cfg.key, strlen(cfg.key));
+
+  /* Only the deployment CA: no system roots. */
+  X509_STORE *store = X509_STORE_new();
+  b = mem_bio(cfg.ca);
+  X509 *ca;
+  int cas = 0;
+  while ((ca = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+    X509_STORE_add_cert(store, ca);
+    X509_free(ca);
+    cas++;
+  }
+  ERR_clear_error();
+  BIO_free(b);
+  if (cas == 0) die("no CA certificate in the configuration");
+  if (cfg.crl != NULL && cfg.crl[0] != 0) {
+    b = mem_bio(cfg.crl);
+    X509_CRL *crl;
+    int crls = 0;
+    while ((crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+      X509_STORE_add_crl(store, crl);
+      X509_CRL_free(crl);
+      crls++;
+    }
+    ERR_clear_error();
+    BIO_free(b);
+    if (crls == 0) die("the CRL is not a PEM certificate revocation list");
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+  }
+  SSL_CTX_set_cert_store(ctx, store);
+  SSL_CTX_set_verify(ctx, cfg.destination ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+                     NULL);
+}
+
+/* Node's names of certificate verification errors (node_crypto's X509_ERROR_CODE_MAPPINGS). */
+static const char *verify_code(long v) {
+  switch (v) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT: return "UNABLE_TO_GET_ISSUER_CERT";
+    case X509_V_ERR_UNABLE_TO_GET_CRL: return "UNABLE_TO_GET_CRL";
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE: return "UNABLE_TO_DECRYPT_CERT_SIGNATURE";
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE: return "UNABLE_TO_DECRYPT_CRL_SIGNATURE";
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: return "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY";
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE: return "CERT_SIGNATURE_FAILURE";
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE: return "CRL_SIGNATURE_FAILURE";
+    case X509_V_ERR_CERT_NOT_YET_VALID: return "CERT_NOT_YET_VALID";
+    case X509_V_ERR_CERT_HAS_EXPIRED: return "CERT_HAS_EXPIRED";
+    case X509_V_ERR_CRL_NOT_YET_VALID: return "CRL_NOT_YET_VALID";
+    case X509_V_ERR_CRL_HAS_EXPIRED: return "CRL_HAS_EXPIRED";
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: return "DEPTH_ZERO_SELF_SIGNED_CERT";
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: return "SELF_SIGNED_CERT_IN_CHAIN";
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: return "UNABLE_TO_GET_ISSUER_CERT_LOCALLY";
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
+    case X509_V_ERR_CERT_CHAIN_TOO_LONG: return "CERT_CHAIN_TOO_LONG";
+    case X509_V_ERR_CERT_REVOKED: return "CERT_REVOKED";
+    case X509_V_ERR_INVALID_CA: return "INVALID_CA";
+    case X509_V_ERR_PATH_LENGTH_EXCEEDED: return "PATH_LENGTH_EXCEEDED";
+    case X509_V_ERR_INVALID_PURPOSE: return "INVALID_PURPOSE";
+    case X509_V_ERR_CERT_UNTRUSTED: return "CERT_UNTRUSTED";
+    case X509_V_ERR_CERT_REJECTED: return "CERT_REJECTED";
+    default: return X509_verify_cert_error_string(v);
+  }
+}
+
+/* The one value of a subject field, as UTF-8; NULL when it is absent or repeated (like commonNameOf, roleOf). */
+static char *only_entry(X509_NAME *name, int nid) {
+  int at = X509_NAME_get_index_by_NID(name, nid, -1);
+  if (at < 0 || X509_NAME_get_index_by_NID(name, nid, at) >= 0) return NULL;
+  unsigned char *utf8 = NULL;
+  int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, at)));
+  if (n < 0) return NULL;
+  char *out = strndup((char *)utf8, (size_t)n);
+  OPENSSL_free(utf8);
+  return out;
+}
+
+struct peer {
+  char *cn;   /* "" when absent */
+  char *role; /* NULL when absent or not a vmferry role */
+};
+
+static void peer_of(SSL *ssl, struct peer *p) {
+  p->cn = NULL;
+  p->role = NULL;
+  X509 *cert = SSL_get0_peer_certificate(ssl);
+  if (cert != NULL && SSL_get_verify_result(ssl) == X509_V_OK) {
+    X509_NAME *subject = X509_get_subject_name(cert);
+    p->cn = only_entry(subject, NID_commonName);
+    char *ou = only_entry(subject, NID_organizationalUnitName);
+    if (ou != NULL && (!strcmp(ou, "host") || !strcmp(ou, "operator") || !strcmp(ou, "viewer") ||
+                       !strcmp(ou, "metrics")))
+      p->role = ou;
+    else
+      free(ou);
+  }
+  if (p->cn == NULL) p->cn = strdup("");
+}
+
+static int role_may_tunnel(const char *role) {
+  if (role == NULL) return 0;
+  char *roles = strdup(cfg.tunnel_roles), *save = NULL;
+  int ok = 0;
+  for (char *r = strtok_r(roles, ",", &save); r != NULL; r = strtok_r(NULL, ",", &save))
+    if (!strcmp(r, role)) ok = 1;
+  free(roles);
+  return ok;
+}
+
+/* ---- time and non-blocking I/O ---- */
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+/* Waits for `events` on fd until `deadline`; 0 on timeout. */
+static int wait_fd(int fd, short events, long long deadline) {
+  for (;;) {
+    long long left = deadline - now_ms();
+    if (left <= 0) return 0;
+    struct pollfd p = {.fd = fd, .events = events};
+    int r = poll(&p, 1, (int)left);
+    if (r < 0 && errno == EINTR) continue;
+    return r > 0;
+  }
+}
+
+/* Drives an SSL call that may want I/O until it completes or `deadline` passes. */
+static int ssl_wait(SSL *ssl, int r, long long deadline) {
+  int e = SSL_get_error(ssl, r);
+  if (e == SSL_ERROR_WANT_READ) return wait_fd(SSL_get_fd(ssl), POLLIN, deadline) ? 1 : -2;
+  if (e == SSL_ERROR_WANT_WRITE) return wait_fd(SSL_get_fd(ssl), POLLOUT, deadline) ? 1 : -2;
+  return -1;
+}
+
+/* Writes all of `s` on a TLS connection (refusals, requests, the 101): 0 on success. */
+static int ssl_write_all(SSL *ssl, const char *s, size_t n, long long deadline) {
+  size_t off = 0;
+  while (off < n) {
+    int r = SSL_write(ssl, s + off, (int)(n - off));
+    if (r > 0) {
+      off += (size_t)r;
+      continue;
+    }
+    if (ssl_wait(ssl, r, deadline) != 1) return -1;
+  }
+  BIO *w = SSL_get_wbio(ssl);
+  while (BIO_flush(w) != 1) {
+    if (!BIO_should_retry(w) || !wait_fd(SSL_get_fd(ssl), POLLOUT, deadline)) return -1;
+  }
+  return 0;
+}
+
+/* Puts a buffering BIO before the socket: several TLS records leave in one write(2). */
+static void batch_records(SSL *ssl, int fd) {
+  BIO *sock = BIO_new_socket(fd, BIO_NOCLOSE);
+  if (!cfg.write_batch) {
+    SSL_set_bio(ssl, sock, sock);
+    return;
+  }
+  BIO *buffer = BIO_new(BIO_f_buffer());
+  BIO_set_write_buffer_size(buffer, 4 * 16 * 1024 + 4 * 64);
+  BIO_push(buffer, sock);
+  BIO_up_ref(sock);
+  SSL_set_bio(ssl, sock, buffer);
+}
+
+/* ---- the relay loop ---- */
+
+struct counters {
+  long long from_qemu, to_qemu;
+};
+
+/*
+ * Relays plain <-> TLS until both directions have ended, or either fails.
+ * An end on one side is passed on (close_notify and FIN, or FIN to QEMU); after
+ * the first end the other direction has linger_ms to finish.
+ */
+static const char *relay(int plain, SSL *ssl, struct counters *c) {
+  int net = SSL_get_fd(ssl);
+  BIO *wbio = SSL_get_wbio(ssl);
+  char *up = malloc((size_t)cfg.up_buffer);
+  char *down = malloc(DOWN_BUFFER);
+  size_t down_cap = cfg.down_batch ? DOWN_BUFFER : 16 * 1024;
+  size_t up_len = 0, up_off = 0, down_len = 0, down_off = 0;
+  int plain_eof = 0, tls_eof = 0, plain_shut = 0;
+  int closing = 0; /* 1: close_notify to send, 2: sent (perhaps still buffered), 3: FIN sent */
+  int write_wants = 0, read_wants = 0; /* POLLIN/POLLOUT an SSL call is waiting for */
+  long long linger_until = 0;
+  const char *error = NULL;
+
+  for (;;) {
+    int progress = 1;
+    while (progress && error == NULL) {
+      progress = 0;
+      /* QEMU -> TLS: one large read, one SSL_write of it (several records) */
+      if (up_off == up_len && !plain_eof) {
+        ssize_t n = read(plain, up, (size_t)cfg.up_buffer);
+        if (n > 0) {
+          up_len = (size_t)n;
+          up_off = 0;
+          progress = 1;
+        } else if (n == 0) {
+          plain_eof = 1;
+          closing = 1;
+          progress = 1;
+        } else if (errno != EAGAIN && errno != EINTR) {
+          error = "QEMU's connection failed";
+        }
+      }
+      if (up_off < up_len) {
+        write_wants = 0;
+        int r = SSL_write(ssl, up + up_off, (int)(up_len - up_off));
+        if (r > 0) {
+          up_off += (size_t)r;
+          c->from_qemu += r;
+          atomic_fetch_add(&total_from_qemu, r);
+          if (up_off == up_len) up_off = up_len = 0;
+          progress = 1;
+        } else {
+          int e = SSL_get_error(ssl, r);
+          if (e == SSL_ERROR_WANT_WRITE) write_wants = POLLOUT;
+          else if (e == SSL_ERROR_WANT_READ) write_wants = POLLIN;
+          else error = "the tunnel connection failed";
+        }
+      }
+      if (closing == 1 && up_len == 0 && error == NULL) {
+        write_wants = 0;
+        int r = SSL_shutdown(ssl);
+        if (r >= 0) {
+          closing = 2;
+          progress = 1;
+        } else {
+          int e = SSL_get_error(ssl, r);
+          if (e == SSL_ERROR_WANT_WRITE) write_wants = POLLOUT;
+          else if (e == SSL_ERROR_WANT_READ) write_wants = POLLIN;
+          else closing = 2;
+        }
+      }
+      if (up_len == 0 && BIO_wpending(wbio) > 0 && error == NULL) {
+        if (BIO_flush(wbio) == 1) progress = 1;
+        else if (!BIO_should_retry(wbio)) error = "the tunnel connection failed";
+      }
+      if (closing == 2 && BIO_wpending(wbio) == 0 && error == NULL) {
+        closing = 3;
+        shutdown(net, SHUT_WR);
+        progress = 1;
+      }
+      /* TLS -> QEMU: as many records as fit, then one write */
+      while (!tls_eof && down_len < down_cap && error == NULL) {
+        read_wants = 0;
+        int r = SSL_read(ssl, down + down_len, (int)(down_cap - down_len));
+        if (r > 0) {
+          down_len += (size_t)r;
+          progress = 1;
+          continue;
+        }
+        int e = SSL_get_error(ssl, r);
+        if (e == SSL_ERROR_ZERO_RETURN) {
+          tls_eof = 1;
+          progress = 1;
+        } else if (e == SSL_ERROR_WANT_READ) {
+          read_wants = POLLIN;
+        } else if (e == SSL_ERROR_WANT_WRITE) {
+          read_wants = POLLOUT;
+        } else {
+          error = "the tunnel connection failed";
+        }
+        break;
+      }
+      if (down_off < down_len && error == NULL) {
+        ssize_t n = write(plain, down + down_off, down_len - down_off);
+        if (n > 0) {
+          down_off += (size_t)n;
+          c->to_qemu += n;
+          atomic_fetch_add(&total_to_qemu, n);
+          if (down_off == down_len) down_off = down_len = 0;
+          progress = 1;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          error = "QEMU's connection failed";
+        }
+      }
+      if (tls_eof && down_len == 0 && !plain_shut) {
+        plain_shut = 1;
+        shutdown(plain, SHUT_WR);
+        progress = 1;
+      }
+    }
+    if (error != NULL) break;
+    if (closing == 3 && plain_shut) break;
+    if ((plain_eof || tls_eof) && linger_until == 0) linger_until = now_ms() + cfg.linger_ms;
+    /* Only sockets something waits on: a hung-up socket polled for nothing would spin. */
+    short plain_events = (short)((!plain_eof && up_len == 0 ? POLLIN : 0) | (down_len > 0 ? POLLOUT : 0));
+    short net_events = (short)(write_wants | read_wants | (BIO_wpending(wbio) > 0 ? POLLOUT : 0));
+    struct pollfd p[2] = {{.fd = plain_events ? plain : -1, .events = plain_events},
+                          {.fd = net_events ? net : -1, .events = net_events}};
+    int timeout = -1;
+    if (linger_until != 0) {
+      long long left = linger_until - now_ms();
+      if (left <= 0) break;
+      timeout = (int)left;
+    }
+    if (poll(p, 2, timeout) < 0 && errno != EINTR) {
+      error = "poll failed";
+      break;
+    }
+  }
+  free(up);
+  free(down);
+  ERR_clear_error();
+  return error;
+}
+
+/* ---- events ---- */
+
+static void event_closed(const char *role, long long from, long long to, const char *error, int index) {
+  struct text t = {0};
+  putf(&t, "{\"type\":\"tunnel-connection-closed\",\"role\":\"%s\",\"migrationId\":", role);
+  put_json(&t, cfg.migration_id);
+  putf(&t, ",\"bytesFromQemu\":%lld,\"bytesToQemu\":%lld", from, to);
+  if (index >= 0) putf(&t, ",\"index\":%d", index);
+  if (error != NULL) {
+    puts_(&t, ",\"error\":");
+    put_json(&t, error);
+  }
+  puts_(&t, "}");
+  emit(&t);
+}
+
+static void event_opened(const char *role, int index) {
+  struct text t = {0};
+  putf(&t, "{\"type\":\"tunnel-connection-opened\",\"role\":\"%s\",\"migrationId\":", role);
+  put_json(&t, cfg.migration_id);
+  if (index >= 0) putf(&t, ",\"index\":%d", index);
+  puts_(&t, "}");
+  emit(&t);
+}
+
+/* ---- destination ---- */
+
+struct conn {
+  int fd;
+  int index;
+  char remote[80];
+};
+
+static const char *status_text(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 429: return "Too Many Requests";
+    case 502: return "Bad Gateway";
+    default: return "Error";
+  }
+}
+
+static const char *code_of(int status) {
+  switch (status) {
+    case 400: return "VMF_ERR_USAGE";
+    case 403: return "VMF_ERR_AUTH";
+    case 404: return "VMF_ERR_NOT_FOUND";
+    case 429: return "VMF_ERR_LIMIT";
+    default: return "VMF_ERR_PEER";
+  }
+}
+
+/* refusal() of tunnel-policy.ts: the status, `{code, message}` and Connection: close. */
+static void refuse(SSL *ssl, int status, const char *message, long long deadline) {
+  struct text body = {0};
+  putf(&body, "{\"code\":\"%s\",\"message\":", code_of(status));
+  put_json(&body, message);
+  puts_(&body, "}\n");
+  struct text all = {0};
+  putf(&all,
+       "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+       status, status_text(status), body.len);
+  put(&all, body.p, body.len);
+  if (ssl_write_all(ssl, all.p, all.len, deadline) == 0) {
+    SSL_shutdown(ssl);
+    BIO_flush(SSL_get_wbio(ssl));
+  }
+  free(body.p);
+  free(all.p);
+}
+
+static void event_refused(const char *migration_id, int status, const char *reason, const char *cn,
+                          const char *remote) {
+  struct text t = {0};
+  puts_(&t, "{\"type\":\"tunnel-refused\"");
+  if (migration_id != NULL) {
+    puts_(&t, ",\"migrationId\":");
+    put_json(&t, migration_id);
+  }
+  putf(&t, ",\"status\":%d,\"reason\":", status);
+  put_json(&t, reason);
+  puts_(&t, ",\"peerCommonName\":");
+  put_json(&t, cn);
+  puts_(&t, ",\"remoteAddress\":");
+  put_json(&t, remote);
+  puts_(&t, "}");
+  emit(&t);
+}
+
+static int is_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+struct request {
+  const char *target;
+  size_t target_len;
+  const char *upgrade;
+  size_t upgrade_len;
+  int has_upgrade;
+  const char *token;
+  size_t token_len;
+  int tokens;
+};
+
+/* Parses an HTTP/1.1 request head (without its final CRLF CRLF); 0 when it is not one. */
+static int parse_head(char *head, size_t len, struct request *r) {
+  memset(r, 0, sizeof *r);
+  char *end = head + len;
+  char *line_end = memmem(head, len, "\r\n", 2);
+  if (line_end == NULL) line_end = end;
+  char *p = head;
+  while (p < line_end && is_tchar((unsigned char)*p)) p++;
+  if (p == head || p >= line_end || *p != ' ') return 0;
+  char *target = ++p;
+  while (p < line_end && *p != ' ') {
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return 0;
+    p++;
+  }
+  if (p == target || p >= line_end) return 0;
+  r->target = target;
+  r->target_len = (size_t)(p - target);
+  p++;
+  if (line_end - p != 8 || (memcmp(p, "HTTP/1.1", 8) && memcmp(p, "HTTP/1.0", 8))) return 0;
+  p = line_end;
+  while (p < end) {
+    p += 2;
+    char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+    if (eol == NULL) eol = end;
+    char *colon = p;
+    while (colon < eol && is_tchar((unsigned char)*colon)) colon++;
+    if (colon == p || colon >= eol || *colon != ':') return 0;
+    size_t name_len = (size_t)(colon - p);
+    char *v = colon + 1, *v_end = eol;
+    for (char *q = v; q < v_end; q++)
+      if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f) return 0;
+    while (v < v_end && (*v == ' ' || *v == '\t')) v++;
+    while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '\t')) v_end--;
+    if (name_len == 7 && !strncasecmp(p, "upgrade", 7) && !r->has_upgrade) {
+      r->has_upgrade = 1;
+      r->upgrade = v;
+      r->upgrade_len = (size_t)(v_end - v);
+    } else if (name_len == 15 && !strncasecmp(p, "x-vmferry-token", 15)) {
+      r->tokens++;
+      r->token = v;
+      r->token_len = (size_t)(v_end - v);
+    }
+    p = eol;
+  }
+  return 1;
+}
+
+static int tokens_equal(const char *given, size_t given_len) {
+  /* Compared as SHA-256 digests: constant time whatever the lengths. */
+  unsigned char a[32], b[32];
+  EVP_Digest(given, given_len, a, NULL, EVP_sha256(), NULL);
+  EVP_Digest(cfg.token, strlen(cfg.token), b, NULL, EVP_sha256(), NULL);
+  return CRYPTO_memcmp(a, b, 32) == 0;
+}
+
+static int valid_id_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._~-", c) != NULL;
+}
+
+static void connect_error(char *buf, size_t size, int err, const char *path) {
+  const char *name = err == ENOENT ? "ENOENT" : err == ECONNREFUSED ? "ECONNREFUSED" : err == EACCES ? "EACCES"
+                     : err == EAGAIN ? "EAGAIN" : strerror(err);
+  snprintf(buf, size, "cannot connect to the destination QEMU: connect %s %s", name, path);
+}
+
+static void *destination_connection(void *arg) {
+  struct conn *cn = arg;
+  int fd = cn->fd;
+  long long deadline = now_ms() + cfg.handshake_timeout_ms;
+  SSL *ssl = SSL_new(ctx);
+  batch_records(ssl, fd);
+  SSL_set_accept_state(ssl);
+  struct peer peer = {0};
+  char *head = malloc(MAX_HEAD + 1);
+  size_t got = 0;
+  int settled = 0;
+  for (;;) {
+    int r = SSL_do_handshake(ssl);
+    if (r == 1) break;
+    int w = ssl_wait(ssl, r, deadline);
+    if (w == 1) continue;
+    char why[256], reason[512];
+    long v = SSL_get_verify_result(ssl);
+    if (w == -2) snprintf(why, sizeof why, "TLS handshake timeout");
+    else openssl_error(why, sizeof why);
+    if (v != X509_V_OK)
+      snprintf(reason, sizeof reason, "%s (client certificate: %s)", why, verify_code(v));
+    else
+      snprintf(reason, sizeof reason, "%s", why);
+    struct text t = {0};
+    puts_(&t, "{\"type\":\"tls-handshake-failed\",\"reason\":");
+    put_json(&t, reason);
+    puts_(&t, ",\"remoteAddress\":");
+    put_json(&t, cn->remote);
+    puts_(&t, "}");
+    emit(&t);
+    goto done;
+  }
+  peer_of(ssl, &peer);
+  /* The request head: at most MAX_HEAD bytes, within the same deadline. */
+  char *end = NULL;
+  for (;;) {
+    int r = SSL_read(ssl, head + got, (int)(MAX_HEAD + 1 - got));
+    if (r > 0) {
+      got += (size_t)r;
+      end = memmem(head, got, "\r\n\r\n", 4);
+      if (end != NULL) break;
+      if (got > MAX_HEAD) {
+        refuse(ssl, 400, "not an HTTP/1.1 request: headers too large", deadline);
+        goto done;
+      }
+      continue;
+    }
+    int w = ssl_wait(ssl, r, deadline);
+    if (w != 1) goto done; /* closed, failed or timed out before a whole request: nothing to answer */
+  }
+  struct request req;
+  size_t head_len = (size_t)(end - head);
+  if (!parse_head(head, head_len, &req)) {
+    refuse(ssl, 400, "not an HTTP/1.1 request: malformed", deadline);
+    goto done;
+  }
+  /* decideTunnelRequest, in its order. */
+  struct text reason = {0};
+  int status = 0;
+  char id[129];
+  id[0] = 0;
+  if (!req.has_upgrade || req.upgrade_len != 14 || strncasecmp(req.upgrade, "vmferry-tunnel", 14)) {
+    puts_(&reason, "unsupported upgrade ");
+    if (req.has_upgrade) put_json_latin1(&reason, (const unsigned char *)req.upgrade, req.upgrade_len);
+    else puts_(&reason, "undefined");
+    status = 400;
+  } else {
+    size_t path_len = req.target_len;
+    const char *q = memchr(req.target, '?', req.target_len);
+    if (q != NULL) path_len = (size_t)(q - req.target);
+    size_t prefix = strlen("/v1/tunnel/");
+    int ok = path_len > prefix && path_len - prefix <= 128 && !memcmp(req.target, "/v1/tunnel/", prefix);
+    for (size_t i = prefix; ok && i < path_len; i++) ok = valid_id_char(req.target[i]);
+    if (!ok) {
+      puts_(&reason, "no tunnel endpoint ");
+      put_json_latin1(&reason, (const unsigned char *)req.target, req.target_len);
+      status = 404;
+    } else {
+      memcpy(id, req.target + prefix, path_len - prefix);
+      id[path_len - prefix] = 0;
+      status = 403;
+      if (!role_may_tunnel(peer.role)) {
+        puts_(&reason, peer.role != NULL ? peer.role : "a certificate without a role");
+        puts_(&reason, " ");
+        put_json(&reason, peer.cn);
+        puts_(&reason, " may not open tunnels (");
+        for (const char *r = cfg.tunnel_roles; *r; r++) {
+          if (*r == ',') puts_(&reason, ", ");
+          else put(&reason, r, 1);
+        }
+        puts_(&reason, " only)");
+      } else if (strcmp(id, cfg.migration_id) != 0) {
+        putf(&reason, "migration %s has no prepared tunnel", id);
+      } else if (req.tokens != 1 || !tokens_equal(req.token, req.token_len)) {
+        putf(&reason, "wrong tunnel token for migration %s", id);
+      } else if (strcmp(peer.cn, cfg.peer_cn) != 0) {
+        puts_(&reason, "peer ");
+        put_json(&reason, peer.cn);
+        puts_(&reason, " is not ");
+        put_json(&reason, cfg.peer_cn);
+        putf(&reason, ", the peer of migration %s", id);
+      } else {
+        status = 0;
+      }
+    }
+  }
+  if (status != 0) {
+    const char *message = status == 403 ? "tunnel refused" : reason.p;
+    event_refused(NULL, status, reason.p, peer.cn, cn->remote);
+    refuse(ssl, status, message, deadline);
+    free(reason.p);
+    goto done;
+  }
+  free(reason.p);
+  pthread_mutex_lock(&state_lock);
+  int admit = admitted < cfg.max_connections;
+  if (admit) admitted++;
+  pthread_mutex_unlock(&state_lock);
+  if (!admit) {
+    char message[256];
+    snprintf(message, sizeof message, "migration %s already has all its tunnel connections", cfg.migration_id);
+    event_refused(cfg.migration_id, 429, message, peer.cn, cn->remote);
+    refuse(ssl, 429, message, deadline);
+    goto done;
+  }
+  int qemu = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", cfg.target_path);
+  if (connect(qemu, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    char message[512];
+    connect_error(message, sizeof message, errno, cfg.target_path);
+    close(qemu);
+    event_refused(cfg.migration_id, 502, message, peer.cn, cn->remote);
+    refuse(ssl, 502, message, deadline);
+    goto done;
+  }
+  nonblocking(qemu);
+  static const char switching[] =
+      "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: vmferry-tunnel\r\n\r\n";
+  if (ssl_write_all(ssl, switching, sizeof switching - 1, deadline) != 0) {
+    close(qemu);
+    goto done;
+  }
+  pthread_mutex_lock(&state_lock);
+  unsettled--;
+  settled = 1;
+  pthread_mutex_unlock(&state_lock);
+  event_opened("destination", -1);
+  struct counters c = {0};
+  /* Tunnel bytes that came with the request go first. */
+  size_t extra = got - head_len - 4;
+  const char *error = NULL;
+  size_t off = 0;
+  while (off < extra) {
+    ssize_t n = write(qemu, end + 4 + off, extra - off);
+    if (n > 0) {
+      off += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EAGAIN && wait_fd(qemu, POLLOUT, now_ms() + cfg.handshake_timeout_ms)) continue;
+    error = "QEMU's connection failed";
+    break;
+  }
+  c.to_qemu += (long long)off;
+  atomic_fetch_add(&total_to_qemu, (long long)off);
+  if (error == NULL) error = relay(qemu, ssl, &c);
+  close(qemu);
+  event_closed("destination", c.from_qemu, c.to_qemu, error, -1);
+done:
+  if (!settled) {
+    pthread_mutex_lock(&state_lock);
+    unsettled--;
+    pthread_mutex_unlock(&state_lock);
+  }
+  free(head);
+  free(peer.cn);
+  free(peer.role);
+  SSL_free(ssl);
+  close(fd);
+  free(cn);
+  OPENSSL_thread_stop();
+  return NULL;
+}
+
+/* ---- source ---- */
+
+static void event_connect_failed(int index, const char *reason) {
+  struct text t = {0};
+  puts_(&t, "{\"type\":\"source-connect-failed\",\"migrationId\":");
+  put_json(&t, cfg.migration_id);
+  putf(&t, ",\"index\":%d,\"reason\":", index);
+  put_json(&t, reason);
+  puts_(&t, "}");
+  emit(&t);
+}
+
+static void settle(int index) {
+  if (index != 0) return;
+  char b = 1;
+  while (write(settled_pipe[1], &b, 1) < 0 && errno == EINTR);
+}
+
+static int dial(long long deadline, char *why, size_t size) {
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+  char port[8];
+  snprintf(port, sizeof port, "%d", cfg.remote_port);
+  int e = getaddrinfo(cfg.remote_host, port, &hints, &res);
+  if (e != 0) {
+    snprintf(why, size, "%s", gai_strerror(e));
+    return -1;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int r = connect(fd, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  if (r != 0 && errno == EINPROGRESS) {
+    if (!wait_fd(fd, POLLOUT, deadline)) {
+      snprintf(why, size, "connect timeout");
+      close(fd);
+      return -1;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    r = err == 0 ? 0 : -1;
+    errno = err;
+  }
+  if (r != 0) {
+    snprintf(why, size, "connect %s %s:%d", errno == ECONNREFUSED ? "ECONNREFUSED" : strerror(errno),
+             cfg.remote_host, cfg.remote_port);
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+static void *source_connection(void *arg) {
+  struct conn *cn = arg;
+  int qemu = cn->fd, index = cn->index;
+  long long deadline = now_ms() + cfg.handshake_timeout_ms;
+  char where[300], why[512], reason[1024];
+  snprintf(where, sizeof where, "%s:%d", cfg.remote_host, cfg.remote_port);
+  SSL *ssl = NULL;
+  int net = dial(deadline, why, sizeof why);
+  if (net < 0) {
+    snprintf(reason, sizeof reason, "tunnel connection to %s failed: %s", where, why);
+    goto failed;
+  }
+  ssl = SSL_new(ctx);
+  batch_records(ssl, net);
+  SSL_set_connect_state(ssl);
+  for (;;) {
+    int r = SSL_do_handshake(ssl);
+    if (r == 1) break;
+    int w = ssl_wait(ssl, r, deadline);
+    if (w == 1) continue;
+    long v = SSL_get_verify_result(ssl);
+    if (w == -2) snprintf(why, sizeof why, "no tunnel to %s within %d ms", where, cfg.handshake_timeout_ms);
+    else if (v != X509_V_OK) snprintf(why, sizeof why, "%s", verify_code(v));
+    else openssl_error(why, sizeof why);
+    if (w == -2) snprintf(reason, sizeof reason, "%s", why);
+    else snprintf(reason, sizeof reason, "tunnel connection to %s failed: %s", where, why);
+    goto failed;
+  }
+  struct peer peer;
+  peer_of(ssl, &peer);
+  if (strcmp(peer.cn, cfg.peer_cn) != 0 || peer.role == NULL || strcmp(peer.role, "host") != 0) {
+    struct text t = {0};
+    if (strcmp(peer.cn, cfg.peer_cn) != 0) {
+      puts_(&t, "the remote agent is ");
+      put_json(&t, peer.cn);
+      puts_(&t, ", not ");
+      put_json(&t, cfg.peer_cn);
+    } else {
+      puts_(&t, "the remote agent ");
+      put_json(&t, peer.cn);
+      puts_(&t, " has a ");
+      puts_(&t, peer.role != NULL ? peer.role : "role-less");
+      puts_(&t, " certificate, not a host's");
+    }
+    snprintf(reason, sizeof reason, "%s", t.p);
+    free(t.p);
+    free(peer.cn);
+    free(peer.role);
+    goto failed;
+  }
+  free(peer.cn);
+  free(peer.role);
+  struct text req = {0};
+  putf(&req, "GET /v1/tunnel/%s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: vmferry-tunnel\r\n",
+       cfg.migration_id, where);
+  puts_(&req, "x-vmferry-token: ");
+  puts_(&req, cfg.token);
+  puts_(&req, "\r\n\r\n");
+  int sent = ssl_write_all(ssl, req.p, req.len, deadline);
+  OPENSSL_cleanse(req.p, req.len);
+  free(req.p);
+  if (sent != 0) {
+    snprintf(reason, sizeof reason, "%s closed the tunnel connection before accepting it", where);
+    goto failed;
+  }
+  char *head = malloc(MAX_HEAD + 1);
+  size_t got = 0;
+  char *end = NULL;
+  for (;;) {
+    int r = SSL_read(ssl, head + got, (int)(MAX_HEAD - got));
+    if (r > 0) {
+      got += (size_t)r;
+      head[got] = 0;
+      if (end == NULL) end = memmem(head, got, "\r\n\r\n", 4);
+      if (end != NULL && !strncmp(head, "HTTP/1.1 101 ", 13)) break;
+      if (end != NULL) {
+        /* A refusal: read its body (Content-Length, or up to the close) for the report. */
+        const char *cl = strcasestr(head, "\r\nContent-Length:");
+        size_t want = cl != NULL ? (size_t)atol(cl + 17) : MAX_HEAD;
+        if (got - (size_t)(end + 4 - head) >= want || got >= MAX_HEAD) break;
+      } else if (got >= MAX_HEAD) {
+        break;
+      }
+      continue;
+    }
+    int w = ssl_wait(ssl, r, deadline);
+    if (w == 1) continue;
+    break;
+  }
+  if (end == NULL) {
+    snprintf(reason, sizeof reason,
+             got >= MAX_HEAD ? "%s answered the tunnel request with no HTTP reply"
+                             : "%s closed the tunnel connection before accepting it",
+             where);
+    free(head);
+    goto failed;
+  }
+  if (strncmp(head, "HTTP/1.1 101 ", 13) != 0) {
+    int status = atoi(head + 9);
+    char *body = end + 4;
+    size_t blen = strlen(body);
+    while (blen > 0 && (body[blen - 1] == '\n' || body[blen - 1] == '\r' || body[blen - 1] == ' ')) blen--;
+    body[blen] = 0;
+    snprintf(reason, sizeof reason, "%s refused the tunnel: %d %s", where, status, body);
+    free(head);
+    goto failed;
+  }
+  settle(index);
+  event_opened("source", index);
+  struct counters c = {0};
+  nonblocking(qemu);
+  const char *error = NULL;
+  size_t extra = got - (size_t)(end + 4 - head), off = 0;
+  while (off < extra) {
+    ssize_t n = write(qemu, end + 4 + off, extra - off);
+    if (n > 0) {
+      off += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EAGAIN && wait_fd(qemu, POLLOUT, now_ms() + cfg.handshake_timeout_ms)) continue;
+    error = "QEMU's connection failed";
+    break;
+  }
+  free(head);
+  c.to_qemu += (long long)off;
+  atomic_fetch_add(&total_to_qemu, (long long)off);
+  if (error == NULL) error = relay(qemu, ssl, &c);
+  event_closed("source", c.from_qemu, c.to_qemu, error, index);
+  goto out;
+failed:
+  event_connect_failed(index, reason);
+  settle(index);
+out:
+  if (ssl != NULL) SSL_free(ssl);
+  if (net >= 0) close(net);
+  close(qemu);
+  pthread_mutex_lock(&state_lock);
+  unsettled--;
+  pthread_mutex_unlock(&state_lock);
+  free(cn);
+  OPENSSL_thread_stop();
+  return NULL;
+}
+
+/* ---- main ---- */
+
+static void on_signal(int sig) {
+  (void)sig;
+  char b = 1;
+  ssize_t r = write(signal_pipe[1], &b, 1);
+  (void)r;
+}
+
+static void spawn(void *(*fn)(void *), struct conn *c) {
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  if (pthread_create(&t, &attr, fn, c) != 0) {
+    close(c->fd);
+    free(c);
+    pthread_mutex_lock(&state_lock);
+    unsettled--;
+    pthread_mutex_unlock(&state_lock);
+  }
+  pthread_attr_destroy(&attr);
+}
+
+static int listen_tcp(void) {
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST},
+                  *res;
+  char port[8];
+  snprintf(port, sizeof port, "%d", cfg.listen_port);
+  if (getaddrinfo(cfg.listen_host, port, &hints, &res) != 0) die("cannot listen on %s", cfg.listen_host);
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0)
+    die("cannot listen on %s:%d: %s", cfg.listen_host, cfg.listen_port, strerror(errno));
+  freeaddrinfo(res);
+  return fd;
+}
+
+static int listen_unix(void) {
+  struct stat st;
+  if (lstat(cfg.listen_path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) die("socket path %s exists and is not a socket", cfg.listen_path);
+    unlink(cfg.listen_path);
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(cfg.listen_path) >= sizeof addr.sun_path) die("socket path %s is too long", cfg.listen_path);
+  strcpy(addr.sun_path, cfg.listen_path);
+  /* Owner-only from the moment it exists (listenPrivate). */
+  mode_t old = umask(0177);
+  int r = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+  umask(old);
+  if (r != 0 || listen(fd, 64) != 0) die("cannot listen on %s: %s", cfg.listen_path, strerror(errno));
+  if (cfg.socket_uid >= 0 && chown(cfg.listen_path, (uid_t)cfg.socket_uid, (gid_t)cfg.socket_gid) != 0)
+    die("cannot give %s to uid %ld: %s", cfg.listen_path, cfg.socket_uid, strerror(errno));
+  lstat(cfg.listen_path, &bound);
+  return fd;
+}
+
+static void describe_remote(int fd, struct sockaddr_storage *ss, char *out, size_t size) {
+  (void)fd;
+  char host[64] = "local socket";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6) snprintf(out, size, "%s:%d", host, port);
+  else snprintf(out, size, "%s", host);
+}
+
+int main(void) {
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  signal(SIGPIPE, SIG_IGN);
+  if (pipe2(signal_pipe, O_CLOEXEC) != 0 || pipe2(settled_pipe, O_CLOEXEC) != 0) die("pipe failed");
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  read_config();
+  setup_tls();
+  int listener = cfg.destination ? listen_tcp() : listen_unix();
+  struct text t = {0};
+  if (cfg.destination) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    getsockname(listener, (struct sockaddr *)&ss, &len);
+    int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    putf(&t, "{\"type\":\"ready\",\"pid\":%d,\"port\":%d,\"openssl\":", getpid(), port);
+  } else {
+    putf(&t, "{\"type\":\"ready\",\"pid\":%d,\"path\":", getpid());
+    put_json(&t, cfg.listen_path);
+    puts_(&t, ",\"openssl\":");
+  }
+  put_json(&t, OpenSSL_version(OPENSSL_VERSION));
+  puts_(&t, "}");
+  emit(&t);
+
+  int next_index = 0, first_settled = 0;
+  /* Room for the tunnel's connections and a few that are refused: nobody else needs this port. */
+  int most_unsettled = cfg.destination ? cfg.max_connections + 4 : 1024;
+  for (;;) {
+    struct pollfd p[3] = {{.fd = signal_pipe[0], .events = POLLIN},
+                          {.fd = settled_pipe[0], .events = POLLIN},
+                          {.fd = listener, .events = POLLIN}};
+    /* Source: the first QEMU connection is relayed end to end before the next is accepted. */
+    int n = (!cfg.destination && next_index > 0 && !first_settled) ? 2 : 3;
+    if (poll(p, (nfds_t)n, -1) < 0) {
+      if (errno == EINTR) continue;
+      die("poll failed: %s", strerror(errno));
+    }
+    if (p[0].revents & POLLIN) break;
+    if (p[1].revents & POLLIN) {
+      char b;
+      if (read(settled_pipe[0], &b, 1) == 1) first_settled = 1;
+    }
+    if (n < 3 || !(p[2].revents & POLLIN)) continue;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(listener, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    pthread_mutex_lock(&state_lock);
+    int room = unsettled < most_unsettled;
+    if (room) unsettled++;
+    pthread_mutex_unlock(&state_lock);
+    if (!room) {
+      close(fd);
+      continue;
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    c->fd = fd;
+    c->index = next_index++;
+    describe_remote(fd, &ss, c->remote, sizeof c->remote);
+    if (cfg.destination) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      nonblocking(fd);
+    }
+    spawn(cfg.destination ? destination_connection : source_connection, c);
+  }
+  close(listener);
+  /* A retry may have bound a new relay's socket at the same path meanwhile: that one is not ours. */
+  struct stat now;
+  if (!cfg.destination && lstat(cfg.listen_path, &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
+    unlink(cfg.listen_path);
+  struct text bye = {0};
+  putf(&bye, "{\"type\":\"closed\",\"bytesFromQemu\":%lld,\"bytesToQemu\":%lld}", atomic_load(&total_from_qemu),
+       atomic_load(&total_to_qemu));
+  emit(&bye);
+  _exit(0);
+}
