@@ -55,6 +55,7 @@ struct params {
 	uint32_t disk_mib; /* 0: the whole device, up to DISK_DEFAULT_MAX_MIB */
 	uint32_t disk_dirty; /* blocks/s */
 	uint32_t disk_verify; /* blocks/s, RATE_MAX: as fast as possible */
+	int disk_fill_host; /* the host wrote every block at generation 0 before boot: no fill here */
 	const char *peer;
 };
 
@@ -66,6 +67,7 @@ static struct params p = {
 	.disk_mib = 0,
 	.disk_dirty = 16,
 	.disk_verify = 1024,
+	.disk_fill_host = 0,
 	.peer = NULL,
 };
 
@@ -149,6 +151,11 @@ static void parse_cmdline(char *cmdline)
 			bad = parse_u32(val, 0, MAX_RATE, &p.disk_dirty);
 		else if (strcmp(key, "diskverify") == 0)
 			bad = parse_rate(val, &p.disk_verify);
+		else if (strcmp(key, "diskfill") == 0) {
+			bad = strcmp(val, "host") != 0 && strcmp(val, "guest") != 0;
+			if (!bad)
+				p.disk_fill_host = strcmp(val, "host") == 0;
+		}
 		else if (strcmp(key, "peer") == 0) {
 			struct in_addr a;
 			bad = inet_pton(AF_INET, val, &a) == 1 ? 0 : -1;
@@ -326,7 +333,7 @@ static uint32_t *disk_gen;
 static uint32_t *io_buf; /* DISK_IO_BLOCKS blocks, aligned for O_DIRECT */
 static uint32_t *expect_buf; /* one block */
 static uint32_t disk_write_pos, disk_write_stride, disk_verify_pos;
-static uint64_t disk_written, disk_verified;
+static uint64_t disk_written, disk_verified, disk_passes;
 static enum disk_state disk_state = DISK_OK;
 static uint32_t disk_corrupt_block;
 static uint32_t disk_reports;
@@ -399,14 +406,15 @@ static void disk_setup(void)
 		say("vmferry-guest error: out of memory for the disk check");
 		exit(1);
 	}
-	for (uint32_t b = 0; b < blocks; b += DISK_IO_BLOCKS) {
+	/* Filled by the host: every block already holds generation 0, which the checks expect. */
+	for (uint32_t b = 0; !p.disk_fill_host && b < blocks; b += DISK_IO_BLOCKS) {
 		uint32_t n = blocks - b < DISK_IO_BLOCKS ? blocks - b : DISK_IO_BLOCKS;
 		for (uint32_t k = 0; k < n; k++)
 			block_fill(io_buf + (size_t)k * WORDS_PER_PAGE, b + k, 0);
 		if (disk_io(1, b, n) != 0)
 			break;
 	}
-	if (fdatasync(disk_fd) != 0)
+	if (!p.disk_fill_host && fdatasync(disk_fd) != 0)
 		disk_error("flush", 0, errno);
 	disk_write_stride = spread_stride(blocks);
 }
@@ -454,6 +462,9 @@ static void disk_verify(uint32_t count)
 		for (uint32_t k = 0; k < count; k++)
 			disk_check_block(b + k, io_buf + (size_t)k * WORDS_PER_PAGE);
 	disk_verify_pos = (b + count) % blocks;
+	/* Every block read back and checked once more (a failed read still ends the pass: ERROR says it). */
+	if (disk_verify_pos == 0)
+		disk_passes++;
 }
 
 /* ---- network: ICMP echo to the peer once a second ---- */
@@ -536,7 +547,7 @@ static uint64_t seq;
 
 static void heartbeat(int64_t now)
 {
-	char mem_part[64], disk_part[128] = "", net_part[16] = "";
+	char mem_part[64], disk_part[192] = "", net_part[16] = "";
 	int corrupt = mem_corrupt || disk_state == DISK_CORRUPT;
 	/* page= right after status=CORRUPT: what the freestanding guest prints, so older parsers read it too. */
 	if (mem_corrupt)
@@ -547,8 +558,9 @@ static void heartbeat(int64_t now)
 		char block_part[24] = "";
 		if (disk_state == DISK_CORRUPT)
 			snprintf(block_part, sizeof block_part, " block=%" PRIu32, disk_corrupt_block);
-		snprintf(disk_part, sizeof disk_part, " disk=%s%s disk_written=%" PRIu64 " disk_verified=%" PRIu64,
-			 disk_state_name[disk_state], block_part, disk_written, disk_verified);
+		snprintf(disk_part, sizeof disk_part,
+			 " disk=%s%s disk_written=%" PRIu64 " disk_verified=%" PRIu64 " disk_passes=%" PRIu64,
+			 disk_state_name[disk_state], block_part, disk_written, disk_verified, disk_passes);
 	}
 	if (icmp_fd >= 0) {
 		int up = last_reply_ns >= 0 && now - last_reply_ns < NET_DOWN_AFTER_NS;
@@ -583,9 +595,9 @@ int main(void)
 	}
 	int64_t now = now_ns();
 	say("vmferry-guest started mem=%" PRIu32 " pages=%" PRIu32 " dirty=%" PRIu32 " disk=%s blocks=%" PRIu32
-	    " diskdirty=%" PRIu32 " peer=%s fill_ms=%" PRId64,
+	    " diskdirty=%" PRIu32 " diskfill=%s peer=%s fill_ms=%" PRId64,
 	    p.mem_mib, pages, p.dirty_mibps, p.disk ? p.disk : "none", blocks, p.disk_dirty,
-	    p.peer ? p.peer : "none", (now - t0) / 1000000);
+	    p.disk_fill_host ? "host" : "guest", p.peer ? p.peer : "none", (now - t0) / 1000000);
 
 	const uint32_t pages_per_mib = 1048576u / PAGE_SIZE;
 	struct pace mem_w = { p.dirty_mibps * pages_per_mib, now, 0 };

@@ -18,6 +18,7 @@ function linux(
     disk?: 'ok' | 'corrupt' | 'error';
     block?: number;
     diskVerified?: number;
+    diskPasses?: number;
     net?: 'ok' | 'down';
   } = {},
 ): GuestHeartbeatEvent {
@@ -34,12 +35,23 @@ function linux(
       written: seq,
       verified: parts.diskVerified ?? seq * 10,
       ...(parts.block !== undefined ? { corruptBlock: parts.block } : {}),
+      ...(parts.diskPasses !== undefined ? { passes: parts.diskPasses } : {}),
     },
     net: parts.net ?? 'ok',
   };
 }
 
 describe('assessGuestHealth', () => {
+  it("reports the newest heartbeat's complete disk passes with the parts", () => {
+    const h = assessGuestHealth([
+      linux(1, { diskPasses: 4 }),
+      linux(2, { diskPasses: 4 }),
+      linux(3, { diskPasses: 5 }),
+    ]);
+    assert.equal(h.state, 'ok');
+    assert.deepEqual(h.parts, { mem: 'ok', disk: 'ok', diskPasses: 5, net: 'ok' });
+  });
+
   it('is ok after three advancing OK heartbeats', () => {
     const h = assessGuestHealth([hb(1, 10), hb(2, 20), hb(3, 30)]);
     assert.equal(h.state, 'ok');

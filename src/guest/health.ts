@@ -22,6 +22,8 @@ export interface GuestParts {
   mem: 'ok' | 'corrupt';
   /** Absent when the guest checks no disk. */
   disk?: GuestDiskStatus['status'];
+  /** Complete passes of the disk check over every block so far; absent when the guest checks no disk or does not say. */
+  diskPasses?: number;
   /** Absent when the guest pings nobody. */
   net?: 'ok' | 'down';
 }
@@ -39,6 +41,7 @@ function partsOf(h: GuestHeartbeatEvent | undefined): GuestParts | undefined {
   if (h?.mem === undefined) return undefined;
   const parts: GuestParts = { mem: h.mem };
   if (h.disk) parts.disk = h.disk.status;
+  if (h.disk?.passes !== undefined) parts.diskPasses = h.disk.passes;
   if (h.net) parts.net = h.net;
   return parts;
 }

@@ -90,6 +90,23 @@ describe("parseGuestLine: the Linux guest's heartbeat", () => {
     });
   });
 
+  it('reads how many complete passes the disk check made over every block', () => {
+    assert.deepEqual(
+      parseGuestLine(
+        'vmferry-hb seq=40 written=9 verified=99 status=OK mem=OK disk=OK disk_written=3 disk_verified=524288 disk_passes=2',
+      ),
+      {
+        kind: 'heartbeat',
+        seq: 40,
+        written: 9,
+        verified: 99,
+        status: 'ok',
+        mem: 'ok',
+        disk: { status: 'ok', written: 3, verified: 524288, passes: 2 },
+      },
+    );
+  });
+
   it('reads a heartbeat without disk or network (neither checked)', () => {
     assert.deepEqual(parseGuestLine('vmferry-hb seq=1 written=0 verified=5 status=OK mem=OK'), {
       kind: 'heartbeat',
@@ -170,6 +187,7 @@ describe("parseGuestLine: the Linux guest's heartbeat", () => {
       'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=BAD disk_written=0 disk_verified=1',
       'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK mem=OK',
       'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=OK disk_written=0 disk_verified=x',
+      'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=OK disk_written=0 disk_verified=1 disk_passes=x',
       'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK disk=OK disk_written=0 disk_verified=99999999999999999999',
       'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK net=O',
       'vmferry-hb seq=1 written=0 verified=1 status=OK mem=OK net=OK and more',

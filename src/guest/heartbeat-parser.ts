@@ -16,6 +16,8 @@ export interface GuestDiskStatus {
   written: number;
   /** Blocks read back and checked since the workload started. */
   verified: number;
+  /** Complete passes over every block of the checked region (`disk_passes`); absent from older guests. */
+  passes?: number;
   /** The first block that failed verification; set when status is 'corrupt'. */
   corruptBlock?: number;
 }
@@ -117,7 +119,7 @@ function pick<T extends Record<string, string>>(table: T, value: string | undefi
 /**
  * `status=OK|CORRUPT` followed by `mem=OK|CORRUPT` (with `page=N` when
  * corrupt), optionally `disk=OK|CORRUPT|ERROR` (with `block=N` when corrupt)
- * `disk_written=N disk_verified=N`, and `net=OK|DOWN`. Fields may come in any
+ * `disk_written=N disk_verified=N` (and `disk_passes=N`), and `net=OK|DOWN`. Fields may come in any
  * order; unknown ones are skipped. A line whose fields contradict each other
  * (status=OK with mem=CORRUPT, a field twice, a number missing) is not read.
  */
@@ -150,6 +152,10 @@ function extendedHeartbeat(m: RegExpExecArray): GuestHeartbeatEvent | undefined 
     const dv = number('disk_verified');
     if (status === undefined || dw === undefined || dv === undefined) return undefined;
     const disk: GuestDiskStatus = { status, written: dw, verified: dv };
+    if (fields.has('disk_passes')) {
+      disk.passes = number('disk_passes');
+      if (disk.passes === undefined) return undefined;
+    }
     if (status === 'corrupt') {
       disk.corruptBlock = number('block');
       if (disk.corruptBlock === undefined) return undefined;

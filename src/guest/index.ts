@@ -41,6 +41,7 @@ export {
   linuxGuestFiles,
   linuxGuestRamMiB,
   writeLinuxGuestBootDisk,
+  writeLinuxGuestDiskFill,
   type LinuxGuestFiles,
   type LinuxGuestManifest,
   type LinuxGuestWorkload,

@@ -11,6 +11,7 @@ import {
   linuxGuestBlockContent,
   linuxGuestRamMiB,
   writeLinuxGuestBootDisk,
+  writeLinuxGuestDiskFill,
   type LinuxGuestFiles,
   type LinuxGuestManifest,
 } from './linux-guest.js';
@@ -31,12 +32,13 @@ describe('linuxGuestAppend', () => {
         diskMiB: 16,
         diskDirtyBlocksPerSec: 0,
         diskVerifyBlocksPerSec: 2048,
+        diskFill: 'host',
         nic: 'eth0',
         ip: '198.18.4.2/24',
         peer: '198.18.4.1',
       }),
       'console=ttyS0 panic=-1 quiet vmf.mem=128 vmf.dirty=8 vmf.verify=max vmf.disk=/dev/vdb vmf.diskmib=16 ' +
-        'vmf.diskdirty=0 vmf.diskverify=2048 vmf.nic=eth0 vmf.ip=198.18.4.2/24 vmf.peer=198.18.4.1',
+        'vmf.diskdirty=0 vmf.diskverify=2048 vmf.diskfill=host vmf.nic=eth0 vmf.ip=198.18.4.2/24 vmf.peer=198.18.4.1',
     );
   });
 
@@ -49,6 +51,11 @@ describe('linuxGuestAppend', () => {
       [{ memMiB: 64, disk: '/dev/vda x' }, /^disk must be a device .* got "\/dev\/vda x"$/],
       [{ memMiB: 64, diskMiB: 8 }, /^diskMiB needs disk, got no disk$/],
       [{ memMiB: 64, disk: '/dev/vda', diskVerifyBlocksPerSec: -1 }, /^diskVerifyBlocksPerSec .* got -1$/],
+      [{ memMiB: 64, diskFill: 'host' }, /^diskFill needs disk, got no disk$/],
+      [
+        { memMiB: 64, disk: '/dev/vda', diskFill: 'zeros' as 'host' },
+        /^diskFill must be host or guest, got "zeros"$/,
+      ],
       [
         { memMiB: 64, ip: '198.18.4.2' },
         /^ip must be an IPv4 address with a prefix length .* got "198\.18\.4\.2"$/,
@@ -85,6 +92,36 @@ describe('linuxGuestBlockContent', () => {
     );
     assert.deepEqual(b.subarray(16), guestPageContent(17, 3).subarray(16));
     assert.notDeepEqual(linuxGuestBlockContent(17, 4).subarray(16), b.subarray(16));
+  });
+});
+
+describe('writeLinuxGuestDiskFill', () => {
+  it('writes every block at generation 0, none of them zeros, and never over an existing file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmf-disk-fill-'));
+    try {
+      const path = join(dir, 'fill.raw');
+      const blocks = 2500;
+      writeLinuxGuestDiskFill(path, blocks * 4096);
+      const data = readFileSync(path);
+      assert.equal(data.length, blocks * 4096);
+      const zero = Buffer.alloc(4096);
+      for (const b of [0, 1, 1023, 1024, 2047, 2048, blocks - 1]) {
+        const block = data.subarray(b * 4096, (b + 1) * 4096);
+        assert.deepEqual(block, linuxGuestBlockContent(b, 0), `block ${b}`);
+        assert.notDeepEqual(block, zero);
+      }
+      assert.throws(
+        () => writeLinuxGuestDiskFill(path, 4096),
+        (err: unknown) => (err as NodeJS.ErrnoException).code === 'EEXIST',
+      );
+      assert.equal(readFileSync(path).length, blocks * 4096, 'the existing file is left alone');
+      assert.throws(
+        () => writeLinuxGuestDiskFill(join(dir, 'odd.raw'), 4097),
+        /^RangeError: sizeBytes must be a positive multiple of 4096, got 4097$/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

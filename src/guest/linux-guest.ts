@@ -54,6 +54,11 @@ export interface LinuxGuestWorkload {
   diskDirtyBlocksPerSec?: number | undefined;
   /** Blocks read back and checked per second, or 'max' (`vmf.diskverify`); default 1024. */
   diskVerifyBlocksPerSec?: number | 'max' | undefined;
+  /**
+   * Who writes every block at generation 0 (`vmf.diskfill`): `guest` (default)
+   * at start, or `host`, which did before the VM started (writeLinuxGuestDiskFill).
+   */
+  diskFill?: 'host' | 'guest' | undefined;
   /** The NIC's address with prefix length (`vmf.ip`), e.g. '198.18.4.2/24'. */
   ip?: string | undefined;
   /** The address it pings once a second (`vmf.peer`); no network check without it. */
@@ -131,6 +136,7 @@ export function linuxGuestAppend(w: LinuxGuestWorkload): string {
     ['diskMiB', w.diskMiB],
     ['diskDirtyBlocksPerSec', w.diskDirtyBlocksPerSec],
     ['diskVerifyBlocksPerSec', w.diskVerifyBlocksPerSec],
+    ['diskFill', w.diskFill === undefined ? undefined : 0],
   ];
   for (const [name, value] of diskOnly) {
     if (value !== undefined && w.disk === undefined) throw new RangeError(`${name} needs disk, got no disk`);
@@ -146,6 +152,12 @@ export function linuxGuestAppend(w: LinuxGuestWorkload): string {
   if (w.diskVerifyBlocksPerSec !== undefined) {
     checkRate('diskVerifyBlocksPerSec', w.diskVerifyBlocksPerSec, MAX_BLOCK_RATE);
     args.push(`vmf.diskverify=${w.diskVerifyBlocksPerSec}`);
+  }
+  if (w.diskFill !== undefined) {
+    if (w.diskFill !== 'host' && w.diskFill !== 'guest') {
+      throw new RangeError(`diskFill must be host or guest, got ${JSON.stringify(w.diskFill)}`);
+    }
+    args.push(`vmf.diskfill=${w.diskFill}`);
   }
   if (w.nic !== undefined) {
     if (!/^[a-z][a-z0-9]{0,14}$/.test(w.nic)) {
@@ -236,4 +248,35 @@ export function linuxGuestBlockContent(block: number, generation: number): Buffe
   out.writeUInt32LE(generation, 8);
   out.writeUInt32LE(~(block ^ generation) >>> 0, 12);
   return out;
+}
+
+/**
+ * Writes a new raw disk image of `sizeBytes` (a whole number of blocks) at
+ * `path` in which every block `b` holds linuxGuestBlockContent(b, 0): what the
+ * Linux guest expects everywhere from its first second with `diskFill: 'host'`.
+ * No block of it reads as zeros. An existing file is never overwritten.
+ */
+export function writeLinuxGuestDiskFill(path: string, sizeBytes: number): void {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % LINUX_GUEST_BLOCK_SIZE !== 0) {
+    throw new RangeError(
+      `sizeBytes must be a positive multiple of ${LINUX_GUEST_BLOCK_SIZE}, got ${sizeBytes}`,
+    );
+  }
+  const chunkBlocks = 1024;
+  const fd = openSync(path, 'wx', 0o600);
+  try {
+    const blocks = sizeBytes / LINUX_GUEST_BLOCK_SIZE;
+    for (let first = 0; first < blocks; first += chunkBlocks) {
+      const count = Math.min(chunkBlocks, blocks - first);
+      const chunk = Buffer.concat(
+        Array.from({ length: count }, (_, k) => linuxGuestBlockContent(first + k, 0)),
+      );
+      writeSync(fd, chunk, 0, chunk.length, first * LINUX_GUEST_BLOCK_SIZE);
+    }
+  } catch (err) {
+    closeSync(fd);
+    rmSync(path, { force: true });
+    throw err;
+  }
+  closeSync(fd);
 }
