@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * - `incoming.prepared`: the destination, its incoming QEMU listening, before it answers the prepare;
  * - `outgoing.precopy-early`: the source, at its first look at QEMU sending (first pass over memory);
  * - `outgoing.precopy-late`: the source, at its first look after the first pass (dirty pages being sent again);
+ * - `outgoing.switchover`: the source, block migration: QEMU paused the guest before the switch-over, before the disk copies are completed;
  * - `outgoing.handover`: the source, QEMU done and the hand-over journaled, before it asks the destination to start the guest;
  * - `incoming.complete`: the destination, before it checks QEMU and starts the guest;
  * - `incoming.started`: the destination, the guest started (`cont`), before the migration is journaled completed;
@@ -26,6 +27,7 @@ export const FAILPOINTS = [
   'incoming.prepared',
   'outgoing.precopy-early',
   'outgoing.precopy-late',
+  'outgoing.switchover',
   'outgoing.handover',
   'incoming.complete',
   'incoming.started',

@@ -162,7 +162,13 @@ export class DiskMirrors {
       throw new MigrationError(`cannot switch over: the copy of ${notReady.join(', ')} is not in step yet`);
     }
     for (const job of this.jobs) await this.call(blockJobCancel(job.id, false));
-    await this.waitEnded(timeoutMs);
+    await this.waitEnded(timeoutMs).catch(() => {
+      // A ready mirror still has to write its last data to the destination: over a cut link it never can.
+      const left = this.jobs.filter((j) => !this.ended.has(j.id)).map((j) => `disk ${j.disk.disk}`);
+      throw new MigrationError(
+        `the copy of ${left.join(', ')} did not complete within ${timeoutMs / 1000} s at the switch-over`,
+      );
+    });
     const failed = this.jobs
       .map((job) => ({ job, end: this.ended.get(job.id) }))
       .filter(({ end }) => end?.event !== 'BLOCK_JOB_COMPLETED' || end.error !== undefined);

@@ -265,7 +265,7 @@ export const OPTIONS = [
     default: 150,
     min: 0,
     unit: 's',
-    help: 'No fall in remaining memory for this long is handled like the completion timeout; 0 disables.',
+    help: 'No fall in remaining memory for this long is handled like the completion timeout, and a block migration whose disk copy moves nothing for this long before the disks are in step fails; 0 disables.',
   },
   {
     section: 'vmferry',

@@ -291,6 +291,7 @@ export class SourceMigration {
 
   /** QEMU paused the guest before the switch-over: the disk copies are completed, then the memory goes on. */
   private async switchOver(): Promise<void> {
+    await this.failpoint('outgoing.switchover');
     const { diskCopy } = this.facts;
     if (diskCopy !== undefined) {
       await diskCopy.complete();

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { VmView } from '../../src/agent/index.js';
+import { writeLinuxGuestDiskFill } from '../../src/guest/index.js';
 import { TwoHostLab, killLeftoverQemu } from '../../src/lab/index.js';
 import { FaultLab, SmallDisk } from './fault-lab.js';
-import { migrationReport, waitForOkHeartbeats } from './helpers.js';
+import { guestSpec, migrationReport, waitForOkHeartbeats } from './helpers.js';
 
 describe('fault matrix: a cut link (real QEMU under TCG, real agents)', () => {
   let f: FaultLab;
@@ -78,6 +82,59 @@ describe('fault matrix: a cut link (real QEMU under TCG, real agents)', () => {
       /^(the incoming QEMU exited before the migration completed|source gave up: host-a ended this migration \(failed\) without telling this host; nobody will finish this copy)$/,
     );
     await f.stopVm('a', 'severed');
+  });
+
+  it('a link cut at the switch-over of a block migration: A gives the disk copies up and resumes the guest on its own, unchanged disk; B drops its copy and image once it can ask A', async () => {
+    const network = f.lab.network;
+    assert.ok(network !== undefined, 'the fault matrix needs network namespaces (root)');
+    await f.restartWith('a', 'outgoing.switchover');
+    // A 64 MiB qcow2 with content in every block; the freestanding guest never touches it.
+    const rel = 'switch/disk.qcow2';
+    const image = join(f.lab.agents.a.stateDir, 'instances', rel);
+    mkdirSync(dirname(image), { recursive: true });
+    const raw = join(f.lab.dir, 'switch.raw');
+    writeLinuxGuestDiskFill(raw, 64 * 1024 * 1024);
+    execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, image]);
+    f.lab.giveToQemu(image);
+    const sha = (): string => execFileSync('sha256sum', [image], { encoding: 'utf8' }).split(' ')[0] ?? '';
+    const before = sha();
+    await f.a.post(
+      '/v1/vms',
+      { ...guestSpec('switch'), disks: [{ path: rel, format: 'qcow2', storage: 'local' }] },
+      { timeoutMs: 60_000 },
+    );
+    const seq = await waitForOkHeartbeats(f.a, 'switch', 2);
+    const id = await f.migrate('switch', { block: 'all' });
+    await f.reached('outgoing.switchover', id);
+    network.cutLink();
+    f.held.release('outgoing.switchover');
+    try {
+      const report = await migrationReport(f.a, id, 240_000);
+      assert.equal(report.status, 'failed');
+      // A ready mirror still writes its last data at the switch-over: over the cut link it cannot.
+      assert.equal(report.error, 'the copy of disk 0 did not complete within 60 s at the switch-over');
+      assert.deepEqual(
+        report.events.filter((e) => e.startsWith('cancelling the disk copies: ')),
+        [],
+        report.events.join(' | '),
+      );
+      assert.equal((await f.a.get<VmView>('/v1/vms/switch')).state, 'running');
+      await waitForOkHeartbeats(f.a, 'switch', 3, seq);
+    } finally {
+      network.restoreLink();
+    }
+    await f.assertOnlyOn('a', 'switch', seq);
+    const { b } = await f.assertJournals(id, 'a');
+    // Once the link is back, B's QEMU reads the end of the stream A cancelled and exits, or B's
+    // orphan check asks A first: either way B drops its copy and the image it made.
+    assert.match(
+      b?.error ?? '',
+      /^(the incoming QEMU exited before the migration completed|source gave up: host-a ended this migration \(failed\) without telling this host; nobody will finish this copy)$/,
+    );
+    assert.ok(!existsSync(join(f.lab.agents.b.stateDir, 'instances', rel)), 'no image left on B');
+    assert.ok(!existsSync(join(f.lab.agents.b.stateDir, 'instances', 'switch')), 'nor its folder');
+    assert.equal(sha(), before, "A's image is unchanged (checksums before and after)");
+    await f.stopVm('a', 'switch');
   });
 });
 
