@@ -21,7 +21,7 @@ export function pinnedFigures(
     return {
       transport: r.transport,
       relayVsCipher:
-        r.transport === 'tunnelled' && cipherCpuPerGiB > 0
+        r.transport.startsWith('tunnelled') && cipherCpuPerGiB > 0
           ? { source: ratio(relay.source), destination: ratio(relay.destination) }
           : undefined,
       pinnedCheck: checkAgainstPinned(costs, channels, r.gbps),

@@ -12,11 +12,19 @@ export function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
+/** Page faults served without I/O so far, all threads (throws if it is gone). */
+export function minorFaults(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+}
+
 /** Which kind of process a command line belongs to (NUL-separated, as in /proc/<pid>/cmdline). */
 export function processKind(cmdline: string): ProcessKind {
   const argv = cmdline.split('\0');
   if (/qemu-system/.test(argv[0] ?? '')) return 'qemu';
-  if (argv.some((a) => /relay-worker\.js$/.test(a))) return 'relay';
+  // The front door's worker processes and the native relay processes (native/vmferry-relay.c).
+  if (argv.some((a) => /relay-worker\.js$/.test(a)) || /(^|\/)vmferry-relay$/.test(argv[0] ?? ''))
+    return 'relay';
   if (argv.some((a) => /vmferry|agent/.test(a))) return 'agent';
   return 'other';
 }

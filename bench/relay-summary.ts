@@ -2,7 +2,7 @@
  * The relay benchmark's pure part: variants per TLS 1.3 suite, and each variant's
  * median and range against the cost of its cipher alone.
  */
-import { DEFAULT_CIPHER_SUITES, type RelayTuning } from '../src/transport/index.js';
+import { DEFAULT_CIPHER_SUITES, type NativeRelayTuning, type RelayTuning } from '../src/transport/index.js';
 import { median } from './report.js';
 
 /** One configuration of the relay benchmark (tunnel-synthetic.ts). */
@@ -18,6 +18,10 @@ export interface Variant {
   keepHeap?: boolean;
   /** Node flags for the workers. */
   execArgv?: string[];
+  /** `native`: both ends through native/vmferry-relay processes instead of the front doors' workers. */
+  relay?: 'native' | 'node';
+  /** The native relay's data-path knobs (with relay native). */
+  native?: NativeRelayTuning;
 }
 
 /** What one run of a variant measured, with its suite's cipher alone measured right after it. */

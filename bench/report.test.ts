@@ -50,6 +50,7 @@ describe('benchmark report', () => {
   it('tells QEMU, relay workers and agents apart by command line', () => {
     assert.equal(processKind('/usr/bin/qemu-system-x86_64\0-name\0g'), 'qemu');
     assert.equal(processKind('/usr/bin/node\0/x/dist/src/transport/relay-worker.js'), 'relay');
+    assert.equal(processKind('/x/vmferry/native/build/vmferry-relay'), 'relay');
     assert.equal(processKind('node\0/x/bin/vmferry.js\0agent\0--name\0a'), 'agent');
     assert.equal(processKind('sleep\0' + '1'), 'other');
   });

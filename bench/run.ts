@@ -21,6 +21,7 @@ import { TwoHostLab, canUseNetns, type HostKey } from '../src/lab/index.js';
 import { isTerminalMigrationState, type MigrationReport } from '../src/migration/index.js';
 import type { MigrationOverrides } from '../src/policy/index.js';
 import { packageRoot } from '../src/paths.js';
+import { findOption } from '../src/config/index.js';
 import { DEFAULT_CIPHER_SUITES } from '../src/transport/index.js';
 import { blockMigrateOnce, blockTable, startDiskVm, summarizeBlock, type BlockRun } from './block.js';
 import { cipherCpuPerGiB } from './cipher-floor.js';
@@ -42,13 +43,27 @@ const PIN = [
   ['b', '1'],
 ] as const satisfies readonly (readonly [HostKey, string])[];
 
-/** How each benchmarked transport is asked for. */
+/**
+ * How each benchmarked transport is asked for. `tunnelled` runs the agents' default relay
+ * ([vmferry] tunnel_relay); `tunnelled-native` and `tunnelled-node` name one for both ends.
+ */
 const TRANSPORTS: Record<string, MigrationOverrides> = {
   native: { transport: 'native', tls: false },
   'native-tls': { transport: 'native', tls: true },
   tunnelled: { transport: 'tunnelled' },
+  'tunnelled-native': { transport: 'tunnelled', relay: 'native' },
+  'tunnelled-node': { transport: 'tunnelled', relay: 'node' },
   'naive-tunnel': { transport: 'tunnelled', tunnel: 'naive', channels: 1 },
 };
+
+/** By default: the tunnel with the default relay, and with the other one, so both relays' costs are in one run. */
+const DEFAULT_TRANSPORTS = [
+  'native',
+  'native-tls',
+  'tunnelled',
+  findOption('vmferry.tunnel_relay')?.default === 'node' ? 'tunnelled-native' : 'tunnelled-node',
+  'naive-tunnel',
+];
 
 /** CPU time of every process in a network namespace, by kind, sampled often so processes that exit are still counted. */
 class NamespaceCpu {
@@ -257,7 +272,7 @@ async function main(): Promise<void> {
       'link-gbps': { type: 'string' },
       'memory-mib': { type: 'string', default: '1024' },
       runs: { type: 'string', default: '3' },
-      transports: { type: 'string', default: Object.keys(TRANSPORTS).join(',') },
+      transports: { type: 'string', default: DEFAULT_TRANSPORTS.join(',') },
       // Block migration rows: a local disk of this size, over these transports (0 or '' leaves them out).
       'disk-mib': { type: 'string', default: '1024' },
       'block-transports': { type: 'string', default: 'native,native-tls,tunnelled' },

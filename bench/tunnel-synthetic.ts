@@ -11,10 +11,14 @@
  *   node dist/bench/tunnel-synthetic.js [--mib 1024] [--block 131072] [--channels 4] [--workers 2] [--runs 2]
  *       [--suites all|TLS_AES_128_GCM_SHA256,...] [--pin] [--json]
  *       [--variant '{"label":"x","tuning":{...},"workers":1,"keepHeap":true,"execArgv":[...]}' ...]
+ *       [--variant '{"label":"native","relay":"native","native":{"writeBatch":true}}']
  *
  * --block: the generator's write size (QEMU 7.2 writes up to 64 iovecs, 32 pages with their
  * headers, about 128 KiB, per writev on its migration stream). --suites: each variant once per suite. --pin: source workers and generator on cpu 0,
  * destination workers and sink on cpu 1 (hosts with a core each, as `npm run bench -- --pin`).
+ * A variant with `"relay":"native"` runs each end as a native relay process
+ * (native/vmferry-relay.c) instead of the front doors' workers, same pinning; its CPU
+ * is the relay processes' (/proc/<pid>/stat, exited connection threads included).
  */
 import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -23,10 +27,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki, type TlsIdentity } from '../src/pki/index.js';
-import { TlsFrontend, type WorkerStats } from '../src/transport/index.js';
+import { NativeRelay, TlsFrontend, type WorkerStats } from '../src/transport/index.js';
 import { parseArgs } from 'node:util';
 import { ROUTE_ROLES } from '../src/agent/index.js';
 import { SUITE_CIPHERS, cipherCpuPerGiB } from './cipher-floor.js';
+import { CLK_TCK, cpuTicks, minorFaults } from './proc-cpu.js';
 import {
   suiteOf,
   suiteVariants,
@@ -106,6 +111,98 @@ function cpuSeconds(before: WorkerStats[], after: WorkerStats[]): number {
       1e6;
   }
   return total;
+}
+
+/** The stand-ins for the two QEMUs, started and (with --pin) pinned like the relays they feed. */
+async function standIns(dir: string, channels: number, defaults: { mib: number; block: number }) {
+  const self = fileURLToPath(import.meta.url);
+  const sinkProcess = fork(self, ['sink', join(dir, 'sink.sock'), String(channels)]);
+  const gen = fork(self, [
+    'loadgen',
+    join(dir, 'qemu-out.sock'),
+    String(channels),
+    String(defaults.mib),
+    String(defaults.block),
+  ]);
+  await Promise.all([sinkProcess, gen].map((p) => new Promise((r) => p.once('message', r))));
+  const run = async (): Promise<{ bytes: number; seconds: number }> => {
+    const t0 = process.hrtime.bigint();
+    gen.send('go');
+    const result = await new Promise<{ bytes: number }>((r) =>
+      sinkProcess.once('message', (m) => r(m as { bytes: number })),
+    );
+    return { bytes: result.bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+  };
+  return {
+    gen,
+    sinkProcess,
+    run,
+    kill: () => {
+      gen.kill();
+      sinkProcess.kill();
+    },
+  };
+}
+
+/** One run through a native relay process at each end (variant.relay native). */
+async function runNative(
+  variant: Variant,
+  defaults: { mib: number; channels: number; pin: boolean; block: number },
+  ids: { a: TlsIdentity; b: TlsIdentity },
+): Promise<Omit<Measured, 'cipherCpuPerGiB'> & { load: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'vmf-synth-'));
+  const channels = variant.channels ?? defaults.channels;
+  const token = 'synthetic-token-0123456789';
+  const common = {
+    ...(variant.tuning?.cipherSuites !== undefined ? { cipherSuites: variant.tuning.cipherSuites } : {}),
+    ...(variant.native !== undefined ? { tuning: variant.native } : {}),
+  };
+  const q = await standIns(dir, channels, defaults);
+  const dst = await NativeRelay.listenDestination({
+    ...common,
+    listen: { host: '127.0.0.1', port: 0 },
+    tls: ids.b,
+    tunnelRoles: ROUTE_ROLES.tunnel,
+    registration: {
+      migrationId: 'synth',
+      token,
+      peerCommonName: 'agent-a',
+      targetPath: join(dir, 'sink.sock'),
+      maxConnections: channels,
+    },
+  });
+  const src = await NativeRelay.openSource({
+    ...common,
+    tls: ids.a,
+    listenPath: join(dir, 'qemu-out.sock'),
+    remote: { host: '127.0.0.1', port: dst.ready.port ?? 0 },
+    migrationId: 'synth',
+    token,
+    expectedPeerCommonName: 'agent-b',
+  });
+  try {
+    if (defaults.pin) {
+      pin([src.pid, q.gen.pid ?? 0], SOURCE_CPU);
+      pin([dst.pid, q.sinkProcess.pid ?? 0], DESTINATION_CPU);
+    }
+    const faults = (): number => minorFaults(src.pid) + minorFaults(dst.pid);
+    const before = { src: cpuTicks(src.pid), dst: cpuTicks(dst.pid), faults: faults() };
+    const result = await q.run();
+    const after = { src: cpuTicks(src.pid), dst: cpuTicks(dst.pid), faults: faults() };
+    const gib = result.bytes / 2 ** 30;
+    return {
+      gbps: (result.bytes * 8) / result.seconds / 1e9,
+      srcCpuPerGiB: (after.src - before.src) / CLK_TCK / gib,
+      dstCpuPerGiB: (after.dst - before.dst) / CLK_TCK / gib,
+      faultsPerGiB: (after.faults - before.faults) / gib,
+      load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0] ?? '',
+    };
+  } finally {
+    q.kill();
+    await src.close();
+    await dst.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function runOnce(
@@ -235,7 +332,8 @@ async function main(): Promise<void> {
     // Variants alternate within each run, so background load falls on all of them alike.
     for (let r = 0; r < runs; r++) {
       for (const v of variants) {
-        const m = await runOnce(v, defaults, pki, ids);
+        const m =
+          v.relay === 'native' ? await runNative(v, defaults, ids) : await runOnce(v, defaults, pki, ids);
         const suite = suiteOf(v);
         const cipher = await cipherCpuPerGiB(suite, values.pin ? { cpu: SOURCE_CPU } : {});
         measured.set(v.label, [...(measured.get(v.label) ?? []), { ...m, cipherCpuPerGiB: cipher }]);

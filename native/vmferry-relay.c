@@ -72,7 +72,8 @@ static struct {
   /* both */
   int handshake_timeout_ms;
   int linger_ms;
-  int write_batch;   /* buffer TLS records and send several per syscall */
+  int write_batch;   /* bytes of TLS records buffered to leave in one write(2); 0: one write per record */
+  int cork;          /* TCP_CORK while a chunk from QEMU is written, so records fill whole segments */
   int down_batch;    /* drain many records into one write to QEMU */
   int up_buffer;     /* bytes read from QEMU per TLS write */
 } cfg = {
@@ -82,7 +83,7 @@ static struct {
     .socket_gid = -1,
     .handshake_timeout_ms = 15000,
     .linger_ms = 5000,
-    .write_batch = 1,
+    .write_batch = 4 * (16384 + 256),
     .down_batch = 1,
     .up_buffer = UP_BUFFER,
 };
@@ -288,7 +289,8 @@ static void read_config(void) {
     else if (!strcmp(name, "remote_port")) cfg.remote_port = to_int(name, value, 1, 65535);
     else if (!strcmp(name, "handshake_timeout_ms")) cfg.handshake_timeout_ms = to_int(name, value, 100, 600000);
     else if (!strcmp(name, "linger_ms")) cfg.linger_ms = to_int(name, value, 0, 600000);
-    else if (!strcmp(name, "write_batch")) cfg.write_batch = to_int(name, value, 0, 1);
+    else if (!strcmp(name, "write_batch")) cfg.write_batch = to_int(name, value, 0, 16 << 20);
+    else if (!strcmp(name, "cork")) cfg.cork = to_int(name, value, 0, 1);
     else if (!strcmp(name, "down_batch")) cfg.down_batch = to_int(name, value, 0, 1);
     else if (!strcmp(name, "up_buffer")) cfg.up_buffer = to_int(name, value, 16384, 4 << 20);
     else die("configuration: unknown record %s", name);
@@ -503,7 +505,7 @@ static void batch_records(SSL *ssl, int fd) {
     return;
   }
   BIO *buffer = BIO_new(BIO_f_buffer());
-  BIO_set_write_buffer_size(buffer, 4 * 16 * 1024 + 4 * 64);
+  BIO_set_write_buffer_size(buffer, cfg.write_batch);
   BIO_push(buffer, sock);
   BIO_up_ref(sock);
   SSL_set_bio(ssl, sock, buffer);
@@ -530,6 +532,7 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
   int plain_eof = 0, tls_eof = 0, plain_shut = 0;
   int closing = 0; /* 1: close_notify to send, 2: sent (perhaps still buffered), 3: FIN sent */
   int write_wants = 0, read_wants = 0; /* POLLIN/POLLOUT an SSL call is waiting for */
+  int corked = 0;
   long long linger_until = 0;
   const char *error = NULL;
 
@@ -544,6 +547,11 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
           up_len = (size_t)n;
           up_off = 0;
           progress = 1;
+          if (cfg.cork && !corked) {
+            int one = 1;
+            setsockopt(net, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+            corked = 1;
+          }
         } else if (n == 0) {
           plain_eof = 1;
           closing = 1;
@@ -629,6 +637,11 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
         shutdown(plain, SHUT_WR);
         progress = 1;
       }
+    }
+    if (corked) {
+      int zero = 0;
+      setsockopt(net, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+      corked = 0;
     }
     if (error != NULL) break;
     if (closing == 3 && plain_shut) break;

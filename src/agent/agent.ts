@@ -181,15 +181,17 @@ export class Agent {
     this.options = options;
     this.host = host;
     this.migrationOptions = migrationOptions;
+    const native = nativeRelayAvailability();
     this.tunnelRelay = decideTunnelRelay(
       options.tunnelRelay ?? migrationOptions['vmferry.tunnel_relay'].value,
-      nativeRelayAvailability(),
+      native,
     );
     this.tunnels = new AgentTunnels(() => this.frontend(), {
       stateDir: options.stateDir,
       tls: options.tls,
       listenHost: options.listenHost,
       relay: this.tunnelRelay.kind,
+      nativeAvailable: native.available,
       tunnelRoles: ROUTE_ROLES.tunnel,
       onEvent: (e) => this.onTransportEvent(e),
       ...(confinement.qemuUser !== undefined ? { qemuUser: confinement.qemuUser } : {}),

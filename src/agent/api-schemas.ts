@@ -36,6 +36,7 @@ const OVERRIDES = closed({
   transport: { enum: ['native', 'tunnelled'] },
   tls: { type: 'boolean' },
   tunnel: { enum: ['multi', 'naive'] },
+  relay: { enum: ['native', 'node'] },
   channels: { type: 'integer', minimum: 1 },
   bandwidthMiBps: nonNegative,
   completionTimeoutSeconds: nonNegative,

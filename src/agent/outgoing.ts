@@ -54,7 +54,7 @@ import type {
 import { SendQueue, busyRetryDelayMs, type QueuedItem } from '../maintenance/index.js';
 import { sharedDiskIdentities, type PreflightAnswer } from './preflight.js';
 import type { ConsoleTail } from './console-log.js';
-import { deviceIds, diskImagePath, type VmSpec } from '../qemu/index.js';
+import { deviceIds, diskImagePath, type TunnelRelayKind, type VmSpec } from '../qemu/index.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord, StateChange } from './journal.js';
 import type { JournalBacklog } from './journal-backlog.js';
@@ -846,6 +846,7 @@ export class OutgoingMigrations {
       destination: client,
       destinationHost: reply.destinationHost,
       mode: settings.tunnel,
+      ...(settings.relay !== undefined ? { relay: settings.relay } : {}),
       ...(reply.naivePort !== undefined ? { naivePort: reply.naivePort } : {}),
       ...(reply.relayPort !== undefined ? { relayPort: reply.relayPort } : {}),
     });
@@ -867,7 +868,7 @@ export class OutgoingMigrations {
         sync: p.sync ?? 'full',
       })),
       speed: settings.bandwidthMiBps * 1024 * 1024,
-      open: (reply) => this.openDiskTransport(id, reply, destination),
+      open: (reply) => this.openDiskTransport(id, reply, destination, settings.relay),
     };
   }
 
@@ -875,6 +876,7 @@ export class OutgoingMigrations {
     id: string,
     reply: IncomingReply,
     destination: AgentApi,
+    relay: TunnelRelayKind | undefined,
   ): Promise<DiskTransport> {
     const way = reply.disks;
     if (way === undefined) throw new PeerError('the destination did not say where to send the disks');
@@ -888,6 +890,7 @@ export class OutgoingMigrations {
       token: reply.tunnelToken,
       destination: destination.client,
       destinationHost: reply.destinationHost,
+      ...(relay !== undefined ? { relay } : {}),
     });
     return { target: { type: 'unix', path: tunnel.path }, close: tunnel.close };
   }

@@ -40,6 +40,8 @@ export class AgentTunnels {
       qemuUser?: QemuUser;
       /** Which relay runs this agent's `multi` tunnel ends. */
       relay: TunnelRelayKind;
+      /** Whether the native relay is built here (a migration may ask for it). */
+      nativeAvailable: boolean;
       /** Roles whose certificates may open tunnels (ROUTE_ROLES.tunnel), for the native destination relay. */
       tunnelRoles: readonly Role[];
       /** The native relays' events (refusals, handshake failures, connections), like the front door's. */
@@ -109,6 +111,7 @@ export class AgentTunnels {
     token: string;
     destination: AgentClient;
     destinationHost: string;
+    relay?: TunnelRelayKind;
   }): Promise<{ path: string; close: () => Promise<void> }> {
     const remote = tcpAddressOf(t.destination);
     const listenPath = this.socketPath(t.migrationId, 'disks-out');
@@ -120,7 +123,7 @@ export class AgentTunnels {
       expectedPeerCommonName: t.destinationHost,
       ...this.socketOwner(),
     };
-    const native = await this.openNativeSource(source);
+    const native = await this.openNativeSource(source, t.relay);
     if (native !== undefined) return { path: listenPath, close: native };
     const tunnel = await this.frontend().openSourceTunnel(source);
     return { path: listenPath, close: async () => void (await tunnel.close()) };
@@ -134,6 +137,7 @@ export class AgentTunnels {
     targetPath: string;
     channels: number;
     mode: TunnelMode;
+    relay?: TunnelRelayKind;
   }): Promise<{ naivePort?: number; relayPort?: number }> {
     const registration = {
       migrationId: t.migrationId,
@@ -155,7 +159,7 @@ export class AgentTunnels {
       if (port === undefined) throw new MigrationError('the naive tunnel did not bind a port');
       return { naivePort: port };
     }
-    if (this.options.relay === 'native') {
+    if (this.relayFor(t.relay) === 'native') {
       // A post-copy recovery prepares the same migration again: its old relay goes first.
       await this.native.get(t.migrationId)?.close();
       this.native.delete(t.migrationId);
@@ -170,6 +174,7 @@ export class AgentTunnels {
         if (relay.ready.port !== undefined) return { relayPort: relay.ready.port };
         await relay.close();
       } catch (err) {
+        if (t.relay === 'native') throw err;
         this.fellBack(t.migrationId, 'destination', err);
       }
     }
@@ -204,6 +209,7 @@ export class AgentTunnels {
     mode: TunnelMode;
     naivePort?: number;
     relayPort?: number;
+    relay?: TunnelRelayKind;
   }): Promise<TransportSession> {
     const agentPort = tcpAddressOf(t.destination);
     const listenPath = this.socketPath(t.migrationId, 'out');
@@ -232,27 +238,47 @@ export class AgentTunnels {
       expectedPeerCommonName: t.destinationHost,
       ...this.socketOwner(),
     };
-    const native = await this.openNativeSource(source);
+    const native = await this.openNativeSource(source, t.relay);
     if (native !== undefined) return { uri: `unix:${listenPath}`, close: native };
     const tunnel = await this.frontend().openSourceTunnel(source);
     return { uri: `unix:${listenPath}`, close: async () => void (await tunnel.close()) };
   }
 
-  /** The source end through a native relay when this agent runs them; undefined: use the front door (it said why). */
-  private async openNativeSource(source: {
-    migrationId: string;
-    token: string;
-    listenPath: string;
-    remote: { host: string; port: number };
-    expectedPeerCommonName: string;
-    socketOwner?: { uid: number; gid: number };
-  }): Promise<(() => Promise<void>) | undefined> {
-    if (this.options.relay !== 'native') return undefined;
+  /**
+   * The relay of one migration's end: the one it asks for, or this agent's own. Asking for the
+   * native relay where it is not built is refused (the plan said both ends would run it).
+   */
+  private relayFor(override: TunnelRelayKind | undefined): TunnelRelayKind {
+    if (override === 'native' && !this.options.nativeAvailable) {
+      throw new UsageError(
+        'this migration asks for the native tunnel relay, which is not built on this host',
+        {
+          hint: 'run node scripts/setup.mjs on it (it needs gcc and libssl-dev), or migrate without --relay native',
+        },
+      );
+    }
+    return override ?? this.options.relay;
+  }
+
+  /** The source end through a native relay when this migration runs one; undefined: use the front door (it said why). */
+  private async openNativeSource(
+    source: {
+      migrationId: string;
+      token: string;
+      listenPath: string;
+      remote: { host: string; port: number };
+      expectedPeerCommonName: string;
+      socketOwner?: { uid: number; gid: number };
+    },
+    override: TunnelRelayKind | undefined,
+  ): Promise<(() => Promise<void>) | undefined> {
+    if (this.relayFor(override) !== 'native') return undefined;
     try {
       const relay = await NativeRelay.openSource({ ...this.nativeEvents(), ...source });
       // The relay removes its socket file as it exits (unless a newer relay took the path).
       return async () => void (await relay.close());
     } catch (err) {
+      if (override === 'native') throw err;
       this.fellBack(source.migrationId, 'source', err);
       return undefined;
     }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConflictError, MigrationError, describeError } from '../errors.js';
 import type { TunnelMode } from '../policy/index.js';
+import type { TunnelRelayKind } from '../qemu/index.js';
 import { NbdExports, type ExportedDisk, type NbdAddress } from '../block/index.js';
 import type { QmpClient } from '../qemu/index.js';
 import type { Clock } from './clock.js';
@@ -21,6 +22,8 @@ export interface IncomingEndpoints {
     targetPath: string;
     channels: number;
     mode: TunnelMode;
+    /** This migration's relay (an override); absent: the agent's own. */
+    relay?: TunnelRelayKind;
   }): Promise<{ naivePort?: number; relayPort?: number }>;
   closeTunnel(migrationId: string): Promise<void>;
   /** Block migration: the unix socket the destination QEMU's NBD server listens on behind the tunnel. */
@@ -75,7 +78,7 @@ export interface DestinationMigrationDeps {
   postcopyStarted?: boolean;
   /** This host's agent name (its certificate's CN): QEMU TLS and the source check it. */
   hostName: string;
-  stream: StreamSettings & { tunnel: TunnelMode };
+  stream: StreamSettings & { tunnel: TunnelMode; relay?: TunnelRelayKind };
   /** The source agent's certificate name: only it may connect to the tunnel. */
   peerCommonName: string;
   qmp: QmpClient;
@@ -270,6 +273,7 @@ export class DestinationMigration {
       targetPath,
       channels,
       mode: stream.tunnel,
+      ...(stream.relay !== undefined ? { relay: stream.relay } : {}),
     });
     this.tunnelOpen = true;
     return {

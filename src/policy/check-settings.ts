@@ -11,6 +11,7 @@ const FIELDS: { [K in keyof MigrationSettings]: [check: (v: unknown) => boolean,
   tls: [isBool, 'true or false'],
   channels: [(v) => checkChannels(v, 'settings.channels') === v, 'a channel count'],
   tunnel: [(v) => v === 'multi' || v === 'naive', 'multi or naive'],
+  relay: [(v) => v === undefined || v === 'native' || v === 'node', 'native or node'],
   bandwidthMiBps: [isWhole, 'a whole number >= 0'],
   maxBandwidthBytes: [isWhole, 'a whole number >= 0'],
   downtimeSteps: [

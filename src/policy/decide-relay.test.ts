@@ -47,5 +47,8 @@ describe('tunnel relay', () => {
     assert.deepEqual(describeRelays('native', 'multi', native, native), []);
     assert.deepEqual(describeRelays('tunnelled', 'naive', native, native), []);
     assert.deepEqual(describeRelays('tunnelled', 'multi', undefined, undefined), []);
+    assert.deepEqual(describeRelays('tunnelled', 'multi', native, undefined, 'node'), [
+      { decision: 'tunnel', message: 'relay: node at both ends (override)' },
+    ]);
   });
 });

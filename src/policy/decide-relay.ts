@@ -46,8 +46,12 @@ export function describeRelays(
   tunnel: TunnelMode,
   source: TunnelRelay | undefined,
   destination: TunnelRelay | undefined,
+  override?: TunnelRelayKind,
 ): PlanReason[] {
   if (transport !== 'tunnelled' || tunnel !== 'multi') return [];
+  if (override !== undefined) {
+    return [{ decision: 'tunnel', message: `relay: ${override} at both ends (override)` }];
+  }
   if (source === undefined && destination === undefined) return [];
   const side = (r: TunnelRelay | undefined): string =>
     r?.reason ?? 'the TypeScript relay (an agent that does not say)';

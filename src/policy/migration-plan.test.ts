@@ -267,6 +267,29 @@ describe('planMigration: transport and TLS (live_migration_tunnelled tri-state)'
     assert.equal(p.transport, 'tunnelled');
     assert.match(reason(p, 'transport'), /override/);
   });
+
+  it("names each host's tunnel relay, or the one a migration asks for at both ends (tunnelled only)", () => {
+    const native = {
+      kind: 'native',
+      reason: 'the native relay ([vmferry] tunnel_relay = auto, and it is built)',
+    } as const;
+    const hosts = { source: { ...FULL_CAPABILITIES, tunnelRelay: native }, destination: FULL_CAPABILITIES };
+    const p = plan({}, { ...hosts, overrides: { transport: 'tunnelled' } });
+    assert.equal(p.relay, undefined);
+    assert.equal(
+      reason(p, 'tunnel'),
+      'relay: source native, the native relay ([vmferry] tunnel_relay = auto, and it is built); destination node, the TypeScript relay (an agent that does not say)',
+    );
+    const q = plan({}, { ...hosts, overrides: { transport: 'tunnelled', relay: 'node' } });
+    assert.equal(q.relay, 'node');
+    assert.equal(reason(q, 'tunnel'), 'relay: node at both ends (override)');
+    const settings = migrationSettings(q);
+    assert.equal(settings.relay, 'node');
+    assert.deepEqual(checkMigrationSettings(settings), settings);
+    const n = plan({}, { ...hosts, overrides: { transport: 'native', relay: 'native' } });
+    assert.equal(n.relay, undefined, 'no relay for a native stream');
+    assert.equal(reason(n, 'tunnel'), '');
+  });
 });
 
 describe('planMigration: channels, post-copy, auto-converge', () => {

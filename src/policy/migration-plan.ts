@@ -8,6 +8,7 @@ import type { DowntimeStep } from './downtime-steps.js';
 import { planContext, type MigrationKind, type PlanContext, type PlanInput } from './plan-input.js';
 import { decideRelayWorkers } from './relay-workers.js';
 import { describeRelays } from './decide-relay.js';
+import type { TunnelRelayKind } from '../qemu/index.js';
 import type {
   Decided,
   DiskPlan,
@@ -26,6 +27,8 @@ export interface MigrationPlan {
   readonly tls: boolean;
   readonly encryption: Encryption;
   readonly tunnel: TunnelMode;
+  /** The relay both ends must run (an override); undefined: each agent's own. */
+  readonly relay: TunnelRelayKind | undefined;
   /** Multifd channels; 1 = no multifd. */
   readonly channels: number;
   /** VIR_MIGRATE_* names describing the plan in nova's terms, sorted. */
@@ -114,6 +117,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
     tls: encryption.value !== 'none',
     encryption: encryption.value,
     tunnel: tunnel.value,
+    relay: transport.value === 'tunnelled' && tunnel.value === 'multi' ? ctx.overrides.relay : undefined,
     channels: channels.value,
     flags: flags.value,
     postCopy: postCopy.value,
@@ -188,7 +192,13 @@ function decideFlags(
 function relaysOf(ctx: PlanContext, transport: Transport, tunnel: TunnelMode): Decided<undefined> {
   return {
     value: undefined,
-    reasons: describeRelays(transport, tunnel, ctx.source.tunnelRelay, ctx.destination.tunnelRelay),
+    reasons: describeRelays(
+      transport,
+      tunnel,
+      ctx.source.tunnelRelay,
+      ctx.destination.tunnelRelay,
+      ctx.overrides.relay,
+    ),
   };
 }
 
@@ -205,6 +215,7 @@ export function migrationSettings(plan: MigrationPlan): MigrationSettings {
     tls: plan.tls,
     channels: plan.channels,
     tunnel: plan.tunnel,
+    ...(plan.relay !== undefined ? { relay: plan.relay } : {}),
     bandwidthMiBps: plan.bandwidthMiBps,
     maxBandwidthBytes: plan.qemuMaxBandwidthBytes,
     downtimeSteps: plan.downtimeSteps,

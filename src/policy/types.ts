@@ -1,4 +1,5 @@
 import type { DowntimeStep } from './downtime-steps.js';
+import type { TunnelRelayKind } from '../qemu/index.js';
 
 /** How guest memory travels: QEMU to QEMU, or through vmferry's agents. */
 export type Transport = 'native' | 'tunnelled';
@@ -49,6 +50,8 @@ export interface MigrationOverrides {
   /** false asks for clear text (refused unless [vmferry] permit_cleartext); true: encrypted or refuse. */
   tls?: boolean;
   tunnel?: TunnelMode;
+  /** The relay at both ends of a tunnelled stream, instead of what each agent runs by default. */
+  relay?: TunnelRelayKind;
   channels?: number;
   bandwidthMiBps?: number;
   completionTimeoutSeconds?: number;
@@ -70,6 +73,8 @@ export interface MigrationSettings {
   /** multifd channels; 1 means a single stream without multifd. */
   channels: number;
   tunnel: TunnelMode;
+  /** The relay both ends must run for this migration (an override); absent: each agent's own. */
+  relay?: TunnelRelayKind;
   /** MiB/s; 0 means unlimited. */
   bandwidthMiBps: number;
   /** QEMU's max-bandwidth for it, bytes/s: never QEMU's own 128 MiB/s default by accident. */

@@ -126,8 +126,10 @@ export function encodeRelayConfig(fields: Record<string, string | number | undef
 
 /** Knobs of the native relay's data path, for the benchmark (the defaults are what measured cheapest). */
 export interface NativeRelayTuning {
-  /** Several TLS records per write(2) through a buffering BIO. */
-  writeBatch?: boolean;
+  /** Bytes of TLS records gathered in a buffering BIO to leave in one write(2); 0: one write per record. */
+  writeBatch?: number;
+  /** TCP_CORK while a chunk read from QEMU is written out. */
+  cork?: boolean;
   /** Drain up to 1 MiB of records into one write to QEMU (off: 16 KiB at a time). */
   downBatch?: boolean;
   /** Bytes read from QEMU per SSL_write. */
@@ -165,7 +167,8 @@ function relayConfig(options: CommonOptions, fields: Record<string, string | num
     ciphers: options.cipherSuites ?? DEFAULT_CIPHER_SUITES,
     handshake_timeout_ms: options.handshakeTimeoutMs,
     linger_ms: options.lingerMs,
-    write_batch: tuning.writeBatch === undefined ? undefined : Number(tuning.writeBatch),
+    write_batch: tuning.writeBatch,
+    cork: tuning.cork === undefined ? undefined : Number(tuning.cork),
     down_batch: tuning.downBatch === undefined ? undefined : Number(tuning.downBatch),
     up_buffer: tuning.upBuffer,
   });

@@ -87,6 +87,16 @@ describe('each transport moves the guest intact (TCG); tunnels refuse strangers 
       { transport: 'tunnelled' },
       { transport: 'tunnelled', tls: true },
     ],
+    [
+      'tunnelled through native relays at both ends (--relay native)',
+      { transport: 'tunnelled', relay: 'native' },
+      { transport: 'tunnelled', tls: true },
+    ],
+    [
+      'tunnelled through TypeScript relays at both ends (--relay node)',
+      { transport: 'tunnelled', relay: 'node' },
+      { transport: 'tunnelled', tls: true },
+    ],
   ];
   for (const [title, options, expected] of cases) {
     it(`migrates over ${title}; the guest verifies OK on arrival`, async () => {
@@ -105,24 +115,30 @@ describe('each transport moves the guest intact (TCG); tunnels refuse strangers 
       assert.equal(report.channels, 4, 'multifd channels');
       assert.equal(report.guest, 'ok', report.guestDetail);
       if (report.transport === 'tunnelled') {
-        const relays = { a: 'node', b: 'native' } as const;
+        const override = options.relay as 'native' | 'node' | undefined;
+        const relays = { a: override ?? 'node', b: override ?? 'native' } as const;
         assert.ok(
-          report.reasons.some(
-            (r) =>
-              r.startsWith(`relay: source ${relays[from]}, the `) &&
-              r.includes(`; destination ${relays[to]}, the `),
+          report.reasons.some((r) =>
+            override !== undefined
+              ? r === `relay: ${override} at both ends (override)`
+              : r.startsWith(`relay: source ${relays[from]}, the `) &&
+                r.includes(`; destination ${relays[to]}, the `),
           ),
           report.reasons.join('\n'),
         );
-        // And b's end really went through its native relay: the relay's own events are in b's log.
-        const opened = readFileSync(lab.agents.b.logFile, 'utf8')
-          .split('\n')
-          .filter((l) => l.includes('tunnel-connection-opened') && l.includes(id));
-        assert.ok(opened.length >= 5, `b logged its connections of ${id}`);
-        assert.ok(
-          opened.every((l) => /relay\\?":\\?"native/.test(l)),
-          opened.join('\n'),
-        );
+        // And each end really went through the relay it should: the native relay's own events are in the log.
+        for (const host of ['a', 'b'] as const) {
+          const opened = readFileSync(lab.agents[host].logFile, 'utf8')
+            .split('\n')
+            .filter((l) => l.includes('tunnel-connection-opened') && l.includes(id));
+          assert.ok(opened.length >= 5, `${host} logged its connections of ${id}`);
+          const native = opened.filter((l) => /relay\\?":\\?"native/.test(l)).length;
+          assert.equal(
+            native,
+            relays[host] === 'native' ? opened.length : 0,
+            `${host}: ${opened.join('\n')}`,
+          );
+        }
       }
       await waitForOkHeartbeats(client[to], 'traveller', 2, before.guest.lastSeq);
       where = to;

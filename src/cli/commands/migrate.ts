@@ -31,6 +31,7 @@ interface MigrateFlags extends AgentConnectionFlags {
   abort?: string;
   forceComplete?: string;
   transport?: Transport;
+  relay?: 'native' | 'node';
   channels?: number;
   bandwidth?: number;
   completionTimeout?: number;
@@ -50,6 +51,7 @@ interface MigrateFlags extends AgentConnectionFlags {
 export function overridesFromFlags(flags: MigrateFlags): MigrationOverrides {
   const o: MigrationOverrides = {};
   if (flags.transport !== undefined) o.transport = flags.transport;
+  if (flags.relay !== undefined) o.relay = flags.relay;
   if (flags.channels !== undefined) o.channels = checkChannels(flags.channels, '--channels');
   if (flags.bandwidth !== undefined) o.bandwidthMiBps = flags.bandwidth;
   if (flags.completionTimeout !== undefined) o.completionTimeoutSeconds = flags.completionTimeout;
@@ -205,6 +207,11 @@ export const migrateCommand: CommandModule = {
           '--transport <native|tunnelled>',
           'override the planned transport',
           oneOf('--transport', ['native', 'tunnelled'] as const),
+        )
+        .option(
+          '--relay <native|node>',
+          "tunnelled: the relay at both ends for this migration, instead of each agent's [vmferry] tunnel_relay",
+          oneOf('--relay', ['native', 'node'] as const),
         )
         .option('--channels <n>', 'override the number of multifd channels', wholeNumber('--channels'))
         .option('--bandwidth <MiB/s>', 'bandwidth cap (0 = unlimited)', wholeNumber('--bandwidth'))
