@@ -198,6 +198,7 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     );
     assert.equal(chart.code, 0, chart.stderr);
     assert.match(readFileSync(join(lab.dir, 'block.svg'), 'utf8'), /data-series="remaining-disk"/);
+    await stopVm(b, 'tls-vm');
   });
 
   it("moves it through the agents' tunnel, keeping the source image when asked", async () => {
@@ -210,6 +211,7 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     assert.ok((report.disks?.[0]?.bytes ?? 0) >= 64 * MiB);
     await assertMoved('tunnel-vm', report);
     assert.ok(existsSync(join(instances('a'), rel)), '--keep-source-disks keeps it');
+    await stopVm(b, 'tunnel-vm');
   });
 
   it('moves it in clear text when asked for, [vmferry] permit_cleartext allowing it', async () => {
@@ -231,6 +233,7 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     assert.ok((report.disks?.[0]?.bytes ?? 0) >= 64 * MiB, `copied ${report.disks?.[0]?.bytes} bytes`);
     await assertMoved('clear-vm', report);
     assert.ok(!existsSync(join(instances('a'), rel)));
+    await stopVm(b, 'clear-vm');
   });
 
   it('copies only the top layer when B has the same base image (--block auto)', async () => {
@@ -257,6 +260,7 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     );
     // Every block checked on B reads through B's copy of the top into B's own base.
     await assertMoved('inc-vm', report);
+    await stopVm(b, 'inc-vm');
   });
 
   it('a migration failing midway (B killed during the disk copy) leaves A running on its unchanged disk and nothing on B', async () => {
@@ -292,7 +296,13 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     );
     assert.ok(!existsSync(join(instances('b'), rel)), 'no image left on B');
     assert.ok(!existsSync(join(instances('b'), 'fail-vm')), 'nor its folder');
+    await stopVm(a, 'fail-vm');
   });
+
+  /** Stops a VM the test is done with: a guest checking its disk keeps a vCPU busy (TCG). */
+  async function stopVm(client: AgentClient, name: string): Promise<void> {
+    await client.post(`/v1/vms/${name}/stop`, {}, { timeoutMs: 30_000 });
+  }
 
   /** Starts a block migration to B natively, the disk copy capped at 4 MiB/s, and waits until 8 MiB are copied. */
   async function copyingTo(name: string, options: Record<string, unknown> = {}): Promise<string> {
@@ -364,6 +374,7 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     );
     // A never switched to B's image: its guest still writes and checks all of its own disk with B's gone.
     await everyBlockChecked(a, 'cut-vm');
+    await stopVm(a, 'cut-vm');
   });
 
   it("B's agent killed (-9) during the disk copy and restarted: B removes the image it made, A keeps the VM on its own disk", async () => {
@@ -380,5 +391,6 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     const error = await goneFromB('restart-vm', rel, id);
     assert.equal(error, 'the agent restarted while the migration was in flight');
     await everyBlockChecked(a, 'restart-vm');
+    await stopVm(a, 'restart-vm');
   });
 });
