@@ -227,6 +227,8 @@ describe('authorization: the route table against a running agent', { timeout: 30
       tls,
       accel: 'tcg',
       workers: 1,
+      // The front door's relay: the native one has its own test below.
+      tunnelRelay: 'node',
       vmFileDirs: { imageDirs: [join(packageRoot(), 'guest', 'build')], diskDirs: [] },
       log: (line) => void logs.push(line),
     });
