@@ -30,7 +30,7 @@ import {
   type DiskCopyPlan,
   type DiskTransport,
 } from '../migration/index.js';
-import { inspectSourceDisks, placeProbes } from '../block/index.js';
+import { DiskMirrors, inspectSourceDisks, mirrorPrefix, placeProbes } from '../block/index.js';
 import { computeMigrationFlags, type ResolvedOptions } from '../config/index.js';
 import {
   migrationSettings,
@@ -54,7 +54,13 @@ import type {
 import { SendQueue, busyRetryDelayMs, type QueuedItem } from '../maintenance/index.js';
 import { sharedDiskIdentities, type PreflightAnswer } from './preflight.js';
 import type { ConsoleTail } from './console-log.js';
-import { deviceIds, diskImagePath, type TunnelRelayKind, type VmSpec } from '../qemu/index.js';
+import {
+  deviceIds,
+  diskImagePath,
+  type QmpClient,
+  type TunnelRelayKind,
+  type VmSpec,
+} from '../qemu/index.js';
 import type { AgentTunnels } from './tunnels.js';
 import type { Journal, MigrationRecord, StateChange } from './journal.js';
 import type { JournalBacklog } from './journal-backlog.js';
@@ -694,6 +700,7 @@ export class OutgoingMigrations {
       return;
     }
     const qmp = registry.qmpOf(m.vm);
+    if (qmp !== undefined) await this.giveUpDiskCopies(m, qmp);
     const restored =
       qmp !== undefined ? await restoreSourceGuest(qmp) : { outcome: 'gone', message: 'its QEMU is gone' };
     if (restored.outcome === 'running') registry.setState(m.vm, 'running', undefined, 'eventually');
@@ -804,12 +811,29 @@ export class OutgoingMigrations {
       return;
     }
     const qmp = registry.qmpOf(m.vm);
+    if (qmp !== undefined) await this.giveUpDiskCopies(m, qmp);
     const restored =
       qmp !== undefined ? await restoreSourceGuest(qmp) : { outcome: 'gone', message: 'its QEMU is gone' };
     if (restored.outcome === 'running') registry.setState(m.vm, 'running', undefined, 'eventually');
     const reason = `the agent restarted during the hand-over and ${m.peer} ${outcome === 'dropped' ? 'dropped its copy' : 'never got the request to start the guest'}`;
     this.journalLater(m.id, 'failed', { message: `${reason}; ${restored.message}`, error: reason });
     log(`migration ${m.id}: ${reason}; ${restored.message}`, { level: 'warn', migration: m.id, vm: m.vm });
+  }
+
+  /**
+   * Block migration called off after a restart: the disk copies the previous process
+   * left in the source QEMU are given up (the guest stays on its own images).
+   */
+  private async giveUpDiskCopies(m: MigrationRecord, qmp: QmpClient): Promise<void> {
+    const { disks, problems } = await DiskMirrors.giveUpLeftovers(qmp, mirrorPrefix(m.id));
+    const fields = { migration: m.id, vm: m.vm };
+    if (disks.length > 0)
+      this.options.log(
+        `migration ${m.id}: gave up the copies of disk(s) ${disks.join(', ')} left running`,
+        fields,
+      );
+    for (const p of problems)
+      this.options.log(`migration ${m.id}: giving up the disk copies: ${p}`, { level: 'warn', ...fields });
   }
 
   /** Journals a state change of a migration past the point of no return: when the disk allows. */

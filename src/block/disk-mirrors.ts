@@ -45,6 +45,29 @@ interface Job {
 
 const END_EVENTS = ['BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED'] as const;
 
+/** What a migration's mirror jobs and NBD nodes are named after in the source QEMU. */
+export function mirrorPrefix(migrationId: string): string {
+  return `vmf-${migrationId.slice(0, 8)}`;
+}
+
+/**
+ * The disks whose mirror job or NBD node of the migration named by `prefix`
+ * QEMU still lists (query-block-jobs, query-named-block-nodes), by disk index:
+ * what an agent that restarted mid-copy finds. Pure.
+ */
+export function leftoverMirrors(prefix: string, blockJobs: unknown, nodes: unknown): number[] {
+  const found = new Set<number>();
+  const look = (name: unknown, kind: 'mirror' | 'nbd'): void => {
+    if (typeof name !== 'string' || !name.startsWith(`${prefix}-${kind}`)) return;
+    const rest = name.slice(prefix.length + kind.length + 1);
+    if (/^\d{1,3}$/.test(rest)) found.add(Number(rest));
+  };
+  for (const j of parseBlockJobs(blockJobs)) look(j.id, 'mirror');
+  for (const n of Array.isArray(nodes) ? (nodes as Record<string, unknown>[]) : [])
+    look(n['node-name'], 'nbd');
+  return [...found].sort((x, y) => x - y);
+}
+
 /**
  * The source half of a block migration: one write-blocking mirror per disk into
  * an NBD node of the destination's export. The source never pivots onto the
@@ -121,6 +144,44 @@ export class DiskMirrors {
     return mirrors;
   }
 
+  /**
+   * After a restart: gives up what a migration (`prefix`) left in the source
+   * QEMU, as cancel() does: its mirrors force-cancelled, their connections cut,
+   * their NBD nodes removed. Over a cut link a mirror left running would keep
+   * the guest's writes waiting. Never throws; returns what it did not manage,
+   * and which disks it found.
+   */
+  static async giveUpLeftovers(
+    qmp: QmpClient,
+    prefix: string,
+  ): Promise<{ disks: number[]; problems: string[] }> {
+    try {
+      const [jobs, nodes] = await Promise.all([
+        qmp.execute('query-block-jobs'),
+        qmp.execute('query-named-block-nodes', { flat: true }),
+      ]);
+      const running = new Set(parseBlockJobs(jobs).map((j) => j.id));
+      const mirrors = new DiskMirrors(qmp);
+      const disks = leftoverMirrors(prefix, jobs, nodes);
+      for (const disk of disks) {
+        const id = `${prefix}-mirror${disk}`;
+        mirrors.jobs.push({
+          disk: { disk, nodeName: '', exportName: '', sync: 'full' },
+          id,
+          target: `${prefix}-nbd${disk}`,
+          started: running.has(id),
+        });
+      }
+      if (disks.length === 0) {
+        mirrors.stop();
+        return { disks, problems: [] };
+      }
+      return { disks, problems: await mirrors.cancel() };
+    } catch (err) {
+      return { disks: [], problems: [describeError(err)] };
+    }
+  }
+
   /** The job ids, for logs. */
   get jobIds(): string[] {
     return this.jobs.map((j) => j.id);
@@ -188,6 +249,11 @@ export class DiskMirrors {
   async cancel(timeoutMs = 30_000): Promise<string[]> {
     const problems: string[] = [];
     if (this.qmp.connected) {
+      // Over a cut link a request to the destination never ends: a guest write waits on it
+      // (write-blocking), block-job-cancel can wait on it (seen after an agent restart), and
+      // blockdev-del, which drains the node, would hang QEMU's main loop with it, even once
+      // QEMU no longer lists the cancelled job. Every connection is cut first.
+      problems.push(...(await this.cutConnections()));
       const running = new Set(
         parseBlockJobs(await this.qmp.execute('query-block-jobs').catch(() => [])).map((j) => j.id),
       );
@@ -197,10 +263,6 @@ export class DiskMirrors {
           problems.push(describeError(err)),
         );
       }
-      // Over a cut link a request to the destination never ends: a guest write waits on it
-      // (write-blocking), and blockdev-del, which drains the node, would hang QEMU's main loop
-      // with it, even once QEMU no longer lists the cancelled job. Every connection is cut first.
-      problems.push(...(await this.cutConnections()));
       await this.waitEnded(timeoutMs).catch((err: unknown) => problems.push(describeError(err)));
       problems.push(...(await this.detachTargets()));
     }

@@ -29,7 +29,13 @@ export {
   type QemuImgRunner,
 } from './disk-image.js';
 export { destinationBacking, isInside } from './disk-location.js';
-export { DiskMirrors, type MirroredDisk, type NbdClientTls } from './disk-mirrors.js';
+export {
+  DiskMirrors,
+  leftoverMirrors,
+  mirrorPrefix,
+  type MirroredDisk,
+  type NbdClientTls,
+} from './disk-mirrors.js';
 export { NbdExports, type ExportedDisk, type NbdServerTls } from './nbd-exports.js';
 export {
   checkDiskCheckRequest,

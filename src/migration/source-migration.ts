@@ -1,4 +1,4 @@
-import type { DiskSample } from '../block/index.js';
+import { mirrorPrefix, type DiskSample } from '../block/index.js';
 import { LimitError, MigrationError, describeError } from '../errors.js';
 import type { Failpoint } from '../failpoints.js';
 import { completionTimeoutReached, type MigrationSettings } from '../policy/index.js';
@@ -247,7 +247,7 @@ export class SourceMigration {
     if (plan === undefined || !this.copiesDisks || facts.reply === undefined) return;
     facts.copyingSince = deps.clock.now();
     facts.diskCopy = await DiskCopy.start(deps.qmp, plan, facts.reply, {
-      prefix: `vmf-${deps.id.slice(0, 8)}`,
+      prefix: mirrorPrefix(deps.id),
       tls:
         facts.tlsObject !== undefined
           ? { credsId: facts.tlsObject, hostname: this.destinationName }

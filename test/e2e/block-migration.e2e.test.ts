@@ -393,4 +393,34 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     await everyBlockChecked(a, 'restart-vm');
     await stopVm(a, 'restart-vm');
   });
+
+  it("A's agent killed (-9) during the disk copy with the link cut, and restarted: A gives the stuck copy up so the guest's writes go on, B drops its copy once the link is back", async () => {
+    const rel = 'srckill-vm/disk.qcow2';
+    await newDisk(rel);
+    await startGuest('srckill-vm', rel, 16);
+    const id = await copyingTo('srckill-vm');
+    const network = lab.network;
+    assert.ok(network !== undefined, 'the lab runs in network namespaces');
+    network.cutLink();
+    try {
+      await lab.stopAgent('a', 'SIGKILL');
+      await lab.startAgent('a');
+      const record = await waitFor(`A's record of ${id} to end`, async () => {
+        const m = await a.get<{ state: string; error: string | null }>(`/v1/migrations/${id}`);
+        return m.state === 'failed' ? m : undefined;
+      });
+      assert.equal(record.error, 'the agent restarted while the migration was in flight');
+      assert.equal((await a.get<VmView>('/v1/vms/srckill-vm')).state, 'running');
+      // Still cut off from B: a mirror left running would hold every guest write (write-blocking).
+      await everyBlockChecked(a, 'srckill-vm');
+    } finally {
+      network.restoreLink();
+    }
+    const error = await goneFromB('srckill-vm', rel, id);
+    assert.equal(
+      error,
+      `source gave up: ${lab.agents.a.name} ended this migration (failed) without telling this host; nobody will finish this copy`,
+    );
+    await stopVm(a, 'srckill-vm');
+  });
 });
