@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { leftoverMirrors, mirrorPrefix } from './disk-mirrors.js';
+import { QmpCommandError } from '../errors.js';
+import { isJobGone, leftoverMirrors, mirrorPrefix } from './disk-mirrors.js';
 
 describe('what a migration left in the source QEMU (after a restart)', () => {
   const prefix = mirrorPrefix('1c43c5c2-aaaa-bbbb-cccc-000000000000');
@@ -29,5 +30,18 @@ describe('what a migration left in the source QEMU (after a restart)', () => {
   it('finds nothing in empty or unexpected answers', () => {
     assert.deepEqual(leftoverMirrors(prefix, [], []), []);
     assert.deepEqual(leftoverMirrors(prefix, {}, 'x'), []);
+  });
+});
+
+describe('cancelling a job QEMU no longer has', () => {
+  it('is not a problem when QEMU says the job is gone, and is one for any other refusal', () => {
+    const gone = new QmpCommandError(
+      'block-job-cancel',
+      'DeviceNotActive',
+      "Block job 'vmf-5eb86902-mirror0' not found",
+    );
+    assert.equal(isJobGone(gone), true);
+    assert.equal(isJobGone(new QmpCommandError('block-job-cancel', 'GenericError', 'busy')), false);
+    assert.equal(isJobGone(new Error('DeviceNotActive')), false);
   });
 });

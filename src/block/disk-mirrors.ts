@@ -1,4 +1,4 @@
-import { MigrationError, describeError } from '../errors.js';
+import { MigrationError, QmpCommandError, describeError } from '../errors.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import {
   blockJobCancel,
@@ -259,9 +259,10 @@ export class DiskMirrors {
       );
       for (const job of this.jobs) {
         if (!job.started || this.ended.has(job.id) || !running.has(job.id)) continue;
-        await this.call(blockJobCancel(job.id, true)).catch((err: unknown) =>
-          problems.push(describeError(err)),
-        );
+        await this.call(blockJobCancel(job.id, true)).catch((err: unknown) => {
+          // The cut connection ends the job on its own: gone between the query and the cancel is the goal.
+          if (!isJobGone(err)) problems.push(describeError(err));
+        });
       }
       await this.waitEnded(timeoutMs).catch((err: unknown) => problems.push(describeError(err)));
       problems.push(...(await this.detachTargets()));
@@ -330,4 +331,9 @@ export class DiskMirrors {
     this.stop();
     return problems;
   }
+}
+
+/** QEMU's answer to cancelling a job it no longer has (it ended meanwhile). */
+export function isJobGone(err: unknown): boolean {
+  return err instanceof QmpCommandError && err.qemuClass === 'DeviceNotActive';
 }
