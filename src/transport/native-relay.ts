@@ -8,7 +8,7 @@ import type { Role, TlsIdentity } from '../pki/index.js';
 import type { WorkerEvent } from './ipc-protocol.js';
 import type { SocketOwner } from './private-socket.js';
 import { DEFAULT_CIPHER_SUITES } from './relay-tuning.js';
-import { isValidMigrationId, validateRegistration, type TunnelRegistration } from './tunnel-policy.js';
+import { validateRegistration, validateSourceTunnel, type TunnelRegistration } from './tunnel-policy.js';
 
 /** Where scripts/setup.mjs builds the native relay (`make -C native`). */
 export function nativeRelayPath(root = packageRoot()): string {
@@ -246,15 +246,7 @@ export class NativeRelay {
       socketOwner?: SocketOwner;
     },
   ): Promise<NativeRelay> {
-    if (!isValidMigrationId(options.migrationId)) {
-      throw new UsageError(`tunnel migrationId ${JSON.stringify(options.migrationId)} is not a valid id`);
-    }
-    if (!options.listenPath.startsWith('/')) {
-      throw new UsageError(`tunnel listenPath must be absolute, got ${JSON.stringify(options.listenPath)}`);
-    }
-    if (options.token.length === 0 || /[\r\n]/.test(options.token)) {
-      throw new UsageError('tunnel token must be a non-empty string on one line');
-    }
+    validateSourceTunnel(options);
     return NativeRelay.start(options, {
       mode: 'source',
       listen_path: options.listenPath,

@@ -2,9 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { listenPrivate, type SocketOwner } from './private-socket.js';
 import { createServer, type Server, type Socket } from 'node:net';
-import { UsageError } from '../errors.js';
 import type { TunnelCounters, TunnelRemote } from './ipc-protocol.js';
-import { isValidMigrationId } from './tunnel-policy.js';
+import { validateSourceTunnel } from './tunnel-policy.js';
 import type { TlsIdentity } from '../pki/index.js';
 import type { WorkerPool } from './worker-pool.js';
 
@@ -101,15 +100,7 @@ export class SourceTunnel {
   }
 
   static async open(options: SourceTunnelOptions): Promise<SourceTunnel> {
-    if (!isValidMigrationId(options.migrationId)) {
-      throw new UsageError(`tunnel migrationId ${JSON.stringify(options.migrationId)} is not a valid id`);
-    }
-    if (!options.listenPath.startsWith('/')) {
-      throw new UsageError(`tunnel listenPath must be absolute, got ${JSON.stringify(options.listenPath)}`);
-    }
-    if (options.token.length === 0 || /[\r\n]/.test(options.token)) {
-      throw new UsageError('tunnel token must be a non-empty string on one line');
-    }
+    validateSourceTunnel(options);
     const server = createServer({ pauseOnConnect: true, allowHalfOpen: true });
     const tunnel = new SourceTunnel(options, server);
     const { tls } = options;

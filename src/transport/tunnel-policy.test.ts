@@ -17,6 +17,7 @@ import {
   tunnelRefused,
   tunnelRequest,
   validateRegistration,
+  validateSourceTunnel,
   type TunnelRegistration,
 } from './tunnel-policy.js';
 import type { Role } from '../pki/index.js';
@@ -243,6 +244,30 @@ describe('tunnel registration checks', () => {
         () => validateRegistration({ ...registration, ...patch }),
         (err: unknown) =>
           err instanceof UsageError && pattern.test(err.message) && !err.message.includes('xxxx'),
+      );
+    }
+  });
+});
+
+describe('validateSourceTunnel', () => {
+  const ok = { migrationId: 'm-1', listenPath: '/run/t.sock', token: 'x'.repeat(32) };
+
+  it('accepts a valid id, an absolute path and a one-line token', () => {
+    validateSourceTunnel(ok);
+  });
+
+  it('refuses each bad option, naming it', () => {
+    const cases: [Partial<typeof ok>, string][] = [
+      [{ migrationId: 'a b' }, 'tunnel migrationId "a b" is not a valid id'],
+      [{ listenPath: 'rel.sock' }, 'tunnel listenPath must be absolute, got "rel.sock"'],
+      [{ token: '' }, 'tunnel token must be a non-empty string on one line'],
+      [{ token: 'ab\ncd' }, 'tunnel token must be a non-empty string on one line'],
+    ];
+    for (const [bad, message] of cases) {
+      assert.throws(
+        () => validateSourceTunnel({ ...ok, ...bad }),
+        (err: unknown) => err instanceof UsageError && err.message === message,
+        message,
       );
     }
   });

@@ -281,3 +281,16 @@ export function validateRegistration(r: TunnelRegistration): TunnelRegistration 
   }
   return r;
 }
+
+/** Checks a source tunnel's options on entry (either relay); a bad one throws naming it. */
+export function validateSourceTunnel(o: { migrationId: string; listenPath: string; token: string }): void {
+  if (!isValidMigrationId(o.migrationId)) {
+    throw new UsageError(`tunnel migrationId ${JSON.stringify(o.migrationId)} is not a valid id`);
+  }
+  if (!o.listenPath.startsWith('/')) {
+    throw new UsageError(`tunnel listenPath must be absolute, got ${JSON.stringify(o.listenPath)}`);
+  }
+  if (o.token.length === 0 || /[\r\n]/.test(o.token)) {
+    throw new UsageError('tunnel token must be a non-empty string on one line');
+  }
+}
