@@ -35,13 +35,16 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -75,7 +78,10 @@ static struct {
   int write_batch;   /* bytes of TLS records buffered to leave in one write(2); 0: one write per record */
   int cork;          /* TCP_CORK while a chunk from QEMU is written, so records fill whole segments */
   int down_batch;    /* drain many records into one write to QEMU */
-  int up_buffer;     /* bytes read from QEMU per TLS write */
+  int up_buffer;     /* bytes read from QEMU per TLS write (sealed: per batch of records) */
+  int sealed;        /* the sending direction seals its own records after the head exchange (see sealer) */
+  int key_update_records; /* sealed: records under one key before a KeyUpdate */
+  int key_update_requested; /* sealed: our KeyUpdates ask the peer to update too (tests) */
 } cfg = {
     .listen_port = 0,
     .max_connections = 1,
@@ -86,6 +92,9 @@ static struct {
     .write_batch = 4 * (16384 + 256),
     .down_batch = 1,
     .up_buffer = UP_BUFFER,
+    .sealed = 1,
+    /* Far below AES-GCM's 2^24.5 full records per key (RFC 8446 5.5): 64 GiB per key. */
+    .key_update_records = 1 << 22,
 };
 
 static SSL_CTX *ctx;
@@ -99,6 +108,9 @@ static struct stat bound; /* source: the socket file we made; removed at exit on
 static int settled_pipe[2];
 
 static void die(const char *fmt, ...);
+static void on_keylog(const SSL *ssl, const char *line);
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg);
+static int sealer_index = -1;
 
 /* ---- JSON output ---- */
 
@@ -293,6 +305,9 @@ static void read_config(void) {
     else if (!strcmp(name, "cork")) cfg.cork = to_int(name, value, 0, 1);
     else if (!strcmp(name, "down_batch")) cfg.down_batch = to_int(name, value, 0, 1);
     else if (!strcmp(name, "up_buffer")) cfg.up_buffer = to_int(name, value, 16384, 4 << 20);
+    else if (!strcmp(name, "sealed")) cfg.sealed = to_int(name, value, 0, 1);
+    else if (!strcmp(name, "key_update_records")) cfg.key_update_records = to_int(name, value, 1, 1 << 23);
+    else if (!strcmp(name, "key_update_requested")) cfg.key_update_requested = to_int(name, value, 0, 1);
     else die("configuration: unknown record %s", name);
   }
   OPENSSL_cleanse(all, len);
@@ -327,6 +342,10 @@ static void setup_tls(void) {
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
+  /* What the sealed send path needs to know of each connection (struct sealer). */
+  sealer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  SSL_CTX_set_keylog_callback(ctx, on_keylog);
+  SSL_CTX_set_msg_callback(ctx, on_message);
 
   BIO *b = mem_bio(cfg.cert);
   X509 *leaf = PEM_read_bio_X509(b, NULL, NULL, NULL);
@@ -511,11 +530,270 @@ static void batch_records(SSL *ssl, int fd) {
   SSL_set_bio(ssl, sock, buffer);
 }
 
+/* ---- the sealed send path ---- */
+
+/*
+ * After the head exchange the sending direction leaves OpenSSL's record layer: QEMU's
+ * stream is read straight into record-shaped slots of one buffer, each TLS 1.3 record
+ * is sealed in place (RFC 8446 5.2) and a batch of them leaves in one write(2), so no
+ * byte is copied between QEMU's socket and the TCP socket. OpenSSL keeps the handshake
+ * and the whole receiving direction. Its write BIO then goes nowhere: OpenSSL 3.0 answers
+ * a peer's KeyUpdate with update_requested from inside SSL_read, and that answer is sent
+ * from here instead, under our sequence; any other record OpenSSL writes (an alert)
+ * fails the connection rather than desynchronise it.
+ */
+#define RECORD_HEADER 5
+#define RECORD_PLAIN 16384
+#define RECORD_TAG 16
+#define RECORD_SLOT (RECORD_HEADER + RECORD_PLAIN + 1 + RECORD_TAG)
+#define KEY_UPDATE_RECORD (RECORD_HEADER + 5 + 1 + RECORD_TAG)
+#define ALERT_RECORD (RECORD_HEADER + 2 + 1 + RECORD_TAG)
+/* Room before the first slot for a KeyUpdate record, so it leaves in the same write. */
+#define CONTROL_ROOM 64
+
+struct sealer {
+  /* Seen through the callbacks during the handshake and the head exchange. */
+  unsigned char secret[EVP_MAX_MD_SIZE]; /* our application traffic secret */
+  size_t secret_len;
+  long long records_before; /* application-data records OpenSSL wrote: our first sequence number */
+  int openssl_updated;      /* OpenSSL wrote a KeyUpdate or a ticket: the secret or the count is not ours */
+  int update_owed;          /* the peer asked for a KeyUpdate (update_requested) */
+  int taken;                /* from here on every record of this direction is ours */
+  int openssl_wrote;        /* OpenSSL wrote something other than a KeyUpdate after the takeover */
+  /* After the takeover. */
+  EVP_CIPHER_CTX *aead;
+  const EVP_MD *md;
+  size_t key_len;
+  unsigned char key[32], iv[12];
+  uint64_t seq;
+  long long under_key; /* records sealed under the current key */
+  long long key_updates;
+};
+
+static int unhex(const char *s, size_t n, unsigned char *out) {
+  for (size_t i = 0; i < n; i++) {
+    int hi = OPENSSL_hexchar2int((unsigned char)s[2 * i]), lo = OPENSSL_hexchar2int((unsigned char)s[2 * i + 1]);
+    if (hi < 0 || lo < 0) return 0;
+    out[i] = (unsigned char)(hi << 4 | lo);
+  }
+  return 1;
+}
+
+/* The keylog line of our sending secret: "<LABEL> <client random> <secret>", hex. Kept in memory only. */
+static void on_keylog(const SSL *ssl, const char *line) {
+  struct sealer *s = SSL_get_ex_data(ssl, sealer_index);
+  const char *label = SSL_is_server(ssl) ? "SERVER_TRAFFIC_SECRET_0 " : "CLIENT_TRAFFIC_SECRET_0 ";
+  size_t label_len = strlen(label);
+  if (s == NULL || strncmp(line, label, label_len) != 0) return;
+  const char *random_hex = line + label_len, *space = strchr(random_hex, ' ');
+  unsigned char random[SSL3_RANDOM_SIZE], ours[SSL3_RANDOM_SIZE];
+  if (space == NULL || space - random_hex != 2 * SSL3_RANDOM_SIZE || !unhex(random_hex, SSL3_RANDOM_SIZE, random))
+    return;
+  if (SSL_get_client_random(ssl, ours, sizeof ours) != sizeof ours || CRYPTO_memcmp(random, ours, sizeof ours) != 0)
+    return;
+  size_t hex_len = strlen(space + 1);
+  if (hex_len % 2 != 0 || hex_len / 2 > sizeof s->secret || !unhex(space + 1, hex_len / 2, s->secret)) return;
+  s->secret_len = hex_len / 2;
+}
+
+/* Counts the records OpenSSL writes and notices the post-handshake messages that change keys. */
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                       void *arg) {
+  struct sealer *s = SSL_get_ex_data(ssl, sealer_index);
+  const unsigned char *b = buf;
+  if (s == NULL) return;
+  if (!write_p) {
+    if (content_type == SSL3_RT_HANDSHAKE && len >= 5 && b[0] == SSL3_MT_KEY_UPDATE && b[4] == SSL_KEY_UPDATE_REQUESTED)
+      s->update_owed = 1;
+  } else if (s->taken) {
+    /* Into the null BIO: OpenSSL's own answer to a KeyUpdate request becomes ours; anything else is lost. */
+    if (content_type == SSL3_RT_HANDSHAKE && len >= 1 && b[0] == SSL3_MT_KEY_UPDATE) s->update_owed = 1;
+    else if (content_type == SSL3_RT_HANDSHAKE || content_type == SSL3_RT_ALERT ||
+             (content_type == SSL3_RT_INNER_CONTENT_TYPE && len == 1 && b[0] == SSL3_RT_APPLICATION_DATA))
+      s->openssl_wrote = 1;
+  } else if (content_type == SSL3_RT_INNER_CONTENT_TYPE && len == 1 && b[0] == SSL3_RT_APPLICATION_DATA) {
+    s->records_before++;
+  } else if (content_type == SSL3_RT_HANDSHAKE && len >= 1 &&
+             (b[0] == SSL3_MT_KEY_UPDATE || b[0] == SSL3_MT_NEWSESSION_TICKET)) {
+    s->openssl_updated = 1;
+  }
+}
+
+/* HKDF-Expand-Label(secret, label, "", out_len) of RFC 8446 7.1. */
+static int expand_label(const EVP_MD *md, const unsigned char *secret, size_t secret_len, const char *label,
+                        unsigned char *out, size_t out_len) {
+  unsigned char info[2 + 1 + 255 + 1];
+  size_t label_len = strlen(label);
+  info[0] = (unsigned char)(out_len >> 8);
+  info[1] = (unsigned char)out_len;
+  info[2] = (unsigned char)(6 + label_len);
+  memcpy(info + 3, "tls13 ", 6);
+  memcpy(info + 9, label, label_len);
+  info[9 + label_len] = 0; /* empty context */
+  EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+  EVP_KDF_CTX *kctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)EVP_MD_get0_name(md), 0),
+      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, secret_len),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + label_len),
+      OSSL_PARAM_construct_end(),
+  };
+  int ok = kctx != NULL && EVP_KDF_derive(kctx, out, out_len, params) == 1;
+  EVP_KDF_CTX_free(kctx);
+  EVP_KDF_free(kdf);
+  return ok;
+}
+
+/* Key and IV of the current secret, into the AEAD context. */
+static int install_key(struct sealer *s) {
+  int ok = expand_label(s->md, s->secret, s->secret_len, "key", s->key, s->key_len) &&
+           expand_label(s->md, s->secret, s->secret_len, "iv", s->iv, sizeof s->iv) &&
+           EVP_EncryptInit_ex(s->aead, NULL, NULL, s->key, NULL) == 1;
+  OPENSSL_cleanse(s->key, sizeof s->key);
+  s->seq = 0;
+  s->under_key = 0;
+  return ok;
+}
+
+/*
+ * Takes the sending direction over from OpenSSL: NULL when done, else why it stays on
+ * SSL_write (the sealed path off, a suite without an AEAD we seal, a secret not seen).
+ */
+static const char *take_over(SSL *ssl, struct sealer *s) {
+  if (!cfg.sealed) return "off";
+  const SSL_CIPHER *suite = SSL_get_current_cipher(ssl);
+  const char *name;
+  switch (suite != NULL ? SSL_CIPHER_get_protocol_id(suite) : 0) {
+    case 0x1301: name = "AES-128-GCM"; s->key_len = 16; break;
+    case 0x1302: name = "AES-256-GCM"; s->key_len = 32; break;
+    case 0x1303: name = "ChaCha20-Poly1305"; s->key_len = 32; break;
+    default: return "a TLS 1.3 suite the relay does not seal";
+  }
+  s->md = SSL_CIPHER_get_handshake_digest(suite);
+  if (s->md == NULL || s->secret_len == 0 || s->secret_len != (size_t)EVP_MD_get_size(s->md))
+    return "no traffic secret";
+  if (s->openssl_updated) return "OpenSSL updated its keys";
+  if (BIO_wpending(SSL_get_wbio(ssl)) > 0) return "records still buffered";
+  EVP_CIPHER *cipher = EVP_CIPHER_fetch(NULL, name, NULL);
+  s->aead = EVP_CIPHER_CTX_new();
+  int ok = cipher != NULL && s->aead != NULL && EVP_EncryptInit_ex(s->aead, cipher, NULL, NULL, NULL) == 1 &&
+           install_key(s);
+  EVP_CIPHER_free(cipher);
+  if (!ok) return "the AEAD cannot be set up";
+  s->seq = (uint64_t)s->records_before;
+  s->taken = 1;
+  SSL_set0_wbio(ssl, BIO_new(BIO_s_null())); /* frees the buffering BIO; the socket stays the read BIO */
+  return NULL;
+}
+
+static void sealer_end(struct sealer *s) {
+  EVP_CIPHER_CTX_free(s->aead);
+  s->aead = NULL;
+  OPENSSL_cleanse(s->secret, sizeof s->secret);
+  OPENSSL_cleanse(s->iv, sizeof s->iv);
+}
+
+/*
+ * Seals the record at `rec` whose `len` bytes of plaintext already sit at rec + 5, in
+ * place: inner content type, AEAD with nonce iv ^ seq and the header as additional
+ * data, tag. Returns the record's size, 0 if the AEAD failed.
+ */
+static size_t seal_record(struct sealer *s, unsigned char *rec, size_t len, unsigned char type) {
+  size_t inner = len + 1, size = RECORD_HEADER + inner + RECORD_TAG;
+  unsigned char nonce[12];
+  int n;
+  rec[RECORD_HEADER + len] = type;
+  rec[0] = SSL3_RT_APPLICATION_DATA;
+  rec[1] = 3;
+  rec[2] = 3;
+  rec[3] = (unsigned char)((inner + RECORD_TAG) >> 8);
+  rec[4] = (unsigned char)(inner + RECORD_TAG);
+  memcpy(nonce, s->iv, sizeof nonce);
+  for (int i = 0; i < 8; i++) nonce[4 + i] ^= (unsigned char)(s->seq >> (56 - 8 * i));
+  unsigned char *body = rec + RECORD_HEADER;
+  if (EVP_EncryptInit_ex(s->aead, NULL, NULL, NULL, nonce) != 1 ||
+      EVP_EncryptUpdate(s->aead, NULL, &n, rec, RECORD_HEADER) != 1 ||
+      EVP_EncryptUpdate(s->aead, body, &n, body, (int)inner) != 1 || (size_t)n != inner ||
+      EVP_EncryptFinal_ex(s->aead, body + inner, &n) != 1 ||
+      EVP_CIPHER_CTX_ctrl(s->aead, EVP_CTRL_AEAD_GET_TAG, RECORD_TAG, body + inner) != 1)
+    return 0;
+  s->seq++;
+  s->under_key++;
+  return size;
+}
+
+/* A KeyUpdate record at `rec` under the current key, then the next key (RFC 8446 4.6.3, 7.2). */
+static int key_update(struct sealer *s, unsigned char *rec) {
+  unsigned char *m = rec + RECORD_HEADER;
+  m[0] = SSL3_MT_KEY_UPDATE;
+  m[1] = 0;
+  m[2] = 0;
+  m[3] = 1;
+  m[4] = cfg.key_update_requested ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED;
+  if (seal_record(s, rec, 5, SSL3_RT_HANDSHAKE) != KEY_UPDATE_RECORD) return 0;
+  unsigned char next[EVP_MAX_MD_SIZE];
+  int ok = expand_label(s->md, s->secret, s->secret_len, "traffic upd", next, s->secret_len);
+  memcpy(s->secret, next, s->secret_len);
+  OPENSSL_cleanse(next, sizeof next);
+  s->update_owed = 0;
+  s->key_updates++;
+  return ok && install_key(s);
+}
+
+/* close_notify (RFC 8446 6.1) at `rec`. */
+static int close_notify(struct sealer *s, unsigned char *rec) {
+  rec[RECORD_HEADER] = SSL3_AL_WARNING;
+  rec[RECORD_HEADER + 1] = SSL_AD_CLOSE_NOTIFY;
+  return seal_record(s, rec, 2, SSL3_RT_ALERT) == ALERT_RECORD;
+}
+
 /* ---- the relay loop ---- */
 
 struct counters {
   long long from_qemu, to_qemu;
+  int sealed;            /* the sending direction sealed its own records */
+  long long key_updates; /* KeyUpdates the sealed path sent */
 };
+
+/* Sealed records waiting to leave: records[start, end) of a buffer of `slots` record slots. */
+struct sealed_out {
+  struct sealer *sealer;
+  unsigned char *records;
+  int slots;
+  size_t start, end;
+};
+
+#define SLOT(o, i) ((o)->records + CONTROL_ROOM + (size_t)(i) * RECORD_SLOT)
+
+/*
+ * One readv from QEMU straight into the slots' plaintext, each record sealed in place;
+ * a KeyUpdate goes first when one is due. >0: bytes read; 0: QEMU ended; <0: errno.
+ */
+static ssize_t read_and_seal(int plain, struct sealed_out *o) {
+  struct sealer *s = o->sealer;
+  int due = s->update_owed || s->under_key >= cfg.key_update_records;
+  long long room = due ? cfg.key_update_records : cfg.key_update_records - s->under_key;
+  int slots = room < o->slots ? (int)room : o->slots;
+  struct iovec iov[slots];
+  for (int i = 0; i < slots; i++) iov[i] = (struct iovec){SLOT(o, i) + RECORD_HEADER, RECORD_PLAIN};
+  ssize_t n = readv(plain, iov, slots);
+  if (n <= 0) return n < 0 ? -errno : 0;
+  o->start = o->end = CONTROL_ROOM;
+  if (due) {
+    o->start -= KEY_UPDATE_RECORD;
+    if (!key_update(s, o->records + o->start)) return -EPROTO;
+  }
+  for (size_t done = 0, i = 0; done < (size_t)n; i++) {
+    size_t len = (size_t)n - done < RECORD_PLAIN ? (size_t)n - done : RECORD_PLAIN;
+    size_t size = seal_record(s, SLOT(o, i), len, SSL3_RT_APPLICATION_DATA);
+    if (size == 0) return -EPROTO;
+    o->end += size; /* only the last slot can be short, so the records are contiguous */
+    done += len;
+  }
+  return n;
+}
 
 /*
  * Relays plain <-> TLS until both directions have ended, or either fails.
@@ -524,14 +802,18 @@ struct counters {
  */
 static const char *relay(int plain, SSL *ssl, struct counters *c) {
   int net = SSL_get_fd(ssl);
+  struct sealed_out out = {.sealer = SSL_get_ex_data(ssl, sealer_index), .slots = cfg.up_buffer / RECORD_PLAIN};
+  int sealed = out.sealer != NULL && take_over(ssl, out.sealer) == NULL;
   BIO *wbio = SSL_get_wbio(ssl);
-  char *up = malloc((size_t)cfg.up_buffer);
+  c->sealed = sealed;
+  if (sealed) out.records = malloc(CONTROL_ROOM + (size_t)out.slots * RECORD_SLOT);
+  char *up = sealed ? NULL : malloc((size_t)cfg.up_buffer);
   char *down = malloc(DOWN_BUFFER);
   size_t down_cap = cfg.down_batch ? DOWN_BUFFER : 16 * 1024;
   size_t up_len = 0, up_off = 0, down_len = 0, down_off = 0;
   int plain_eof = 0, tls_eof = 0, plain_shut = 0;
   int closing = 0; /* 1: close_notify to send, 2: sent (perhaps still buffered), 3: FIN sent */
-  int write_wants = 0, read_wants = 0; /* POLLIN/POLLOUT an SSL call is waiting for */
+  int write_wants = 0, read_wants = 0; /* POLLIN/POLLOUT an SSL call or a sealed write is waiting for */
   int corked = 0;
   long long linger_until = 0;
   const char *error = NULL;
@@ -540,63 +822,104 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
     int progress = 1;
     while (progress && error == NULL) {
       progress = 0;
-      /* QEMU -> TLS: one large read, one SSL_write of it (several records) */
-      if (up_off == up_len && !plain_eof) {
-        ssize_t n = read(plain, up, (size_t)cfg.up_buffer);
-        if (n > 0) {
-          up_len = (size_t)n;
-          up_off = 0;
-          progress = 1;
-          if (cfg.cork && !corked) {
-            int one = 1;
-            setsockopt(net, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
-            corked = 1;
+      if (sealed) {
+        /* QEMU -> TLS, sealed here: read a batch of records, seal them, one write */
+        if (out.start == out.end && !plain_eof) {
+          ssize_t n = read_and_seal(plain, &out);
+          if (n > 0) {
+            c->from_qemu += n;
+            atomic_fetch_add(&total_from_qemu, n);
+            progress = 1;
+          } else if (n == 0) {
+            plain_eof = 1;
+            out.end = CONTROL_ROOM;
+            out.start = out.end - ALERT_RECORD;
+            if (!close_notify(out.sealer, out.records + out.start)) error = "sealing a TLS record failed";
+            closing = 2;
+            progress = 1;
+          } else if (n == -EPROTO) {
+            error = "sealing a TLS record failed";
+          } else if (n != -EAGAIN && n != -EINTR) {
+            error = "QEMU's connection failed";
           }
-        } else if (n == 0) {
-          plain_eof = 1;
-          closing = 1;
-          progress = 1;
-        } else if (errno != EAGAIN && errno != EINTR) {
-          error = "QEMU's connection failed";
         }
-      }
-      if (up_off < up_len) {
-        write_wants = 0;
-        int r = SSL_write(ssl, up + up_off, (int)(up_len - up_off));
-        if (r > 0) {
-          up_off += (size_t)r;
-          c->from_qemu += r;
-          atomic_fetch_add(&total_from_qemu, r);
-          if (up_off == up_len) up_off = up_len = 0;
-          progress = 1;
-        } else {
-          int e = SSL_get_error(ssl, r);
-          if (e == SSL_ERROR_WANT_WRITE) write_wants = POLLOUT;
-          else if (e == SSL_ERROR_WANT_READ) write_wants = POLLIN;
-          else error = "the tunnel connection failed";
+        if (out.start < out.end && error == NULL) {
+          write_wants = 0;
+          ssize_t n = write(net, out.records + out.start, out.end - out.start);
+          if (n > 0) {
+            out.start += (size_t)n;
+            if (out.start == out.end) out.start = out.end = 0;
+            progress = 1;
+          } else if (n < 0 && errno == EAGAIN) {
+            write_wants = POLLOUT;
+          } else if (n < 0 && errno != EINTR) {
+            error = "the tunnel connection failed";
+          }
         }
-      }
-      if (closing == 1 && up_len == 0 && error == NULL) {
-        write_wants = 0;
-        int r = SSL_shutdown(ssl);
-        if (r >= 0) {
-          closing = 2;
+        if (closing == 2 && out.start == out.end && error == NULL) {
+          closing = 3;
+          shutdown(net, SHUT_WR);
           progress = 1;
-        } else {
-          int e = SSL_get_error(ssl, r);
-          if (e == SSL_ERROR_WANT_WRITE) write_wants = POLLOUT;
-          else if (e == SSL_ERROR_WANT_READ) write_wants = POLLIN;
-          else closing = 2;
         }
-      }
-      if (up_len == 0 && BIO_wpending(wbio) > 0 && error == NULL) {
-        if (BIO_flush(wbio) == 1) progress = 1;
-        else if (!BIO_should_retry(wbio)) error = "the tunnel connection failed";
-      }
-      if (closing == 2 && BIO_wpending(wbio) == 0 && error == NULL) {
-        closing = 3;
-        shutdown(net, SHUT_WR);
-        progress = 1;
+      } else {
+        /* QEMU -> TLS through OpenSSL: one large read, one SSL_write of it (several records) */
+        if (up_off == up_len && !plain_eof) {
+          ssize_t n = read(plain, up, (size_t)cfg.up_buffer);
+          if (n > 0) {
+            up_len = (size_t)n;
+            up_off = 0;
+            progress = 1;
+            if (cfg.cork && !corked) {
+              int one = 1;
+              setsockopt(net, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+              corked = 1;
+            }
+          } else if (n == 0) {
+            plain_eof = 1;
+            closing = 1;
+            progress = 1;
+          } else if (errno != EAGAIN && errno != EINTR) {
+            error = "QEMU's connection failed";
+          }
+        }
+        if (up_off < up_len) {
+          write_wants = 0;
+          int r = SSL_write(ssl, up + up_off, (int)(up_len - up_off));
+          if (r > 0) {
+            up_off += (size_t)r;
+            c->from_qemu += r;
+            atomic_fetch_add(&total_from_qemu, r);
+            if (up_off == up_len) up_off = up_len = 0;
+            progress = 1;
+          } else {
+            int e = SSL_get_error(ssl, r);
+            if (e == SSL_ERROR_WANT_WRITE) write_wants = POLLOUT;
+            else if (e == SSL_ERROR_WANT_READ) write_wants = POLLIN;
+            else error = "the tunnel connection failed";
+          }
+        }
+        if (closing == 1 && up_len == 0 && error == NULL) {
+          write_wants = 0;
+          int r = SSL_shutdown(ssl);
+          if (r >= 0) {
+            closing = 2;
+            progress = 1;
+          } else {
+            int e = SSL_get_error(ssl, r);
+            if (e == SSL_ERROR_WANT_WRITE) write_wants = POLLOUT;
+            else if (e == SSL_ERROR_WANT_READ) write_wants = POLLIN;
+            else closing = 2;
+          }
+        }
+        if (up_len == 0 && BIO_wpending(wbio) > 0 && error == NULL) {
+          if (BIO_flush(wbio) == 1) progress = 1;
+          else if (!BIO_should_retry(wbio)) error = "the tunnel connection failed";
+        }
+        if (closing == 2 && BIO_wpending(wbio) == 0 && error == NULL) {
+          closing = 3;
+          shutdown(net, SHUT_WR);
+          progress = 1;
+        }
       }
       /* TLS -> QEMU: as many records as fit, then one write */
       while (!tls_eof && down_len < down_cap && error == NULL) {
@@ -614,12 +937,15 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
         } else if (e == SSL_ERROR_WANT_READ) {
           read_wants = POLLIN;
         } else if (e == SSL_ERROR_WANT_WRITE) {
-          read_wants = POLLOUT;
+          if (sealed) error = "OpenSSL wanted to write on the direction the relay seals";
+          else read_wants = POLLOUT;
         } else {
           error = "the tunnel connection failed";
         }
         break;
       }
+      if (sealed && out.sealer->openssl_wrote && error == NULL)
+        error = "OpenSSL wrote a TLS record (an alert) on the direction the relay seals";
       if (down_off < down_len && error == NULL) {
         ssize_t n = write(plain, down + down_off, down_len - down_off);
         if (n > 0) {
@@ -647,7 +973,8 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
     if (closing == 3 && plain_shut) break;
     if ((plain_eof || tls_eof) && linger_until == 0) linger_until = now_ms() + cfg.linger_ms;
     /* Only sockets something waits on: a hung-up socket polled for nothing would spin. */
-    short plain_events = (short)((!plain_eof && up_len == 0 ? POLLIN : 0) | (down_len > 0 ? POLLOUT : 0));
+    int up_idle = sealed ? out.start == out.end : up_len == 0;
+    short plain_events = (short)((!plain_eof && up_idle ? POLLIN : 0) | (down_len > 0 ? POLLOUT : 0));
     short net_events = (short)(write_wants | read_wants | (BIO_wpending(wbio) > 0 ? POLLOUT : 0));
     struct pollfd p[2] = {{.fd = plain_events ? plain : -1, .events = plain_events},
                           {.fd = net_events ? net : -1, .events = net_events}};
@@ -662,6 +989,11 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
       break;
     }
   }
+  if (sealed) {
+    c->key_updates = out.sealer->key_updates;
+    sealer_end(out.sealer);
+  }
+  free(out.records);
   free(up);
   free(down);
   ERR_clear_error();
@@ -670,12 +1002,13 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
 
 /* ---- events ---- */
 
-static void event_closed(const char *role, long long from, long long to, const char *error, int index) {
+static void event_closed(const char *role, const struct counters *c, const char *error, int index) {
   struct text t = {0};
   putf(&t, "{\"type\":\"tunnel-connection-closed\",\"role\":\"%s\",\"migrationId\":", role);
   put_json(&t, cfg.migration_id);
-  putf(&t, ",\"bytesFromQemu\":%lld,\"bytesToQemu\":%lld", from, to);
+  putf(&t, ",\"bytesFromQemu\":%lld,\"bytesToQemu\":%lld", c->from_qemu, c->to_qemu);
   if (index >= 0) putf(&t, ",\"index\":%d", index);
+  putf(&t, ",\"sendPath\":\"%s\",\"keyUpdatesSent\":%lld", c->sealed ? "sealed" : "ssl-write", c->key_updates);
   if (error != NULL) {
     puts_(&t, ",\"error\":");
     put_json(&t, error);
@@ -845,6 +1178,8 @@ static void *destination_connection(void *arg) {
   int fd = cn->fd;
   long long deadline = now_ms() + cfg.handshake_timeout_ms;
   SSL *ssl = SSL_new(ctx);
+  struct sealer sealer = {0};
+  SSL_set_ex_data(ssl, sealer_index, &sealer);
   batch_records(ssl, fd);
   SSL_set_accept_state(ssl);
   struct peer peer = {0};
@@ -1008,7 +1343,7 @@ static void *destination_connection(void *arg) {
   atomic_fetch_add(&total_to_qemu, (long long)off);
   if (error == NULL) error = relay(qemu, ssl, &c);
   close(qemu);
-  event_closed("destination", c.from_qemu, c.to_qemu, error, -1);
+  event_closed("destination", &c, error, -1);
 done:
   if (!settled) {
     pthread_mutex_lock(&state_lock);
@@ -1019,6 +1354,7 @@ done:
   free(peer.cn);
   free(peer.role);
   SSL_free(ssl);
+  sealer_end(&sealer);
   close(fd);
   free(cn);
   OPENSSL_thread_stop();
@@ -1085,12 +1421,14 @@ static void *source_connection(void *arg) {
   char where[300], why[512], reason[1024];
   snprintf(where, sizeof where, "%s:%d", cfg.remote_host, cfg.remote_port);
   SSL *ssl = NULL;
+  struct sealer sealer = {0};
   int net = dial(deadline, why, sizeof why);
   if (net < 0) {
     snprintf(reason, sizeof reason, "tunnel connection to %s failed: %s", where, why);
     goto failed;
   }
   ssl = SSL_new(ctx);
+  SSL_set_ex_data(ssl, sealer_index, &sealer);
   batch_records(ssl, net);
   SSL_set_connect_state(ssl);
   for (;;) {
@@ -1205,13 +1543,14 @@ static void *source_connection(void *arg) {
   c.to_qemu += (long long)off;
   atomic_fetch_add(&total_to_qemu, (long long)off);
   if (error == NULL) error = relay(qemu, ssl, &c);
-  event_closed("source", c.from_qemu, c.to_qemu, error, index);
+  event_closed("source", &c, error, index);
   goto out;
 failed:
   event_connect_failed(index, reason);
   settle(index);
 out:
   if (ssl != NULL) SSL_free(ssl);
+  sealer_end(&sealer);
   if (net >= 0) close(net);
   close(qemu);
   pthread_mutex_lock(&state_lock);

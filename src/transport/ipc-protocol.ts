@@ -91,6 +91,10 @@ export type WorkerEvent =
       bytesFromQemu: number;
       bytesToQemu: number;
       error?: string;
+      /** Native relay: whether it sealed its own TLS records on the sending direction, or left them to SSL_write. */
+      sendPath?: 'sealed' | 'ssl-write';
+      /** Native relay, sealed: the KeyUpdates it sent. */
+      keyUpdatesSent?: number;
     }
   | { type: 'source-connect-failed'; migrationId: string; index: number; reason: string }
   | { type: 'proxy-failed'; reason: string }

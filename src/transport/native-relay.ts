@@ -102,6 +102,8 @@ export function parseRelayEvent(line: string): NativeRelayEvent | undefined {
         bytesFromQemu: v.bytesFromQemu,
         bytesToQemu: v.bytesToQemu,
         ...(v.error !== undefined ? { error: v.error } : {}),
+        ...(v.sendPath === 'sealed' || v.sendPath === 'ssl-write' ? { sendPath: v.sendPath } : {}),
+        ...(isCount(v.keyUpdatesSent) ? { keyUpdatesSent: v.keyUpdatesSent } : {}),
       };
     case 'source-connect-failed':
       return isString(v.migrationId) && isCount(v.index) && isString(v.reason)
@@ -132,8 +134,17 @@ export interface NativeRelayTuning {
   cork?: boolean;
   /** Drain up to 1 MiB of records into one write to QEMU (off: 16 KiB at a time). */
   downBatch?: boolean;
-  /** Bytes read from QEMU per SSL_write. */
+  /** Bytes read from QEMU per SSL_write (sealed: per batch of records, a multiple of 16 KiB). */
   upBuffer?: number;
+  /**
+   * The sending direction seals its own TLS 1.3 records after the head exchange (read straight
+   * into record slots, sealed in place, one write per batch); off: SSL_write. Default on.
+   */
+  sealed?: boolean;
+  /** Sealed: records under one key before a KeyUpdate (tests set a few to see many). */
+  keyUpdateRecords?: number;
+  /** Sealed: each KeyUpdate asks the peer to update its sending key too (tests). */
+  keyUpdateRequested?: boolean;
 }
 
 export interface NativeRelayStats {
@@ -171,6 +182,10 @@ function relayConfig(options: CommonOptions, fields: Record<string, string | num
     cork: tuning.cork === undefined ? undefined : Number(tuning.cork),
     down_batch: tuning.downBatch === undefined ? undefined : Number(tuning.downBatch),
     up_buffer: tuning.upBuffer,
+    sealed: tuning.sealed === undefined ? undefined : Number(tuning.sealed),
+    key_update_records: tuning.keyUpdateRecords,
+    key_update_requested:
+      tuning.keyUpdateRequested === undefined ? undefined : Number(tuning.keyUpdateRequested),
   });
 }
 

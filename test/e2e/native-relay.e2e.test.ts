@@ -25,6 +25,7 @@ import {
   NativeRelay,
   TlsFrontend,
   nativeRelayAvailability,
+  type NativeRelayTuning,
   type TransportEvent,
   type WorkerEvent,
 } from '../../src/transport/index.js';
@@ -149,6 +150,12 @@ async function waitFor<T>(what: string, get: () => T | undefined, ms = 10_000): 
 
 const available = nativeRelayAvailability();
 
+/** How a native end is run: its data-path knobs and TLS 1.3 suites. */
+interface NativeOptions {
+  tuning?: NativeRelayTuning;
+  cipherSuites?: string;
+}
+
 describe('native relay', { skip: available.available ? false : available.reason, timeout: 300_000 }, () => {
   let dir: string;
   let pki: TestPki;
@@ -223,6 +230,7 @@ describe('native relay', { skip: available.available ? false : available.reason,
     id: string,
     maxConnections: number,
     reply = 0,
+    native: NativeOptions = {},
   ): Promise<{ port: number; sink: Sink; close: () => Promise<void> }> {
     const sink = await listenSink(join(dir, `${id}-in.sock`), reply);
     opened.push(() => sink.close());
@@ -239,6 +247,7 @@ describe('native relay', { skip: available.available ? false : available.reason,
       return { port: frontPort(), sink, close: async () => void (await front.closeTunnel(id)) };
     }
     const relay = await NativeRelay.listenDestination({
+      ...native,
       listen: { host: '127.0.0.1', port: 0 },
       tls: idB,
       registration,
@@ -254,7 +263,12 @@ describe('native relay', { skip: available.available ? false : available.reason,
     kind: 'native' | 'node',
     id: string,
     port: number,
-    twist: { token?: string; expectedPeerCommonName?: string; tls?: TlsIdentity } = {},
+    twist: {
+      token?: string;
+      expectedPeerCommonName?: string;
+      tls?: TlsIdentity;
+      native?: NativeOptions;
+    } = {},
   ): Promise<{ path: string; close: () => Promise<void> }> {
     const listenPath = join(dir, `${id}-out.sock`);
     const options = {
@@ -277,11 +291,59 @@ describe('native relay', { skip: available.available ? false : available.reason,
       return { path: listenPath, close: async () => void (await tunnel.close(), await src.close()) };
     }
     const relay = await NativeRelay.openSource({
+      ...twist.native,
       ...options,
       tls: twist.tls ?? idA,
       onEvent: (e) => events.push(e),
     });
     return { path: listenPath, close: async () => void (await relay.close()) };
+  }
+
+  /**
+   * 4 channels of `bytes` from the source QEMU's stand-in, each answered with `reply` bytes by the
+   * destination's: byte for byte both ways, the main channel first. The native ends' closing reports.
+   */
+  async function relayFourChannels(
+    src: 'native' | 'node',
+    dst: 'native' | 'node',
+    bytes: number,
+    reply: number,
+    native: NativeOptions = {},
+  ): Promise<Extract<WorkerEvent, { type: 'tunnel-connection-closed' }>[]> {
+    const id = nextId();
+    const before = events.length;
+    const d = await destination(dst, id, 4, reply, native);
+    const s = await source(src, id, d.port, { native });
+    // QEMU's main channel connects first; the others follow at once.
+    const main = qemuChannel(s.path, 'chan-0', bytes);
+    await waitFor('the main channel at the destination', () =>
+      d.sink.connections.length === 1 ? true : undefined,
+    );
+    const rest = [1, 2, 3].map((i) => qemuChannel(s.path, `chan-${i}`, bytes));
+    const sent = await Promise.all([main, ...rest]);
+    const got = await Promise.all(d.sink.received);
+    assert.equal(got[0]?.head, 'chan-0');
+    assert.deepEqual(got.map((g) => g.sha).sort(), sent.map((x) => x.sent).sort());
+    assert.ok(got.every((g) => g.bytes === bytes + 6));
+    assert.deepEqual(
+      sent.map((x) => x.back),
+      [reply, reply, reply, reply],
+    );
+    const nativeEnds = (src === 'native' ? 1 : 0) + (dst === 'native' ? 1 : 0);
+    const closed = await waitFor('every native connection closed', () => {
+      const all = events
+        .slice(before)
+        .filter(
+          (e): e is Extract<WorkerEvent, { type: 'tunnel-connection-closed' }> =>
+            e.type === 'tunnel-connection-closed' && e.migrationId === id,
+        );
+      return all.length === 4 * nativeEnds ? all : undefined;
+    });
+    await s.close();
+    await d.close();
+    assert.equal(existsSync(s.path), false, 'the source socket is removed');
+    d.sink.close();
+    return closed;
   }
 
   for (const [src, dst] of [
@@ -290,28 +352,47 @@ describe('native relay', { skip: available.available ? false : available.reason,
     ['node', 'native'],
   ] as const) {
     it(`relays 4 channels byte for byte, answers too, main channel first: ${src} source, ${dst} destination`, async () => {
-      const id = nextId();
-      const d = await destination(dst, id, 4, 3 * MiB);
-      const s = await source(src, id, d.port);
-      // QEMU's main channel connects first; the others follow at once.
-      const main = qemuChannel(s.path, 'chan-0', 32 * MiB);
-      await waitFor('the main channel at the destination', () =>
-        d.sink.connections.length === 1 ? true : undefined,
-      );
-      const rest = [1, 2, 3].map((i) => qemuChannel(s.path, `chan-${i}`, 32 * MiB));
-      const sent = await Promise.all([main, ...rest]);
-      const got = await Promise.all(d.sink.received);
-      assert.equal(got[0]?.head, 'chan-0');
-      assert.deepEqual(got.map((g) => g.sha).sort(), sent.map((x) => x.sent).sort());
-      assert.ok(got.every((g) => g.bytes === 32 * MiB + 6));
-      assert.deepEqual(
-        sent.map((x) => x.back),
-        [3 * MiB, 3 * MiB, 3 * MiB, 3 * MiB],
-      );
-      await s.close();
-      await d.close();
-      assert.equal(existsSync(s.path), false, 'the source socket is removed');
-      d.sink.close();
+      const closed = await relayFourChannels(src, dst, 32 * MiB, 3 * MiB);
+      for (const c of closed) {
+        assert.equal(c.error, undefined, `${c.role}: no error`);
+        assert.equal(c.sendPath, 'sealed', `${c.role}: the native relay seals its records by default`);
+      }
+    });
+  }
+
+  it('relays byte for byte through SSL_write when the sealed send path is off', async () => {
+    const closed = await relayFourChannels('native', 'native', 8 * MiB, MiB, { tuning: { sealed: false } });
+    assert.deepEqual(
+      closed.map((c) => [c.sendPath, c.keyUpdatesSent, c.error]),
+      Array(8).fill(['ssl-write', 0, undefined]),
+    );
+  });
+
+  // Every 8 records a KeyUpdate that asks the peer to update too: the native end's own KeyUpdates
+  // must be accepted by OpenSSL (native) and by Node's TLS (TypeScript relay), and the KeyUpdates a
+  // peer sends in answer must not make OpenSSL write on the direction the native relay seals.
+  for (const [src, dst, suite] of [
+    ['native', 'native', 'TLS_CHACHA20_POLY1305_SHA256'],
+    ['native', 'node', undefined],
+    ['node', 'native', 'TLS_AES_128_GCM_SHA256'],
+  ] as const) {
+    it(`updates its sending key every 8 records, peers accept it: ${src} source, ${dst} destination, ${suite ?? "the front door's suite"}`, async () => {
+      const bytes = 4 * MiB;
+      const reply = MiB;
+      const closed = await relayFourChannels(src, dst, bytes, reply, {
+        tuning: { keyUpdateRecords: 8, keyUpdateRequested: true },
+        ...(suite !== undefined ? { cipherSuites: suite } : {}),
+      });
+      for (const c of closed) {
+        assert.equal(c.error, undefined, `${c.role}: no error`);
+        assert.equal(c.sendPath, 'sealed', `${c.role}: sealed`);
+        // At most 16 KiB a record, so at least this many records, and a KeyUpdate after each 8 but the last.
+        const records = Math.ceil((c.role === 'source' ? bytes : reply) / 16384);
+        assert.ok(
+          (c.keyUpdatesSent ?? 0) >= Math.floor(records / 8) - 1,
+          `${c.role}: ${c.keyUpdatesSent} KeyUpdates for ${records} records or more`,
+        );
+      }
     });
   }
 
