@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { suiteOf, suiteVariants, summarizeVariant, summaryLine, type Measured } from './relay-summary.js';
+import {
+  sendPathOf,
+  suiteOf,
+  suiteVariants,
+  summarizeVariant,
+  summaryLine,
+  type Measured,
+} from './relay-summary.js';
 
 const run = (src: number, dst: number, cipher: number, gbps = 5): Measured => ({
   gbps,
@@ -75,5 +82,25 @@ describe('relay benchmark summary', () => {
       summaryLine(s),
       '| aes | 5.00 (5.00-5.00) | 0.64 (0.64-0.64) | 0.96 (0.96-0.96) | 0.320 (0.320-0.320) | 2.00x / 3.00x |',
     );
+  });
+
+  it("names a native variant's row and summary by the send path its source relay reported", () => {
+    const sealed = { ...run(0.4, 0.6, 0.32), sendPath: 'sealed' as const };
+    const s = summarizeVariant('native', 'TLS_AES_256_GCM_SHA384', [sealed, sealed]);
+    assert.equal(s.sendPath, 'sealed');
+    assert.match(summaryLine(s), /^\| native \(sealed\) \| /);
+    const mixed = summarizeVariant('native', 'TLS_AES_256_GCM_SHA384', [
+      sealed,
+      { ...sealed, sendPath: 'ssl-write' },
+    ]);
+    assert.equal(mixed.sendPath, 'mixed', 'runs that sent differently are not one send path');
+    assert.equal('sendPath' in summarizeVariant('ts', 'TLS_AES_256_GCM_SHA384', [run(0.6, 0.9, 0.3)]), false);
+  });
+
+  it('takes one send path from what the connections reported', () => {
+    assert.equal(sendPathOf([]), undefined);
+    assert.equal(sendPathOf([undefined]), undefined);
+    assert.equal(sendPathOf(['sealed', undefined, 'sealed']), 'sealed');
+    assert.equal(sendPathOf(['sealed', 'ssl-write']), 'mixed');
   });
 });

@@ -32,6 +32,18 @@ export interface Measured {
   faultsPerGiB: number;
   /** The suite's cipher alone, measured right after this run (cipher-floor.ts). */
   cipherCpuPerGiB: number;
+  /** Native relay: how the source relay's connections sent their records, as they reported it on closing. */
+  sendPath?: SendPath;
+}
+
+/** `mixed`: connections of one run, or runs of one variant, did not all send the same way. */
+export type SendPath = 'sealed' | 'ssl-write' | 'mixed';
+
+/** One send path for what the connections (or runs) reported; undefined when none reported one. */
+export function sendPathOf(reported: readonly (SendPath | undefined)[]): SendPath | undefined {
+  const known = new Set(reported.filter((p) => p !== undefined));
+  if (known.size === 0) return undefined;
+  return known.size === 1 ? [...known][0] : 'mixed';
 }
 
 /** One variant per TLS 1.3 suite (--suites), each with the suite as the relay's only one. */
@@ -56,9 +68,11 @@ export function summarizeVariant(label: string, suite: string, runs: readonly Me
     const r = (x: number) => Math.round(x * 1000) / 1000;
     return { median: r(median(v)), min: r(Math.min(...v)), max: r(Math.max(...v)) };
   };
+  const sendPath = sendPathOf(runs.map((m) => m.sendPath));
   return {
     label,
     suite,
+    ...(sendPath !== undefined ? { sendPath } : {}),
     runs: runs.length,
     gbps: pick((m) => m.gbps),
     sourceRelayCpuPerGiB: pick((m) => m.srcCpuPerGiB),
@@ -74,8 +88,9 @@ export function summarizeVariant(label: string, suite: string, runs: readonly Me
 export function summaryLine(s: VariantSummary): string {
   const f = (x: { median: number; min: number; max: number }, d = 2) =>
     `${x.median.toFixed(d)} (${x.min.toFixed(d)}-${x.max.toFixed(d)})`;
+  const label = s.sendPath !== undefined ? `${s.label} (${s.sendPath})` : s.label;
   return (
-    `| ${s.label} | ${f(s.gbps)} | ${f(s.sourceRelayCpuPerGiB)} | ${f(s.destinationRelayCpuPerGiB)} | ` +
+    `| ${label} | ${f(s.gbps)} | ${f(s.sourceRelayCpuPerGiB)} | ${f(s.destinationRelayCpuPerGiB)} | ` +
     `${f(s.cipherCpuPerGiB, 3)} | ${s.sourceVsCipher.median.toFixed(2)}x / ${s.destinationVsCipher.median.toFixed(2)}x |`
   );
 }

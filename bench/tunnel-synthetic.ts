@@ -11,14 +11,16 @@
  *   node dist/bench/tunnel-synthetic.js [--mib 1024] [--block 131072] [--channels 4] [--workers 2] [--runs 2]
  *       [--suites all|TLS_AES_128_GCM_SHA256,...] [--pin] [--json]
  *       [--variant '{"label":"x","tuning":{...},"workers":1,"keepHeap":true,"execArgv":[...]}' ...]
- *       [--variant '{"label":"native","relay":"native","native":{"writeBatch":true}}']
+ *       [--variant '{"label":"native","relay":"native","native":{"sealed":false}}']
  *
  * --block: the generator's write size (QEMU 7.2 writes up to 64 iovecs, 32 pages with their
  * headers, about 128 KiB, per writev on its migration stream). --suites: each variant once per suite. --pin: source workers and generator on cpu 0,
  * destination workers and sink on cpu 1 (hosts with a core each, as `npm run bench -- --pin`).
  * A variant with `"relay":"native"` runs each end as a native relay process
  * (native/vmferry-relay.c) instead of the front doors' workers, same pinning; its CPU
- * is the relay processes' (/proc/<pid>/stat, exited connection threads included).
+ * is the relay processes' (/proc/<pid>/stat, exited connection threads included), and its
+ * row names how the source relay sent its records as its connections reported it on closing:
+ * `sealed` (its own TLS records, the default) or `ssl-write` (`"native":{"sealed":false}`).
  */
 import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -33,6 +35,7 @@ import { ROUTE_ROLES } from '../src/agent/index.js';
 import { SUITE_CIPHERS, cipherCpuPerGiB } from './cipher-floor.js';
 import { CLK_TCK, cpuTicks, minorFaults } from './proc-cpu.js';
 import {
+  sendPathOf,
   suiteOf,
   suiteVariants,
   summarizeVariant,
@@ -158,6 +161,7 @@ async function runNative(
     ...(variant.native !== undefined ? { tuning: variant.native } : {}),
   };
   const q = await standIns(dir, channels, defaults);
+  const sendPaths: ('sealed' | 'ssl-write' | undefined)[] = [];
   const dst = await NativeRelay.listenDestination({
     ...common,
     listen: { host: '127.0.0.1', port: 0 },
@@ -179,6 +183,9 @@ async function runNative(
     migrationId: 'synth',
     token,
     expectedPeerCommonName: 'agent-b',
+    onEvent: (e) => {
+      if (e.type === 'tunnel-connection-closed') sendPaths.push(e.sendPath);
+    },
   });
   try {
     if (defaults.pin) {
@@ -190,12 +197,17 @@ async function runNative(
     const result = await q.run();
     const after = { src: cpuTicks(src.pid), dst: cpuTicks(dst.pid), faults: faults() };
     const gib = result.bytes / 2 ** 30;
+    // Each source connection reports how it sent its records when it closes, just after the stream ends.
+    for (let waited = 0; sendPaths.length < channels && waited < 5000; waited += 50)
+      await new Promise((r) => setTimeout(r, 50));
+    const sendPath = sendPathOf(sendPaths);
     return {
       gbps: (result.bytes * 8) / result.seconds / 1e9,
       srcCpuPerGiB: (after.src - before.src) / CLK_TCK / gib,
       dstCpuPerGiB: (after.dst - before.dst) / CLK_TCK / gib,
       faultsPerGiB: (after.faults - before.faults) / gib,
       load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0] ?? '',
+      ...(sendPath !== undefined ? { sendPath } : {}),
     };
   } finally {
     q.kill();
