@@ -248,20 +248,11 @@ async function runOnce(
   };
   const dst = await TlsFrontend.start({ ...common, listen: { host: '127.0.0.1', port: 0 }, tls: ids.b });
   const src = await TlsFrontend.start({ ...common, localPath: join(dir, 'src-agent.sock'), tls: ids.a });
-  const self = fileURLToPath(import.meta.url);
-  const sinkProcess = fork(self, ['sink', join(dir, 'sink.sock'), String(channels)]);
-  const gen = fork(self, [
-    'loadgen',
-    join(dir, 'qemu-out.sock'),
-    String(channels),
-    String(defaults.mib),
-    String(defaults.block),
-  ]);
+  const q = await standIns(dir, channels, defaults);
   try {
-    await Promise.all([sinkProcess, gen].map((p) => new Promise((r) => p.once('message', r))));
     if (defaults.pin) {
-      pin([...(await src.stats()).map((w) => w.pid), gen.pid ?? 0], SOURCE_CPU);
-      pin([...(await dst.stats()).map((w) => w.pid), sinkProcess.pid ?? 0], DESTINATION_CPU);
+      pin([...(await src.stats()).map((w) => w.pid), q.gen.pid ?? 0], SOURCE_CPU);
+      pin([...(await dst.stats()).map((w) => w.pid), q.sinkProcess.pid ?? 0], DESTINATION_CPU);
     }
     const token = 'synthetic-token-0123456789';
     const address = dst.address;
@@ -281,25 +272,19 @@ async function runOnce(
       expectedPeerCommonName: 'agent-b',
     });
     const before = { dst: await dst.stats(), src: await src.stats() };
-    const t0 = process.hrtime.bigint();
-    gen.send('go');
-    const result = await new Promise<{ bytes: number }>((r) =>
-      sinkProcess.once('message', (m) => r(m as { bytes: number })),
-    );
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const result = await q.run();
     const after = { dst: await dst.stats(), src: await src.stats() };
     await tunnel.close();
     const gib = result.bytes / 2 ** 30;
     return {
-      gbps: (result.bytes * 8) / seconds / 1e9,
+      gbps: (result.bytes * 8) / result.seconds / 1e9,
       dstCpuPerGiB: cpuSeconds(before.dst, after.dst) / gib,
       srcCpuPerGiB: cpuSeconds(before.src, after.src) / gib,
       faultsPerGiB: (faults(before.src, after.src) + faults(before.dst, after.dst)) / gib,
       load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0] ?? '',
     };
   } finally {
-    gen.kill();
-    sinkProcess.kill();
+    q.kill();
     await src.close();
     await dst.close();
     rmSync(dir, { recursive: true, force: true });

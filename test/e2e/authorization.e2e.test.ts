@@ -29,8 +29,7 @@ import {
   type TlsIdentity,
 } from '../../src/pki/index.js';
 import { openTunnelConnection } from '../../src/transport/tunnel-client.js';
-import { packageRoot } from '../../src/paths.js';
-import { guestVmSpec, waitFor } from './helpers.js';
+import { guestVmSpec, startLoopbackAgent, waitFor } from './helpers.js';
 
 /**
  * The route table (src/agent/route-access.ts) against a running agent, over its
@@ -55,6 +54,36 @@ const HANDSHAKE_REASONS = {
   expired: /client certificate: CERT_HAS_EXPIRED/,
   revoked: /client certificate: CERT_REVOKED/,
 };
+
+type BrokenKind = keyof typeof HANDSHAKE_REASONS;
+
+/**
+ * Opens the tunnel with each broken certificate: every one is refused in the handshake and the
+ * reason reaches `logs`. The client's half of the handshake may finish first: it then sees the
+ * connection end, not an alert.
+ */
+async function assertBrokenCertificatesRefused(
+  broken: Record<BrokenKind, TlsIdentity>,
+  open: (identity: TlsIdentity) => Promise<unknown>,
+  logs: string[],
+  reasons: Record<BrokenKind, RegExp>,
+): Promise<void> {
+  const failures = (): string[] => logs.filter((l) => l.includes('tls-handshake-failed'));
+  for (const [kind, identity] of Object.entries(broken) as [BrokenKind, TlsIdentity][]) {
+    const before = failures().length;
+    await assert.rejects(
+      open(identity),
+      (err: unknown) =>
+        (err instanceof AuthError || err instanceof PeerError) &&
+        /tunnel connection to 127\.0\.0\.1:\d+ failed|closed the tunnel connection before accepting it/.test(
+          err.message,
+        ),
+      kind,
+    );
+    const why = await waitFor(`${kind}: the handshake failure in the log`, () => failures().slice(before)[0]);
+    assert.match(why, reasons[kind], kind);
+  }
+}
 
 const PROBES: Record<Exclude<RouteName, 'tunnel'>, Probe> = {
   host: { method: 'GET', path: pathOf(API.host), allowed: 'ok' },
@@ -156,7 +185,7 @@ describe('authorization: the route table against a running agent', { timeout: 30
   const logs: string[] = [];
   /** One certificate per role, all named like the source host of the tunnel test (CN host-b). */
   const byRole = {} as Record<Role, TlsIdentity>;
-  const broken = {} as Record<'foreign CA' | 'expired' | 'revoked', TlsIdentity>;
+  const broken = {} as Record<BrokenKind, TlsIdentity>;
   let noRole: TlsIdentity;
   const clients: AgentClient[] = [];
 
@@ -219,20 +248,14 @@ describe('authorization: the route table against a running agent', { timeout: 30
     const tls = await loadTlsIdentity(issuedIdentityDir(pki.dir, 'host-a'));
     assert.ok(tls.crl !== undefined, "the agent's identity carries the CRL");
     stateDir = mkdtempSync(join(tmpdir(), 'vmf-authz-'));
-    agent = await Agent.start({
+    ({ agent, address } = await startLoopbackAgent({
       name: 'host-a',
-      listenHost: '127.0.0.1',
-      listenPort: 0,
       stateDir,
       tls,
-      accel: 'tcg',
-      workers: 1,
       // The front door's relay: the native one has its own test below.
       tunnelRelay: 'node',
-      vmFileDirs: { imageDirs: [join(packageRoot(), 'guest', 'build')], diskDirs: [] },
       log: (line) => void logs.push(line),
-    });
-    address = agent.addresses.find((a) => a.startsWith('https://')) ?? '';
+    }));
     assert.match(address, /^https:\/\/127\.0\.0\.1:\d+$/);
   });
 
@@ -351,24 +374,7 @@ describe('authorization: the route table against a running agent', { timeout: 30
         `${role}: ${logged.join('\n')}`,
       );
     }
-    for (const [kind, identity] of Object.entries(broken) as [keyof typeof broken, TlsIdentity][]) {
-      const before = logs.filter((l) => l.includes('tls-handshake-failed')).length;
-      // The client's half of the handshake may finish first: it then sees the connection end, not an alert.
-      await assert.rejects(
-        open(identity),
-        (err: unknown) =>
-          (err instanceof AuthError || err instanceof PeerError) &&
-          /tunnel connection to 127\.0\.0\.1:\d+ failed|closed the tunnel connection before accepting it/.test(
-            err.message,
-          ),
-        kind,
-      );
-      const why = await waitFor(
-        `${kind}: the handshake failure in the log`,
-        () => logs.filter((l) => l.includes('tls-handshake-failed')).slice(before)[0],
-      );
-      assert.match(why, HANDSHAKE_REASONS[kind], kind);
-    }
+    await assertBrokenCertificatesRefused(broken, open, logs, HANDSHAKE_REASONS);
     const tunnel = await open(byRole.host);
     assert.equal(tunnel.socket.authorized, true);
     tunnel.socket.destroy();
@@ -384,16 +390,11 @@ describe('authorization: the route table against a running agent', { timeout: 30
     assert.ok(tls.crl !== undefined, "the native relay's identity carries the CRL");
     const nativeDir = mkdtempSync(join(tmpdir(), 'vmf-authz-native-'));
     const nativeLogs: string[] = [];
-    const native = await Agent.start({
+    const { agent: native, address: nativeAddress } = await startLoopbackAgent({
       name: 'host-n',
-      listenHost: '127.0.0.1',
-      listenPort: 0,
       stateDir: nativeDir,
       tls,
-      accel: 'tcg',
-      workers: 1,
       tunnelRelay: 'native',
-      vmFileDirs: { imageDirs: [join(packageRoot(), 'guest', 'build')], diskDirs: [] },
       log: (line) => void nativeLogs.push(line),
     });
     try {
@@ -401,7 +402,6 @@ describe('authorization: the route table against a running agent', { timeout: 30
         kind: 'native',
         reason: 'the native relay ([vmferry] tunnel_relay = native)',
       });
-      const nativeAddress = native.addresses.find((a) => a.startsWith('https://')) ?? '';
       const id = randomUUID();
       const nativeClient = new AgentClient(nativeAddress, byRole.host);
       clients.push(nativeClient);
@@ -464,28 +464,11 @@ describe('authorization: the route table against a running agent', { timeout: 30
       );
       assert.ok(logged.some((l) => l.includes(`wrong tunnel token for migration ${id}`)));
       assert.match((await native.metrics.text()).body, /vmferry_tunnel_refusals_total\{status="403"\} 5/);
-      for (const [kind, identity] of Object.entries(broken) as [keyof typeof broken, TlsIdentity][]) {
-        const before = nativeLogs.filter((l) => l.includes('tls-handshake-failed')).length;
-        await assert.rejects(
-          open(identity),
-          (err: unknown) =>
-            (err instanceof AuthError || err instanceof PeerError) &&
-            /tunnel connection to 127\.0\.0\.1:\d+ failed|closed the tunnel connection before accepting it/.test(
-              err.message,
-            ),
-          kind,
-        );
-        const why = await waitFor(
-          `${kind}: the handshake failure in the log`,
-          () => nativeLogs.filter((l) => l.includes('tls-handshake-failed')).slice(before)[0],
-        );
-        // The system's OpenSSL names a foreign issuer by the missing issuer; Node's, by the leaf's signature.
-        const expected =
-          kind === 'foreign CA'
-            ? /client certificate: UNABLE_TO_GET_ISSUER_CERT_LOCALLY/
-            : HANDSHAKE_REASONS[kind];
-        assert.match(why, expected, kind);
-      }
+      // The system's OpenSSL names a foreign issuer by the missing issuer; Node's, by the leaf's signature.
+      await assertBrokenCertificatesRefused(broken, open, nativeLogs, {
+        ...HANDSHAKE_REASONS,
+        'foreign CA': /client certificate: UNABLE_TO_GET_ISSUER_CERT_LOCALLY/,
+      });
       const tunnel = await open(byRole.host);
       assert.equal(tunnel.socket.authorized, true);
       tunnel.socket.destroy();

@@ -24,7 +24,7 @@ import { packageRoot } from '../../src/paths.js';
 import { EXAMPLE_SETTINGS } from '../../src/policy/settings.fixture.js';
 import { createTestPki, type TestPki, type TlsIdentity } from '../../src/pki/index.js';
 import { runFiles, type VmSpecDraft } from '../../src/qemu/index.js';
-import { guestSpec, guestVmSpec, waitFor } from './helpers.js';
+import { guestSpec, guestVmSpec, startLoopbackAgent, waitFor } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -73,19 +73,14 @@ describe('confined VMs and bounded agents (a real agent, real QEMU under TCG)', 
     );
     operator = await pki.issue('op', [], 'operator');
     hostB = await pki.issue('host-b');
-    agent = await Agent.start({
+    ({ agent, address } = await startLoopbackAgent({
       name: 'host-a',
-      listenHost: '127.0.0.1',
-      listenPort: 0,
       stateDir: join(dir, 'state'),
       tls: await pki.issue('host-a'),
-      accel: 'tcg',
-      workers: 1,
       migrationOptions: loadMigrationOptions(join(dir, 'nova.conf')),
-      vmFileDirs: { imageDirs: [join(packageRoot(), 'guest', 'build')], diskDirs: [disks] },
+      diskDirs: [disks],
       log: (line) => void logs.push(line),
-    });
-    address = agent.addresses.find((a) => a.startsWith('https://')) ?? '';
+    }));
   });
 
   // Each test's clients go when it ends: their kept-alive connections count against max_connections.

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentClient, MigrationView, VmView } from '../../src/agent/index.js';
 import type { Failpoint } from '../../src/failpoints.js';
-import type { HostKey, TwoHostLab } from '../../src/lab/index.js';
+import { TwoHostLab, type HostKey } from '../../src/lab/index.js';
 import type { MigrationOverrides } from '../../src/policy/index.js';
 import {
   descendantsOf,
@@ -67,6 +67,23 @@ export class FaultLab {
   constructor(lab: TwoHostLab) {
     this.lab = lab;
     this.clients = { a: lab.client('a'), b: lab.client('b') };
+  }
+
+  /** A started lab of two agents that check incoming copies nobody finishes every 2 s (default 60). */
+  static async start(prefix: string, subnet: number): Promise<FaultLab> {
+    const lab = await TwoHostLab.create({
+      accel: 'tcg',
+      prefix,
+      subnet,
+      novaConf: '[vmferry]\norphan_check_seconds = 2\n',
+    });
+    await lab.start();
+    return new FaultLab(lab);
+  }
+
+  async close(): Promise<void> {
+    await this.lab.close();
+    this.held.remove();
   }
 
   get a(): AgentClient {

@@ -4,7 +4,6 @@ import { after, before, describe, it } from 'node:test';
 import type { AgentClient, MigrationRecord, MigrationView, VmView } from '../../src/agent/index.js';
 import { ConflictError, PlanError } from '../../src/errors.js';
 import type { Failpoint } from '../../src/failpoints.js';
-import { TwoHostLab } from '../../src/lab/index.js';
 import { FaultLab } from './fault-lab.js';
 import { guestSpec, migrationReport, processAlive, waitFor, waitForOkHeartbeats } from './helpers.js';
 
@@ -12,19 +11,10 @@ describe('fault matrix: kills at each step, races, a refused spec, busy clients 
   let f: FaultLab;
 
   before(async () => {
-    const lab = await TwoHostLab.create({
-      accel: 'tcg',
-      prefix: 'vmx',
-      subnet: 64,
-      // Incoming copies nobody finishes are checked with their source every 2 s (default 60).
-      novaConf: '[vmferry]\norphan_check_seconds = 2\n',
-    });
-    await lab.start();
-    f = new FaultLab(lab);
+    f = await FaultLab.start('vmx', 64);
   });
   after(async () => {
-    await f?.lab.close();
-    f?.held.remove();
+    await f?.close();
   });
 
   it('two migrations of one VM started at once: exactly one runs, the other is refused naming the VM', async () => {

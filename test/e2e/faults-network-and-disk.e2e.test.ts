@@ -14,19 +14,10 @@ describe('fault matrix: a cut link (real QEMU under TCG, real agents)', () => {
   let f: FaultLab;
 
   before(async () => {
-    const lab = await TwoHostLab.create({
-      accel: 'tcg',
-      prefix: 'vmz',
-      subnet: 66,
-      // Incoming copies nobody finishes are checked with their source every 2 s (default 60).
-      novaConf: '[vmferry]\norphan_check_seconds = 2\n',
-    });
-    await lab.start();
-    f = new FaultLab(lab);
+    f = await FaultLab.start('vmz', 66);
   });
   after(async () => {
-    await f?.lab.close();
-    f?.held.remove();
+    await f?.close();
   });
 
   it('a link cut for 30 s in pre-copy, then restored: the migration goes on and completes on B', async () => {

@@ -2,7 +2,13 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AgentClient, MigrationRecord, VmView } from '../../src/agent/index.js';
+import {
+  Agent,
+  type AgentClient,
+  type AgentOptions,
+  type MigrationRecord,
+  type VmView,
+} from '../../src/agent/index.js';
 import { describeError } from '../../src/errors.js';
 import { guestAppend, guestKernelPath, guestRamMiB } from '../../src/guest/index.js';
 import { isTerminalMigrationState, type MigrationReport } from '../../src/migration/index.js';
@@ -189,4 +195,23 @@ export function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * One agent on 127.0.0.1 (a port of its own), under TCG with one relay worker, taking VM
+ * images from guest/build and disks from `diskDirs` only; the rest as given.
+ */
+export async function startLoopbackAgent(
+  options: Pick<AgentOptions, 'name' | 'stateDir' | 'tls'> & Partial<AgentOptions> & { diskDirs?: string[] },
+): Promise<{ agent: Agent; address: string }> {
+  const { diskDirs = [], ...rest } = options;
+  const agent = await Agent.start({
+    listenHost: '127.0.0.1',
+    listenPort: 0,
+    accel: 'tcg',
+    workers: 1,
+    vmFileDirs: { imageDirs: [join(packageRoot(), 'guest', 'build')], diskDirs },
+    ...rest,
+  });
+  return { agent, address: agent.addresses.find((a) => a.startsWith('https://')) ?? '' };
 }

@@ -8,10 +8,10 @@ import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { API, Agent, AgentClient, pathOf } from '../../src/agent/index.js';
 import { ERROR_CODES, isErrorCode } from '../../src/errors.js';
-import { packageRoot } from '../../src/paths.js';
 import { createTestPki, type TestPki, type TlsIdentity } from '../../src/pki/index.js';
 import { TOKEN_HEADER, TUNNEL_PROTOCOL } from '../../src/transport/index.js';
 import { prng } from '../../src/prng.js';
+import { startLoopbackAgent } from './helpers.js';
 
 const pick = <T>(rand: () => number, items: readonly T[]): T => items[Math.floor(rand() * items.length)] as T;
 
@@ -207,18 +207,14 @@ describe('hostile input at a running agent (seeded fuzz, real TLS)', { timeout: 
     chmodSync(dir, 0o711);
     operator = await pki.issue('op', [], 'operator');
     host = await pki.issue('host-b');
-    agent = await Agent.start({
+    let address: string;
+    ({ agent, address } = await startLoopbackAgent({
       name: 'host-a',
-      listenHost: '127.0.0.1',
-      listenPort: 0,
       stateDir: join(dir, 'state'),
       tls: await pki.issue('host-a'),
-      accel: 'tcg',
-      workers: 1,
-      vmFileDirs: { imageDirs: [join(packageRoot(), 'guest', 'build')], diskDirs: [] },
       log: (line) => void logs.push(line),
-    });
-    port = Number(new URL(agent.addresses.find((a) => a.startsWith('https://')) ?? '').port);
+    }));
+    port = Number(new URL(address).port);
   });
 
   after(async () => {
