@@ -44,6 +44,7 @@ const OVERRIDES = closed({
   autoConverge: { type: 'boolean' },
   postCopy: { type: 'boolean' },
   stallSeconds: nonNegative,
+  diskStallSeconds: nonNegative,
   block: { enum: ['all', 'auto'] },
   keepSourceDisks: { type: 'boolean' },
 });

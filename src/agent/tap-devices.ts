@@ -1,7 +1,6 @@
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { HostSetupError, describeError } from '../errors.js';
+import { runIp } from '../run-ip.js';
 
 /**
  * The tap device of a VM's NIC on a host: `vmf` and 12 hex digits of a hash of
@@ -39,15 +38,7 @@ export interface HostNetwork {
 }
 
 function ip(args: string[]): void {
-  try {
-    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (err) {
-    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? describeError(err);
-    throw new HostSetupError(`ip ${args.join(' ')} failed: ${stderr}`, {
-      hint: 'the agent needs CAP_NET_ADMIN (root) and iproute2 to give VMs tap devices',
-      cause: err,
-    });
-  }
+  runIp(args, 'the agent needs CAP_NET_ADMIN (root) and iproute2 to give VMs tap devices');
 }
 
 /** The host's network through iproute2 (persistent taps: they outlive QEMU until the agent removes them). */

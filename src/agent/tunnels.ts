@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MigrationError, PeerError, UsageError, describeError } from '../errors.js';
-import type { TransportSession } from '../migration/index.js';
+import type { TransportSession, TunnelAcceptance } from '../migration/index.js';
 import type { TunnelMode } from '../policy/index.js';
 import type { Role, TlsIdentity } from '../pki/index.js';
 import type { TunnelRelayKind } from '../qemu/index.js';
@@ -130,15 +130,7 @@ export class AgentTunnels {
   }
 
   /** Destination: accepts tunnel connections for this migration from `peerCommonName` with `token`; returns the naive or native relay's port if any. */
-  async accept(t: {
-    migrationId: string;
-    token: string;
-    peerCommonName: string;
-    targetPath: string;
-    channels: number;
-    mode: TunnelMode;
-    relay?: TunnelRelayKind;
-  }): Promise<{ naivePort?: number; relayPort?: number }> {
+  async accept(t: TunnelAcceptance): Promise<{ naivePort?: number; relayPort?: number }> {
     const registration = {
       migrationId: t.migrationId,
       token: t.token,

@@ -265,7 +265,20 @@ export const OPTIONS = [
     default: 150,
     min: 0,
     unit: 's',
-    help: 'No fall in remaining memory for this long is handled like the completion timeout, and a block migration whose disk copy moves nothing for this long before the disks are in step fails; 0 disables.',
+    help: 'No fall in remaining memory for this long is handled like the completion timeout; 0 disables.',
+  },
+  {
+    section: 'vmferry',
+    name: 'disk_stall_timeout',
+    type: 'int',
+    default: 30,
+    min: 0,
+    unit: 's',
+    help:
+      'A block migration fails when nothing moves for this long while its disks are mirrored (before they are in ' +
+      'step: the disk copy; after: the disk copy and the memory). Meanwhile the guest writes to those disks wait ' +
+      "for the destination (write-blocking mirror): keep it well under the guest's hung-task timeout (120 s in " +
+      'Linux). 0 disables.',
   },
   {
     section: 'vmferry',

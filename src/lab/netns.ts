@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { HostSetupError, UsageError, describeError } from '../errors.js';
+import { HostSetupError, UsageError } from '../errors.js';
+import { runIp } from '../run-ip.js';
 
 /** One simulated host: a network namespace with one end of the veth link. */
 export interface LabHost {
@@ -40,14 +41,7 @@ export interface TwoHostNetwork {
 }
 
 function ip(args: string[]): void {
-  try {
-    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (err) {
-    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? describeError(err);
-    throw new HostSetupError(`ip ${args.join(' ')} failed: ${stderr}`, {
-      hint: 'network namespaces need root (CAP_NET_ADMIN) and iproute2',
-    });
-  }
+  runIp(args, 'network namespaces need root (CAP_NET_ADMIN) and iproute2');
 }
 
 export function canUseNetns(): boolean {

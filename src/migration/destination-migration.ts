@@ -8,6 +8,20 @@ import type { Clock } from './clock.js';
 import { configureMigration, type StreamSettings } from './qemu-setup.js';
 import type { IncomingReply } from './types.js';
 
+/** What the destination lets through its tunnel for one migration. */
+export interface TunnelAcceptance {
+  migrationId: string;
+  token: string;
+  /** The source agent: the CN its certificate must have. */
+  peerCommonName: string;
+  /** The unix socket of the destination QEMU behind the tunnel. */
+  targetPath: string;
+  channels: number;
+  mode: TunnelMode;
+  /** This migration's relay (an override); absent: the agent's own. */
+  relay?: TunnelRelayKind;
+}
+
 /** Where a stream reaches this host's QEMU: its migration address, and the agent's tunnel ends. */
 export interface IncomingEndpoints {
   /** The address the destination QEMU listens on for native streams. */
@@ -15,16 +29,7 @@ export interface IncomingEndpoints {
   /** The unix socket the destination QEMU listens on behind the tunnel. */
   incomingPath(migrationId: string): string;
   /** Lets `peerCommonName` open tunnel connections with `token` to `targetPath`; the naive tunnel's or native relay's port if any. */
-  acceptTunnel(t: {
-    migrationId: string;
-    token: string;
-    peerCommonName: string;
-    targetPath: string;
-    channels: number;
-    mode: TunnelMode;
-    /** This migration's relay (an override); absent: the agent's own. */
-    relay?: TunnelRelayKind;
-  }): Promise<{ naivePort?: number; relayPort?: number }>;
+  acceptTunnel(t: TunnelAcceptance): Promise<{ naivePort?: number; relayPort?: number }>;
   closeTunnel(migrationId: string): Promise<void>;
   /** Block migration: the unix socket the destination QEMU's NBD server listens on behind the tunnel. */
   incomingDisksPath(migrationId: string): string;

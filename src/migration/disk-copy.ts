@@ -35,6 +35,7 @@ export interface DiskCopyPlan {
 export class DiskCopy {
   private lastSamples: DiskSample[] = [];
   private done = false;
+  private cancelled = false;
 
   private constructor(
     private readonly mirrors: DiskMirrors,
@@ -90,8 +91,13 @@ export class DiskCopy {
     this.done = true;
   }
 
-  /** Gives the copies up (the source goes on with its own images); returns what could not be undone. */
+  /**
+   * Gives the copies up (the source goes on with its own images); returns what could not be
+   * undone. Once: later calls return nothing.
+   */
   async cancel(): Promise<string[]> {
+    if (this.cancelled) return [];
+    this.cancelled = true;
     this.done = true;
     return this.mirrors.cancel();
   }

@@ -14,6 +14,7 @@ export {
   orphanVerdict,
   type DestinationMigrationDeps,
   type IncomingEndpoints,
+  type TunnelAcceptance,
 } from './destination-migration.js';
 export { initialMonitorState, nextAction, type MonitorAction, type MonitorState } from './next-action.js';
 export { finishPostcopy, type PostcopyRun } from './postcopy.js';

@@ -133,3 +133,72 @@ describe('nextAction on recorded migrations', () => {
     assert.equal(nextAction(aborting, paused).action.kind, 'cancel');
   });
 });
+
+describe('nextAction with mirrored disks (block migration)', () => {
+  const MiB = 1024 ** 2;
+  const settings: Settings = {
+    ...STUBBORN.settings,
+    completionTimeoutSeconds: 0,
+    stallSeconds: 150,
+    diskStallSeconds: 5,
+  };
+  /** Looks every 0.5 s for 20 s; memory moves until `memoryUntil`, the disk copy until `diskUntil` (seconds). */
+  function samples(memoryUntil: number, diskUntil: number, disks = true): MigrationSample[] {
+    return Array.from({ length: 41 }, (_, i) => {
+      const t = i / 2;
+      return {
+        ...STUBBORN.samples[5]!,
+        status: 'active',
+        elapsedMs: t * 1000,
+        transferredBytes: Math.min(t, memoryUntil) * 4 * MiB,
+        remainingBytes: 50 * MiB,
+        ...(disks
+          ? {
+              disks: [
+                {
+                  disk: 0,
+                  transferredBytes: (100 + Math.min(t, diskUntil)) * MiB,
+                  remainingBytes: 0,
+                  totalBytes: 200 * MiB,
+                  dirtyBytes: 0,
+                  ready: true,
+                },
+              ],
+            }
+          : {}),
+      };
+    });
+  }
+  const cancels = (list: MigrationSample[], s: Settings = settings): [string, MonitorAction][] =>
+    replay(s, list).filter(([, a]) => a.kind !== 'set-downtime');
+
+  it('cancels once neither the memory nor the disk copy moved for diskStallSeconds, and says why when QEMU cancelled', () => {
+    const list = samples(6, 3);
+    const reason = 'neither the memory nor the disk copy moved for 5 s while the disks are mirrored';
+    const [first, ...again] = cancels(list);
+    assert.deepEqual(first, [
+      '11.5',
+      { kind: 'cancel', event: `${reason} at 11.5 s: abort (guest writes wait on the mirrors)` },
+    ]);
+    // QEMU is asked again on every look until it cancels, announced once.
+    assert.equal(again.length, 17);
+    for (const [, action] of again) assert.deepEqual(action, { kind: 'cancel', event: undefined });
+    let state = initialMonitorState(settings);
+    for (const sample of list.slice(0, 24)) state = nextAction(state, sample).state;
+    assert.deepEqual(nextAction(state, { ...list[24]!, status: 'cancelling' }).action, { kind: 'wait' });
+    assert.deepEqual(nextAction(state, { ...list[24]!, status: 'cancelled' }).action, {
+      kind: 'cancelled',
+      message: `migration aborted: ${reason}`,
+    });
+  });
+
+  it('either stream moving is progress: a disk copy going on while the memory waits does not cancel', () => {
+    assert.deepEqual(cancels(samples(2, 20)), []);
+    assert.deepEqual(cancels(samples(20, 0)), []);
+  });
+
+  it('does nothing with diskStallSeconds 0, and nothing without disks (a live migration)', () => {
+    assert.deepEqual(cancels(samples(6, 3), { ...settings, diskStallSeconds: 0 }), []);
+    assert.deepEqual(cancels(samples(6, 3, false)), []);
+  });
+});

@@ -1,16 +1,30 @@
 import { completionTimeoutReached, type MigrationSettings } from '../policy/index.js';
-import { downtimeChange, timeoutResponse, trackProgress, type StallState } from './convergence.js';
+import {
+  downtimeChange,
+  timeoutResponse,
+  trackCopy,
+  trackProgress,
+  type CopyState,
+  type StallState,
+} from './convergence.js';
 import type { MigrationSample } from './types.js';
 
 /** What the pre-copy monitor carries from one look at QEMU to the next. */
 export interface MonitorState {
   readonly settings: Pick<
     MigrationSettings,
-    'downtimeSteps' | 'completionTimeoutSeconds' | 'timeoutAction' | 'postCopy' | 'stallSeconds'
+    | 'downtimeSteps'
+    | 'completionTimeoutSeconds'
+    | 'timeoutAction'
+    | 'postCopy'
+    | 'stallSeconds'
+    | 'diskStallSeconds'
   >;
   /** The downtime limit QEMU has now. */
   readonly downtimeLimitMs: number | undefined;
   readonly stall: StallState | undefined;
+  /** Block migration: bytes moved (memory and disks) and when that last grew. */
+  readonly moved: CopyState | undefined;
   /** The completion timeout, a stall or a force-complete was acted on (once per migration). */
   readonly timeoutHandled: boolean;
   /** The guest was paused to force completion. */
@@ -44,6 +58,7 @@ export function initialMonitorState(settings: MonitorState['settings']): Monitor
     settings,
     downtimeLimitMs: downtimeChange(settings.downtimeSteps, 0, undefined),
     stall: undefined,
+    moved: undefined,
     timeoutHandled: false,
     paused: false,
     abort: undefined,
@@ -56,14 +71,17 @@ export function initialMonitorState(settings: MonitorState['settings']): Monitor
  * What the source does after one look at QEMU during pre-copy, and the state to
  * carry: stop when QEMU completed, failed or was cancelled; hand over to the
  * post-copy phase once QEMU switched; cancel when asked; at a pause before the
- * switch-over (block migration) have the disk copies completed; on a force-complete,
+ * switch-over (block migration) have the disk copies completed; with mirrored disks, cancel
+ * when neither memory nor disks moved for diskStallSeconds (guest writes wait on the
+ * mirrors meanwhile: no timeout action helps them); on a force-complete,
  * the completion timeout or a stall, do what nova's timeout action says (cancel,
  * switch to post-copy, or pause the guest), once; otherwise send the downtime
  * step that is due. Pure: time is the sample's elapsedMs.
  */
 export function nextAction(
   state: MonitorState,
-  sample: Pick<MigrationSample, 'status' | 'elapsedMs' | 'remainingBytes'>,
+  sample: Pick<MigrationSample, 'status' | 'elapsedMs' | 'remainingBytes'> &
+    Partial<Pick<MigrationSample, 'transferredBytes' | 'disks'>>,
 ): { state: MonitorState; action: MonitorAction } {
   const { status } = sample;
   const elapsed = sample.elapsedMs / 1000;
@@ -87,7 +105,20 @@ export function nextAction(
   if (status === 'pre-switchover') return stay({ kind: 'switch-over' });
   const { settings } = state;
   const progress = trackProgress(state.stall, sample.remainingBytes, elapsed, settings.stallSeconds);
-  const next: MonitorState = { ...state, stall: progress.state };
+  let next: MonitorState = { ...state, stall: progress.state };
+  if (sample.disks !== undefined) {
+    const limit = settings.diskStallSeconds ?? settings.stallSeconds;
+    const bytes = (sample.transferredBytes ?? 0) + sample.disks.reduce((n, d) => n + d.transferredBytes, 0);
+    const moved = trackCopy(state.moved, bytes, elapsed, limit);
+    next = { ...next, moved: moved.state };
+    if (moved.stalled) {
+      const reason = `neither the memory nor the disk copy moved for ${limit} s while the disks are mirrored`;
+      return {
+        state: { ...next, abort: { reason, byOperator: false }, cancelAnnounced: true },
+        action: { kind: 'cancel', event: `${reason} at ${at}: abort (guest writes wait on the mirrors)` },
+      };
+    }
+  }
   if (!state.timeoutHandled && !state.paused) {
     let trigger: string | undefined;
     if (state.forceRequested) trigger = 'force-complete requested by the operator';

@@ -263,7 +263,8 @@ export class SourceMigration {
       'migrating',
       `copying ${plan.disks.length} disk(s) to ${deps.peer.name} ${how}, then the memory`,
     );
-    const { completionTimeoutSeconds, stallSeconds } = deps.settings;
+    const { completionTimeoutSeconds } = deps.settings;
+    const stallSeconds = deps.settings.diskStallSeconds ?? deps.settings.stallSeconds;
     let copy: CopyState | undefined;
     for (;;) {
       await this.tick();
@@ -340,6 +341,9 @@ export class SourceMigration {
         case 'cancelled':
           throw new MigrationError(action.message);
         case 'cancel':
+          // QEMU's cancel drains every block node (qemu_savevm_state_cleanup): a mirrored
+          // write waiting on a dead link to the destination would hang its main loop.
+          await this.giveUpDiskCopies();
           await qmp.execute('migrate_cancel');
           break;
         case 'start-postcopy':
@@ -520,15 +524,19 @@ export class SourceMigration {
     });
   }
 
+  /** The source never switched to a copy: cancelled, the mirrors leave it on its own images. */
+  private async giveUpDiskCopies(): Promise<void> {
+    for (const problem of (await this.facts.diskCopy?.cancel()) ?? [])
+      this.events.push(`cancelling the disk copies: ${problem}`);
+  }
+
   /** Puts the source back (unless post-copy started), tells the destination to drop its copy, and reports. */
   private async failedReport(err: unknown): Promise<MigrationReport> {
     const { deps, facts } = this;
     const postcopy = facts.switchedAt !== undefined;
     const cancelled = this.monitor.abort?.byOperator === true && !postcopy;
     const message = describeError(err);
-    // The source never switched to a copy: cancelled, the mirrors leave it on its own images.
-    for (const problem of (await facts.diskCopy?.cancel()) ?? [])
-      this.events.push(`cancelling the disk copies: ${problem}`);
+    await this.giveUpDiskCopies();
     const recovery = (await restoreSourceGuest(deps.qmp, postcopy)).message;
     if (postcopy) {
       // The destination holds the guest's newest CPU and device state: it must not drop it.

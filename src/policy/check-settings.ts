@@ -27,6 +27,7 @@ const FIELDS: { [K in keyof MigrationSettings]: [check: (v: unknown) => boolean,
   reasons: [(v) => Array.isArray(v) && v.every((r) => typeof r === 'string'), 'a list of strings'],
   disks: [(v) => v === undefined || (Array.isArray(v) && v.every(isDiskPlan)), 'a list of disk plans'],
   keepSourceDisks: [(v) => v === undefined || isBool(v), 'true or false'],
+  diskStallSeconds: [(v) => v === undefined || isWhole(v), 'a whole number >= 0'],
 };
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;

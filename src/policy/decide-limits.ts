@@ -110,6 +110,30 @@ export function decideTimeouts(
   };
 }
 
+/**
+ * Block migration: how long nothing may move while the disks are mirrored ([vmferry]
+ * disk_stall_timeout or the override). No reason without disks to copy.
+ */
+export function decideDiskStall(ctx: PlanContext): Decided<number> {
+  const { o, overrides } = ctx;
+  const override = overrides.diskStallSeconds;
+  const value = override ?? o['vmferry.disk_stall_timeout'].value;
+  if (ctx.kind !== 'block') return { value, reasons: [] };
+  const source = override !== undefined ? 'override' : cite(o, 'vmferry.disk_stall_timeout');
+  const message =
+    value === 0
+      ? `no stall detection for the disk copies: guest writes may wait on a cut link until another limit fails the migration (${source})`
+      : `${value} s without anything moving while the disks are mirrored fails the migration: guest writes to them wait at most that long on a cut link (${source})`;
+  return {
+    value,
+    reasons: [
+      override !== undefined
+        ? { decision: 'diskStallTimeout', message }
+        : { decision: 'diskStallTimeout', option: 'vmferry.disk_stall_timeout', message },
+    ],
+  };
+}
+
 /** How long without a fall in remaining memory counts as a timeout ([vmferry] stall_timeout or the override). */
 export function decideStall(ctx: PlanContext): Decided<number> {
   const { o, overrides } = ctx;

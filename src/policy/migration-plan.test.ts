@@ -650,6 +650,31 @@ describe("a block migration under nova's flags", () => {
     assert.ok(block.flags.includes('VIR_MIGRATE_NON_SHARED_DISK'), block.flags.join(','));
   });
 
+  it('gives a block migration a disk stall limit from disk_stall_timeout or the override, and a live one none', () => {
+    const options = optionsFrom({ 'vmferry.disk_stall_timeout': 20 });
+    const block = planOf(options, { disks: copy });
+    assert.equal(block.diskStallTimeoutSeconds, 20);
+    assert.match(
+      reason(block, 'diskStallTimeout'),
+      /^20 s without anything moving while the disks are mirrored fails the migration: guest writes to them wait at most that long on a cut link \(vmferry\.disk_stall_timeout = 20 /,
+    );
+    assert.equal(migrationSettings(block).diskStallSeconds, 20);
+    const overridden = planOf(options, { disks: copy, overrides: { diskStallSeconds: 0 } });
+    assert.equal(migrationSettings(overridden).diskStallSeconds, 0);
+    assert.match(
+      reason(overridden, 'diskStallTimeout'),
+      /^no stall detection for the disk copies: .*\(override\)$/,
+    );
+    const live = planOf(options);
+    assert.equal(reason(live, 'diskStallTimeout'), '');
+    assert.equal(migrationSettings(live).diskStallSeconds, undefined);
+    assert.equal(planOf(optionsFrom({}), { disks: copy }).diskStallTimeoutSeconds, 30, 'the default');
+    assert.throws(
+      () => planOf(options, { disks: copy, overrides: { diskStallSeconds: 1.5 } }),
+      /diskStallSeconds must be a whole number >= 0, got 1.5/,
+    );
+  });
+
   it('copies the disks in clear text only when [vmferry] permit_cleartext allows it', () => {
     const refused = planError(() =>
       planOf(optionsFrom({}), { disks: copy, overrides: { transport: 'native', tls: false } }),

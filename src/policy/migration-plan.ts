@@ -1,7 +1,13 @@
 import { computeMigrationFlags } from '../config/index.js';
 import { decideChannels, requestChannels } from './decide-channels.js';
 import { decideDisks } from './decide-disks.js';
-import { decideBandwidth, decideDowntime, decideStall, decideTimeouts } from './decide-limits.js';
+import {
+  decideBandwidth,
+  decideDiskStall,
+  decideDowntime,
+  decideStall,
+  decideTimeouts,
+} from './decide-limits.js';
 import { decideAutoConverge, decidePostCopy, postCopyOption } from './decide-post-copy.js';
 import { decideEncryption, decideTransport, decideTunnel } from './decide-transport.js';
 import type { DowntimeStep } from './downtime-steps.js';
@@ -46,6 +52,8 @@ export interface MigrationPlan {
   readonly qemuMaxBandwidthBytes: number;
   /** No fall in remaining memory for this long is handled like the completion timeout; 0 = off. */
   readonly stallTimeoutSeconds: number;
+  /** Block migration: nothing moved for this long while the disks are mirrored fails it; 0 = off. */
+  readonly diskStallTimeoutSeconds: number;
   /** Tunnelled, with the source's CPUs known: the relay processes of the source agent ([vmferry] workers). */
   readonly relayWorkers: number | undefined;
   /** How each disk gets to the destination, when the plan was made with the VM's disks. */
@@ -97,6 +105,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
   const downtime = decideDowntime(ctx);
   const timeouts = decideTimeouts(ctx, downtime.value.dataGiB, postCopy.value);
   const stall = decideStall(ctx);
+  const diskStall = decideDiskStall(ctx);
   const relay = relayWorkersOf(ctx, transport.value);
   const relays = relaysOf(ctx, transport.value, tunnel.value);
   const decided: Decided<unknown>[] = [
@@ -109,7 +118,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
     autoConverge,
     flags,
   ];
-  decided.push(downtime, timeouts, bandwidth, stall, ...(relay === undefined ? [] : [relay]));
+  decided.push(downtime, timeouts, bandwidth, stall, diskStall, ...(relay === undefined ? [] : [relay]));
   if (disks !== undefined) decided.push(disks);
   return {
     kind: ctx.kind,
@@ -129,6 +138,7 @@ export function planMigration(input: PlanInput): MigrationPlan {
     bandwidthMiBps: bandwidth.value.mibps,
     qemuMaxBandwidthBytes: bandwidth.value.qemuMaxBandwidthBytes,
     stallTimeoutSeconds: stall.value,
+    diskStallTimeoutSeconds: diskStall.value,
     relayWorkers: relay?.value,
     disks: disks?.value,
     keepSourceDisks: ctx.overrides.keepSourceDisks === true,
@@ -227,7 +237,11 @@ export function migrationSettings(plan: MigrationPlan): MigrationSettings {
     reasons: plan.reasons.map((r) => r.message),
     // Only a block migration has disks for the destination to act on.
     ...(plan.kind === 'block' && plan.disks !== undefined
-      ? { disks: [...plan.disks], keepSourceDisks: plan.keepSourceDisks }
+      ? {
+          disks: [...plan.disks],
+          keepSourceDisks: plan.keepSourceDisks,
+          diskStallSeconds: plan.diskStallTimeoutSeconds,
+        }
       : {}),
   };
 }

@@ -112,6 +112,7 @@ function checkOverrides(overrides: Readonly<MigrationOverrides>): void {
     ['bandwidthMiBps', overrides.bandwidthMiBps],
     ['completionTimeoutSeconds', overrides.completionTimeoutSeconds],
     ['stallSeconds', overrides.stallSeconds],
+    ['diskStallSeconds', overrides.diskStallSeconds],
   ] as const) {
     if (value !== undefined && (!Number.isInteger(value) || value < 0))
       throw new UsageError(`${field} must be a whole number >= 0, got ${value}`);

@@ -27,6 +27,7 @@ export type PlanDecision =
   | 'timeoutAction'
   | 'bandwidth'
   | 'stallTimeout'
+  | 'diskStallTimeout'
   | 'relayWorkers'
   | 'disks';
 
@@ -59,6 +60,8 @@ export interface MigrationOverrides {
   autoConverge?: boolean;
   postCopy?: boolean;
   stallSeconds?: number;
+  /** Block migration: nothing moved for this long while the disks are mirrored fails it; 0 = off. */
+  diskStallSeconds?: number;
   /** Block migration: copy every local disk, or decide per disk from what the destination sees. */
   block?: BlockMode;
   /** Keep the source's images of copied disks after the VM moved (they are removed by default). */
@@ -93,6 +96,8 @@ export interface MigrationSettings {
   disks?: DiskPlan[];
   /** Block migration: keep the source's images of copied disks after the VM moved. */
   keepSourceDisks?: boolean;
+  /** Block migration: nothing moved for this long while the disks are mirrored fails it; 0 disables. */
+  diskStallSeconds?: number;
 }
 
 /** `--block`: copy every local disk (`all`), or decide each disk from what the destination sees (`auto`). */

@@ -236,17 +236,23 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     await stopVm(b, 'clear-vm');
   });
 
-  it('copies only the top layer when B has the same base image (--block auto)', async () => {
-    // The base holds the guest's content in every block; the guest's writes go to the top.
+  /** A filled base image, the same on both hosts (made once): the guest's content in every block. */
+  function sharedBase(): string {
     const base = join(instances('a'), '_base', 'base.qcow2');
+    if (existsSync(base)) return '../_base/base.qcow2';
     filledImage(base);
     mkdirSync(join(instances('b'), '_base'), { recursive: true });
     execFileSync('cp', [base, join(instances('b'), '_base', 'base.qcow2')]);
     // Each QEMU reads its host's base image (made owner-only like every image vmferry creates).
     lab.giveToQemu(base);
     lab.giveToQemu(join(instances('b'), '_base', 'base.qcow2'));
+    return '../_base/base.qcow2';
+  }
+
+  it('copies only the top layer when B has the same base image (--block auto)', async () => {
+    // The guest's writes go to the top.
     const rel = 'inc-vm/disk.qcow2';
-    await newDisk(rel, '../_base/base.qcow2');
+    await newDisk(rel, sharedBase());
     await startGuest('inc-vm', rel, 64);
     const report = await migrate('inc-vm', ['--block', 'auto']);
     assert.equal(report.disks?.[0]?.sync, 'top');
@@ -338,7 +344,8 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     const rel = 'cut-vm/disk.qcow2';
     await newDisk(rel);
     await startGuest('cut-vm', rel, 16);
-    const id = await copyingTo('cut-vm', { stallSeconds: 10 });
+    // The memory's own stall limit stays at its default (150 s): the disk copy's is what fires.
+    const id = await copyingTo('cut-vm', { diskStallSeconds: 10 });
     const network = lab.network;
     assert.ok(network !== undefined, 'the lab runs in network namespaces');
     network.cutLink();
@@ -375,6 +382,60 @@ describe('block migration between two agents (TCG, the Linux guest writing its l
     // A never switched to B's image: its guest still writes and checks all of its own disk with B's gone.
     await everyBlockChecked(a, 'cut-vm');
     await stopVm(a, 'cut-vm');
+  });
+
+  it("a link cut while the memory moves with the disks in step: nothing moves for disk_stall_timeout, the migration fails, A's guest writes go on on its own disk", async () => {
+    const rel = 'ramcut-vm/disk.qcow2';
+    // Only the top layer is copied: the disks are in step in seconds, the memory then takes long at 4 MiB/s.
+    await newDisk(rel, sharedBase());
+    await startGuest('ramcut-vm', rel, 16);
+    const { id } = await a.post<{ id: string }>('/v1/migrations', {
+      vm: 'ramcut-vm',
+      to: lab.agents.b.address,
+      options: { block: 'auto', transport: 'native', bandwidthMiBps: 4, diskStallSeconds: 10 },
+    });
+    await waitFor('the disks in step and the memory moving', async () => {
+      const m = await a.get<{ live?: { sample?: MigrationSample } }>(`/v1/migrations/${id}`);
+      const sample = m.live?.sample;
+      return sample?.disks?.[0]?.ready === true && sample.status === 'active' && sample.transferredBytes > MiB
+        ? true
+        : undefined;
+    });
+    const network = lab.network;
+    assert.ok(network !== undefined, 'the lab runs in network namespaces');
+    network.cutLink();
+    try {
+      const report = await migrationReport(a, id);
+      assert.equal(report.status, 'failed');
+      assert.equal(
+        report.error,
+        'migration aborted: neither the memory nor the disk copy moved for 10 s while the disks are mirrored',
+      );
+      assert.ok(
+        report.events.some((e) =>
+          /^neither the memory nor the disk copy moved for 10 s while the disks are mirrored at [\d.]+ s: abort/.test(
+            e,
+          ),
+        ),
+        report.events.join(' | '),
+      );
+      assert.equal((await a.get<VmView>('/v1/vms/ramcut-vm')).state, 'running');
+      // The link is still cut: the guest's writes no longer wait on B.
+      const health = await healthy(a, 'ramcut-vm');
+      await healthy(a, 'ramcut-vm', health.lastSeq);
+    } finally {
+      network.restoreLink();
+    }
+    // Once the link is back B drops the copy by whichever comes first: its orphan check asking A,
+    // or its incoming QEMU finding the memory stream gone (it had started, unlike the copy-time cut).
+    const error = await goneFromB('ramcut-vm', rel, id);
+    const ends = [
+      `source gave up: ${lab.agents.a.name} ended this migration (failed) without telling this host; nobody will finish this copy`,
+      'the incoming QEMU exited before the migration completed',
+    ];
+    assert.ok(ends.includes(error), error);
+    await everyBlockChecked(a, 'ramcut-vm');
+    await stopVm(a, 'ramcut-vm');
   });
 
   it("B's agent killed (-9) during the disk copy and restarted: B removes the image it made, A keeps the VM on its own disk", async () => {

@@ -39,6 +39,7 @@ interface MigrateFlags extends AgentConnectionFlags {
   autoConverge?: boolean;
   postCopy?: boolean;
   stallTimeout?: number;
+  diskStallTimeout?: number;
   /** `--block` alone: true; `--block auto`: 'auto'. */
   block?: true | 'all' | 'auto';
   keepSourceDisks?: boolean;
@@ -63,6 +64,10 @@ export function overridesFromFlags(flags: MigrateFlags): MigrationOverrides {
   if (flags.keepSourceDisks === true) {
     if (o.block === undefined) throw new UsageError('--keep-source-disks goes with --block');
     o.keepSourceDisks = true;
+  }
+  if (flags.diskStallTimeout !== undefined) {
+    if (o.block === undefined) throw new UsageError('--disk-stall-timeout goes with --block');
+    o.diskStallSeconds = flags.diskStallTimeout;
   }
   return o;
 }
@@ -238,6 +243,11 @@ export const migrateCommand: CommandModule = {
           oneOf('--block', ['all', 'auto'] as const),
         )
         .option('--keep-source-disks', "block migration: keep the source's images after the VM moved")
+        .option(
+          '--disk-stall-timeout <s>',
+          'block migration: fail when nothing moves for this long while the disks are mirrored (0 = off)',
+          wholeNumber('--disk-stall-timeout'),
+        )
         .option('--detach', 'start it and print its id without waiting')
         .option('--dry-run', 'show the plan and a forecast (samples the guest dirty rate) without migrating')
         .option('--json', 'print the report (or the id) as JSON'),

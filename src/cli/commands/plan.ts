@@ -72,6 +72,11 @@ function describe(plan: MigrationPlan, memoryMiB: number): string[] {
     `  timeout         ${plan.completionTimeoutSeconds === 0 ? 'none' : `${plan.completionTimeoutSeconds} s, then ${plan.timeoutAction}`}`,
     `  bandwidth       ${plan.bandwidthMiBps === 0 ? 'unlimited' : `${plan.bandwidthMiBps} MiB/s`} (QEMU max-bandwidth ${plan.qemuMaxBandwidthBytes} bytes/s)`,
     `  stall timeout   ${plan.stallTimeoutSeconds === 0 ? 'off' : `${plan.stallTimeoutSeconds} s`}`,
+    ...(plan.kind === 'block'
+      ? [
+          `  disk stall      ${plan.diskStallTimeoutSeconds === 0 ? 'off' : `${plan.diskStallTimeoutSeconds} s`}`,
+        ]
+      : []),
     ...(plan.relayWorkers === undefined
       ? []
       : [`  relay workers   ${plan.relayWorkers} on the source agent`]),
