@@ -12,6 +12,9 @@
  *                tunnel connection per QEMU connection; the first is relayed end to
  *                end before the next is accepted (QEMU 7.2 takes it as the main channel).
  *
+ * After the head exchange each connection's sending direction seals its own TLS 1.3
+ * records (see "the sealed send path"); the receiving direction stays on SSL_read.
+ *
  * Configuration (with the token and the private key) comes on stdin, never argv:
  * records `NAME LENGTH\n<LENGTH bytes>\n` until EOF. Events go to stdout as JSON
  * lines. SIGTERM (or the agent's death) ends the process and every connection.
