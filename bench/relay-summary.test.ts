@@ -97,6 +97,18 @@ describe('relay benchmark summary', () => {
     assert.equal('sendPath' in summarizeVariant('ts', 'TLS_AES_256_GCM_SHA384', [run(0.6, 0.9, 0.3)]), false);
   });
 
+  it('adds the receive path its destination relay reported', () => {
+    const both = { ...run(0.4, 0.5, 0.32), sendPath: 'sealed' as const, receivePath: 'opened' as const };
+    const s = summarizeVariant('native', 'TLS_AES_256_GCM_SHA384', [both, both]);
+    assert.equal(s.receivePath, 'opened');
+    assert.match(summaryLine(s), /^\| native \(sealed, opened\) \| /);
+    const off = summarizeVariant('native', 'TLS_AES_256_GCM_SHA384', [
+      both,
+      { ...both, receivePath: 'ssl-read' },
+    ]);
+    assert.equal(off.receivePath, 'mixed');
+  });
+
   it('takes one send path from what the connections reported', () => {
     assert.equal(sendPathOf([]), undefined);
     assert.equal(sendPathOf([undefined]), undefined);

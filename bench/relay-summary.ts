@@ -34,17 +34,25 @@ export interface Measured {
   cipherCpuPerGiB: number;
   /** Native relay: how the source relay's connections sent their records, as they reported it on closing. */
   sendPath?: SendPath;
+  /** Native relay: how the destination relay's connections received the source's records. */
+  receivePath?: ReceivePath;
 }
 
 /** `mixed`: connections of one run, or runs of one variant, did not all send the same way. */
 export type SendPath = 'sealed' | 'ssl-write' | 'mixed';
+export type ReceivePath = 'opened' | 'ssl-read' | 'mixed';
 
-/** One send path for what the connections (or runs) reported; undefined when none reported one. */
-export function sendPathOf(reported: readonly (SendPath | undefined)[]): SendPath | undefined {
+/** One path for what the connections (or runs) reported; undefined when none reported one. */
+export function pathOf<P extends string>(
+  reported: readonly (P | 'mixed' | undefined)[],
+): P | 'mixed' | undefined {
   const known = new Set(reported.filter((p) => p !== undefined));
   if (known.size === 0) return undefined;
   return known.size === 1 ? [...known][0] : 'mixed';
 }
+
+export const sendPathOf = (reported: readonly (SendPath | undefined)[]): SendPath | undefined =>
+  pathOf(reported);
 
 /** One variant per TLS 1.3 suite (--suites), each with the suite as the relay's only one. */
 export function suiteVariants(suites: readonly string[], base: Variant[]): Variant[] {
@@ -69,10 +77,12 @@ export function summarizeVariant(label: string, suite: string, runs: readonly Me
     return { median: r(median(v)), min: r(Math.min(...v)), max: r(Math.max(...v)) };
   };
   const sendPath = sendPathOf(runs.map((m) => m.sendPath));
+  const receivePath = pathOf(runs.map((m) => m.receivePath));
   return {
     label,
     suite,
     ...(sendPath !== undefined ? { sendPath } : {}),
+    ...(receivePath !== undefined ? { receivePath } : {}),
     runs: runs.length,
     gbps: pick((m) => m.gbps),
     sourceRelayCpuPerGiB: pick((m) => m.srcCpuPerGiB),
@@ -88,7 +98,8 @@ export function summarizeVariant(label: string, suite: string, runs: readonly Me
 export function summaryLine(s: VariantSummary): string {
   const f = (x: { median: number; min: number; max: number }, d = 2) =>
     `${x.median.toFixed(d)} (${x.min.toFixed(d)}-${x.max.toFixed(d)})`;
-  const label = s.sendPath !== undefined ? `${s.label} (${s.sendPath})` : s.label;
+  const paths = [s.sendPath, s.receivePath].filter((p) => p !== undefined);
+  const label = paths.length > 0 ? `${s.label} (${paths.join(', ')})` : s.label;
   return (
     `| ${label} | ${f(s.gbps)} | ${f(s.sourceRelayCpuPerGiB)} | ${f(s.destinationRelayCpuPerGiB)} | ` +
     `${f(s.cipherCpuPerGiB, 3)} | ${s.sourceVsCipher.median.toFixed(2)}x / ${s.destinationVsCipher.median.toFixed(2)}x |`

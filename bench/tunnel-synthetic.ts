@@ -35,6 +35,7 @@ import { ROUTE_ROLES } from '../src/agent/index.js';
 import { SUITE_CIPHERS, cipherCpuPerGiB } from './cipher-floor.js';
 import { CLK_TCK, cpuTicks, minorFaults } from './proc-cpu.js';
 import {
+  pathOf,
   sendPathOf,
   suiteOf,
   suiteVariants,
@@ -162,6 +163,7 @@ async function runNative(
   };
   const q = await standIns(dir, channels, defaults);
   const sendPaths: ('sealed' | 'ssl-write' | undefined)[] = [];
+  const receivePaths: ('opened' | 'ssl-read' | undefined)[] = [];
   const dst = await NativeRelay.listenDestination({
     ...common,
     listen: { host: '127.0.0.1', port: 0 },
@@ -173,6 +175,9 @@ async function runNative(
       peerCommonName: 'agent-a',
       targetPath: join(dir, 'sink.sock'),
       maxConnections: channels,
+    },
+    onEvent: (e) => {
+      if (e.type === 'tunnel-connection-closed') receivePaths.push(e.receivePath);
     },
   });
   const src = await NativeRelay.openSource({
@@ -198,9 +203,11 @@ async function runNative(
     const after = { src: cpuTicks(src.pid), dst: cpuTicks(dst.pid), faults: faults() };
     const gib = result.bytes / 2 ** 30;
     // Each source connection reports how it sent its records when it closes, just after the stream ends.
-    for (let waited = 0; sendPaths.length < channels && waited < 5000; waited += 50)
+    const reported = (): boolean => sendPaths.length >= channels && receivePaths.length >= channels;
+    for (let waited = 0; !reported() && waited < 5000; waited += 50)
       await new Promise((r) => setTimeout(r, 50));
     const sendPath = sendPathOf(sendPaths);
+    const receivePath = pathOf(receivePaths);
     return {
       gbps: (result.bytes * 8) / result.seconds / 1e9,
       srcCpuPerGiB: (after.src - before.src) / CLK_TCK / gib,
@@ -208,6 +215,7 @@ async function runNative(
       faultsPerGiB: (after.faults - before.faults) / gib,
       load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0] ?? '',
       ...(sendPath !== undefined ? { sendPath } : {}),
+      ...(receivePath !== undefined ? { receivePath } : {}),
     };
   } finally {
     q.kill();

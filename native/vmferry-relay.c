@@ -12,8 +12,9 @@
  *                tunnel connection per QEMU connection; the first is relayed end to
  *                end before the next is accepted (QEMU 7.2 takes it as the main channel).
  *
- * After the head exchange each connection's sending direction seals its own TLS 1.3
- * records (see "the sealed send path"); the receiving direction stays on SSL_read.
+ * After the head exchange each connection seals its own TLS 1.3 records on the sending
+ * direction (see "the sealed send path") and opens them on the receiving direction
+ * (see "the open receive path"); OpenSSL keeps the handshake.
  *
  * Configuration (with the token and the private key) comes on stdin, never argv:
  * records `NAME LENGTH\n<LENGTH bytes>\n` until EOF. Events go to stdout as JSON
@@ -85,6 +86,7 @@ static struct {
   int sealed;        /* the sending direction seals its own records after the head exchange (see sealer) */
   int key_update_records; /* sealed: records under one key before a KeyUpdate */
   int key_update_requested; /* sealed: our KeyUpdates ask the peer to update too (tests) */
+  int open;          /* the receiving direction opens its own records after the head exchange (see opener) */
 } cfg = {
     .listen_port = 0,
     .max_connections = 1,
@@ -98,6 +100,7 @@ static struct {
     .sealed = 1,
     /* Far below AES-GCM's 2^24.5 full records per key (RFC 8446 5.5): 64 GiB per key. */
     .key_update_records = 1 << 22,
+    .open = 1,
 };
 
 static SSL_CTX *ctx;
@@ -311,6 +314,7 @@ static void read_config(void) {
     else if (!strcmp(name, "sealed")) cfg.sealed = to_int(name, value, 0, 1);
     else if (!strcmp(name, "key_update_records")) cfg.key_update_records = to_int(name, value, 1, 1 << 23);
     else if (!strcmp(name, "key_update_requested")) cfg.key_update_requested = to_int(name, value, 0, 1);
+    else if (!strcmp(name, "open")) cfg.open = to_int(name, value, 0, 1);
     else die("configuration: unknown record %s", name);
   }
   OPENSSL_cleanse(all, len);
@@ -540,8 +544,9 @@ static void batch_records(SSL *ssl, int fd) {
  * stream is read straight into record-shaped slots of one buffer, each TLS 1.3 record
  * is sealed in place (RFC 8446 5.2) and a batch of them leaves in one write(2), so no
  * byte is copied between QEMU's socket and the TCP socket. OpenSSL keeps the handshake
- * and the whole receiving direction. Its write BIO then goes nowhere: OpenSSL 3.0 answers
- * a peer's KeyUpdate with update_requested from inside SSL_read, and that answer is sent
+ * (and the receiving direction when the open path is off). Its write BIO then goes nowhere:
+ * OpenSSL 3.0 answers a peer's KeyUpdate with update_requested from inside SSL_read, and
+ * that answer is sent
  * from here instead, under our sequence; any other record OpenSSL writes (an alert)
  * fails the connection rather than desynchronise it.
  */
@@ -566,11 +571,22 @@ struct sealer {
   /* After the takeover. */
   EVP_CIPHER_CTX *aead;
   const EVP_MD *md;
+  const char *cipher_name;
   size_t key_len;
-  unsigned char key[32], iv[12];
+  unsigned char iv[12];
   uint64_t seq;
   long long under_key; /* records sealed under the current key */
   long long key_updates;
+  /* The receiving direction (the open receive path), seen through the same callbacks. */
+  unsigned char peer_secret[EVP_MAX_MD_SIZE]; /* the peer's application traffic secret */
+  size_t peer_secret_len;
+  long long records_read; /* records OpenSSL opened since the handshake: the peer's next sequence number */
+  int peer_updated;       /* OpenSSL read a KeyUpdate: the peer's secret is no longer the one we saw */
+  int opened;             /* from here on every record of the peer is opened here */
+  EVP_CIPHER_CTX *open_aead;
+  unsigned char read_iv[12];
+  uint64_t read_seq;
+  long long key_updates_received;
 };
 
 static int unhex(const char *s, size_t n, unsigned char *out) {
@@ -582,12 +598,21 @@ static int unhex(const char *s, size_t n, unsigned char *out) {
   return 1;
 }
 
-/* The keylog line of our sending secret: "<LABEL> <client random> <secret>", hex. Kept in memory only. */
+/*
+ * The keylog lines of both application traffic secrets, ours (sending) and the peer's
+ * (receiving): "<LABEL> <client random> <secret>", hex. Kept in memory only.
+ */
 static void on_keylog(const SSL *ssl, const char *line) {
   struct sealer *s = SSL_get_ex_data(ssl, sealer_index);
-  const char *label = SSL_is_server(ssl) ? "SERVER_TRAFFIC_SECRET_0 " : "CLIENT_TRAFFIC_SECRET_0 ";
-  size_t label_len = strlen(label);
-  if (s == NULL || strncmp(line, label, label_len) != 0) return;
+  static const char server[] = "SERVER_TRAFFIC_SECRET_0 ", client[] = "CLIENT_TRAFFIC_SECRET_0 ";
+  size_t label_len = sizeof server - 1;
+  if (s == NULL) return;
+  int sending;
+  if (strncmp(line, server, label_len) == 0) sending = SSL_is_server(ssl);
+  else if (strncmp(line, client, label_len) == 0) sending = !SSL_is_server(ssl);
+  else return;
+  unsigned char *secret = sending ? s->secret : s->peer_secret;
+  size_t *secret_len = sending ? &s->secret_len : &s->peer_secret_len;
   const char *random_hex = line + label_len, *space = strchr(random_hex, ' ');
   unsigned char random[SSL3_RANDOM_SIZE], ours[SSL3_RANDOM_SIZE];
   if (space == NULL || space - random_hex != 2 * SSL3_RANDOM_SIZE || !unhex(random_hex, SSL3_RANDOM_SIZE, random))
@@ -595,8 +620,8 @@ static void on_keylog(const SSL *ssl, const char *line) {
   if (SSL_get_client_random(ssl, ours, sizeof ours) != sizeof ours || CRYPTO_memcmp(random, ours, sizeof ours) != 0)
     return;
   size_t hex_len = strlen(space + 1);
-  if (hex_len % 2 != 0 || hex_len / 2 > sizeof s->secret || !unhex(space + 1, hex_len / 2, s->secret)) return;
-  s->secret_len = hex_len / 2;
+  if (hex_len % 2 != 0 || hex_len / 2 > sizeof s->secret || !unhex(space + 1, hex_len / 2, secret)) return;
+  *secret_len = hex_len / 2;
 }
 
 /* Counts the records OpenSSL writes and notices the post-handshake messages that change keys. */
@@ -606,8 +631,12 @@ static void on_message(int write_p, int version, int content_type, const void *b
   const unsigned char *b = buf;
   if (s == NULL) return;
   if (!write_p) {
-    if (content_type == SSL3_RT_HANDSHAKE && len >= 5 && b[0] == SSL3_MT_KEY_UPDATE && b[4] == SSL_KEY_UPDATE_REQUESTED)
-      s->update_owed = 1;
+    /* Every record OpenSSL decrypts; reset when the handshake ends (handshake_done). */
+    if (content_type == SSL3_RT_INNER_CONTENT_TYPE && len == 1) s->records_read++;
+    if (content_type == SSL3_RT_HANDSHAKE && len >= 5 && b[0] == SSL3_MT_KEY_UPDATE) {
+      s->peer_updated = 1;
+      if (b[4] == SSL_KEY_UPDATE_REQUESTED) s->update_owed = 1;
+    }
   } else if (s->taken) {
     /* Into the null BIO: OpenSSL's own answer to a KeyUpdate request becomes ours; anything else is lost. */
     if (content_type == SSL3_RT_HANDSHAKE && len >= 1 && b[0] == SSL3_MT_KEY_UPDATE) s->update_owed = 1;
@@ -649,15 +678,31 @@ static int expand_label(const EVP_MD *md, const unsigned char *secret, size_t se
   return ok;
 }
 
-/* Key and IV of the current secret, into the AEAD context. */
+/* Key and IV of `secret` (RFC 8446 7.3), the key into the AEAD context. */
+static int derive_key(const struct sealer *s, const unsigned char *secret, EVP_CIPHER_CTX *aead, unsigned char *iv,
+                      int encrypt) {
+  unsigned char key[32];
+  int ok = expand_label(s->md, secret, s->secret_len, "key", key, s->key_len) &&
+           expand_label(s->md, secret, s->secret_len, "iv", iv, 12) &&
+           EVP_CipherInit_ex(aead, NULL, NULL, key, NULL, encrypt) == 1;
+  OPENSSL_cleanse(key, sizeof key);
+  return ok;
+}
+
 static int install_key(struct sealer *s) {
-  int ok = expand_label(s->md, s->secret, s->secret_len, "key", s->key, s->key_len) &&
-           expand_label(s->md, s->secret, s->secret_len, "iv", s->iv, sizeof s->iv) &&
-           EVP_EncryptInit_ex(s->aead, NULL, NULL, s->key, NULL) == 1;
-  OPENSSL_cleanse(s->key, sizeof s->key);
   s->seq = 0;
   s->under_key = 0;
-  return ok;
+  return derive_key(s, s->secret, s->aead, s->iv, 1);
+}
+
+/* The peer's next secret (a KeyUpdate it sent, RFC 8446 7.2), its key and IV, sequence 0. */
+static int update_read_key(struct sealer *s) {
+  unsigned char next[EVP_MAX_MD_SIZE];
+  int ok = expand_label(s->md, s->peer_secret, s->secret_len, "traffic upd", next, s->secret_len);
+  memcpy(s->peer_secret, next, s->secret_len);
+  OPENSSL_cleanse(next, sizeof next);
+  s->read_seq = 0;
+  return ok && derive_key(s, s->peer_secret, s->open_aead, s->read_iv, 0);
 }
 
 /*
@@ -674,6 +719,7 @@ static const char *take_over(SSL *ssl, struct sealer *s) {
     case 0x1303: name = "ChaCha20-Poly1305"; s->key_len = 32; break;
     default: return "a TLS 1.3 suite the relay does not seal";
   }
+  s->cipher_name = name;
   s->md = SSL_CIPHER_get_handshake_digest(suite);
   if (s->md == NULL || s->secret_len == 0 || s->secret_len != (size_t)EVP_MD_get_size(s->md))
     return "no traffic secret";
@@ -691,11 +737,37 @@ static const char *take_over(SSL *ssl, struct sealer *s) {
   return NULL;
 }
 
+/*
+ * Takes the receiving direction over from OpenSSL, at a record boundary: NULL when done,
+ * else why it stays on SSL_read. Read-ahead is off until here, so with nothing pending
+ * OpenSSL holds no byte of the peer's stream.
+ */
+static const char *open_over(SSL *ssl, struct sealer *s) {
+  if (!cfg.open) return "off";
+  if (!s->taken) return "the send path is not sealed";
+  if (s->peer_secret_len == 0 || s->peer_secret_len != s->secret_len) return "no traffic secret of the peer";
+  if (s->peer_updated) return "OpenSSL updated the peer's keys";
+  if (SSL_has_pending(ssl)) return "OpenSSL holds bytes of the peer";
+  EVP_CIPHER *cipher = EVP_CIPHER_fetch(NULL, s->cipher_name, NULL);
+  s->open_aead = EVP_CIPHER_CTX_new();
+  int ok = cipher != NULL && s->open_aead != NULL && EVP_DecryptInit_ex(s->open_aead, cipher, NULL, NULL, NULL) == 1 &&
+           derive_key(s, s->peer_secret, s->open_aead, s->read_iv, 0);
+  EVP_CIPHER_free(cipher);
+  if (!ok) return "the AEAD cannot be set up";
+  s->read_seq = (uint64_t)s->records_read;
+  s->opened = 1;
+  return NULL;
+}
+
 static void sealer_end(struct sealer *s) {
   EVP_CIPHER_CTX_free(s->aead);
   s->aead = NULL;
+  EVP_CIPHER_CTX_free(s->open_aead);
+  s->open_aead = NULL;
   OPENSSL_cleanse(s->secret, sizeof s->secret);
   OPENSSL_cleanse(s->iv, sizeof s->iv);
+  OPENSSL_cleanse(s->peer_secret, sizeof s->peer_secret);
+  OPENSSL_cleanse(s->read_iv, sizeof s->read_iv);
 }
 
 /*
@@ -734,7 +806,8 @@ static int key_update(struct sealer *s, unsigned char *rec) {
   m[1] = 0;
   m[2] = 0;
   m[3] = 1;
-  m[4] = cfg.key_update_requested ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED;
+  /* An answer to the peer's request must not ask again (RFC 8446 4.6.3). */
+  m[4] = cfg.key_update_requested && !s->update_owed ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED;
   if (seal_record(s, rec, 5, SSL3_RT_HANDSHAKE) != KEY_UPDATE_RECORD) return 0;
   unsigned char next[EVP_MAX_MD_SIZE];
   int ok = expand_label(s->md, s->secret, s->secret_len, "traffic upd", next, s->secret_len);
@@ -752,12 +825,135 @@ static int close_notify(struct sealer *s, unsigned char *rec) {
   return seal_record(s, rec, 2, SSL3_RT_ALERT) == ALERT_RECORD;
 }
 
+/* ---- the open receive path ---- */
+
+/*
+ * After the head exchange the receiving direction leaves OpenSSL's record layer too:
+ * one large recv from the TCP socket, each complete record checked and decrypted in
+ * place (RFC 8446 5.2: outer type application_data, legacy version 0x0303, length
+ * 17..2^14+256, nonce iv ^ seq, the header as additional data), its tag verified before
+ * any byte of it is used, and the data of many records leaves for QEMU in one writev
+ * pointing into the buffer. Inner types: data for QEMU, close_notify (the end), a
+ * KeyUpdate (the peer's next key; an answer owed to update_requested goes to the sealed
+ * send path); anything else fails the connection, and nothing from the failing record
+ * on reaches QEMU.
+ */
+#define RECORD_CIPHERTEXT_MAX (RECORD_PLAIN + 256)
+#define RECORD_MAX (RECORD_HEADER + RECORD_CIPHERTEXT_MAX)
+#define OPEN_IOV 256
+#define WHY_SIZE 160
+
+struct opened_in {
+  struct sealer *sealer;
+  unsigned char *buf;
+  size_t cap;
+  size_t head;       /* the next record to open */
+  size_t len;        /* bytes received */
+  struct iovec iov[OPEN_IOV]; /* opened data waiting for QEMU: iov[first, count) */
+  int first, count;
+  int eof;           /* close_notify opened */
+  char *why;         /* WHY_SIZE bytes that outlive relay(): the reason it returns */
+};
+
+/* Opens the record at `rec` with `inner` bytes of ciphertext and its tag after them, in place. */
+static int open_record(struct sealer *s, unsigned char *rec, size_t inner) {
+  unsigned char nonce[12];
+  int n;
+  memcpy(nonce, s->read_iv, sizeof nonce);
+  for (int i = 0; i < 8; i++) nonce[4 + i] ^= (unsigned char)(s->read_seq >> (56 - 8 * i));
+  unsigned char *body = rec + RECORD_HEADER;
+  if (EVP_DecryptInit_ex(s->open_aead, NULL, NULL, NULL, nonce) != 1 ||
+      EVP_DecryptUpdate(s->open_aead, NULL, &n, rec, RECORD_HEADER) != 1 ||
+      EVP_DecryptUpdate(s->open_aead, body, &n, body, (int)inner) != 1 || (size_t)n != inner ||
+      EVP_CIPHER_CTX_ctrl(s->open_aead, EVP_CTRL_AEAD_SET_TAG, RECORD_TAG, body + inner) != 1 ||
+      EVP_DecryptFinal_ex(s->open_aead, body + inner, &n) != 1)
+    return 0;
+  s->read_seq++;
+  return 1;
+}
+
+/* Opens every complete record from in->head while there is room to queue its data: NULL, or why the connection fails. */
+static const char *open_records(struct opened_in *in) {
+  struct sealer *s = in->sealer;
+  while (!in->eof && in->count < OPEN_IOV) {
+    size_t avail = in->len - in->head;
+    if (avail < RECORD_HEADER) return NULL;
+    unsigned char *rec = in->buf + in->head;
+    size_t length = (size_t)rec[3] << 8 | rec[4];
+    if (rec[0] != SSL3_RT_APPLICATION_DATA || rec[1] != 3 || rec[2] != 3) {
+      snprintf(in->why, WHY_SIZE, "bad record: type %d, version 0x%02x%02x, not TLS 1.3 application_data",
+               rec[0], rec[1], rec[2]);
+      return in->why;
+    }
+    if (length > RECORD_CIPHERTEXT_MAX) {
+      snprintf(in->why, WHY_SIZE, "record overflow: a TLS record of %zu bytes", length);
+      return in->why;
+    }
+    if (length < 1 + RECORD_TAG) {
+      snprintf(in->why, WHY_SIZE, "bad record: a TLS record of %zu bytes, shorter than its tag", length);
+      return in->why;
+    }
+    if (avail < RECORD_HEADER + length) return NULL;
+    size_t inner = length - RECORD_TAG;
+    if (inner > RECORD_PLAIN + 1) {
+      snprintf(in->why, WHY_SIZE, "record overflow: %zu bytes of plaintext in a TLS record", inner);
+      return in->why;
+    }
+    if (!open_record(s, rec, inner)) return "bad record MAC: a TLS record from the peer did not authenticate";
+    in->head += RECORD_HEADER + length;
+    unsigned char *body = rec + RECORD_HEADER;
+    size_t n = inner;
+    while (n > 0 && body[n - 1] == 0) n--;
+    if (n == 0) return "unexpected message: a TLS record without a content type";
+    unsigned char type = body[--n];
+    if (type == SSL3_RT_APPLICATION_DATA) {
+      if (n > 0) in->iov[in->count++] = (struct iovec){body, n};
+    } else if (type == SSL3_RT_ALERT) {
+      if (n != 2) return "unexpected message: a malformed TLS alert";
+      if (body[1] != SSL_AD_CLOSE_NOTIFY) {
+        snprintf(in->why, WHY_SIZE, "the peer sent TLS alert %d (%s)", body[1],
+                 SSL_alert_desc_string_long(body[1]));
+        return in->why;
+      }
+      in->eof = 1;
+    } else if (type == SSL3_RT_HANDSHAKE) {
+      /* Only a KeyUpdate, alone in its record: no handshake message may span a key change. */
+      if (n != 5 || body[0] != SSL3_MT_KEY_UPDATE || body[1] != 0 || body[2] != 0 || body[3] != 1 ||
+          (body[4] != SSL_KEY_UPDATE_NOT_REQUESTED && body[4] != SSL_KEY_UPDATE_REQUESTED))
+        return "unexpected message: a TLS handshake message other than KeyUpdate after the handshake";
+      if (body[4] == SSL_KEY_UPDATE_REQUESTED) s->update_owed = 1;
+      if (!update_read_key(s)) return "updating the peer's TLS key failed";
+      s->key_updates_received++;
+    } else {
+      snprintf(in->why, WHY_SIZE, "unexpected message: a TLS record of content type %d", type);
+      return in->why;
+    }
+  }
+  return NULL;
+}
+
+/* Makes room at the buffer's end once QEMU has taken every opened byte. */
+static void open_compact(struct opened_in *in) {
+  if (in->first < in->count) return;
+  in->first = in->count = 0;
+  if (in->head == in->len) {
+    in->head = in->len = 0;
+  } else if (in->cap - in->len < RECORD_MAX) {
+    memmove(in->buf, in->buf + in->head, in->len - in->head);
+    in->len -= in->head;
+    in->head = 0;
+  }
+}
+
 /* ---- the relay loop ---- */
 
 struct counters {
   long long from_qemu, to_qemu;
   int sealed;            /* the sending direction sealed its own records */
   long long key_updates; /* KeyUpdates the sealed path sent */
+  int opened;            /* the receiving direction opened its own records */
+  long long key_updates_received; /* KeyUpdates the open path applied */
+  char why[WHY_SIZE];             /* the open path's reason when it failed the connection */
 };
 
 /* Sealed records waiting to leave: records[start, end) of a buffer of `slots` record slots. */
@@ -812,6 +1008,10 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
   if (sealed) out.records = malloc(CONTROL_ROOM + (size_t)out.slots * RECORD_SLOT);
   char *up = sealed ? NULL : malloc((size_t)cfg.up_buffer);
   char *down = malloc(DOWN_BUFFER);
+  struct opened_in in = {.sealer = out.sealer, .buf = (unsigned char *)down, .cap = DOWN_BUFFER, .why = c->why};
+  int opened = sealed && open_over(ssl, out.sealer) == NULL;
+  if (!opened) SSL_set_read_ahead(ssl, 1);
+  c->opened = opened;
   size_t down_cap = cfg.down_batch ? DOWN_BUFFER : 16 * 1024;
   size_t up_len = 0, up_off = 0, down_len = 0, down_off = 0;
   int plain_eof = 0, tls_eof = 0, plain_shut = 0;
@@ -924,8 +1124,61 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
           progress = 1;
         }
       }
-      /* TLS -> QEMU: as many records as fit, then one write */
-      while (!tls_eof && down_len < down_cap && error == NULL) {
+      if (opened) {
+        read_wants = 0;
+        /* TLS -> QEMU, opened here: one recv, every complete record opened in place, one writev */
+        if (!tls_eof && error == NULL) {
+          error = open_records(&in);
+          open_compact(&in);
+          if (error == NULL && !in.eof && in.count < OPEN_IOV && in.len < in.cap) {
+            read_wants = 0;
+            ssize_t n = recv(net, in.buf + in.len, in.cap - in.len, 0);
+            if (n > 0) {
+              in.len += (size_t)n;
+              progress = 1;
+              error = open_records(&in);
+            } else if (n == 0) {
+              /* The end without close_notify, like SSL_OP_IGNORE_UNEXPECTED_EOF; inside a record, not. */
+              if (in.len > in.head) error = "the tunnel connection ended inside a TLS record";
+              in.eof = 1;
+              progress = 1;
+            } else if (errno == EAGAIN) {
+              read_wants = POLLIN;
+            } else if (errno != EINTR) {
+              error = "the tunnel connection failed";
+            }
+          }
+          if (in.eof && error == NULL) {
+            tls_eof = 1;
+            progress = 1;
+          }
+        }
+        if (in.first < in.count && error == NULL) {
+          ssize_t n = writev(plain, in.iov + in.first, in.count - in.first);
+          if (n > 0) {
+            c->to_qemu += n;
+            atomic_fetch_add(&total_to_qemu, n);
+            for (size_t left = (size_t)n; left > 0;) {
+              struct iovec *v = &in.iov[in.first];
+              if (left >= v->iov_len) {
+                left -= v->iov_len;
+                in.first++;
+              } else {
+                v->iov_base = (char *)v->iov_base + left;
+                v->iov_len -= left;
+                left = 0;
+              }
+            }
+            open_compact(&in);
+            progress = 1;
+          } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            error = "QEMU's connection failed";
+          }
+        }
+        down_len = in.first < in.count; /* what the shutdown and poll below wait on */
+      }
+      /* TLS -> QEMU through OpenSSL: as many records as fit, then one write */
+      while (!opened && !tls_eof && down_len < down_cap && error == NULL) {
         read_wants = 0;
         int r = SSL_read(ssl, down + down_len, (int)(down_cap - down_len));
         if (r > 0) {
@@ -949,7 +1202,7 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
       }
       if (sealed && out.sealer->openssl_wrote && error == NULL)
         error = "OpenSSL wrote a TLS record (an alert) on the direction the relay seals";
-      if (down_off < down_len && error == NULL) {
+      if (!opened && down_off < down_len && error == NULL) {
         ssize_t n = write(plain, down + down_off, down_len - down_off);
         if (n > 0) {
           down_off += (size_t)n;
@@ -994,6 +1247,7 @@ static const char *relay(int plain, SSL *ssl, struct counters *c) {
   }
   if (sealed) {
     c->key_updates = out.sealer->key_updates;
+    c->key_updates_received = out.sealer->key_updates_received;
     sealer_end(out.sealer);
   }
   free(out.records);
@@ -1012,6 +1266,8 @@ static void event_closed(const char *role, const struct counters *c, const char 
   putf(&t, ",\"bytesFromQemu\":%lld,\"bytesToQemu\":%lld", c->from_qemu, c->to_qemu);
   if (index >= 0) putf(&t, ",\"index\":%d", index);
   putf(&t, ",\"sendPath\":\"%s\",\"keyUpdatesSent\":%lld", c->sealed ? "sealed" : "ssl-write", c->key_updates);
+  putf(&t, ",\"receivePath\":\"%s\",\"keyUpdatesReceived\":%lld", c->opened ? "opened" : "ssl-read",
+       c->key_updates_received);
   if (error != NULL) {
     puts_(&t, ",\"error\":");
     put_json(&t, error);
@@ -1183,6 +1439,7 @@ static void *destination_connection(void *arg) {
   SSL *ssl = SSL_new(ctx);
   struct sealer sealer = {0};
   SSL_set_ex_data(ssl, sealer_index, &sealer);
+  SSL_set_read_ahead(ssl, 0); /* until the open path takes over at a record boundary (open_over) */
   batch_records(ssl, fd);
   SSL_set_accept_state(ssl);
   struct peer peer = {0};
@@ -1191,7 +1448,10 @@ static void *destination_connection(void *arg) {
   int settled = 0;
   for (;;) {
     int r = SSL_do_handshake(ssl);
-    if (r == 1) break;
+    if (r == 1) {
+      sealer.records_read = 0; /* the handshake's records were under the handshake keys */
+      break;
+    }
     int w = ssl_wait(ssl, r, deadline);
     if (w == 1) continue;
     char why[256], reason[512];
@@ -1432,11 +1692,15 @@ static void *source_connection(void *arg) {
   }
   ssl = SSL_new(ctx);
   SSL_set_ex_data(ssl, sealer_index, &sealer);
+  SSL_set_read_ahead(ssl, 0); /* until the open path takes over at a record boundary (open_over) */
   batch_records(ssl, net);
   SSL_set_connect_state(ssl);
   for (;;) {
     int r = SSL_do_handshake(ssl);
-    if (r == 1) break;
+    if (r == 1) {
+      sealer.records_read = 0; /* the handshake's records were under the handshake keys */
+      break;
+    }
     int w = ssl_wait(ssl, r, deadline);
     if (w == 1) continue;
     long v = SSL_get_verify_result(ssl);

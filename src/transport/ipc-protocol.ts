@@ -95,6 +95,10 @@ export type WorkerEvent =
       sendPath?: 'sealed' | 'ssl-write';
       /** Native relay, sealed: the KeyUpdates it sent. */
       keyUpdatesSent?: number;
+      /** Native relay: whether it opened the peer's TLS records itself, or left them to SSL_read. */
+      receivePath?: 'opened' | 'ssl-read';
+      /** Native relay, opened: the peer's KeyUpdates it applied. */
+      keyUpdatesReceived?: number;
     }
   | { type: 'source-connect-failed'; migrationId: string; index: number; reason: string }
   | { type: 'proxy-failed'; reason: string }

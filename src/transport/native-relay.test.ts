@@ -44,7 +44,7 @@ describe('native relay: its stdin and stdout', () => {
     );
     assert.deepEqual(
       parseRelayEvent(
-        '{"type":"tunnel-connection-closed","role":"source","migrationId":"m","bytesFromQemu":5,"bytesToQemu":0,"index":1,"sendPath":"sealed","keyUpdatesSent":3,"error":"QEMU\'s connection failed"}',
+        '{"type":"tunnel-connection-closed","role":"source","migrationId":"m","bytesFromQemu":5,"bytesToQemu":0,"index":1,"sendPath":"sealed","keyUpdatesSent":3,"receivePath":"opened","keyUpdatesReceived":2,"error":"QEMU\'s connection failed"}',
       ),
       {
         type: 'tunnel-connection-closed',
@@ -55,11 +55,13 @@ describe('native relay: its stdin and stdout', () => {
         error: "QEMU's connection failed",
         sendPath: 'sealed',
         keyUpdatesSent: 3,
+        receivePath: 'opened',
+        keyUpdatesReceived: 2,
       },
     );
     assert.deepEqual(
       parseRelayEvent(
-        '{"type":"tunnel-connection-closed","role":"destination","migrationId":"m","bytesFromQemu":0,"bytesToQemu":7,"sendPath":"anything","keyUpdatesSent":-1}',
+        '{"type":"tunnel-connection-closed","role":"destination","migrationId":"m","bytesFromQemu":0,"bytesToQemu":7,"sendPath":"anything","keyUpdatesSent":-1,"receivePath":"sealed","keyUpdatesReceived":1.5}',
       ),
       {
         type: 'tunnel-connection-closed',
@@ -68,7 +70,7 @@ describe('native relay: its stdin and stdout', () => {
         bytesFromQemu: 0,
         bytesToQemu: 7,
       },
-      'a send path or count it does not know is left out',
+      'a path or count it does not know is left out',
     );
     assert.deepEqual(
       parseRelayEvent('{"type":"tunnel-connection-opened","role":"destination","migrationId":"m"}'),

@@ -104,6 +104,8 @@ export function parseRelayEvent(line: string): NativeRelayEvent | undefined {
         ...(v.error !== undefined ? { error: v.error } : {}),
         ...(v.sendPath === 'sealed' || v.sendPath === 'ssl-write' ? { sendPath: v.sendPath } : {}),
         ...(isCount(v.keyUpdatesSent) ? { keyUpdatesSent: v.keyUpdatesSent } : {}),
+        ...(v.receivePath === 'opened' || v.receivePath === 'ssl-read' ? { receivePath: v.receivePath } : {}),
+        ...(isCount(v.keyUpdatesReceived) ? { keyUpdatesReceived: v.keyUpdatesReceived } : {}),
       };
     case 'source-connect-failed':
       return isString(v.migrationId) && isCount(v.index) && isString(v.reason)
@@ -145,6 +147,12 @@ export interface NativeRelayTuning {
   keyUpdateRecords?: number;
   /** Sealed: each KeyUpdate asks the peer to update its sending key too (tests). */
   keyUpdateRequested?: boolean;
+  /**
+   * The receiving direction opens the peer's TLS 1.3 records itself after the head exchange (one
+   * recv, records decrypted in place, one writev to QEMU); off: SSL_read. Only with the sealed send
+   * path. Default on.
+   */
+  opened?: boolean;
 }
 
 export interface NativeRelayStats {
@@ -186,6 +194,7 @@ function relayConfig(options: CommonOptions, fields: Record<string, string | num
     key_update_records: tuning.keyUpdateRecords,
     key_update_requested:
       tuning.keyUpdateRequested === undefined ? undefined : Number(tuning.keyUpdateRequested),
+    open: tuning.opened === undefined ? undefined : Number(tuning.opened),
   });
 }
 

@@ -148,6 +148,97 @@ async function waitFor<T>(what: string, get: () => T | undefined, ms = 10_000): 
   }
 }
 
+/** Sends `data` to a source QEMU socket until it is all sent or the relay closes the connection. */
+async function sendUntilClosed(path: string, data: Buffer): Promise<void> {
+  const s = connect({ path, allowHalfOpen: true } as never);
+  s.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', resolve);
+    s.once('error', reject);
+  });
+  s.resume();
+  for (let off = 0; off < data.length && !s.destroyed; off += MiB) {
+    if (!s.write(data.subarray(off, off + MiB)))
+      await Promise.race([new Promise((r) => s.once('drain', r)), closed]);
+  }
+  s.end();
+  await closed;
+}
+
+type Spoil = 'flips one byte inside' | 'gives an oversized length to' | 'ends the stream halfway through';
+
+/**
+ * A TCP proxy to `port` that follows the TLS records from the client and spoils the first
+ * application_data record of 1000 bytes or more once `after` bytes have passed; what follows
+ * a spoiled record passes unchanged (a cut stream: nothing). plaintextBefore: the most data the
+ * records before it can carry (TLS 1.3 with no padding: 17 bytes of each are not data).
+ */
+async function spoilingProxy(
+  port: number,
+  after: number,
+  how: Spoil,
+): Promise<{ port: number; spoiled: () => boolean; plaintextBefore: () => number; close: () => void }> {
+  let spoiled = false;
+  let plaintext = 0;
+  const sockets: Socket[] = [];
+  const server = createServer((client) => {
+    const upstream = connect({ host: '127.0.0.1', port });
+    sockets.push(client, upstream);
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+    upstream.pipe(client);
+    upstream.on('close', () => client.destroy());
+    let pending: Buffer = Buffer.alloc(0);
+    let passed = 0;
+    let done = false;
+    client.on('data', (d: Buffer) => {
+      if (done) {
+        if (how !== 'ends the stream halfway through') upstream.write(d);
+        return;
+      }
+      pending = pending.length === 0 ? d : Buffer.concat([pending, d]);
+      let off = 0;
+      while (pending.length - off >= 5) {
+        const length = pending.readUInt16BE(off + 3);
+        if (pending.length - off < 5 + length) break;
+        const record = pending.subarray(off, off + 5 + length);
+        if (passed >= after && record[0] === 23 && length >= 1000) {
+          spoiled = done = true;
+          upstream.write(pending.subarray(0, off));
+          if (how === 'flips one byte inside') {
+            record[5 + 500] = (record[5 + 500] ?? 0) ^ 0x01;
+          } else if (how === 'gives an oversized length to') {
+            record.writeUInt16BE(0x4200, 3);
+          } else {
+            upstream.end(record.subarray(0, 5 + (length >> 1)));
+            return;
+          }
+          upstream.write(pending.subarray(off));
+          return;
+        }
+        if (record[0] === 23) plaintext += length - 17;
+        passed += record.length;
+        off += record.length;
+      }
+      upstream.write(pending.subarray(0, off));
+      pending = Buffer.from(pending.subarray(off));
+    });
+    client.on('end', () => upstream.end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address !== null ? address.port : 0,
+    spoiled: () => spoiled,
+    plaintextBefore: () => plaintext,
+    close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
 const available = nativeRelayAvailability();
 
 /** How a native end is run: its data-path knobs and TLS 1.3 suites. */
@@ -356,15 +447,24 @@ describe('native relay', { skip: available.available ? false : available.reason,
       for (const c of closed) {
         assert.equal(c.error, undefined, `${c.role}: no error`);
         assert.equal(c.sendPath, 'sealed', `${c.role}: the native relay seals its records by default`);
+        assert.equal(c.receivePath, 'opened', `${c.role}: and opens the peer's records by default`);
       }
     });
   }
 
-  it('relays byte for byte through SSL_write when the sealed send path is off', async () => {
+  it('relays byte for byte through SSL_write and SSL_read when the sealed send path is off', async () => {
     const closed = await relayFourChannels('native', 'native', 8 * MiB, MiB, { tuning: { sealed: false } });
     assert.deepEqual(
-      closed.map((c) => [c.sendPath, c.keyUpdatesSent, c.error]),
-      Array(8).fill(['ssl-write', 0, undefined]),
+      closed.map((c) => [c.sendPath, c.keyUpdatesSent, c.receivePath, c.error]),
+      Array(8).fill(['ssl-write', 0, 'ssl-read', undefined]),
+    );
+  });
+
+  it('relays byte for byte through SSL_read when only the open receive path is off', async () => {
+    const closed = await relayFourChannels('native', 'native', 8 * MiB, MiB, { tuning: { opened: false } });
+    assert.deepEqual(
+      closed.map((c) => [c.sendPath, c.receivePath, c.keyUpdatesReceived, c.error]),
+      Array(8).fill(['sealed', 'ssl-read', 0, undefined]),
     );
   });
 
@@ -386,13 +486,76 @@ describe('native relay', { skip: available.available ? false : available.reason,
       for (const c of closed) {
         assert.equal(c.error, undefined, `${c.role}: no error`);
         assert.equal(c.sendPath, 'sealed', `${c.role}: sealed`);
+        assert.equal(
+          c.receivePath,
+          'opened',
+          `${c.role}: opened, so its own code applied the peer's KeyUpdates`,
+        );
         // At most 16 KiB a record, so at least this many records, and a KeyUpdate after each 8 but the last.
         const records = Math.ceil((c.role === 'source' ? bytes : reply) / 16384);
         assert.ok(
           (c.keyUpdatesSent ?? 0) >= Math.floor(records / 8) - 1,
           `${c.role}: ${c.keyUpdatesSent} KeyUpdates for ${records} records or more`,
         );
+        // The peer's KeyUpdates, applied by the open path: a native peer's every 8 records, or Node's
+        // answers to ours (a Node source has sent everything before the destination's requests come).
+        if (src === 'native') {
+          const peerRecords = Math.ceil(
+            (c.role === 'source' ? (dst === 'native' ? reply : bytes) : bytes) / 16384,
+          );
+          assert.ok(
+            (c.keyUpdatesReceived ?? 0) >= Math.floor(peerRecords / 8) - 1,
+            `${c.role}: ${c.keyUpdatesReceived} KeyUpdates applied, ${peerRecords} records or more`,
+          );
+        }
       }
+    });
+  }
+
+  // A TCP proxy between a native source and a native destination spoils one record after 4 MiB:
+  // the destination ends the connection saying why, and its QEMU gets an exact prefix of the
+  // stream that holds nothing of the spoiled record or what follows it.
+  for (const [how, error] of [
+    ['flips one byte inside', /^bad record MAC: /],
+    ['gives an oversized length to', /^record overflow: a TLS record of 16896 bytes$/],
+    ['ends the stream halfway through', /^the tunnel connection ended inside a TLS record$/],
+  ] as const) {
+    it(`the open receive path: a proxy ${how} a record, QEMU gets only what came before it`, async () => {
+      const id = nextId();
+      const before = events.length;
+      const d = await destination('native', id, 1);
+      const proxy = await spoilingProxy(d.port, 4 * MiB, how);
+      opened.push(() => proxy.close());
+      const s = await source('native', id, proxy.port);
+      const data = randomBytes(16 * MiB);
+      await sendUntilClosed(s.path, data);
+      const [got] = await Promise.all(d.sink.received);
+      assert.ok(proxy.spoiled(), 'the proxy spoiled a record');
+      assert.ok(
+        got !== undefined && got.bytes > 0 && got.bytes < data.length,
+        `${got?.bytes} bytes reached QEMU`,
+      );
+      assert.equal(
+        got.sha,
+        createHash('sha256').update(data.subarray(0, got.bytes)).digest('hex'),
+        'a prefix',
+      );
+      // The records before the spoiled one carried at most this much data (the handshake's and the
+      // request's records count too): a byte of the spoiled 16 KiB record would go past it.
+      assert.ok(got.bytes <= proxy.plaintextBefore(), `${got.bytes} <= ${proxy.plaintextBefore()}`);
+      const closed = await waitFor('the destination closing', () =>
+        events
+          .slice(before)
+          .find(
+            (e) => e.type === 'tunnel-connection-closed' && e.migrationId === id && e.role === 'destination',
+          ),
+      );
+      assert.ok(closed.type === 'tunnel-connection-closed');
+      assert.equal(closed.receivePath, 'opened');
+      assert.match(closed.error ?? '', error);
+      await s.close();
+      await d.close();
+      d.sink.close();
     });
   }
 
