@@ -43,6 +43,8 @@ export async function startDiskVm(lab: TwoHostLab, a: AgentApi, diskMiB: number)
   mkdirSync(dirname(image), { recursive: true });
   await createImage({ path: image, format: 'raw', virtualSize: diskMiB * 1024 * 1024 });
   execFileSync('qemu-io', ['-f', 'raw', '-c', `write -P 0x5a 0 ${diskMiB}M`, image], { stdio: 'ignore' });
+  // Agents running as root start QEMU as its own user: the image must be its to read and write.
+  lab.giveToQemu(image);
   await a.startVm(
     {
       name: VM,
