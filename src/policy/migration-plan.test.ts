@@ -83,7 +83,7 @@ describe('planMigration: transport and TLS (live_migration_tunnelled tri-state)'
     assert.equal(r?.option, 'libvirt.live_migration_tunnelled');
     assert.match(
       r?.message ?? '',
-      /^tunnelled: libvirt.live_migration_tunnelled = unset \(default\), both hosts can do either secure transport, no figures for this pair of hosts \(vmferry host calibrate --peer measures them\); the default for QEMU 7\.2\.22: vmferry's benchmark on QEMU 7\.2: tunnel 3\.69 Gbit\/s vs native TLS 2\.13 Gbit\/s with a core per host \(npm run bench -- --pin, 2026-11-30/,
+      /^tunnelled: libvirt.live_migration_tunnelled = unset \(default\), both hosts can do either secure transport, no figures for this pair of hosts \(vmferry host calibrate --peer measures them\); the default for QEMU 7\.2\.22: vmferry's benchmark on QEMU 7\.2: tunnel 4\.36 Gbit\/s vs native TLS 1\.37 Gbit\/s with a core per host \(npm run bench -- --pin, 2026-12-01, native relay/,
     );
     assert.ok(p.flags.includes('VIR_MIGRATE_TUNNELLED') && !p.flags.includes('VIR_MIGRATE_TLS'));
   });

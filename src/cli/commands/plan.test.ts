@@ -51,7 +51,7 @@ describe('vmferry plan', () => {
     assert.deepEqual([p.transport, p.tls], ['tunnelled', true]);
     assert.match(
       p.reasons.find((x) => x.decision === 'transport')?.message ?? '',
-      /no figures for this pair of hosts .*QEMU version unknown: the default benchmarked on QEMU 7\.2: .*tunnel 3\.69 Gbit\/s vs native TLS 2\.13 Gbit\/s with a core per host/,
+      /no figures for this pair of hosts .*QEMU version unknown: the default benchmarked on QEMU 7\.2: .*tunnel 4\.36 Gbit\/s vs native TLS 1\.37 Gbit\/s with a core per host/,
     );
     assert.deepEqual(p.downtimeSteps[1], [300, 95]);
     assert.equal(p.completionTimeoutSeconds, 3200);
