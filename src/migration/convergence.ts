@@ -4,7 +4,7 @@
  * completion timeout itself is src/policy's completionTimeoutReached). No clock and no I/O here; the loop passes the numbers in.
  */
 
-import { downtimeStepAt, type DowntimeStep } from '../policy/index.js';
+import { downtimeStepAt, type DowntimeStep, type MigrationSettings } from '../policy/index.js';
 
 export type DowntimeSteps = readonly DowntimeStep[];
 
@@ -56,6 +56,16 @@ export interface CopyState {
   copiedBytes: number;
   /** When it last grew (seconds since the copies started). */
   lastProgressAt: number;
+}
+
+/**
+ * How long nothing may move while the disks are mirrored: the plan's disk stall limit, or
+ * `stallSeconds` for settings made before there was one.
+ */
+export function diskStallLimit(
+  settings: Pick<MigrationSettings, 'stallSeconds' | 'diskStallSeconds'>,
+): number {
+  return settings.diskStallSeconds ?? settings.stallSeconds;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { completionTimeoutReached, type MigrationSettings } from '../policy/index.js';
 import {
+  diskStallLimit,
   downtimeChange,
   timeoutResponse,
   trackCopy,
@@ -107,7 +108,7 @@ export function nextAction(
   const progress = trackProgress(state.stall, sample.remainingBytes, elapsed, settings.stallSeconds);
   let next: MonitorState = { ...state, stall: progress.state };
   if (sample.disks !== undefined) {
-    const limit = settings.diskStallSeconds ?? settings.stallSeconds;
+    const limit = diskStallLimit(settings);
     const bytes = (sample.transferredBytes ?? 0) + sample.disks.reduce((n, d) => n + d.transferredBytes, 0);
     const moved = trackCopy(state.moved, bytes, elapsed, limit);
     next = { ...next, moved: moved.state };

@@ -4,7 +4,7 @@ import type { Failpoint } from '../failpoints.js';
 import { completionTimeoutReached, type MigrationSettings } from '../policy/index.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import type { Clock } from './clock.js';
-import { trackCopy, type CopyState } from './convergence.js';
+import { diskStallLimit, trackCopy, type CopyState } from './convergence.js';
 import { DiskCopy, type DiskCopyPlan } from './disk-copy.js';
 import type { Forecast } from './forecast.js';
 import { settleHandOver } from './handover.js';
@@ -264,7 +264,7 @@ export class SourceMigration {
       `copying ${plan.disks.length} disk(s) to ${deps.peer.name} ${how}, then the memory`,
     );
     const { completionTimeoutSeconds } = deps.settings;
-    const stallSeconds = deps.settings.diskStallSeconds ?? deps.settings.stallSeconds;
+    const stallSeconds = diskStallLimit(deps.settings);
     let copy: CopyState | undefined;
     for (;;) {
       await this.tick();
